@@ -1,0 +1,9 @@
+#include "common/rng.h"
+
+#include <math.h>
+
+float rng_normal(Rng *r) {
+    float u1 = rng_uniform(r), u2 = rng_uniform(r);
+    if (u1 < 1e-12f) u1 = 1e-12f;
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864769f * u2);
+}

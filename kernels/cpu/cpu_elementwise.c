@@ -1,0 +1,114 @@
+// Elementwise ops: residual add, activations (gelu, quick_gelu, swiglu) and
+// rotary position embeddings.
+#include <math.h>
+
+#include "kernels/cpu/cpu_ops.h"
+
+void cpu_residual_forward(void *out_, const void *a_, const void *b_, size_t n) {
+    float *out = out_;
+    const float *a = a_, *b = b_;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void cpu_accumulate(void *dst_, const void *src_, size_t n) {
+    float *dst = dst_;
+    const float *src = src_;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+#define INV_SQRT2 0.70710678118654752440f
+#define INV_SQRT_2PI 0.39894228040143267794f
+
+void cpu_gelu_forward(void *out_, const void *inp_, size_t n) {
+    float *out = out_;
+    const float *x = inp_;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+}
+
+void cpu_gelu_backward(void *dinp_, const void *inp_, const void *dout_, size_t n) {
+    float *dinp = dinp_;
+    const float *x = inp_, *dout = dout_;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT2));
+        float pdf = INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
+        dinp[i] = dout[i] * (cdf + x[i] * pdf);
+    }
+}
+
+void cpu_quick_gelu_forward(void *out_, const void *inp_, size_t n) {
+    float *out = out_;
+    const float *x = inp_;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
+void cpu_quick_gelu_backward(void *dinp_, const void *inp_, const void *dout_, size_t n) {
+    float *dinp = dinp_;
+    const float *x = inp_, *dout = dout_;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-1.702f * x[i]));
+        dinp[i] = dout[i] * (s + 1.702f * x[i] * s * (1.0f - s));
+    }
+}
+
+void cpu_swiglu_forward(void *out_, const void *gateup_, int M, int FF) {
+    float *out = out_;
+    const float *gu = gateup_;
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *g = gu + (size_t)m * 2 * FF, *u = g + FF;
+        float *o = out + (size_t)m * FF;
+        for (int i = 0; i < FF; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+void cpu_swiglu_backward(void *dgateup_, const void *dout_, const void *gateup_, int M, int FF) {
+    float *dgu = dgateup_;
+    const float *dout = dout_, *gu = gateup_;
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *g = gu + (size_t)m * 2 * FF, *u = g + FF, *dy = dout + (size_t)m * FF;
+        float *dg = dgu + (size_t)m * 2 * FF, *du = dg + FF;
+        for (int i = 0; i < FF; i++) {
+            float s = 1.0f / (1.0f + expf(-g[i]));
+            float silu = g[i] * s;
+            du[i] = dy[i] * silu;
+            dg[i] = dy[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+        }
+    }
+}
+
+// Rotates the first (NH + NKV) heads of each row (q then k) by +angle or
+// -angle (direction = +1 / -1). Angles are computed in fp32 the way
+// transformers does: inv_freq = 1 / theta^(2i/HS), angle = pos * inv_freq.
+static void rope_apply(float *qkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta, float direction) {
+    int half = HS / 2, heads = NH + NKV, row = (NH + 2 * NKV) * HS;
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        float p = (float)pos[m];
+        for (int i = 0; i < half; i++) {
+            float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)HS);
+            float angle = p * inv_freq;
+            float c = cosf(angle), s = direction * sinf(angle);
+            for (int h = 0; h < heads; h++) {
+                float *x = qkv + (size_t)m * row + (size_t)h * HS;
+                float a = x[i], b = x[i + half];
+                x[i] = a * c - b * s;
+                x[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+void cpu_rope_forward(void *qkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta) {
+    rope_apply(qkv, pos, M, NH, NKV, HS, theta, 1.0f);
+}
+
+void cpu_rope_backward(void *dqkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta) {
+    rope_apply(dqkv, pos, M, NH, NKV, HS, theta, -1.0f);
+}

@@ -1,0 +1,157 @@
+// The op table: every compute op the model needs, forward and backward side by
+// side. The model (train/model.c) is written once against this table; each
+// backend fills it in (kernels/cpu: fp32 reference; kernels/cuda: bf16).
+//
+// Buffer conventions
+// - `void *` buffers hold the backend's activation/parameter dtype ("act":
+//   fp32 on the CPU, bf16 on CUDA). `float *` buffers are always fp32: norm
+//   statistics, the log-sum-exp of attention, losses, parameter gradients,
+//   optimizer state. `int32_t *` buffers are token ids, targets, positions and
+//   segment ids. All pointers are backend memory (host for CPU, device for CUDA).
+// - Shapes use short names: B batch, T sequence, M = B*T rows, C channels,
+//   NH query heads, NKV key/value heads, HS head size, V vocabulary, FF MLP
+//   width, K/N matmul inner/output sizes.
+// - Backward ops accumulate into parameter gradients (`+=`, so accumulation
+//   steps add up) and skip them when the pointer is NULL (frozen tensors).
+//   Activation gradients are written (`=`), except where marked `+=`: the
+//   norms' input gradient, which lands on the residual stream.
+// - Every op is deterministic: the same inputs give bitwise the same outputs
+//   (no float atomics), which is what makes recompute bitwise-exact.
+#ifndef LLAVA_OPS_H
+#define LLAVA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Attention layout: the fused projection output qkv[M, (NH + 2*NKV) * HS] holds
+// for each row the NH query heads, then NKV key heads, then NKV value heads.
+// Segment ids seg[M] (NULL = one document per row, no padding):
+//   0 = padding: never attended to as a key;
+//   s > 0 = document s: a query in document s sees only keys of document s.
+//   A padding query sees every non-padding key (as transformers does for
+//   right-padded batches); a query with no visible key outputs zeros.
+typedef struct {
+    int B, T, NH, NKV, HS;
+    int causal;           // 1 for the LLM, 0 for the vision tower
+    const int32_t *seg;   // [M] or NULL
+} AttnShape;
+
+typedef struct Ops {
+    const char *name;     // "cpu", "cuda"
+    size_t act_size;      // bytes per act element: 4 (fp32) or 2 (bf16)
+
+    // ---- memory -------------------------------------------------------------
+    void *(*alloc)(size_t bytes);                // zero-filled; aborts on OOM
+    void (*free)(void *p);
+    void (*zero)(void *p, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);  // backend to backend
+    // host fp32 <-> backend act (converted), host <-> backend fp32/int32 (raw)
+    void (*upload_act)(void *dst, const float *src, size_t n);
+    void (*download_act)(float *dst, const void *src, size_t n);
+    void (*upload)(void *dst, const void *src, size_t bytes);
+    void (*download)(void *dst, const void *src, size_t bytes);
+    void (*synchronize)(void);
+
+    // ---- linear layers ------------------------------------------------------
+    // out[M,N] = inp[M,K] @ weight[N,K]^T (+ bias[N] when not NULL)
+    void (*matmul_forward)(void *out, const void *inp, const void *weight, const void *bias,
+                           int M, int K, int N);
+    // dinp[M,K] = dout[M,N] @ weight[N,K]            (skipped when dinp NULL)
+    // dweight[N,K] += dout^T @ inp, dbias[N] += sum_rows dout   (NULL = frozen)
+    void (*matmul_backward)(void *dinp, float *dweight, float *dbias, const void *dout,
+                            const void *inp, const void *weight, int M, int K, int N);
+
+    // ---- normalization ------------------------------------------------------
+    // out = (inp - mean) * rstd * weight + bias, biased variance, fp32 stats.
+    void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *inp,
+                              const void *weight, const void *bias, int M, int C, float eps);
+    // dinp[M,C] +=, dweight[C] +=, dbias[C] += (NULL = frozen)
+    void (*layernorm_backward)(void *dinp, float *dweight, float *dbias, const void *dout,
+                               const void *inp, const void *weight, const float *mean,
+                               const float *rstd, int M, int C);
+    // out = inp * rsqrt(mean(inp^2) + eps) * weight
+    void (*rmsnorm_forward)(void *out, float *rstd, const void *inp, const void *weight,
+                            int M, int C, float eps);
+    // dinp[M,C] +=, dweight[C] += (NULL = frozen)
+    void (*rmsnorm_backward)(void *dinp, float *dweight, const void *dout, const void *inp,
+                             const void *weight, const float *rstd, int M, int C);
+
+    // ---- elementwise --------------------------------------------------------
+    void (*residual_forward)(void *out, const void *a, const void *b, size_t n);  // out = a + b
+    void (*accumulate)(void *dst, const void *src, size_t n);                     // dst += src
+    // gelu: exact erf form 0.5 x (1 + erf(x / sqrt 2)); dinp may alias dout.
+    void (*gelu_forward)(void *out, const void *inp, size_t n);
+    void (*gelu_backward)(void *dinp, const void *inp, const void *dout, size_t n);
+    // quick_gelu: x * sigmoid(1.702 x)
+    void (*quick_gelu_forward)(void *out, const void *inp, size_t n);
+    void (*quick_gelu_backward)(void *dinp, const void *inp, const void *dout, size_t n);
+    // out[M,FF] = silu(gateup[:, :FF]) * gateup[:, FF:]  (gateup[M, 2FF])
+    void (*swiglu_forward)(void *out, const void *gateup, int M, int FF);
+    // dgateup[M,2FF] = gradients of gate and up halves from dout[M,FF]
+    void (*swiglu_backward)(void *dgateup, const void *dout, const void *gateup, int M, int FF);
+
+    // ---- rotary embeddings (half-split layout) ------------------------------
+    // Rotates the q and k heads of qkv[M, (NH+2NKV)*HS] in place by
+    // angle = pos[m] * theta^(-2i/HS); v is untouched.
+    void (*rope_forward)(void *qkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta);
+    // The inverse rotation applied in place to the q and k parts of dqkv.
+    void (*rope_backward)(void *dqkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta);
+
+    // ---- attention ----------------------------------------------------------
+    // out[M, NH*HS] = softmax(q k^T / sqrt(HS) + mask) v, lse[B, NH, T] saved
+    // (natural log of the softmax denominator, -inf for rows with no key).
+    void (*attention_forward)(void *out, float *lse, const void *qkv, const AttnShape *s);
+    // dqkv[M, (NH+2NKV)*HS] = (written) gradients of q, k, v.
+    void (*attention_backward)(void *dqkv, const void *dout, const void *qkv, const void *out,
+                               const float *lse, const AttnShape *s);
+
+    // ---- embeddings, gathers ------------------------------------------------
+    // out[M,C] = table[ids[m]]; ids[m] < 0 gives a zero row.
+    void (*embedding_forward)(void *out, const int32_t *ids, const void *table, int M, int C);
+    // dtable[V,C] += rows of dout for ids >= 0. Deterministic.
+    void (*embedding_backward)(float *dtable, const void *dout, const int32_t *ids, int M, int C, int V);
+    // dst[rows[i]] = src[i] for i < n (rows of C)
+    void (*scatter_rows)(void *dst, const void *src, const int32_t *rows, int n, int C);
+    // dst[i] = src[rows[i]] for i < n
+    void (*gather_rows)(void *dst, const void *src, const int32_t *rows, int n, int C);
+
+    // ---- vision embeddings (forward only: the vision tower is frozen) --------
+    // patches[N*NP, 3*P*P] from pixels[N, 3, S, S] (act), NP = (S/P)^2, patch
+    // index row-major, features ordered (channel, ky, kx) like Conv2d weights.
+    void (*patchify)(void *patches, const void *pixels, int N, int S, int P);
+    // out[N, NP+1, D]: row 0 = cls + pos[0], row 1+p = patch_emb[N, p] + pos[1+p]
+    void (*vision_embed)(void *out, const void *patch_emb, const void *cls, const void *pos,
+                         int N, int NP, int D);
+
+    // ---- loss ---------------------------------------------------------------
+    // losses[M] = -log softmax(logits[m])[targets[m]], 0 where targets[m] < 0.
+    // When dlogits is not NULL also writes dlogits[M,V] = (softmax - onehot) *
+    // dloss_scale (0 rows for ignored targets). dlogits may alias logits: the
+    // probabilities are never stored anywhere else.
+    void (*cross_entropy)(float *losses, void *dlogits, const void *logits, const int32_t *targets,
+                          float dloss_scale, int M, int V);
+
+    // ---- optimizer ----------------------------------------------------------
+    // Sum of squares of grad[n], reduced in a fixed order (deterministic).
+    double (*sum_squares)(const float *grad, size_t n);
+    // AdamW step on n elements. master (fp32) may be NULL when param is itself
+    // fp32 (CPU). grad_scale multiplies the gradient first (clipping factor).
+    // Bias corrections use `step` (1-based). seed != 0 enables stochastic
+    // rounding when writing low-precision params.
+    void (*adamw_update)(void *param, float *master, const float *grad, float *m, float *v, size_t n,
+                         float lr, float beta1, float beta2, float eps, float weight_decay,
+                         float grad_scale, int step, uint32_t seed);
+} Ops;
+
+// The CPU backend (always available).
+const Ops *ops_cpu(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

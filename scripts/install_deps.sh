@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the distribution packages llava.c builds against (Debian/Ubuntu).
+# Does nothing when everything is already present. Safe to run repeatedly.
+#   cJSON, HDF5 (serial), OpenBLAS (OpenMP variant: its threads and ours share
+#   one pool instead of oversubscribing the cores), OpenMP (from gcc),
+#   libjpeg-turbo, libpng, giflib, OpenMPI, and the build tools.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libcjson-dev
+  libhdf5-dev
+  libopenblas-openmp-dev
+  libjpeg-dev libpng-dev libgif-dev
+  libopenmpi-dev openmpi-bin
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_deps: all packages present"
+  exit 0
+fi
+
+echo "install_deps: installing ${missing[*]}"
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

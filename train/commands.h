@@ -1,0 +1,8 @@
+// The `llava` subcommands. Each returns the process exit code (0 ok, 1 error,
+// 2 bad input) and handles its own --help.
+#ifndef LLAVA_COMMANDS_H
+#define LLAVA_COMMANDS_H
+
+int cmd_forward(int argc, char **argv);
+
+#endif

@@ -1,0 +1,134 @@
+// The LLaVA model: CLIP vision tower (frozen, forward only) -> projector ->
+// LLaMA with image features spliced in at image-token positions -> masked
+// cross-entropy. Written once against the op table (kernels/ops.h).
+//
+// Usage:
+//   model_init(&m, &cfg, ops); checkpoint_load_*(&m, ...);
+//   model_set_stage(&m, 2); model_set_recompute(&m, 1);
+//   model_forward(&m, &batch, ...); model_backward(&m, 1.0f / counted_tokens);
+//   gradients are in m.grads[module] (fp32, laid out like m.weights).
+#ifndef LLAVA_MODEL_H
+#define LLAVA_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/ops.h"
+#include "train/config.h"
+#include "train/params.h"
+
+#define LABEL_IGNORE (-100)
+
+// One micro-batch, in host memory.
+typedef struct {
+    int B, T;
+    const int32_t *input_ids;  // [B*T]; each image is image_seq_length image tokens
+    const int32_t *labels;     // [B*T], LABEL_IGNORE = no loss; NULL = no loss at all
+    const int32_t *seg;        // [B*T] segment ids (0 = padding, see AttnShape) or NULL
+    const int32_t *pos;        // [B*T] positions or NULL for 0..T-1 in every row
+    int n_images;
+    const float *pixels;       // [n_images, 3, S, S], normalized
+} LlavaBatch;
+
+// Per-layer activations of the LLM saved for backward (M = B*T rows).
+typedef struct {
+    void *ln1;        // [M, C]
+    float *ln1_rstd;  // [M]
+    void *qkv;        // [M, (NH+2NKV)*HS], q and k after RoPE
+    void *att;        // [M, NH*HS]
+    float *lse;       // [B, NH, T]
+    void *h;          // [M, C] residual after attention
+    void *ln2;        // [M, C]
+    float *ln2_rstd;  // [M]
+    void *gateup;     // [M, 2I]
+    void *mlp;        // [M, I] silu(gate) * up
+} LayerActs;
+
+typedef struct {
+    int M_cap, N_cap;        // capacity: rows B*T and images
+    int B, T, M, N;          // shape of the current batch
+    void *arena;             // one allocation for everything below
+    int32_t *ids, *targets, *pos, *seg;  // [M] backend copies
+    int32_t *image_rows;     // [N * image_tokens] rows of the spliced features
+    int32_t *cls_drop_rows;  // [N * patches] rows of features kept when CLS is dropped
+    int has_seg;
+    void **x;                // [L+1] residual stream inputs of each layer, [M, C] each
+    LayerActs *layer;        // [L], or [1] shared scratch when recomputing
+    void *lnf;               // [M, C]
+    float *lnf_rstd;         // [M]
+    void *logits;            // [M, V]; holds dlogits after backward
+    float *losses;           // [M]
+    // backward scratch
+    void *dres, *dln, *dqkv, *datt, *dgateup, *dmlp;
+    // vision tower and projector, NV = N * (patches + 1), NF = N * image_tokens
+    void *pixels;            // [N, 3, S, S]
+    void *patches;           // [N * patches, 3*P*P]
+    void *patch_emb;         // [N * patches, Dv]
+    void *vx, *vx2;          // [NV, Dv] residual stream ping-pong
+    void *vln, *vqkv, *vatt, *vfc;  // [NV, Dv], [NV, 3Dv], [NV, Dv], [NV, Iv]
+    float *vmean, *vrstd;    // [NV]
+    float *vlse;             // [N, Hv, patches+1]
+    void *feat;              // [NF, Dv] selected vision features
+    void *ph1, *pg, *pout;   // [NF, C] projector pre-activation, gelu, output
+    void *dpout, *dpg;       // [NF, C]
+} Activations;
+
+// Element offsets of each layer's tensors inside the module buffers (the
+// same offsets index weights and gradients).
+typedef struct {
+    size_t ln1_w, ln1_b, qkv_w, qkv_b, out_w, out_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+} VisionLayerOffsets;
+
+typedef struct {
+    size_t ln1_w, qkv_w, o_w, ln2_w, gateup_w, down_w;
+} LlmLayerOffsets;
+
+typedef struct {
+    size_t cls, patch_w, pos_emb, pre_w, pre_b;  // vision
+    VisionLayerOffsets *vis;                     // [vision layers]
+    size_t w1, b1, w2, b2;                       // projector (b* = SIZE_MAX when absent)
+    size_t embed, norm_w, head;                  // llm (head = embed when tied)
+    LlmLayerOffsets *llm;                        // [llm layers]
+} ModelOffsets;
+
+typedef struct {
+    LlavaConfig cfg;
+    const Ops *ops;
+    ModelOffsets off;
+    ParamTable params;
+    void *weights[MODULE_COUNT];  // act dtype, one allocation per module
+    float *grads[MODULE_COUNT];   // fp32, NULL for frozen modules
+    int trainable[MODULE_COUNT];
+    int recompute;                // gradient checkpointing per LLM layer
+    Activations acts;
+    int n_counted;                // targets counted by the last forward
+    double loss_sum;              // sum of token losses of the last forward
+} LlavaModel;
+
+// Lays out parameters and allocates weights (zero). Loading fills them.
+void model_init(LlavaModel *m, const LlavaConfig *cfg, const Ops *ops);
+void model_free(LlavaModel *m);
+// Stage 0: nothing trains (inference). 1: projector. 2: projector + LLM.
+// The vision tower never trains. Allocates gradients for trainable modules.
+void model_set_stage(LlavaModel *m, int stage);
+void model_set_recompute(LlavaModel *m, int on);
+void model_zero_grads(LlavaModel *m);
+size_t model_num_params(const LlavaModel *m, int trainable_only);
+// Pointer to a tensor's weights / gradient (NULL if frozen), by canonical name.
+void *model_weight(const LlavaModel *m, const ParamInfo *p);
+float *model_grad(const LlavaModel *m, const ParamInfo *p);
+
+// Checks the batch against the config (token ids, image count, sizes);
+// returns -1 with a message naming the row and position otherwise.
+int model_check_batch(const LlavaModel *m, const LlavaBatch *b, Error *err);
+// Runs the forward pass; fills m->loss_sum and m->n_counted (targets of this
+// micro-batch). Returns -1 only for a batch that fails model_check_batch.
+int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err);
+// Backward from the last forward. dloss_scale multiplies d(sum of token
+// losses): 1/n_counted gives the mean; the trainer passes 1/(tokens counted
+// over the whole global batch). Gradients accumulate into m->grads.
+void model_backward(LlavaModel *m, float dloss_scale);
+// Logits of the last forward, [B*T, V] in act dtype (valid until backward).
+const void *model_logits(const LlavaModel *m);
+
+#endif
