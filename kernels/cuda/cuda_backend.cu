@@ -1,18 +1,235 @@
-// The CUDA backend's entry point. The kernels themselves (bf16, fp32
-// accumulation) are the subject of the CUDA backend issue; until they land,
-// asking for --device cuda reports that clearly instead of running anything.
-#include <cuda_runtime.h>
+// The CUDA backend's entry point: device initialization, the context, memory
+// functions and the op table. Kernels live in the other kernels/cuda/*.cu files.
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_internal.cuh"
+
+// cuBLASLt's recommended workspace on Hopper (smaller cards need less; 32 MiB
+// is noise next to activations).
+#define LT_WORKSPACE_BYTES (32u << 20)
+// Host staging for act conversions: bounded so uploading a 7B checkpoint does
+// not double host memory.
+#define STAGE_ELEMS ((size_t)1 << 24)
+
+static CudaContext g_ctx;
+static bool g_ready = false;
+static Ops g_ops;
+
+void cuda_fatal(const char *file, int line, const char *fmt, ...) {
+    fflush(stdout);
+    fprintf(stderr, "llava: CUDA error at %s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+CudaContext *cuda_ctx(void) { return &g_ctx; }
+
+void *cuda_scratch(size_t bytes) {
+    CudaContext *c = &g_ctx;
+    if (bytes <= c->scratch_size) return c->scratch;
+    size_t want = bytes + bytes / 4;  // grow with headroom to avoid repeated reallocation
+    if (c->scratch) CUDA_CHECK(cudaFree(c->scratch));  // cudaFree waits for pending work
+    c->scratch = NULL;
+    c->scratch_size = 0;
+    cudaError_t e = cudaMalloc(&c->scratch, want);
+    if (e != cudaSuccess) cuda_fatal(__FILE__, __LINE__, "out of GPU memory for %zu bytes of scratch", want);
+    c->scratch_size = want;
+    return c->scratch;
+}
+
+// ---- memory ---------------------------------------------------------------------------
+
+static void *cu_alloc(size_t bytes) {
+    void *p = NULL;
+    size_t n = bytes < 256 ? 256 : bytes;  // never NULL, even for empty tensors
+    cudaError_t e = cudaMalloc(&p, n);
+    if (e != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        cuda_fatal(__FILE__, __LINE__, "out of GPU memory allocating %zu bytes (%zu of %zu bytes free): %s", n,
+                   free_b, total_b, cudaGetErrorString(e));
+    }
+    CUDA_CHECK(cudaMemsetAsync(p, 0, n, g_ctx.stream));
+    return p;
+}
+
+static void cu_free(void *p) {
+    if (p) CUDA_CHECK(cudaFree(p));
+}
+
+static void cu_zero(void *p, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, g_ctx.stream));
+}
+
+static void cu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g_ctx.stream));
+}
+
+// Host transfers wait for the stream: the host buffer may be freed or read
+// as soon as they return.
+static void cu_upload(void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_ctx.stream));
+}
+
+static void cu_download(void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_ctx.stream));
+    CUDA_CHECK(cudaStreamSynchronize(g_ctx.stream));
+}
+
+// fp32 -> bf16 round-to-nearest-even on the host (NaN stays NaN), the same
+// rounding as __float2bfloat16_rn on the device.
+static uint16_t host_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static void cu_upload_act(void *dst, const float *src, size_t n) {
+    size_t chunk = n < STAGE_ELEMS ? n : STAGE_ELEMS;
+    if (!chunk) return;
+    uint16_t *stage = (uint16_t *)malloc(chunk * sizeof(uint16_t));
+    CUDA_REQUIRE(stage, "out of host memory staging %zu elements", chunk);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t k = n - off < chunk ? n - off : chunk;
+        for (size_t i = 0; i < k; i++) stage[i] = host_f32_to_bf16(src[off + i]);
+        cu_upload((uint16_t *)dst + off, stage, k * sizeof(uint16_t));
+    }
+    free(stage);
+}
+
+static void cu_download_act(float *dst, const void *src, size_t n) {
+    size_t chunk = n < STAGE_ELEMS ? n : STAGE_ELEMS;
+    if (!chunk) return;
+    uint16_t *stage = (uint16_t *)malloc(chunk * sizeof(uint16_t));
+    CUDA_REQUIRE(stage, "out of host memory staging %zu elements", chunk);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t k = n - off < chunk ? n - off : chunk;
+        cu_download(stage, (const uint16_t *)src + off, k * sizeof(uint16_t));
+        for (size_t i = 0; i < k; i++) {
+            uint32_t u = (uint32_t)stage[i] << 16;
+            memcpy(&dst[off + i], &u, 4);
+        }
+    }
+    free(stage);
+}
+
+static void cu_synchronize(void) {
+    CUDA_CHECK(cudaStreamSynchronize(g_ctx.stream));
+    CUDA_CHECK(cudaGetLastError());
+}
+
+// ---- creation -------------------------------------------------------------------------
+
+static void fill_table(Ops *o) {
+    memset(o, 0, sizeof *o);
+    o->name = "cuda";
+    o->act_size = sizeof(bf16);
+    o->alloc = cu_alloc;
+    o->free = cu_free;
+    o->zero = cu_zero;
+    o->copy = cu_copy;
+    o->upload_act = cu_upload_act;
+    o->download_act = cu_download_act;
+    o->upload = cu_upload;
+    o->download = cu_download;
+    o->synchronize = cu_synchronize;
+    o->matmul_forward = cuda_matmul_forward;
+    o->matmul_backward = cuda_matmul_backward;
+    o->layernorm_forward = cuda_layernorm_forward;
+    o->layernorm_backward = cuda_layernorm_backward;
+    o->rmsnorm_forward = cuda_rmsnorm_forward;
+    o->rmsnorm_backward = cuda_rmsnorm_backward;
+    o->residual_forward = cuda_residual_forward;
+    o->accumulate = cuda_accumulate;
+    o->gelu_forward = cuda_gelu_forward;
+    o->gelu_backward = cuda_gelu_backward;
+    o->quick_gelu_forward = cuda_quick_gelu_forward;
+    o->quick_gelu_backward = cuda_quick_gelu_backward;
+    o->swiglu_forward = cuda_swiglu_forward;
+    o->swiglu_backward = cuda_swiglu_backward;
+    o->rope_forward = cuda_rope_forward;
+    o->rope_backward = cuda_rope_backward;
+    o->attention_forward = cuda_attention_forward;
+    o->attention_backward = cuda_attention_backward;
+    o->embedding_forward = cuda_embedding_forward;
+    o->embedding_backward = cuda_embedding_backward;
+    o->scatter_rows = cuda_scatter_rows;
+    o->gather_rows = cuda_gather_rows;
+    o->patchify = cuda_patchify;
+    o->vision_embed = cuda_vision_embed;
+    o->cross_entropy = cuda_cross_entropy;
+    o->sum_squares = cuda_sum_squares;
+    o->adamw_update = cuda_adamw_update;
+}
+
+// A kernel of this build, used to ask whether the build has code for the card.
+__global__ void probe_kernel(int *p) {
+    if (p) *p = 1;
+}
 
 extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
+    if (g_ready) return &g_ops;
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
         snprintf(msg, cap, "no usable CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        cudaGetLastError();  // clear the sticky error so the CPU path is unaffected
         return NULL;
     }
-    snprintf(msg, cap, "the CUDA op table is not implemented yet in this build");
-    return NULL;
+    CudaContext *c = &g_ctx;
+    memset(c, 0, sizeof *c);
+    c->device = 0;
+    cudaDeviceProp prop;
+    e = cudaGetDeviceProperties(&prop, c->device);
+    if (e != cudaSuccess) {
+        snprintf(msg, cap, "cannot query CUDA device 0: %s", cudaGetErrorString(e));
+        return NULL;
+    }
+    if (prop.major < 8) {
+        snprintf(msg, cap, "%s has compute capability %d.%d; the bf16 kernels need 8.0 or newer", prop.name,
+                 prop.major, prop.minor);
+        return NULL;
+    }
+    e = cudaSetDevice(c->device);
+    if (e != cudaSuccess) {
+        snprintf(msg, cap, "cannot use CUDA device 0 (%s): %s", prop.name, cudaGetErrorString(e));
+        return NULL;
+    }
+    cudaFuncAttributes fa;
+    e = cudaFuncGetAttributes(&fa, probe_kernel);
+    if (e != cudaSuccess) {
+        snprintf(msg, cap,
+                 "this build has no kernels for %s (sm_%d%d): %s; rebuild with "
+                 "-DCMAKE_CUDA_ARCHITECTURES=%d%d",
+                 prop.name, prop.major, prop.minor, cudaGetErrorString(e), prop.major, prop.minor);
+        cudaGetLastError();
+        return NULL;
+    }
+    c->sm_count = prop.multiProcessorCount;
+    c->cc_major = prop.major;
+    c->cc_minor = prop.minor;
+    c->smem_optin = prop.sharedMemPerBlockOptin;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasLtCreate(&c->lt));
+    c->lt_workspace_size = LT_WORKSPACE_BYTES;
+    CUDA_CHECK(cudaMalloc(&c->lt_workspace, c->lt_workspace_size));
+    cuda_attention_init();
+    fill_table(&g_ops);
+    g_ready = true;
+    return &g_ops;
 }
+
+extern "C" void *ops_cuda_stream(void) { return g_ready ? (void *)g_ctx.stream : NULL; }

@@ -11,8 +11,12 @@ extern "C" {
 #endif
 
 // Initializes the first visible GPU and returns the CUDA op table, or NULL
-// with a reason in msg (no GPU, driver missing, op table incomplete).
+// with a reason in msg (no GPU, driver too old, compute capability below 8.0,
+// no kernels in this build for the card). Later calls return the same table.
 const Ops *ops_cuda_create(char *msg, size_t cap);
+// The cudaStream_t every op of the table runs on (NULL before creation), for
+// code that must order its own work after the ops' (NCCL, copies).
+void *ops_cuda_stream(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,576 @@
+// Attention: the op-table entry points and the flash-attention kernels for
+// head sizes 64 and 128 (the hand-written fast path; other head sizes and
+// unaligned buffers go to cuda_attention_ref.cu).
+//
+// Flash attention (the FlashAttention-2 schedule) on bf16 tensor cores
+// through mma.sync m16n8k16 with fp32 accumulation, ldmatrix from shared
+// memory and cp.async double buffering. It runs on sm_80 and sm_90 alike.
+// Blocks are 4 warps; each warp owns 16 rows of the tile it computes.
+//   forward:  block = 64 query rows of one head; loops over 64-key tiles with
+//             an online softmax; writes out and lse (natural log).
+//   backward: no float atomics (the op table promises bitwise determinism),
+//             so it runs as two kernels that each own what they write:
+//             dK/dV: block = 64 keys of one kv head, looping over every query
+//                    head of its group and every query tile;
+//             dQ:    block = 64 query rows of one head, looping over key tiles.
+//             S and dP are computed in both (7 tile matmuls instead of 5).
+// Masking: causal, padding keys and packed documents through segment ids, by
+// the same rule as the CPU op (attn_visible). A row with no visible key keeps
+// l = 0: out = 0 and lse = -inf; backward treats lse = -inf as P = 0.
+//
+// Fragment layouts of mma.m16n8k16 (g = lane / 4, t = lane % 4):
+//   A (16x16, row): a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
+//   B (16x8, col):  b0 = (k 2t..2t+1, n g), b1 = (k 2t+8.., n g)
+//   C (16x8):       c0,c1 = (g, 2t..2t+1), c2,c3 = (g+8, 2t..2t+1)
+// so the C tiles of a 16x16 block of S are, packed to bf16, the A fragment
+// of P for the next matmul, without a trip through shared memory.
+#include <math.h>
+
+#include "kernels/cuda/cuda_internal.cuh"
+
+#define FA_THREADS 128
+#define FA_PAD 8  // bf16 elements of padding per smem row: ldmatrix without bank conflicts
+#define LOG2E 1.4426950408889634f
+
+// ---- PTX wrappers -----------------------------------------------------------------------
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool pred) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    int n = pred ? 16 : 0;  // 0 bytes read: the 16 bytes are zero-filled
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16 *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16 *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// ---- tile helpers -----------------------------------------------------------------------
+
+// smem[ROWS][HS + FA_PAD] = rows r0.. of a head slice g[row * ld + 0..HS);
+// rows at or past T are zero-filled (so 0 * garbage never makes a NaN).
+template <int HS, int ROWS>
+__device__ __forceinline__ void load_tile(bf16 *smem, const bf16 *g, size_t ld, int r0, int T) {
+    constexpr int CH = HS / 8;
+    for (int idx = threadIdx.x; idx < ROWS * CH; idx += FA_THREADS) {
+        const int r = idx / CH, ch = idx % CH;
+        const int gr = r0 + r;
+        const bool ok = gr < T;
+        cp_async16(smem + r * (HS + FA_PAD) + ch * 8, g + (size_t)(ok ? gr : 0) * ld + ch * 8, ok);
+    }
+}
+
+// A fragment (16 rows x 16 cols at (row0, col0)) of a row-major smem tile.
+template <int LDS>
+__device__ __forceinline__ void ldsm_a(uint32_t (&a)[4], const bf16 *s, int row0, int col0, int lane) {
+    ldsm_x4(a, s + (row0 + (lane & 15)) * LDS + col0 + (lane >> 4) * 8);
+}
+// B fragments for two n-tiles (n rows n0..n0+15 of a row-major [n][k] smem
+// tile, k = col0..col0+15): r0,r1 = tile n0, r2,r3 = tile n0+8. For S = Q K^T.
+template <int LDS>
+__device__ __forceinline__ void ldsm_b_nk(uint32_t (&b)[4], const bf16 *s, int n0, int col0, int lane) {
+    ldsm_x4(b, s + (n0 + (lane & 7) + (lane >> 4) * 8) * LDS + col0 + ((lane >> 3) & 1) * 8);
+}
+// B fragments for two n-tiles of a row-major [k][n] smem tile (k = k0..k0+15,
+// n = n0..n0+15): r0,r1 = tile n0, r2,r3 = tile n0+8. For O = P V.
+template <int LDS>
+__device__ __forceinline__ void ldsm_b_kn(uint32_t (&b)[4], const bf16 *s, int k0, int n0, int lane) {
+    ldsm_x4_trans(b, s + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * LDS + n0 + (lane >> 4) * 8);
+}
+
+// acc[16 x 8*NT] += A[16 x 16*KC] (fragments from smem rows row0..) @ B^T where
+// B is a row-major [n][k] smem tile of NT*8 rows.
+template <int LDS, int KC, int NT>
+__device__ __forceinline__ void mm_abt(float (&acc)[NT][4], const bf16 *As, int row0, const bf16 *Bs, int lane) {
+#pragma unroll
+    for (int kc = 0; kc < KC; kc++) {
+        uint32_t a[4];
+        ldsm_a<LDS>(a, As, row0, kc * 16, lane);
+#pragma unroll
+        for (int np = 0; np < NT / 2; np++) {
+            uint32_t b[4];
+            ldsm_b_nk<LDS>(b, Bs, np * 16, kc * 16, lane);
+            mma_bf16(acc[2 * np], a, b[0], b[1]);
+            mma_bf16(acc[2 * np + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// acc[16 x 8*ND] += P[16 x 8*NP] (C-fragments in registers, rounded to bf16)
+// @ B where B is a row-major [k][n] smem tile of NP*8 rows and ND*8 columns.
+template <int LDS, int NP, int ND>
+__device__ __forceinline__ void mm_pb(float (&acc)[ND][4], const float (&p)[NP][4], const bf16 *Bs, int lane) {
+#pragma unroll
+    for (int kc = 0; kc < NP / 2; kc++) {
+        uint32_t a[4];
+        a[0] = pack_bf16(p[2 * kc][0], p[2 * kc][1]);
+        a[1] = pack_bf16(p[2 * kc][2], p[2 * kc][3]);
+        a[2] = pack_bf16(p[2 * kc + 1][0], p[2 * kc + 1][1]);
+        a[3] = pack_bf16(p[2 * kc + 1][2], p[2 * kc + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < ND / 2; dp++) {
+            uint32_t b[4];
+            ldsm_b_kn<LDS>(b, Bs, kc * 16, dp * 16, lane);
+            mma_bf16(acc[2 * dp], a, b[0], b[1]);
+            mma_bf16(acc[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// Writes a warp's 16 x HS accumulator rows (scaled per row) to a global bf16
+// matrix with row stride ld; rows at or past T are skipped.
+template <int ND>
+__device__ __forceinline__ void store_rows(bf16 *g, size_t ld, int row0, int T, const float (&acc)[ND][4],
+                                           float scale0, float scale1, int lane) {
+    const int gq = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const int r = row0 + gq + half * 8;
+        if (r >= T) continue;
+        const float sc = half ? scale1 : scale0;
+        bf16 *dst = g + (size_t)r * ld;
+#pragma unroll
+        for (int nt = 0; nt < ND; nt++)
+            *reinterpret_cast<__nv_bfloat162 *>(dst + nt * 8 + 2 * tq) =
+                __floats2bfloat162_rn(acc[nt][2 * half] * sc, acc[nt][2 * half + 1] * sc);
+    }
+}
+
+// ---- forward ----------------------------------------------------------------------------
+
+template <int HS>
+__global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(bf16 *out, float *lse, const bf16 *qkv,
+                                                               const int32_t *seg, int T, int NH, int NKV,
+                                                               int causal, float scale) {
+    constexpr int BR = 64, BC = 64, LDS = HS + FA_PAD, KC = HS / 16, NS = BC / 8, ND = HS / 8;
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(fa_smem);
+    bf16 *Ks = Qs + BR * LDS;      // [2][BC][LDS]
+    bf16 *Vs = Ks + 2 * BC * LDS;  // [2][BC][LDS]
+    __shared__ int segq[BR], segk[2][BC];
+
+    const int qt = gridDim.x - 1 - blockIdx.x;  // the longest (causal) tiles start first
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+    const size_t ld = (size_t)(NH + 2 * NKV) * HS;
+    const bf16 *base = qkv + (size_t)b * T * ld;
+    const bf16 *qg = base + (size_t)h * HS, *kg = base + (size_t)(NH + kvh) * HS,
+               *vg = base + (size_t)(NH + NKV + kvh) * HS;
+    const int32_t *segb = seg ? seg + (size_t)b * T : nullptr;
+    const int q0 = qt * BR;
+    const float sl2 = scale * LOG2E;
+    int n_kt = (T + BC - 1) / BC;
+    if (causal) n_kt = min(n_kt, min(T - 1, q0 + BR - 1) / BC + 1);
+
+    load_tile<HS, BR>(Qs, qg, ld, q0, T);
+    load_tile<HS, BC>(Ks, kg, ld, 0, T);
+    load_tile<HS, BC>(Vs, vg, ld, 0, T);
+    cp_async_commit();
+    if (segb) {
+        for (int i = threadIdx.x; i < BR; i += FA_THREADS) segq[i] = q0 + i < T ? segb[q0 + i] : 0;
+        for (int j = threadIdx.x; j < BC; j += FA_THREADS) segk[0][j] = j < T ? segb[j] : 0;
+    }
+
+    float o[ND][4];
+#pragma unroll
+    for (int nt = 0; nt < ND; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
+    const int row0 = warp * 16;  // this warp's rows in the tile
+
+    for (int kt = 0; kt < n_kt; kt++) {
+        const int buf = kt & 1;
+        if (kt + 1 < n_kt) {
+            const int k1 = (kt + 1) * BC;
+            load_tile<HS, BC>(Ks + (buf ^ 1) * BC * LDS, kg, ld, k1, T);
+            load_tile<HS, BC>(Vs + (buf ^ 1) * BC * LDS, vg, ld, k1, T);
+            cp_async_commit();
+            if (segb)
+                for (int j = threadIdx.x; j < BC; j += FA_THREADS) segk[buf ^ 1][j] = k1 + j < T ? segb[k1 + j] : 0;
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const bf16 *Kb = Ks + buf * BC * LDS, *Vb = Vs + buf * BC * LDS;
+
+        float s[NS][4];
+#pragma unroll
+        for (int nt = 0; nt < NS; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        mm_abt<LDS, KC, NS>(s, Qs, row0, Kb, lane);
+
+        const int k0 = kt * BC;
+        if (segb || k0 + BC > T || (causal && k0 + BC - 1 > q0)) {
+#pragma unroll
+            for (int nt = 0; nt < NS; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int il = row0 + gq + (e >> 1) * 8, jl = nt * 8 + 2 * tq + (e & 1);
+                    const int i = q0 + il, j = k0 + jl;
+                    bool vis = j < T && (!causal || j <= i);
+                    if (vis && segb) vis = attn_visible_seg(causal, i, j, segq[il], segk[buf][jl]);
+                    if (!vis) s[nt][e] = -INFINITY;
+                }
+        }
+        // Online softmax for this thread's two rows (gq and gq+8); the four
+        // threads of a quad hold one row between them.
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int nt = 0; nt < NS; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(mrow[r], mx);
+            const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // nothing visible yet: avoid inf - inf
+            const float alpha = exp2f((mrow[r] - m_use) * sl2);
+            mrow[r] = m_new;
+            lrow[r] *= alpha;
+#pragma unroll
+            for (int nt = 0; nt < ND; nt++) {
+                o[nt][2 * r] *= alpha;
+                o[nt][2 * r + 1] *= alpha;
+            }
+            const float ms = m_use * sl2;
+#pragma unroll
+            for (int nt = 0; nt < NS; nt++) {
+                float p0 = exp2f(fmaf(s[nt][2 * r], sl2, -ms)), p1 = exp2f(fmaf(s[nt][2 * r + 1], sl2, -ms));
+                s[nt][2 * r] = p0;
+                s[nt][2 * r + 1] = p1;
+                lrow[r] += p0 + p1;
+            }
+        }
+        mm_pb<LDS, NS, ND>(o, s, Vb, lane);
+        __syncthreads();  // everyone is done with buffer `buf` before it is refilled
+    }
+
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float l = lrow[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        inv[r] = l > 0.0f ? 1.0f / l : 0.0f;  // no visible key: zeros
+        const int i = q0 + row0 + gq + r * 8;
+        if (tq == 0 && i < T)
+            lse[((size_t)b * NH + h) * T + i] = l > 0.0f ? mrow[r] * scale + logf(l) : -INFINITY;
+    }
+    store_rows<ND>(out + (size_t)b * T * NH * HS + (size_t)h * HS, (size_t)NH * HS, q0 + row0, T, o, inv[0], inv[1],
+                   lane);
+}
+
+// ---- backward: dK and dV ----------------------------------------------------------------
+
+// Per query row of a tile: lse * log2(e) (+inf for rows with no visible key
+// and rows past T, so that exp2(s - lse2) = 0), D = rowsum(dO * O), segment.
+__device__ __forceinline__ void load_row_stats(float *lse2_s, float *D_s, int *seg_s, const float *lse_bh,
+                                               const float *D_bh, const int32_t *segb, int i0, int rows, int T) {
+    for (int r = threadIdx.x; r < rows; r += FA_THREADS) {
+        const int i = i0 + r;
+        const float l = i < T ? lse_bh[i] : -INFINITY;
+        lse2_s[r] = l == -INFINITY ? INFINITY : l * LOG2E;
+        D_s[r] = i < T ? D_bh[i] : 0.0f;
+        seg_s[r] = (segb && i < T) ? segb[i] : 0;
+    }
+}
+
+template <int HS, int BRQ>
+__global__ void __launch_bounds__(FA_THREADS) flash_bwd_dkdv_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv,
+                                                                    const float *lse, const float *Dsum,
+                                                                    const int32_t *seg, int T, int NH, int NKV,
+                                                                    int causal, float scale) {
+    constexpr int BC = 64, LDS = HS + FA_PAD, KC = HS / 16, NS = BRQ / 8, ND = HS / 8;
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    bf16 *Ks = reinterpret_cast<bf16 *>(fa_smem);
+    bf16 *Vs = Ks + BC * LDS;
+    bf16 *Qs = Vs + BC * LDS;        // [2][BRQ][LDS]
+    bf16 *dOs = Qs + 2 * BRQ * LDS;  // [2][BRQ][LDS]
+    __shared__ float lse2_s[2][BRQ], D_s[2][BRQ];
+    __shared__ int segq[2][BRQ], segk[BC];
+
+    const int jt = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+    const int group = NH / NKV;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+    const size_t ld = (size_t)(NH + 2 * NKV) * HS, ldo = (size_t)NH * HS;
+    const bf16 *base = qkv + (size_t)b * T * ld;
+    const bf16 *dob = dout + (size_t)b * T * ldo;
+    const int32_t *segb = seg ? seg + (size_t)b * T : nullptr;
+    const int j0 = jt * BC;
+    const float sl2 = scale * LOG2E;
+    const int qt_first = causal ? j0 / BRQ : 0;
+    const int n_q = (T + BRQ - 1) / BRQ - qt_first;  // query tiles per head
+    const int n_it = group * n_q;
+
+    load_tile<HS, BC>(Ks, base + (size_t)(NH + kvh) * HS, ld, j0, T);
+    load_tile<HS, BC>(Vs, base + (size_t)(NH + NKV + kvh) * HS, ld, j0, T);
+    for (int j = threadIdx.x; j < BC; j += FA_THREADS) segk[j] = (segb && j0 + j < T) ? segb[j0 + j] : 0;
+    auto issue = [&](int it, int buf) {
+        const int h = kvh * group + it / n_q, i0 = (qt_first + it % n_q) * BRQ;
+        load_tile<HS, BRQ>(Qs + buf * BRQ * LDS, base + (size_t)h * HS, ld, i0, T);
+        load_tile<HS, BRQ>(dOs + buf * BRQ * LDS, dob + (size_t)h * HS, ldo, i0, T);
+        cp_async_commit();
+        const size_t bh = ((size_t)b * NH + h) * T;
+        load_row_stats(lse2_s[buf], D_s[buf], segq[buf], lse + bh, Dsum + bh, segb, i0, BRQ, T);
+    };
+    if (n_it > 0) issue(0, 0);  // (the K/V copies join this first group)
+
+    float dk[ND][4], dv[ND][4];
+#pragma unroll
+    for (int nt = 0; nt < ND; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[nt][e] = dv[nt][e] = 0.0f;
+    const int row0 = warp * 16;  // this warp's keys in the tile
+
+    for (int it = 0; it < n_it; it++) {
+        const int buf = it & 1;
+        if (it + 1 < n_it) {
+            issue(it + 1, buf ^ 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const int i0 = (qt_first + it % n_q) * BRQ;
+        const bf16 *Qb = Qs + buf * BRQ * LDS, *dOb = dOs + buf * BRQ * LDS;
+
+        // S^T[16 keys x BRQ queries] = K Q^T, then P^T = exp(S^T * scale - lse)
+        float p[NS][4];
+#pragma unroll
+        for (int nt = 0; nt < NS; nt++) p[nt][0] = p[nt][1] = p[nt][2] = p[nt][3] = 0.0f;
+        mm_abt<LDS, KC, NS>(p, Ks, row0, Qb, lane);
+#pragma unroll
+        for (int nt = 0; nt < NS; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int jl = row0 + gq + (e >> 1) * 8, il = nt * 8 + 2 * tq + (e & 1);
+                const int j = j0 + jl, i = i0 + il;
+                bool vis = i < T && j < T && (!causal || j <= i);
+                if (vis && segb) vis = attn_visible_seg(causal, i, j, segq[buf][il], segk[jl]);
+                p[nt][e] = vis ? exp2f(fmaf(p[nt][e], sl2, -lse2_s[buf][il])) : 0.0f;
+            }
+        // dV += P^T dO
+        mm_pb<LDS, NS, ND>(dv, p, dOb, lane);
+        // dP^T = V dO^T, then dS^T = P^T (dP^T - D) * scale
+        float ds[NS][4];
+#pragma unroll
+        for (int nt = 0; nt < NS; nt++) ds[nt][0] = ds[nt][1] = ds[nt][2] = ds[nt][3] = 0.0f;
+        mm_abt<LDS, KC, NS>(ds, Vs, row0, dOb, lane);
+#pragma unroll
+        for (int nt = 0; nt < NS; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int il = nt * 8 + 2 * tq + (e & 1);
+                ds[nt][e] = p[nt][e] * (ds[nt][e] - D_s[buf][il]) * scale;
+            }
+        // dK += dS^T Q
+        mm_pb<LDS, NS, ND>(dk, ds, Qb, lane);
+        __syncthreads();
+    }
+    store_rows<ND>(dqkv + (size_t)b * T * ld + (size_t)(NH + kvh) * HS, ld, j0 + row0, T, dk, 1.0f, 1.0f, lane);
+    store_rows<ND>(dqkv + (size_t)b * T * ld + (size_t)(NH + NKV + kvh) * HS, ld, j0 + row0, T, dv, 1.0f, 1.0f,
+                   lane);
+}
+
+// ---- backward: dQ -----------------------------------------------------------------------
+
+template <int HS>
+__global__ void __launch_bounds__(FA_THREADS) flash_bwd_dq_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv,
+                                                                  const float *lse, const float *Dsum,
+                                                                  const int32_t *seg, int T, int NH, int NKV,
+                                                                  int causal, float scale) {
+    constexpr int BR = 64, BC = 64, LDS = HS + FA_PAD, KC = HS / 16, NS = BC / 8, ND = HS / 8;
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(fa_smem);
+    bf16 *dOs = Qs + BR * LDS;
+    bf16 *Ks = dOs + BR * LDS;     // [2][BC][LDS]
+    bf16 *Vs = Ks + 2 * BC * LDS;  // [2][BC][LDS]
+    __shared__ float lse2_s[BR], D_s[BR];
+    __shared__ int segq[BR], segk[2][BC];
+
+    const int qt = gridDim.x - 1 - blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, kvh = h / (NH / NKV);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+    const size_t ld = (size_t)(NH + 2 * NKV) * HS, ldo = (size_t)NH * HS;
+    const bf16 *base = qkv + (size_t)b * T * ld;
+    const bf16 *kg = base + (size_t)(NH + kvh) * HS, *vg = base + (size_t)(NH + NKV + kvh) * HS;
+    const int32_t *segb = seg ? seg + (size_t)b * T : nullptr;
+    const int q0 = qt * BR;
+    const float sl2 = scale * LOG2E;
+    int n_kt = (T + BC - 1) / BC;
+    if (causal) n_kt = min(n_kt, min(T - 1, q0 + BR - 1) / BC + 1);
+
+    load_tile<HS, BR>(Qs, base + (size_t)h * HS, ld, q0, T);
+    load_tile<HS, BR>(dOs, dout + (size_t)b * T * ldo + (size_t)h * HS, ldo, q0, T);
+    load_tile<HS, BC>(Ks, kg, ld, 0, T);
+    load_tile<HS, BC>(Vs, vg, ld, 0, T);
+    cp_async_commit();
+    const size_t bh = ((size_t)b * NH + h) * T;
+    load_row_stats(lse2_s, D_s, segq, lse + bh, Dsum + bh, segb, q0, BR, T);
+    for (int j = threadIdx.x; j < BC; j += FA_THREADS) segk[0][j] = (segb && j < T) ? segb[j] : 0;
+
+    float dq[ND][4];
+#pragma unroll
+    for (int nt = 0; nt < ND; nt++) dq[nt][0] = dq[nt][1] = dq[nt][2] = dq[nt][3] = 0.0f;
+    const int row0 = warp * 16;
+
+    for (int kt = 0; kt < n_kt; kt++) {
+        const int buf = kt & 1;
+        if (kt + 1 < n_kt) {
+            const int k1 = (kt + 1) * BC;
+            load_tile<HS, BC>(Ks + (buf ^ 1) * BC * LDS, kg, ld, k1, T);
+            load_tile<HS, BC>(Vs + (buf ^ 1) * BC * LDS, vg, ld, k1, T);
+            cp_async_commit();
+            for (int j = threadIdx.x; j < BC; j += FA_THREADS)
+                segk[buf ^ 1][j] = (segb && k1 + j < T) ? segb[k1 + j] : 0;
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const bf16 *Kb = Ks + buf * BC * LDS, *Vb = Vs + buf * BC * LDS;
+        const int k0 = kt * BC;
+
+        float p[NS][4];
+#pragma unroll
+        for (int nt = 0; nt < NS; nt++) p[nt][0] = p[nt][1] = p[nt][2] = p[nt][3] = 0.0f;
+        mm_abt<LDS, KC, NS>(p, Qs, row0, Kb, lane);
+#pragma unroll
+        for (int nt = 0; nt < NS; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int il = row0 + gq + (e >> 1) * 8, jl = nt * 8 + 2 * tq + (e & 1);
+                const int i = q0 + il, j = k0 + jl;
+                bool vis = i < T && j < T && (!causal || j <= i);
+                if (vis && segb) vis = attn_visible_seg(causal, i, j, segq[il], segk[buf][jl]);
+                p[nt][e] = vis ? exp2f(fmaf(p[nt][e], sl2, -lse2_s[il])) : 0.0f;
+            }
+        float ds[NS][4];
+#pragma unroll
+        for (int nt = 0; nt < NS; nt++) ds[nt][0] = ds[nt][1] = ds[nt][2] = ds[nt][3] = 0.0f;
+        mm_abt<LDS, KC, NS>(ds, dOs, row0, Vb, lane);  // dP = dO V^T
+#pragma unroll
+        for (int nt = 0; nt < NS; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int il = row0 + gq + (e >> 1) * 8;
+                ds[nt][e] = p[nt][e] * (ds[nt][e] - D_s[il]) * scale;
+            }
+        mm_pb<LDS, NS, ND>(dq, ds, Kb, lane);  // dQ += dS K
+        __syncthreads();
+    }
+    store_rows<ND>(dqkv + (size_t)b * T * ld + (size_t)h * HS, ld, q0 + row0, T, dq, 1.0f, 1.0f, lane);
+}
+
+// ---- launchers ----------------------------------------------------------------------------
+
+#define FWD_SMEM(HS) ((size_t)5 * 64 * ((HS) + FA_PAD) * sizeof(bf16))
+#define DKDV_SMEM(HS, BRQ) ((size_t)(2 * 64 + 4 * (BRQ)) * ((HS) + FA_PAD) * sizeof(bf16))
+#define DQ_SMEM(HS) ((size_t)6 * 64 * ((HS) + FA_PAD) * sizeof(bf16))
+#define BRQ_64 64   // query tile of the dK/dV kernel at HS = 64
+#define BRQ_128 32  // at HS = 128 (keeps dK, dV, S and dP in registers without spills)
+
+void cuda_attention_init(void) {
+    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)FWD_SMEM(64)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)FWD_SMEM(128)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_dkdv_kernel<64, BRQ_64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)DKDV_SMEM(64, BRQ_64)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_dkdv_kernel<128, BRQ_128>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)DKDV_SMEM(128, BRQ_128)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_dq_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)DQ_SMEM(64)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_dq_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)DQ_SMEM(128)));
+}
+
+bool cuda_flash_supported(const AttnShape *s, const void *a, const void *b, const void *c, const void *d) {
+    return (s->HS == 64 || s->HS == 128) && aligned16(a, b, c, d) && DQ_SMEM(s->HS) <= cuda_ctx()->smem_optin;
+}
+
+void cuda_flash_forward(bf16 *out, float *lse, const bf16 *qkv, const AttnShape *s) {
+    const float scale = 1.0f / sqrtf((float)s->HS);
+    dim3 grid(cuda_blocks(s->T, 64), s->NH, s->B);
+    cudaStream_t st = cuda_ctx()->stream;
+    if (s->HS == 64)
+        flash_fwd_kernel<64><<<grid, FA_THREADS, FWD_SMEM(64), st>>>(out, lse, qkv, s->seg, s->T, s->NH, s->NKV,
+                                                                     s->causal, scale);
+    else
+        flash_fwd_kernel<128><<<grid, FA_THREADS, FWD_SMEM(128), st>>>(out, lse, qkv, s->seg, s->T, s->NH, s->NKV,
+                                                                       s->causal, scale);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_flash_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse, const float *D,
+                         const AttnShape *s) {
+    const float scale = 1.0f / sqrtf((float)s->HS);
+    cudaStream_t st = cuda_ctx()->stream;
+    dim3 grid_kv(cuda_blocks(s->T, 64), s->NKV, s->B), grid_q(cuda_blocks(s->T, 64), s->NH, s->B);
+    if (s->HS == 64) {
+        flash_bwd_dkdv_kernel<64, BRQ_64><<<grid_kv, FA_THREADS, DKDV_SMEM(64, BRQ_64), st>>>(
+            dqkv, dout, qkv, lse, D, s->seg, s->T, s->NH, s->NKV, s->causal, scale);
+        CUDA_LAUNCH_CHECK();
+        flash_bwd_dq_kernel<64><<<grid_q, FA_THREADS, DQ_SMEM(64), st>>>(dqkv, dout, qkv, lse, D, s->seg, s->T,
+                                                                         s->NH, s->NKV, s->causal, scale);
+    } else {
+        flash_bwd_dkdv_kernel<128, BRQ_128><<<grid_kv, FA_THREADS, DKDV_SMEM(128, BRQ_128), st>>>(
+            dqkv, dout, qkv, lse, D, s->seg, s->T, s->NH, s->NKV, s->causal, scale);
+        CUDA_LAUNCH_CHECK();
+        flash_bwd_dq_kernel<128><<<grid_q, FA_THREADS, DQ_SMEM(128), st>>>(dqkv, dout, qkv, lse, D, s->seg, s->T,
+                                                                           s->NH, s->NKV, s->causal, scale);
+    }
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---- op-table entry points ----------------------------------------------------------------
+
+static void check_shape(const AttnShape *s) {
+    CUDA_REQUIRE(s->B >= 0 && s->T >= 0 && s->NH > 0 && s->NKV > 0 && s->HS > 0 && s->NH % s->NKV == 0,
+                 "attention: bad shape B=%d T=%d NH=%d NKV=%d HS=%d", s->B, s->T, s->NH, s->NKV, s->HS);
+}
+
+void cuda_attention_forward(void *out, float *lse, const void *qkv, const AttnShape *s) {
+    check_shape(s);
+    if (s->B == 0 || s->T == 0) return;
+    if (cuda_flash_supported(s, out, qkv, nullptr, nullptr))
+        cuda_flash_forward((bf16 *)out, lse, (const bf16 *)qkv, s);
+    else
+        cuda_attention_ref_forward((bf16 *)out, lse, (const bf16 *)qkv, s);
+}
+
+void cuda_attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out, const float *lse,
+                             const AttnShape *s) {
+    check_shape(s);
+    if (s->B == 0 || s->T == 0) return;
+    float *D = (float *)cuda_scratch((size_t)s->B * s->NH * s->T * sizeof(float));
+    cuda_attention_rowdot(D, (const bf16 *)dout, (const bf16 *)out, s);
+    if (cuda_flash_supported(s, dqkv, dout, qkv, out))
+        cuda_flash_backward((bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, D, s);
+    else
+        cuda_attention_ref_backward((bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, lse, D, s);
+}

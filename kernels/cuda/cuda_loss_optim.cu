@@ -1,0 +1,199 @@
+// Fused softmax + cross-entropy, the global gradient norm's sum of squares and
+// the fused AdamW step.
+#include <math.h>
+
+#include "kernels/cuda/cuda_internal.cuh"
+
+// ---- cross-entropy ----------------------------------------------------------------------
+// Block per row. Pass 1: every thread keeps an online (max, sum exp) over its
+// elements, merged across the block. Pass 2 (training) writes
+// dlogits = (softmax - onehot) * scale over the logits in place: each element
+// is read and written by the same thread, and pass 2 starts after the block
+// barrier that ends pass 1, so no thread reads a logit another already overwrote.
+#define CE_THREADS 512
+
+// Merges (m2, s2) into (m, s): s = sum exp(x - m). Two empty states (-inf)
+// stay empty instead of producing NaN.
+__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
+    float mx = fmaxf(m, m2);
+    if (mx == -INFINITY) return;
+    s = s * expf(m - mx) + s2 * expf(m2 - mx);
+    m = mx;
+}
+
+template <int VEC>
+__global__ void __launch_bounds__(CE_THREADS) cross_entropy_kernel(float *losses, bf16 *dlogits, const bf16 *logits,
+                                                                   const int32_t *targets, float scale, int V) {
+    __shared__ float s_m[CE_THREADS / 32], s_s[CE_THREADS / 32];
+    __shared__ float s_lse;
+    const int m = blockIdx.x;
+    const int t = targets[m];
+    const bf16 *x = logits + (size_t)m * V;
+    bf16 *dx = dlogits ? dlogits + (size_t)m * V : nullptr;
+    if (t < 0) {  // ignored row: zero loss and zero gradient
+        if (threadIdx.x == 0) losses[m] = 0.0f;
+        if (dx)
+            for (int v = threadIdx.x; v < V; v += blockDim.x) dx[v] = __float2bfloat16_rn(0.0f);
+        return;
+    }
+    // The target's logit, read before anything is overwritten (t < V is
+    // checked by the model; an out-of-range target gives a NaN loss).
+    const float xt = t < V ? __bfloat162float(x[t]) : NAN;
+    float mx = -INFINITY, sum = 0.0f;
+    for (int v = threadIdx.x * VEC; v < V; v += blockDim.x * VEC) {
+        float f[VEC];
+        load_bf16<VEC>(x + v, f);
+        float lm = f[0];
+#pragma unroll
+        for (int k = 1; k < VEC; k++) lm = fmaxf(lm, f[k]);
+        float ls = 0.0f;
+#pragma unroll
+        for (int k = 0; k < VEC; k++) ls += expf(f[k] - lm);
+        lse_merge(mx, sum, lm, ls);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, mx, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o);
+        lse_merge(mx, sum, m2, s2);
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) {
+        s_m[warp] = mx;
+        s_s[warp] = sum;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float M0 = s_m[0], S0 = s_s[0];
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++) lse_merge(M0, S0, s_m[w], s_s[w]);
+        const float lse = M0 + logf(S0);
+        s_lse = lse;
+        losses[m] = lse - xt;
+    }
+    __syncthreads();
+    if (!dx) return;
+    const float lse = s_lse;
+    for (int v = threadIdx.x * VEC; v < V; v += blockDim.x * VEC) {
+        float f[VEC];
+        load_bf16<VEC>(x + v, f);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) f[k] = (expf(f[k] - lse) - (v + k == t ? 1.0f : 0.0f)) * scale;
+        store_bf16<VEC>(dx + v, f);
+    }
+}
+
+void cuda_cross_entropy(float *losses, void *dlogits, const void *logits, const int32_t *targets, float dloss_scale,
+                        int M, int V) {
+    if (M <= 0) return;
+    cudaStream_t st = cuda_ctx()->stream;
+    if (V % 8 == 0 && aligned16(logits, dlogits))
+        cross_entropy_kernel<8><<<M, CE_THREADS, 0, st>>>(losses, (bf16 *)dlogits, (const bf16 *)logits, targets,
+                                                          dloss_scale, V);
+    else
+        cross_entropy_kernel<1><<<M, CE_THREADS, 0, st>>>(losses, (bf16 *)dlogits, (const bf16 *)logits, targets,
+                                                          dloss_scale, V);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---- sum of squares ---------------------------------------------------------------------
+// A fixed grid of SS_BLOCKS blocks, each thread summing a fixed strided set
+// of elements in fp64, a fixed-order tree per block, then one block adding the
+// partials in order: the same bits on every run and every GPU.
+#define SS_BLOCKS 1024
+#define SS_THREADS 256
+
+__device__ double block_sum_double(double v) {
+    __shared__ double s[SS_THREADS];
+    s[threadIdx.x] = v;
+    __syncthreads();
+    for (int w = SS_THREADS / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) s[threadIdx.x] += s[threadIdx.x + w];
+        __syncthreads();
+    }
+    return s[0];
+}
+
+__global__ void __launch_bounds__(SS_THREADS) sum_squares_kernel(double *partial, const float *g, size_t n) {
+    double acc = 0.0;
+    const size_t stride = (size_t)SS_BLOCKS * SS_THREADS;
+    for (size_t i = (size_t)blockIdx.x * SS_THREADS + threadIdx.x; i < n; i += stride) {
+        double v = g[i];
+        acc += v * v;
+    }
+    double total = block_sum_double(acc);
+    if (threadIdx.x == 0) partial[blockIdx.x] = total;
+}
+
+__global__ void __launch_bounds__(SS_THREADS) sum_partials_kernel(double *out, const double *partial) {
+    double acc = 0.0;
+    for (int i = threadIdx.x; i < SS_BLOCKS; i += SS_THREADS) acc += partial[i];
+    double total = block_sum_double(acc);
+    if (threadIdx.x == 0) *out = total;
+}
+
+double cuda_sum_squares(const float *grad, size_t n) {
+    if (!n) return 0.0;
+    CudaContext *c = cuda_ctx();
+    double *partial = (double *)cuda_scratch((SS_BLOCKS + 1) * sizeof(double));
+    sum_squares_kernel<<<SS_BLOCKS, SS_THREADS, 0, c->stream>>>(partial + 1, grad, n);
+    CUDA_LAUNCH_CHECK();
+    sum_partials_kernel<<<1, SS_THREADS, 0, c->stream>>>(partial, partial + 1);
+    CUDA_LAUNCH_CHECK();
+    double result = 0.0;
+    CUDA_CHECK(cudaMemcpyAsync(&result, partial, sizeof result, cudaMemcpyDeviceToHost, c->stream));
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return result;
+}
+
+// ---- AdamW ------------------------------------------------------------------------------
+// The reference's update (kernels/cpu/cpu_optim.c), element by element, on the
+// fp32 master weights; the bf16 parameter is written from the new master,
+// rounded to nearest even, or stochastically when seed != 0 (unbiased: the
+// expected bf16 value equals the fp32 master).
+
+__device__ __forceinline__ uint32_t hash_u32(uint32_t seed, uint64_t i) {
+    // splitmix64 finalizer over (seed, index)
+    uint64_t z = i * 0x9E3779B97F4A7C15ull + ((uint64_t)seed << 32 | seed);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (uint32_t)z;
+}
+
+__device__ __forceinline__ bf16 bf16_stochastic(float f, uint32_t rnd) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7f800000u) == 0x7f800000u) return __float2bfloat16_rn(f);  // inf / NaN unchanged
+    u += rnd & 0xffffu;  // a carry into the kept bits rounds up with probability = dropped fraction
+    return __ushort_as_bfloat16((unsigned short)(u >> 16));
+}
+
+__global__ void adamw_kernel(bf16 *param, float *master, const float *grad, float *m, float *v, size_t n,
+                             float beta1, float beta2, float eps, float grad_scale, float bc2_sqrt,
+                             float step_size, float decay, uint32_t seed) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float g = grad[i] * grad_scale;
+    float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    float denom = sqrtf(vi) / bc2_sqrt + eps;
+    float p = master[i] * decay - step_size * mi / denom;
+    master[i] = p;
+    param[i] = seed ? bf16_stochastic(p, hash_u32(seed, i)) : __float2bfloat16_rn(p);
+}
+
+void cuda_adamw_update(void *param, float *master, const float *grad, float *m, float *v, size_t n, float lr,
+                       float beta1, float beta2, float eps, float weight_decay, float grad_scale, int step,
+                       uint32_t seed) {
+    if (!n) return;
+    CUDA_REQUIRE(master, "adamw_update on CUDA needs fp32 master weights (the parameters are bf16)");
+    // Scalars exactly as the reference computes them, on the host.
+    const float bc1 = 1.0f - powf(beta1, (float)step);
+    const float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)step));
+    const float step_size = lr / bc1;
+    const float decay = 1.0f - lr * weight_decay;
+    adamw_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_ctx()->stream>>>((bf16 *)param, master, grad, m, v, n, beta1,
+                                                                      beta2, eps, grad_scale, bc2_sqrt, step_size,
+                                                                      decay, seed);
+    CUDA_LAUNCH_CHECK();
+}

@@ -1,0 +1,181 @@
+// Matmuls through cuBLASLt: bf16 operands, fp32 accumulation, the bias added
+// in the epilogue, weight gradients accumulated into fp32 with beta = 1.
+//
+// Row-major to cuBLAS's column-major: a row-major [R, Cc] matrix is a
+// column-major [Cc, R] one with the same leading dimension Cc. So
+//   out[M,N]  = inp[M,K] @ W[N,K]^T   is  out^T[N,M]  = op_T(W) @ inp^T
+//   dinp[M,K] = dout[M,N] @ W[N,K]    is  dinp^T[K,M] = W^T @ dout^T   (no transposes)
+//   dW[N,K]  += dout^T @ inp          is  dW^T[K,N]  += inp^T @ op_T(dout^T)
+// Descriptors and the heuristic's choice are cached per shape: asking the
+// heuristic costs more than many small matmuls.
+#include <string.h>
+
+#include "kernels/cuda/cuda_internal.cuh"
+
+typedef struct {
+    int m, n, k, lda, ldb, ldc;
+    cublasOperation_t opa, opb;
+    cudaDataType_t dtype_d;
+    int has_bias, accumulate;
+    int align_a, align_b, align_c, align_bias;
+} PlanKey;
+
+typedef struct {
+    PlanKey key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+    int valid;   // key is meaningful
+    int has_desc;  // descriptors exist
+    int ok;      // the heuristic found an algorithm
+} Plan;
+
+#define PLAN_CACHE 64
+static Plan g_plans[PLAN_CACHE];
+static int g_plan_next = 0;
+
+// Largest power of two (<= 256) dividing the address: cuBLASLt's heuristic
+// assumes 256-byte alignment unless told otherwise, and parameter tensors sit
+// at arbitrary offsets inside their module's allocation.
+static int ptr_alignment(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    int al = 256;
+    while (al > 2 && (a % (uintptr_t)al) != 0) al >>= 1;
+    return al;
+}
+
+static void plan_destroy(Plan *p) {
+    if (p->has_desc) {
+        CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->desc));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->a));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->b));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->c));
+    }
+    p->has_desc = 0;
+    p->valid = 0;
+    p->ok = 0;
+}
+
+void cuda_matmul_release(void) {
+    for (int i = 0; i < PLAN_CACHE; i++) plan_destroy(&g_plans[i]);
+}
+
+// Builds descriptors for the key and asks the heuristic. p->ok = 0 when no
+// algorithm fits (remembered, so the heuristic is not asked again).
+static void plan_build(Plan *p, const PlanKey *k) {
+    CudaContext *ctx = cuda_ctx();
+    memset(p, 0, sizeof *p);
+    p->key = *k;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &k->opa, sizeof k->opa));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &k->opb, sizeof k->opb));
+    if (k->has_bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t bias_type = CUDA_R_16BF;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                    sizeof bias_type));
+    }
+    int a_rows = k->opa == CUBLAS_OP_N ? k->m : k->k, a_cols = k->opa == CUBLAS_OP_N ? k->k : k->m;
+    int b_rows = k->opb == CUBLAS_OP_N ? k->k : k->n, b_cols = k->opb == CUBLAS_OP_N ? k->n : k->k;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, a_rows, a_cols, k->lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, b_rows, b_cols, k->ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, k->dtype_d, k->m, k->n, k->ldc));
+    p->valid = 1;
+    p->has_desc = 1;
+
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = ctx->lt_workspace_size;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                      sizeof ws));
+    uint32_t al;
+    al = (uint32_t)k->align_a;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al, sizeof al));
+    al = (uint32_t)k->align_b;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof al));
+    al = (uint32_t)k->align_c;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof al));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof al));
+    cublasLtMatmulHeuristicResult_t res;
+    memset(&res, 0, sizeof res);
+    int found = 0;
+    cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res, &found);
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
+        cuda_fatal(__FILE__, __LINE__, "cublasLtMatmulAlgoGetHeuristic: %s", cublasLtGetStatusString(st));
+    p->ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (p->ok) p->algo = res.algo;
+}
+
+static const Plan *plan_get(const PlanKey *k) {
+    for (int i = 0; i < PLAN_CACHE; i++)
+        if (g_plans[i].valid && memcmp(&g_plans[i].key, k, sizeof *k) == 0) return g_plans[i].ok ? &g_plans[i] : NULL;
+    Plan *slot = &g_plans[g_plan_next];
+    g_plan_next = (g_plan_next + 1) % PLAN_CACHE;
+    plan_destroy(slot);
+    plan_build(slot, k);
+    return slot->ok ? slot : NULL;
+}
+
+// D[m,n] (column-major, ldc = m) = op(A) op(B) (+ bias[m]) (+ D when accumulate).
+static void lt_matmul(void *D, cudaDataType_t dtype_d, const void *A, cublasOperation_t opa, int lda, const void *B,
+                      cublasOperation_t opb, int ldb, int m, int n, int k, int accumulate, const bf16 *bias) {
+    CudaContext *ctx = cuda_ctx();
+    PlanKey key;
+    memset(&key, 0, sizeof key);  // padding bytes take part in memcmp
+    key.m = m;
+    key.n = n;
+    key.k = k;
+    key.lda = lda;
+    key.ldb = ldb;
+    key.ldc = m;
+    key.opa = opa;
+    key.opb = opb;
+    key.dtype_d = dtype_d;
+    key.has_bias = bias != NULL;
+    key.accumulate = accumulate;
+    key.align_a = ptr_alignment(A);
+    key.align_b = ptr_alignment(B);
+    key.align_c = ptr_alignment(D);
+    key.align_bias = bias ? ptr_alignment(bias) : 0;
+    const Plan *p = plan_get(&key);
+    if (!p && bias) {
+        // No fused-bias algorithm for this shape/alignment: plain matmul, then a bias kernel.
+        lt_matmul(D, dtype_d, A, opa, lda, B, opb, ldb, m, n, k, accumulate, NULL);
+        cuda_add_bias((bf16 *)D, bias, n, m);
+        return;
+    }
+    CUDA_REQUIRE(p, "cuBLASLt has no algorithm for m=%d n=%d k=%d lda=%d ldb=%d", m, n, k, lda, ldb);
+    if (bias)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    CUBLAS_CHECK(cublasLtMatmul(ctx->lt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->c, D, p->c, &p->algo,
+                                ctx->lt_workspace, ctx->lt_workspace_size, ctx->stream));
+}
+
+void cuda_matmul_forward(void *out, const void *inp, const void *weight, const void *bias, int M, int K, int N) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {  // empty inner dimension: out = bias (or 0)
+        CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)M * N * sizeof(bf16), cuda_ctx()->stream));
+        if (bias) cuda_add_bias((bf16 *)out, (const bf16 *)bias, M, N);
+        return;
+    }
+    // out^T[N,M] = op_T(W)[N,K] @ inp^T[K,M]
+    lt_matmul(out, CUDA_R_16BF, weight, CUBLAS_OP_T, K, inp, CUBLAS_OP_N, K, N, M, K, 0, (const bf16 *)bias);
+}
+
+void cuda_matmul_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+                          const void *weight, int M, int K, int N) {
+    if (M <= 0 || N <= 0 || K <= 0) {
+        if (dinp && M > 0 && K > 0)
+            CUDA_CHECK(cudaMemsetAsync(dinp, 0, (size_t)M * K * sizeof(bf16), cuda_ctx()->stream));
+        return;
+    }
+    // dinp^T[K,M] = W^T[K,N] @ dout^T[N,M]: W row-major [N,K] is column-major [K,N].
+    if (dinp) lt_matmul(dinp, CUDA_R_16BF, weight, CUBLAS_OP_N, K, dout, CUBLAS_OP_N, N, K, M, N, 0, NULL);
+    // dW^T[K,N] += inp^T[K,M] @ (dout^T[N,M])^T, fp32 output with beta = 1.
+    if (dweight) lt_matmul(dweight, CUDA_R_32F, inp, CUBLAS_OP_N, K, dout, CUBLAS_OP_T, N, K, N, M, 1, NULL);
+    if (dbias) cuda_colsum_add(dbias, (const bf16 *)dout, M, N);
+}

@@ -1,0 +1,584 @@
+// Every op of the CUDA table against the CPU op, at realistic and odd shapes
+// (sizes that are not multiples of any tile, unaligned pointers for the scalar
+// paths), on random inputs; then the timing table and the flash-attention
+// benchmark (gpu_bench.c). Run by tests/gpu/run.sh on a machine with a GPU:
+//   test_gpu_ops [--checks-only | --bench-only] [-v]
+// Exit 0 when every check passed; without a usable GPU it says so and exits 0.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "tests/gpu/gpu_harness.h"
+#include "tests/testlib.h"
+
+#define A (h->gpu->act_size)
+
+// Rounds host values to bf16 in place (what the GPU stores).
+static void round_bf16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+// ---- linear -------------------------------------------------------------------------------
+
+// w_off > 0 places the weight at an element offset (parameters sit at
+// arbitrary offsets in their module's allocation): cuBLASLt must be told.
+static void check_matmul(Harness *h, int M, int K, int N, int with_bias, int w_off) {
+    char op[64];
+    snprintf(op, sizeof op, "matmul %dx%dx%d%s%s", M, K, N, with_bias ? " +bias" : "", w_off ? " unaligned" : "");
+    float *x = h_rand(h, (size_t)M * K, 1.0f), *w = h_rand(h, (size_t)N * K, 0.05f);
+    float *b = with_bias ? h_rand(h, N, 0.5f) : NULL;
+    float *out_c = xmalloc((size_t)M * N * sizeof(float));
+    h->cpu->matmul_forward(out_c, x, w, b, M, K, N);
+    void *dx = d_act(h, x, (size_t)M * K);
+    char *dw_base = d_act(h, NULL, (size_t)N * K + w_off);
+    void *dw = dw_base + (size_t)w_off * A;
+    h->gpu->upload_act(dw, w, (size_t)N * K);
+    void *db = b ? d_act(h, b, N) : NULL;
+    void *dout = d_poison(h, (size_t)M * N * A);
+    h->gpu->matmul_forward(dout, dx, dw, db, M, K, N);
+    float *out_g = down_act(h, dout, (size_t)M * N);
+    h_check(h, op, "out", out_g, out_c, (size_t)M * N, TOL_BF16);
+
+    // backward: dinp written, dweight/dbias accumulated onto nonzero values
+    float *dy = h_rand(h, (size_t)M * N, 1.0f);
+    float *dw0 = h_rand(h, (size_t)N * K, 0.1f), *db0 = h_rand(h, N, 0.1f);
+    float *dinp_c = xmalloc((size_t)M * K * sizeof(float));
+    float *dw_c = h_copy(dw0, (size_t)N * K), *db_c = h_copy(db0, N);
+    h->cpu->matmul_backward(dinp_c, dw_c, with_bias ? db_c : NULL, dy, x, w, M, K, N);
+    void *ddy = d_act(h, dy, (size_t)M * N);
+    void *ddinp = d_poison(h, (size_t)M * K * A);
+    float *ddw = d_f32(h, dw0, (size_t)N * K), *ddb = d_f32(h, db0, N);
+    h->gpu->matmul_backward(ddinp, ddw, with_bias ? ddb : NULL, ddy, dx, dw, M, K, N);
+    float *dinp_g = down_act(h, ddinp, (size_t)M * K), *dw_g = down_f32(h, ddw, (size_t)N * K);
+    h_check(h, op, "dinp", dinp_g, dinp_c, (size_t)M * K, TOL_BF16);
+    h_check(h, op, "dweight (+=)", dw_g, dw_c, (size_t)N * K, TOL_F32);
+    if (with_bias) {
+        float *db_g = down_f32(h, ddb, N);
+        h_check(h, op, "dbias (+=)", db_g, db_c, N, TOL_F32);
+        free(db_g);
+    }
+    // frozen weights: only dinp; then only dweight (dinp NULL), run twice: deterministic
+    h_poison(h, ddinp, (size_t)M * K * A);
+    h->gpu->matmul_backward(ddinp, NULL, NULL, ddy, dx, dw, M, K, N);
+    float *dinp_g2 = down_act(h, ddinp, (size_t)M * K);
+    h_check(h, op, "dinp (frozen weight)", dinp_g2, dinp_c, (size_t)M * K, TOL_BF16);
+    h->gpu->upload(ddw, dw0, (size_t)N * K * sizeof(float));
+    h->gpu->matmul_backward(NULL, ddw, NULL, ddy, dx, dw, M, K, N);
+    float *dw_g2 = down_f32(h, ddw, (size_t)N * K);
+    h_check_bitwise(h, op, dw_g2, dw_g, (size_t)N * K);
+    free(x), free(w), free(b), free(out_c), free(out_g), free(dy), free(dw0), free(db0), free(dinp_c);
+    free(dw_c), free(db_c), free(dinp_g), free(dw_g), free(dinp_g2), free(dw_g2);
+    h_release(h);
+}
+
+// ---- normalization -----------------------------------------------------------------------
+
+static void check_norm(Harness *h, int layernorm, int M, int C) {
+    char op[64];
+    snprintf(op, sizeof op, "%s %dx%d", layernorm ? "layernorm" : "rmsnorm", M, C);
+    const size_t n = (size_t)M * C;
+    float *x = h_rand(h, n, 1.0f);
+    for (size_t i = 0; i < n; i++) x[i] += 0.3f;  // a nonzero mean to subtract
+    round_bf16(x, n);
+    float *w = h_rand(h, C, 1.0f), *b = h_rand(h, C, 0.5f);
+    float *y_c = xmalloc(n * sizeof(float)), *mean_c = xmalloc(M * sizeof(float)), *rstd_c = xmalloc(M * sizeof(float));
+    void *dx = d_act(h, x, n), *dwt = d_act(h, w, C), *dbs = d_act(h, b, C);
+    void *dy_out = d_poison(h, n * A);
+    float *dmean = d_poison(h, M * sizeof(float)), *drstd = d_poison(h, M * sizeof(float));
+    if (layernorm) {
+        h->cpu->layernorm_forward(y_c, mean_c, rstd_c, x, w, b, M, C, 1e-5f);
+        h->gpu->layernorm_forward(dy_out, dmean, drstd, dx, dwt, dbs, M, C, 1e-5f);
+    } else {
+        h->cpu->rmsnorm_forward(y_c, rstd_c, x, w, M, C, 1e-6f);
+        h->gpu->rmsnorm_forward(dy_out, drstd, dx, dwt, M, C, 1e-6f);
+    }
+    float *y_g = down_act(h, dy_out, n), *rstd_g = down_f32(h, drstd, M);
+    h_check(h, op, "out", y_g, y_c, n, TOL_BF16);
+    h_check(h, op, "rstd", rstd_g, rstd_c, M, TOL_F32);
+    if (layernorm) {
+        float *mean_g = down_f32(h, dmean, M);
+        h_check(h, op, "mean", mean_g, mean_c, M, TOL_F32);
+        free(mean_g);
+    }
+    // backward from the reference's statistics, onto nonzero gradients
+    float *dy = h_rand(h, n, 1.0f), *dinp0 = h_rand(h, n, 1.0f);
+    float *dw0 = h_rand(h, C, 0.1f), *db0 = h_rand(h, C, 0.1f);
+    float *dinp_c = h_copy(dinp0, n), *dw_c = h_copy(dw0, C), *db_c = h_copy(db0, C);
+    void *ddy = d_act(h, dy, n), *ddinp = d_act(h, dinp0, n);
+    float *ddw = d_f32(h, dw0, C), *ddb = d_f32(h, db0, C);
+    h->gpu->upload(drstd, rstd_c, M * sizeof(float));
+    if (layernorm) {
+        h->gpu->upload(dmean, mean_c, M * sizeof(float));
+        h->cpu->layernorm_backward(dinp_c, dw_c, db_c, dy, x, w, mean_c, rstd_c, M, C);
+        h->gpu->layernorm_backward(ddinp, ddw, ddb, ddy, dx, dwt, dmean, drstd, M, C);
+    } else {
+        h->cpu->rmsnorm_backward(dinp_c, dw_c, dy, x, w, rstd_c, M, C);
+        h->gpu->rmsnorm_backward(ddinp, ddw, ddy, dx, dwt, drstd, M, C);
+    }
+    float *dinp_g = down_act(h, ddinp, n), *dw_g = down_f32(h, ddw, C), *db_g = down_f32(h, ddb, C);
+    h_check(h, op, "dinp (+=)", dinp_g, dinp_c, n, TOL_BF16);
+    h_check(h, op, "dweight (+=)", dw_g, dw_c, C, TOL_F32);
+    if (layernorm) h_check(h, op, "dbias (+=)", db_g, db_c, C, TOL_F32);
+    // frozen: dinp NULL leaves only the weight gradients, bitwise the same
+    h->gpu->upload(ddw, dw0, C * sizeof(float));
+    if (layernorm)
+        h->gpu->layernorm_backward(NULL, ddw, NULL, ddy, dx, dwt, dmean, drstd, M, C);
+    else
+        h->gpu->rmsnorm_backward(NULL, ddw, ddy, dx, dwt, drstd, M, C);
+    float *dw_g2 = down_f32(h, ddw, C);
+    h_check_bitwise(h, op, dw_g2, dw_g, C);
+    free(x), free(w), free(b), free(y_c), free(mean_c), free(rstd_c), free(y_g), free(rstd_g), free(dy);
+    free(dinp0), free(dw0), free(db0), free(dinp_c), free(dw_c), free(db_c), free(dinp_g), free(dw_g), free(db_g);
+    free(dw_g2);
+    h_release(h);
+}
+
+// ---- elementwise -------------------------------------------------------------------------
+
+typedef void (*Map1)(void *, const void *, size_t);
+typedef void (*Map2)(void *, const void *, const void *, size_t);
+
+// off > 0: every pointer at an odd element offset (the scalar path).
+static void *at(Harness *h, void *base, int off) { return (char *)base + (size_t)off * A; }
+
+static void check_map2(Harness *h, const char *name, Map2 cpu_f, Map2 gpu_f, size_t n, int off, int alias_out_b) {
+    char op[64];
+    snprintf(op, sizeof op, "%s n=%zu%s", name, n, off ? " unaligned" : "");
+    float *a = h_rand(h, n, 2.0f), *b = h_rand(h, n, 1.0f), *c = xmalloc(n * sizeof(float));
+    cpu_f(c, a, b, n);
+    void *da = at(h, d_act(h, NULL, n + off), off), *db = at(h, d_act(h, NULL, n + off), off);
+    void *dc = at(h, d_poison(h, (n + off) * A), off);
+    h->gpu->upload_act(da, a, n);
+    h->gpu->upload_act(db, b, n);
+    gpu_f(dc, da, db, n);
+    float *g = down_act(h, dc, n);
+    h_check(h, op, "out", g, c, n, TOL_BF16);
+    free(g);
+    // in place as the model calls it: out = a (residual, accumulate) or out = b (dinp = dout)
+    void *dst = alias_out_b ? db : da;
+    gpu_f(dst, da, db, n);
+    g = down_act(h, dst, n);
+    h_check(h, op, alias_out_b ? "out aliasing dout" : "out aliasing a", g, c, n, TOL_BF16);
+    free(a), free(b), free(c), free(g);
+    h_release(h);
+}
+
+static void check_map1(Harness *h, const char *name, Map1 cpu_f, Map1 gpu_f, size_t n, int off) {
+    char op[64];
+    snprintf(op, sizeof op, "%s n=%zu%s", name, n, off ? " unaligned" : "");
+    float *a = h_rand(h, n, 2.0f), *c = xmalloc(n * sizeof(float));
+    cpu_f(c, a, n);
+    void *da = at(h, d_act(h, NULL, n + off), off), *dc = at(h, d_poison(h, (n + off) * A), off);
+    h->gpu->upload_act(da, a, n);
+    gpu_f(dc, da, n);
+    float *g = down_act(h, dc, n);
+    h_check(h, op, "out", g, c, n, TOL_BF16);
+    free(g);
+    gpu_f(da, da, n);  // in place (the vision MLP does this)
+    g = down_act(h, da, n);
+    h_check(h, op, "in place", g, c, n, TOL_BF16);
+    free(a), free(c), free(g);
+    h_release(h);
+}
+
+// accumulate(dst, src) as a two-input map: out = a + b with out aliasing a.
+static void cpu_acc2(void *o, const void *a, const void *b, size_t n) {
+    const float *x = a, *y = b;
+    float *z = o;
+    for (size_t i = 0; i < n; i++) z[i] = x[i] + y[i];
+}
+
+static void check_elementwise(Harness *h, size_t n, int off) {
+    const Ops *c = h->cpu, *g = h->gpu;
+    check_map2(h, "residual", c->residual_forward, g->residual_forward, n, off, 0);
+    check_map2(h, "gelu_backward", c->gelu_backward, g->gelu_backward, n, off, 1);
+    check_map2(h, "quick_gelu_backward", c->quick_gelu_backward, g->quick_gelu_backward, n, off, 1);
+    check_map1(h, "gelu", c->gelu_forward, g->gelu_forward, n, off);
+    check_map1(h, "quick_gelu", c->quick_gelu_forward, g->quick_gelu_forward, n, off);
+    // accumulate: dst += src
+    float *a = h_rand(h, n, 1.0f), *b = h_rand(h, n, 1.0f), *ref = xmalloc(n * sizeof(float));
+    cpu_acc2(ref, a, b, n);
+    void *da = at(h, d_act(h, NULL, n + off), off), *db = at(h, d_act(h, NULL, n + off), off);
+    g->upload_act(da, a, n);
+    g->upload_act(db, b, n);
+    g->accumulate(da, db, n);
+    float *got = down_act(h, da, n);
+    char op[64];
+    snprintf(op, sizeof op, "accumulate n=%zu%s", n, off ? " unaligned" : "");
+    h_check(h, op, "dst", got, ref, n, TOL_BF16);
+    free(a), free(b), free(ref), free(got);
+    h_release(h);
+}
+
+static void check_swiglu(Harness *h, int M, int FF) {
+    char op[64];
+    snprintf(op, sizeof op, "swiglu %dx%d", M, FF);
+    const size_t n = (size_t)M * FF;
+    float *gu = h_rand(h, 2 * n, 1.5f), *o_c = xmalloc(n * sizeof(float));
+    h->cpu->swiglu_forward(o_c, gu, M, FF);
+    void *dgu = d_act(h, gu, 2 * n), *dout = d_poison(h, n * A);
+    h->gpu->swiglu_forward(dout, dgu, M, FF);
+    float *o_g = down_act(h, dout, n);
+    h_check(h, op, "out", o_g, o_c, n, TOL_BF16);
+    float *dy = h_rand(h, n, 1.0f), *dgu_c = xmalloc(2 * n * sizeof(float));
+    h->cpu->swiglu_backward(dgu_c, dy, gu, M, FF);
+    void *ddy = d_act(h, dy, n), *ddgu = d_poison(h, 2 * n * A);
+    h->gpu->swiglu_backward(ddgu, ddy, dgu, M, FF);
+    float *dgu_g = down_act(h, ddgu, 2 * n);
+    h_check(h, op, "dgateup", dgu_g, dgu_c, 2 * n, TOL_BF16);
+    free(gu), free(o_c), free(o_g), free(dy), free(dgu_c), free(dgu_g);
+    h_release(h);
+}
+
+static void check_rope(Harness *h, int M, int NH, int NKV, int HS, float theta) {
+    char op[64];
+    snprintf(op, sizeof op, "rope M=%d %d/%d heads HS=%d", M, NH, NKV, HS);
+    const size_t n = (size_t)M * (NH + 2 * NKV) * HS;
+    int32_t *pos = h_ids(h, M, 0, 4096);
+    void *dpos = d_i32(h, pos, M);
+    for (int dir = 0; dir < 2; dir++) {
+        float *x = h_rand(h, n, 1.0f), *ref = h_copy(x, n);
+        void *dx = d_act(h, x, n);
+        if (dir == 0) {
+            h->cpu->rope_forward(ref, pos, M, NH, NKV, HS, theta);
+            h->gpu->rope_forward(dx, dpos, M, NH, NKV, HS, theta);
+        } else {
+            h->cpu->rope_backward(ref, pos, M, NH, NKV, HS, theta);
+            h->gpu->rope_backward(dx, dpos, M, NH, NKV, HS, theta);
+        }
+        float *g = down_act(h, dx, n);
+        h_check(h, op, dir == 0 ? "forward" : "backward", g, ref, n, TOL_BF16);
+        free(x), free(ref), free(g);
+    }
+    free(pos);
+    h_release(h);
+}
+
+// ---- attention ---------------------------------------------------------------------------
+
+// seg_mode 0: none; 1: packed documents and right padding; 2: left padding
+// (early padding queries of a causal row see no key: zeros, lse = -inf).
+static int32_t *make_seg(Harness *h, int B, int T, int mode) {
+    int32_t *seg = xmalloc((size_t)B * T * sizeof(int32_t));
+    for (int b = 0; b < B; b++) {
+        int32_t *s = seg + (size_t)b * T;
+        if (mode == 1) {
+            int doc = 1, left = 1 + (int)rng_below(&h->rng, (uint64_t)(T / 2 + 1));
+            int pad_from = (b % 2) ? T - T / 8 : T;
+            for (int t = 0; t < T; t++) {
+                if (t >= pad_from) {
+                    s[t] = 0;
+                    continue;
+                }
+                s[t] = doc;
+                if (--left == 0) {
+                    doc++;
+                    left = 1 + (int)rng_below(&h->rng, (uint64_t)(T / 2 + 1));
+                }
+            }
+        } else {
+            for (int t = 0; t < T; t++) s[t] = t < 5 + b ? 0 : 1;
+        }
+    }
+    return seg;
+}
+
+static void check_attention(Harness *h, int B, int T, int NH, int NKV, int HS, int causal, int seg_mode, int off) {
+    char op[96];
+    snprintf(op, sizeof op, "attention B%d T%d %d/%d HS%d %s%s%s", B, T, NH, NKV, HS, causal ? "causal" : "bidir",
+             seg_mode == 1 ? " packed+pad" : seg_mode == 2 ? " leftpad" : "", off ? " unaligned" : "");
+    const int M = B * T;
+    const size_t nqkv = (size_t)M * (NH + 2 * NKV) * HS, nout = (size_t)M * NH * HS, nl = (size_t)B * NH * T;
+    float *qkv = h_rand(h, nqkv, 1.0f);
+    int32_t *seg = seg_mode ? make_seg(h, B, T, seg_mode) : NULL;
+    AttnShape sc = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .causal = causal, .seg = seg};
+    float *out_c = xmalloc(nout * sizeof(float)), *lse_c = xmalloc(nl * sizeof(float));
+    h->cpu->attention_forward(out_c, lse_c, qkv, &sc);
+
+    AttnShape sg = sc;
+    sg.seg = seg ? d_i32(h, seg, M) : NULL;
+    void *dqkv_in = at(h, d_act(h, NULL, nqkv + off), off);
+    h->gpu->upload_act(dqkv_in, qkv, nqkv);
+    void *dout = at(h, d_poison(h, (nout + off) * A), off);
+    float *dlse = d_poison(h, nl * sizeof(float));
+    h->gpu->attention_forward(dout, dlse, dqkv_in, &sg);
+    float *out_g = down_act(h, dout, nout), *lse_g = down_f32(h, dlse, nl);
+    h_check(h, op, "out", out_g, out_c, nout, TOL_BF16);
+    h_check(h, op, "lse", lse_g, lse_c, nl, TOL_F32);
+
+    // backward from the same (bf16-rounded) out and lse on both sides
+    round_bf16(out_c, nout);
+    float *dy = h_rand(h, nout, 1.0f), *dqkv_c = xmalloc(nqkv * sizeof(float));
+    h->cpu->attention_backward(dqkv_c, dy, qkv, out_c, lse_c, &sc);
+    void *ddy = at(h, d_act(h, NULL, nout + off), off);
+    h->gpu->upload_act(ddy, dy, nout);
+    h->gpu->upload_act(dout, out_c, nout);
+    h->gpu->upload(dlse, lse_c, nl * sizeof(float));
+    void *ddqkv = at(h, d_poison(h, (nqkv + off) * A), off);
+    h->gpu->attention_backward(ddqkv, ddy, dqkv_in, dout, dlse, &sg);
+    float *dqkv_g = down_act(h, ddqkv, nqkv);
+    h_check(h, op, "dqkv", dqkv_g, dqkv_c, nqkv, TOL_BF16);
+    h_poison(h, ddqkv, nqkv * A);
+    h->gpu->attention_backward(ddqkv, ddy, dqkv_in, dout, dlse, &sg);
+    float *dqkv_g2 = down_act(h, ddqkv, nqkv);
+    h_check_bitwise(h, op, dqkv_g2, dqkv_g, nqkv);
+    free(qkv), free(seg), free(out_c), free(lse_c), free(out_g), free(lse_g), free(dy), free(dqkv_c), free(dqkv_g);
+    free(dqkv_g2);
+    h_release(h);
+}
+
+// ---- embeddings and row moves ------------------------------------------------------------
+
+static void check_embedding(Harness *h, int M, int C, int V) {
+    char op[64];
+    snprintf(op, sizeof op, "embedding M=%d C=%d V=%d", M, C, V);
+    float *table = h_rand(h, (size_t)V * C, 1.0f);
+    int32_t *ids = h_ids(h, M, 0, V);
+    for (int m = 0; m < M; m += 7) ids[m] = -1;      // image positions
+    for (int m = 3; m < M; m += 5) ids[m] = ids[1];  // repeated tokens
+    float *out_c = xmalloc((size_t)M * C * sizeof(float));
+    h->cpu->embedding_forward(out_c, ids, table, M, C);
+    void *dtable = d_act(h, table, (size_t)V * C), *dids = d_i32(h, ids, M), *dout = d_poison(h, (size_t)M * C * A);
+    h->gpu->embedding_forward(dout, dids, dtable, M, C);
+    float *out_g = down_act(h, dout, (size_t)M * C);
+    h_check(h, op, "out", out_g, out_c, (size_t)M * C, TOL_BF16);
+    float *dy = h_rand(h, (size_t)M * C, 1.0f), *dt0 = h_rand(h, (size_t)V * C, 0.1f);
+    float *dt_c = h_copy(dt0, (size_t)V * C);
+    h->cpu->embedding_backward(dt_c, dy, ids, M, C, V);
+    void *ddy = d_act(h, dy, (size_t)M * C);
+    float *ddt = d_f32(h, dt0, (size_t)V * C);
+    h->gpu->embedding_backward(ddt, ddy, dids, M, C, V);
+    float *dt_g = down_f32(h, ddt, (size_t)V * C);
+    h_check(h, op, "dtable (+=)", dt_g, dt_c, (size_t)V * C, TOL_F32);
+    h->gpu->upload(ddt, dt0, (size_t)V * C * sizeof(float));
+    h->gpu->embedding_backward(ddt, ddy, dids, M, C, V);
+    float *dt_g2 = down_f32(h, ddt, (size_t)V * C);
+    h_check_bitwise(h, op, dt_g2, dt_g, (size_t)V * C);
+    free(table), free(ids), free(out_c), free(out_g), free(dy), free(dt0), free(dt_c), free(dt_g), free(dt_g2);
+    h_release(h);
+}
+
+static void check_rows(Harness *h, int R, int n, int C) {
+    char op[64];
+    snprintf(op, sizeof op, "gather/scatter rows %d of %d, C=%d", n, R, C);
+    float *src = h_rand(h, (size_t)R * C, 1.0f), *small = h_rand(h, (size_t)n * C, 1.0f);
+    int32_t *perm = xmalloc((size_t)R * sizeof(int32_t));
+    for (int i = 0; i < R; i++) perm[i] = i;
+    for (int i = R - 1; i > 0; i--) {  // distinct rows for the scatter
+        int j = (int)rng_below(&h->rng, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    float *g_c = xmalloc((size_t)n * C * sizeof(float)), *s_c = h_copy(src, (size_t)R * C);
+    h->cpu->gather_rows(g_c, src, perm, n, C);
+    h->cpu->scatter_rows(s_c, small, perm, n, C);
+    void *dsrc = d_act(h, src, (size_t)R * C), *dsmall = d_act(h, small, (size_t)n * C), *drows = d_i32(h, perm, n);
+    void *dg = d_poison(h, (size_t)n * C * A);
+    h->gpu->gather_rows(dg, dsrc, drows, n, C);
+    h->gpu->scatter_rows(dsrc, dsmall, drows, n, C);
+    float *g_g = down_act(h, dg, (size_t)n * C), *s_g = down_act(h, dsrc, (size_t)R * C);
+    h_check(h, op, "gather", g_g, g_c, (size_t)n * C, TOL_BF16);
+    h_check(h, op, "scatter", s_g, s_c, (size_t)R * C, TOL_BF16);
+    free(src), free(small), free(perm), free(g_c), free(s_c), free(g_g), free(s_g);
+    h_release(h);
+}
+
+static void check_vision_input(Harness *h, int N, int S, int P, int D) {
+    char op[64];
+    snprintf(op, sizeof op, "patchify/vision_embed N=%d S=%d P=%d", N, S, P);
+    const int G = S / P, NP = G * G, F = 3 * P * P;
+    float *pix = h_rand(h, (size_t)N * 3 * S * S, 1.0f), *pat_c = xmalloc((size_t)N * NP * F * sizeof(float));
+    h->cpu->patchify(pat_c, pix, N, S, P);
+    void *dpix = d_act(h, pix, (size_t)N * 3 * S * S), *dpat = d_poison(h, (size_t)N * NP * F * A);
+    h->gpu->patchify(dpat, dpix, N, S, P);
+    float *pat_g = down_act(h, dpat, (size_t)N * NP * F);
+    h_check(h, op, "patches", pat_g, pat_c, (size_t)N * NP * F, TOL_BF16);
+    float *pe = h_rand(h, (size_t)N * NP * D, 1.0f), *cls = h_rand(h, D, 1.0f), *pos = h_rand(h, (size_t)(NP + 1) * D, 1.0f);
+    float *ve_c = xmalloc((size_t)N * (NP + 1) * D * sizeof(float));
+    h->cpu->vision_embed(ve_c, pe, cls, pos, N, NP, D);
+    void *dpe = d_act(h, pe, (size_t)N * NP * D), *dcls = d_act(h, cls, D), *dpos = d_act(h, pos, (size_t)(NP + 1) * D);
+    void *dve = d_poison(h, (size_t)N * (NP + 1) * D * A);
+    h->gpu->vision_embed(dve, dpe, dcls, dpos, N, NP, D);
+    float *ve_g = down_act(h, dve, (size_t)N * (NP + 1) * D);
+    h_check(h, op, "vision_embed", ve_g, ve_c, (size_t)N * (NP + 1) * D, TOL_BF16);
+    free(pix), free(pat_c), free(pat_g), free(pe), free(cls), free(pos), free(ve_c), free(ve_g);
+    h_release(h);
+}
+
+// ---- loss and optimizer ------------------------------------------------------------------
+
+static void check_cross_entropy(Harness *h, int M, int V) {
+    char op[64];
+    snprintf(op, sizeof op, "cross_entropy M=%d V=%d", M, V);
+    const size_t n = (size_t)M * V;
+    float *x = h_rand(h, n, 2.0f);
+    int32_t *t = h_ids(h, M, 0, V);
+    for (int m = 0; m < M; m += 5) t[m] = -1;
+    const float scale = 1.0f / (float)M;
+    float *loss_c = xmalloc(M * sizeof(float)), *dx_c = xmalloc(n * sizeof(float));
+    h->cpu->cross_entropy(loss_c, dx_c, x, t, scale, M, V);
+    void *dx = d_act(h, x, n), *dt = d_i32(h, t, M);
+    float *dl = d_poison(h, M * sizeof(float));
+    h->gpu->cross_entropy(dl, NULL, dx, dt, 0.0f, M, V);  // loss only (forward)
+    float *loss_g = down_f32(h, dl, M);
+    h_check(h, op, "losses", loss_g, loss_c, M, TOL_F32);
+    free(loss_g);
+    void *dd = d_poison(h, n * A);  // separate dlogits
+    h_poison(h, dl, M * sizeof(float));
+    h->gpu->cross_entropy(dl, dd, dx, dt, scale, M, V);
+    float *dd_g = down_act(h, dd, n);
+    h_check(h, op, "dlogits", dd_g, dx_c, n, TOL_BF16);
+    free(dd_g);
+    h->gpu->cross_entropy(dl, dx, dx, dt, scale, M, V);  // in place, as in training
+    dd_g = down_act(h, dx, n);
+    loss_g = down_f32(h, dl, M);
+    h_check(h, op, "dlogits in place", dd_g, dx_c, n, TOL_BF16);
+    h_check(h, op, "losses (in place)", loss_g, loss_c, M, TOL_F32);
+    free(x), free(t), free(loss_c), free(dx_c), free(loss_g), free(dd_g);
+    h_release(h);
+}
+
+static void check_sum_squares(Harness *h, size_t n) {
+    char op[64];
+    snprintf(op, sizeof op, "sum_squares n=%zu", n);
+    float *g = h_rand(h, n, 1e-2f);
+    double c = h->cpu->sum_squares(g, n);
+    float *dg = d_f32(h, g, n);
+    double a = h->gpu->sum_squares(dg, n), b = h->gpu->sum_squares(dg, n);
+    double err = fabs(a - c) / c;
+    EXPECT(err < 1e-10 && a == b, "%s: rel error %.3e, runs %s", op, err, a == b ? "equal" : "differ");
+    if (h->verbose || !(err < 1e-10)) printf("  %-28s %-22s rel err %.3e\n", op, "sum", err);
+    free(g);
+    h_release(h);
+}
+
+static void check_adamw(Harness *h, size_t n, uint32_t seed) {
+    char op[64];
+    snprintf(op, sizeof op, "adamw n=%zu seed=%u", n, seed);
+    float *master = h_rand(h, n, 0.5f);
+    for (size_t i = 0; i < n; i++) master[i] *= 1.0f + 1e-3f * (float)(i % 7);  // not bf16-exact
+    float *param = h_copy(master, n);
+    round_bf16(param, n);
+    float *grad = h_rand(h, n, 0.1f), *m0 = h_rand(h, n, 0.01f), *v0 = h_rand(h, n, 0.03f);
+    for (size_t i = 0; i < n; i++) v0[i] *= v0[i];
+    float *p_c = h_copy(master, n), *m_c = h_copy(m0, n), *v_c = h_copy(v0, n);
+    h->cpu->adamw_update(p_c, NULL, grad, m_c, v_c, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3, seed);
+    void *dp = d_act(h, param, n);
+    float *dm = d_f32(h, master, n), *dg = d_f32(h, grad, n), *dm1 = d_f32(h, m0, n), *dv = d_f32(h, v0, n);
+    h->gpu->adamw_update(dp, dm, dg, dm1, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3, seed);
+    float *p_g = down_act(h, dp, n), *mw_g = down_f32(h, dm, n), *m_g = down_f32(h, dm1, n), *v_g = down_f32(h, dv, n);
+    h_check(h, op, "master", mw_g, p_c, n, TOL_F32);
+    h_check(h, op, "m", m_g, m_c, n, TOL_F32);
+    h_check(h, op, "v", v_g, v_c, n, TOL_F32);
+    h_check(h, op, "bf16 param", p_g, p_c, n, TOL_BF16);
+    free(master), free(param), free(grad), free(m0), free(v0), free(p_c), free(m_c), free(v_c);
+    free(p_g), free(mw_g), free(m_g), free(v_g);
+    h_release(h);
+}
+
+// Stochastic rounding is unbiased: with lr = 0 the master stays 1 + 0.3 ulp,
+// and about 30% of the bf16 copies must round up (0% with round-to-nearest).
+static void check_stochastic_rounding(Harness *h) {
+    const size_t n = (size_t)1 << 20;
+    const float ulp = 1.0f / 128.0f, x = 1.0f + 0.3f * ulp;
+    float *master = xmalloc(n * sizeof(float)), *zeros = xcalloc(n, sizeof(float));
+    for (size_t i = 0; i < n; i++) master[i] = x;
+    void *dp = d_act(h, master, n);
+    float *dm = d_f32(h, master, n), *dg = d_f32(h, zeros, n), *dm1 = d_f32(h, zeros, n), *dv = d_f32(h, zeros, n);
+    h->gpu->adamw_update(dp, dm, dg, dm1, dv, n, 0.0f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1, 12345u);
+    float *p = down_act(h, dp, n);
+    size_t up = 0, other = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == 1.0f + ulp)
+            up++;
+        else if (p[i] != 1.0f)
+            other++;
+    }
+    double frac = (double)up / (double)n;
+    EXPECT(fabs(frac - 0.3) < 0.01 && other == 0, "adamw stochastic rounding: %.4f rounded up (want 0.30), %zu other",
+           frac, other);
+    if (h->verbose) printf("  %-28s %-22s %.4f rounded up (want 0.30)\n", "adamw stochastic rounding", "bias", frac);
+    free(master), free(zeros), free(p);
+    h_release(h);
+}
+
+void run_checks(Harness *h) {
+    printf("== op checks (GPU bf16 vs CPU fp32; tolerances %.0e bf16, %.0e fp32) ==\n", TOL_BF16, TOL_F32);
+    check_matmul(h, 67, 45, 33, 1, 0);
+    check_matmul(h, 67, 45, 33, 0, 1);
+    check_matmul(h, 300, 1024, 768, 1, 3);
+    check_matmul(h, 512, 1024, 4096, 0, 0);
+    check_norm(h, 1, 77, 37);
+    check_norm(h, 1, 1030, 1024);
+    check_norm(h, 0, 77, 37);
+    check_norm(h, 0, 1024, 4096);
+    check_elementwise(h, 100003, 1);
+    check_elementwise(h, (size_t)1024 * 4096 + 5, 0);
+    check_swiglu(h, 33, 45);
+    check_swiglu(h, 512, 1376);
+    check_rope(h, 2 * 37, 4, 2, 16, 10000.0f);
+    check_rope(h, 512, 32, 8, 128, 500000.0f);
+    // attention: generic path (odd head sizes, unaligned), flash path (64, 128)
+    check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
+    check_attention(h, 2, 45, 5, 1, 80, 1, 1, 0);
+    check_attention(h, 2, 77, 4, 4, 64, 0, 0, 1);
+    check_attention(h, 2, 77, 4, 4, 64, 0, 0, 0);
+    check_attention(h, 2, 130, 4, 4, 64, 0, 1, 0);
+    check_attention(h, 2, 100, 4, 2, 64, 1, 2, 0);
+    check_attention(h, 2, 300, 4, 2, 128, 1, 1, 0);
+    check_attention(h, 3, 129, 6, 3, 128, 1, 2, 0);
+    check_attention(h, 1, 1024, 8, 8, 128, 1, 0, 0);
+    check_attention(h, 1, 577, 4, 4, 64, 0, 0, 0);
+    check_embedding(h, 300, 77, 1000);
+    check_embedding(h, 2048, 1024, 32000);
+    check_rows(h, 300, 150, 37);
+    check_rows(h, 2048, 576, 4096);
+    check_vision_input(h, 2, 28, 7, 32);
+    check_vision_input(h, 2, 336, 14, 1024);
+    check_cross_entropy(h, 37, 163);
+    check_cross_entropy(h, 128, 32000);
+    check_sum_squares(h, 10000019);
+    check_adamw(h, 100003, 0);
+    check_adamw(h, 100003, 777);
+    check_stochastic_rounding(h);
+}
+
+int main(int argc, char **argv) {
+    int checks = 1, bench = 1;
+    Harness *h = xcalloc(1, sizeof *h);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--checks-only") == 0) bench = 0;
+        else if (strcmp(argv[i], "--bench-only") == 0) checks = 0;
+        else if (strcmp(argv[i], "-v") == 0) h->verbose = 1;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "usage: %s [--checks-only | --bench-only] [-v]\n", argv[0]);
+            return 2;
+        }
+    }
+    char msg[1024] = {0};
+    h->gpu = ops_cuda_create(msg, sizeof msg);
+    if (!h->gpu) {
+        printf("test_gpu_ops: skipped: %s\n", msg);
+        free(h);
+        return 0;
+    }
+    h->cpu = ops_cpu();
+    rng_seed(&h->rng, 20261126);
+    double t0 = now_seconds();
+    if (checks) {
+        run_checks(h);
+        printf("checks took %.1f s\n", now_seconds() - t0);
+    }
+    if (bench) {
+        double peak_gbs = 0, peak_tf = 0;
+        run_timings(h, &peak_gbs, &peak_tf);
+        h_print_table(h, peak_gbs, peak_tf);
+        run_flash_bench(h, peak_tf);
+    }
+    int rc = test_summary("test_gpu_ops");
+    free(h);
+    return rc;
+}
