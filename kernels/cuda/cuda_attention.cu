@@ -27,49 +27,11 @@
 #include <math.h>
 
 #include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/cuda/cuda_ptx.cuh"
 
 #define FA_THREADS 128
 #define FA_PAD 8  // bf16 elements of padding per smem row: ldmatrix without bank conflicts
 #define LOG2E 1.4426950408889634f
-
-// ---- PTX wrappers -----------------------------------------------------------------------
-
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool pred) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    int n = pred ? 16 : 0;  // 0 bytes read: the 16 bytes are zero-filled
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16 *p) {
-    unsigned a = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16 *p) {
-    unsigned a = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
-    return *reinterpret_cast<uint32_t *>(&v);
-}
 
 // ---- tile helpers -----------------------------------------------------------------------
 
@@ -169,7 +131,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(bf16 *out, float 
                                                                const int32_t *seg, int T, int NH, int NKV,
                                                                int causal, float scale) {
     constexpr int BR = 64, BC = 64, LDS = HS + FA_PAD, KC = HS / 16, NS = BC / 8, ND = HS / 8;
-    extern __shared__ __align__(16) unsigned char fa_smem[];
+    LLAVA_DYNAMIC_SMEM(unsigned char, fa_smem);
     bf16 *Qs = reinterpret_cast<bf16 *>(fa_smem);
     bf16 *Ks = Qs + BR * LDS;      // [2][BC][LDS]
     bf16 *Vs = Ks + 2 * BC * LDS;  // [2][BC][LDS]
@@ -305,7 +267,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dkdv_kernel(bf16 *dqkv, 
                                                                     const int32_t *seg, int T, int NH, int NKV,
                                                                     int causal, float scale) {
     constexpr int BC = 64, LDS = HS + FA_PAD, KC = HS / 16, NS = BRQ / 8, ND = HS / 8;
-    extern __shared__ __align__(16) unsigned char fa_smem[];
+    LLAVA_DYNAMIC_SMEM(unsigned char, fa_smem);
     bf16 *Ks = reinterpret_cast<bf16 *>(fa_smem);
     bf16 *Vs = Ks + BC * LDS;
     bf16 *Qs = Vs + BC * LDS;        // [2][BRQ][LDS]
@@ -404,7 +366,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dq_kernel(bf16 *dqkv, co
                                                                   const int32_t *seg, int T, int NH, int NKV,
                                                                   int causal, float scale) {
     constexpr int BR = 64, BC = 64, LDS = HS + FA_PAD, KC = HS / 16, NS = BC / 8, ND = HS / 8;
-    extern __shared__ __align__(16) unsigned char fa_smem[];
+    LLAVA_DYNAMIC_SMEM(unsigned char, fa_smem);
     bf16 *Qs = reinterpret_cast<bf16 *>(fa_smem);
     bf16 *dOs = Qs + BR * LDS;
     bf16 *Ks = dOs + BR * LDS;     // [2][BC][LDS]
@@ -493,24 +455,32 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dq_kernel(bf16 *dqkv, co
 #define DQ_SMEM(HS) ((size_t)6 * 64 * ((HS) + FA_PAD) * sizeof(bf16))
 #define BRQ_64 64   // query tile of the dK/dV kernel at HS = 64
 #define BRQ_128 32  // at HS = 128 (keeps dK, dV, S and dP in registers without spills)
+static_assert(DQ_SMEM(64) >= FWD_SMEM(64) && DQ_SMEM(64) >= DKDV_SMEM(64, BRQ_64), "dq needs the most smem");
+static_assert(DQ_SMEM(128) >= FWD_SMEM(128) && DQ_SMEM(128) >= DKDV_SMEM(128, BRQ_128), "dq needs the most smem");
+
+// Raises each flash kernel's dynamic shared-memory limit where the card
+// allows it; on cards with less (sm_86/89: 99 KiB) the head-size-128 kernels
+// stay off and cuda_flash_supported sends those shapes to the generic path.
+template <class K>
+static void allow_smem(K *kernel, size_t bytes) {
+    if (bytes <= cuda_ctx()->smem_optin)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
 
 void cuda_attention_init(void) {
-    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)FWD_SMEM(64)));
-    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)FWD_SMEM(128)));
-    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_dkdv_kernel<64, BRQ_64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)DKDV_SMEM(64, BRQ_64)));
-    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_dkdv_kernel<128, BRQ_128>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)DKDV_SMEM(128, BRQ_128)));
-    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_dq_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)DQ_SMEM(64)));
-    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_dq_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)DQ_SMEM(128)));
+    allow_smem(flash_fwd_kernel<64>, FWD_SMEM(64));
+    allow_smem(flash_fwd_kernel<128>, FWD_SMEM(128));
+    allow_smem(flash_bwd_dkdv_kernel<64, BRQ_64>, DKDV_SMEM(64, BRQ_64));
+    allow_smem(flash_bwd_dkdv_kernel<128, BRQ_128>, DKDV_SMEM(128, BRQ_128));
+    allow_smem(flash_bwd_dq_kernel<64>, DQ_SMEM(64));
+    allow_smem(flash_bwd_dq_kernel<128>, DQ_SMEM(128));
 }
 
 bool cuda_flash_supported(const AttnShape *s, const void *a, const void *b, const void *c, const void *d) {
-    return (s->HS == 64 || s->HS == 128) && aligned16(a, b, c, d) && DQ_SMEM(s->HS) <= cuda_ctx()->smem_optin;
+    if (s->HS != 64 && s->HS != 128) return false;
+    const size_t optin = cuda_ctx()->smem_optin;
+    const size_t need = s->HS == 64 ? DQ_SMEM(64) : DQ_SMEM(128);  // the largest of the three kernels
+    return aligned16(a, b, c, d) && need <= optin;
 }
 
 void cuda_flash_forward(bf16 *out, float *lse, const bf16 *qkv, const AttnShape *s) {

@@ -7,20 +7,30 @@
 
 #include "kernels/cuda/cuda_internal.cuh"
 
-#define REF_WARPS 4  // rows per block
+#define REF_MAX_WARPS 4  // rows per block, fewer when a row's buffers are large
 
-// Largest T the per-row shared buffers allow is checked by the launchers.
-static size_t ref_smem(int T, int HS, int arrays_T, int arrays_HS) {
-    return (size_t)REF_WARPS * ((size_t)arrays_T * T + (size_t)arrays_HS * HS) * sizeof(float);
-}
+// Each warp keeps arrays_T floats per key (or query) and arrays_HS per head
+// dimension in shared memory. Picks the warps per block that fit the card and
+// raises the kernel's limit; a sequence too long for even one warp is fatal.
+typedef struct {
+    int warps;
+    size_t smem;
+} RefLaunch;
 
-static void ref_prepare(const void *kernel, size_t smem, int T) {
+static RefLaunch ref_prepare(const void *kernel, int T, int HS, int arrays_T, int arrays_HS) {
     CudaContext *c = cuda_ctx();
-    CUDA_REQUIRE(smem <= c->smem_optin,
-                 "attention (generic path): sequence length %d needs %zu bytes of shared memory, the GPU allows %zu",
-                 T, smem, c->smem_optin);
-    if (smem > 48 * 1024)
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    const size_t per_warp = ((size_t)arrays_T * T + (size_t)arrays_HS * HS) * sizeof(float);
+    RefLaunch l;
+    l.warps = REF_MAX_WARPS;
+    while (l.warps > 1 && l.warps * per_warp > c->smem_optin) l.warps--;
+    l.smem = l.warps * per_warp;
+    CUDA_REQUIRE(l.smem <= c->smem_optin,
+                 "attention (generic path, head size %d): sequence length %d needs %zu bytes of shared memory, the "
+                 "GPU allows %zu",
+                 HS, T, l.smem, c->smem_optin);
+    if (l.smem > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)l.smem));
+    return l;
 }
 
 // dot(a[0..HS), b[0..HS)) with a in shared fp32 and b in global bf16
@@ -30,12 +40,12 @@ __device__ __forceinline__ float dot_sg(const float *a, const bf16 *b, int HS) {
     return s;
 }
 
-// grid (ceil(T / REF_WARPS), NH, B); warp per query row i.
+// grid (ceil(T / warps), NH, B); warp per query row i.
 __global__ void ref_fwd_kernel(bf16 *out, float *lse, const bf16 *qkv, const int32_t *seg, int T, int NH, int NKV,
                                int HS, int causal, float scale) {
-    extern __shared__ float ref_smem_f[];
+    LLAVA_DYNAMIC_SMEM(float, ref_smem_f);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int i = blockIdx.x * REF_WARPS + warp, h = blockIdx.y, b = blockIdx.z;
+    const int i = blockIdx.x * (blockDim.x >> 5) + warp, h = blockIdx.y, b = blockIdx.z;
     float *sc = ref_smem_f + (size_t)warp * (T + HS);  // scores [T], then q [HS]
     float *q = sc + T;
     if (i >= T) return;
@@ -78,12 +88,12 @@ __global__ void ref_fwd_kernel(bf16 *out, float *lse, const bf16 *qkv, const int
     if (lane == 0) lse[((size_t)b * NH + h) * T + i] = mx + logf(sum);
 }
 
-// grid (ceil(T / REF_WARPS), NH, B); warp per query row: dq = sum_j dS_ij k_j.
+// grid (ceil(T / warps), NH, B); warp per query row: dq = sum_j dS_ij k_j.
 __global__ void ref_bwd_dq_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse, const float *Dsum,
                                   const int32_t *seg, int T, int NH, int NKV, int HS, int causal, float scale) {
-    extern __shared__ float ref_smem_f[];
+    LLAVA_DYNAMIC_SMEM(float, ref_smem_f);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int i = blockIdx.x * REF_WARPS + warp, h = blockIdx.y, b = blockIdx.z;
+    const int i = blockIdx.x * (blockDim.x >> 5) + warp, h = blockIdx.y, b = blockIdx.z;
     float *ds = ref_smem_f + (size_t)warp * (T + 2 * HS);  // dS [T], q [HS], dO [HS]
     float *q = ds + T, *dO = q + HS;
     if (i >= T) return;
@@ -119,14 +129,14 @@ __global__ void ref_bwd_dq_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv,
     }
 }
 
-// grid (ceil(T / REF_WARPS), NKV, B); warp per key row j, over the query heads
+// grid (ceil(T / warps), NKV, B); warp per key row j, over the query heads
 // of its group in order: dk = sum_i dS_ij q_i, dv = sum_i P_ij dO_i.
 __global__ void ref_bwd_dkdv_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                                     const float *Dsum, const int32_t *seg, int T, int NH, int NKV, int HS, int causal,
                                     float scale) {
-    extern __shared__ float ref_smem_f[];
+    LLAVA_DYNAMIC_SMEM(float, ref_smem_f);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int j = blockIdx.x * REF_WARPS + warp, kvh = blockIdx.y, b = blockIdx.z;
+    const int j = blockIdx.x * (blockDim.x >> 5) + warp, kvh = blockIdx.y, b = blockIdx.z;
     // P [T], dS [T], k [HS], v [HS], dk [HS], dv [HS]
     float *P = ref_smem_f + (size_t)warp * (2 * T + 4 * HS);
     float *dS = P + T, *k = dS + T, *v = k + HS, *dk = v + HS, *dv = dk + HS;
@@ -201,10 +211,9 @@ void cuda_attention_rowdot(float *D, const bf16 *dout, const bf16 *out, const At
 }
 
 void cuda_attention_ref_forward(bf16 *out, float *lse, const bf16 *qkv, const AttnShape *s) {
-    const size_t smem = ref_smem(s->T, s->HS, 1, 1);
-    ref_prepare((const void *)ref_fwd_kernel, smem, s->T);
-    dim3 grid(cuda_blocks(s->T, REF_WARPS), s->NH, s->B);
-    ref_fwd_kernel<<<grid, 32 * REF_WARPS, smem, cuda_ctx()->stream>>>(out, lse, qkv, s->seg, s->T, s->NH, s->NKV,
+    const RefLaunch l = ref_prepare((const void *)ref_fwd_kernel, s->T, s->HS, 1, 1);
+    dim3 grid(cuda_blocks(s->T, l.warps), s->NH, s->B);
+    ref_fwd_kernel<<<grid, 32 * l.warps, l.smem, cuda_ctx()->stream>>>(out, lse, qkv, s->seg, s->T, s->NH, s->NKV,
                                                                        s->HS, s->causal, 1.0f / sqrtf((float)s->HS));
     CUDA_LAUNCH_CHECK();
 }
@@ -213,14 +222,13 @@ void cuda_attention_ref_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, 
                                  const AttnShape *s) {
     const float scale = 1.0f / sqrtf((float)s->HS);
     cudaStream_t st = cuda_ctx()->stream;
-    const size_t smem_q = ref_smem(s->T, s->HS, 1, 2), smem_kv = ref_smem(s->T, s->HS, 2, 4);
-    ref_prepare((const void *)ref_bwd_dq_kernel, smem_q, s->T);
-    ref_prepare((const void *)ref_bwd_dkdv_kernel, smem_kv, s->T);
-    dim3 grid_q(cuda_blocks(s->T, REF_WARPS), s->NH, s->B), grid_kv(cuda_blocks(s->T, REF_WARPS), s->NKV, s->B);
-    ref_bwd_dq_kernel<<<grid_q, 32 * REF_WARPS, smem_q, st>>>(dqkv, dout, qkv, lse, D, s->seg, s->T, s->NH, s->NKV,
+    const RefLaunch lq = ref_prepare((const void *)ref_bwd_dq_kernel, s->T, s->HS, 1, 2);
+    const RefLaunch lkv = ref_prepare((const void *)ref_bwd_dkdv_kernel, s->T, s->HS, 2, 4);
+    dim3 grid_q(cuda_blocks(s->T, lq.warps), s->NH, s->B), grid_kv(cuda_blocks(s->T, lkv.warps), s->NKV, s->B);
+    ref_bwd_dq_kernel<<<grid_q, 32 * lq.warps, lq.smem, st>>>(dqkv, dout, qkv, lse, D, s->seg, s->T, s->NH, s->NKV,
                                                               s->HS, s->causal, scale);
     CUDA_LAUNCH_CHECK();
-    ref_bwd_dkdv_kernel<<<grid_kv, 32 * REF_WARPS, smem_kv, st>>>(dqkv, dout, qkv, lse, D, s->seg, s->T, s->NH,
-                                                                  s->NKV, s->HS, s->causal, scale);
+    ref_bwd_dkdv_kernel<<<grid_kv, 32 * lkv.warps, lkv.smem, st>>>(dqkv, dout, qkv, lse, D, s->seg, s->T, s->NH,
+                                                                   s->NKV, s->HS, s->causal, scale);
     CUDA_LAUNCH_CHECK();
 }

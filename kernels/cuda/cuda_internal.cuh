@@ -18,6 +18,12 @@
 
 typedef __nv_bfloat16 bf16;
 
+// The dynamic shared memory of a kernel (a macro so the CPU emulation of the
+// kernels, tests/gpu/emu, can supply its own).
+#ifndef LLAVA_DYNAMIC_SMEM
+#define LLAVA_DYNAMIC_SMEM(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
 // ---- error checking -----------------------------------------------------------------
 // Every CUDA / cuBLASLt call goes through one of these; a failure prints the
 // call, file and line and aborts (a failed kernel leaves the device unusable).
@@ -73,16 +79,24 @@ static inline bool aligned16(const void *a, const void *b = nullptr, const void 
 }
 
 // ---- bf16 vectors: VEC = 8 (one 16-byte access) or 1 (scalar) ----------------------
+// The 8 values travel as four 32-bit words, unpacked with shifts (bf16 is the
+// top half of an fp32), so no local is accessed through a second type.
+__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+__device__ __forceinline__ uint32_t bf16_pair(float lo, float hi) {
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+           ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16);
+}
+
 template <int VEC>
 __device__ __forceinline__ void load_bf16(const bf16 *p, float (&f)[VEC]) {
     if constexpr (VEC == 8) {
-        uint4 raw = *reinterpret_cast<const uint4 *>(p);
-        const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&raw);
+        const uint4 raw = *reinterpret_cast<const uint4 *>(p);
+        const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            float2 v = __bfloat1622float2(h[k]);
-            f[2 * k] = v.x;
-            f[2 * k + 1] = v.y;
+            f[2 * k] = bf16_lo(w[k]);
+            f[2 * k + 1] = bf16_hi(w[k]);
         }
     } else {
 #pragma unroll
@@ -94,9 +108,10 @@ template <int VEC>
 __device__ __forceinline__ void store_bf16(bf16 *p, const float (&f)[VEC]) {
     if constexpr (VEC == 8) {
         uint4 raw;
-        __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&raw);
-#pragma unroll
-        for (int k = 0; k < 4; k++) h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
+        raw.x = bf16_pair(f[0], f[1]);
+        raw.y = bf16_pair(f[2], f[3]);
+        raw.z = bf16_pair(f[4], f[5]);
+        raw.w = bf16_pair(f[6], f[7]);
         *reinterpret_cast<uint4 *>(p) = raw;
     } else {
 #pragma unroll

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `llava forward --device cuda` on the golden fixtures against transformers'
+# fp32 outputs, at bf16 tolerances (logits 2e-2, loss 1e-2, gradients 5e-2,
+# norm-wise), for stage 2 and stage 1; and gradient checkpointing must not
+# change a single bit (the ops are deterministic).
+#   bash tests/gpu/test_model.sh LLAVA_BINARY SOURCE_DIR BUILD_DIR
+# BUILD_DIR holds compare_golden. Exits 0 when skipped (no usable GPU).
+set -euo pipefail
+llava=$1 src=$2 build=$3
+compare=$build/compare_golden
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+for model in tiny_llava15 tiny_llava_v1; do
+  dir=$src/tests/fixtures/$model
+  set +e
+  "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s2.safetensors" \
+    --stage 2 --device cuda >"$tmp/log" 2>&1
+  rc=$?
+  set -e
+  if [ $rc -ne 0 ]; then
+    if grep -q "no usable CUDA device" "$tmp/log"; then
+      echo "test_model: skipped: $(cat "$tmp/log")"
+      exit 0
+    fi
+    cat "$tmp/log"
+    echo "test_model: $model: llava forward --device cuda failed ($rc)"
+    fail=1
+    continue
+  fi
+  echo "== $model, stage 2: $(cat "$tmp/log")"
+  "$compare" "$tmp/s2.safetensors" "$dir/golden.safetensors" 2e-2 1e-2 5e-2 || fail=1
+  "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s2r.safetensors" \
+    --stage 2 --recompute 1 --device cuda >/dev/null
+  if cmp -s "$tmp/s2.safetensors" "$tmp/s2r.safetensors"; then
+    echo "  --recompute 1: bitwise identical"
+  else
+    echo "FAIL: $model: --recompute 1 changed the outputs (must be bitwise identical)"
+    fail=1
+  fi
+  echo "== $model, stage 1"
+  "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s1.safetensors" \
+    --stage 1 --device cuda >/dev/null
+  "$compare" "$tmp/s1.safetensors" "$dir/golden.safetensors" 2e-2 1e-2 5e-2 || fail=1
+done
+if [ $fail -ne 0 ]; then
+  echo "test_model: FAILED"
+  exit 1
+fi
+echo "test_model: passed"
