@@ -36,7 +36,11 @@ static void check_matmul(Harness *h, int M, int K, int N, int with_bias, int w_o
     char *dw_base = d_act(h, NULL, (size_t)N * K + w_off);
     void *dw = dw_base + (size_t)w_off * A;
     h->gpu->upload_act(dw, w, (size_t)N * K);
-    void *db = b ? d_act(h, b, N) : NULL;
+    void *db = NULL;  // at the same offset: an unaligned bias takes the unfused path
+    if (b) {
+        db = (char *)d_act(h, NULL, (size_t)N + w_off) + (size_t)w_off * A;
+        h->gpu->upload_act(db, b, N);
+    }
     void *dout = d_poison(h, (size_t)M * N * A);
     h->gpu->matmul_forward(dout, dx, dw, db, M, K, N);
     float *out_g = down_act(h, dout, (size_t)M * N);

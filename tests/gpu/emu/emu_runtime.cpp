@@ -473,14 +473,30 @@ cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) {
     delete (EmuLayout *)l;
     return CUBLAS_STATUS_SUCCESS;
 }
+// Preferences: only the smallest promised alignment matters here. The
+// emulated heuristic refuses operands aligned to less than 4 bytes, so that
+// the backend's fallback kernel runs in the emulated tests (the real library
+// may or may not accept them).
+struct EmuPref {
+    uint32_t min_align = 256;
+};
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
-    static int dummy;
-    *p = (cublasLtMatmulPreference_t)&dummy;
+    *p = (cublasLtMatmulPreference_t) new EmuPref();
     return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t) { return CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, cublasLtMatmulPreferenceAttributes_t,
-                                                    const void *, size_t) {
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) {
+    delete (EmuPref *)p;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                    cublasLtMatmulPreferenceAttributes_t a, const void *buf,
+                                                    size_t size) {
+    if (a == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES || a == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES ||
+        a == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES || a == CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES) {
+        uint32_t v = 0;
+        memcpy(&v, buf, size < sizeof v ? size : sizeof v);
+        if (v < ((EmuPref *)p)->min_align) ((EmuPref *)p)->min_align = v;
+    }
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -499,10 +515,11 @@ static bool emu_shapes(const EmuDesc *d, const EmuLayout *A, const EmuLayout *B,
 
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
                                               cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
-                                              cublasLtMatrixLayout_t dd, cublasLtMatmulPreference_t, int requested,
-                                              cublasLtMatmulHeuristicResult_t results[], int *count) {
+                                              cublasLtMatrixLayout_t dd, cublasLtMatmulPreference_t pref,
+                                              int requested, cublasLtMatmulHeuristicResult_t results[], int *count) {
     uint64_t m, n, k;
-    if (!emu_shapes((EmuDesc *)d, (EmuLayout *)a, (EmuLayout *)b, (EmuLayout *)c, (EmuLayout *)dd, &m, &n, &k)) {
+    if (!emu_shapes((EmuDesc *)d, (EmuLayout *)a, (EmuLayout *)b, (EmuLayout *)c, (EmuLayout *)dd, &m, &n, &k) ||
+        ((EmuPref *)pref)->min_align < 4) {
         *count = 0;
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }
