@@ -14,6 +14,7 @@ typedef struct {
 
 static const Command COMMANDS[] = {
     {"forward", cmd_forward, "run one batch forward (and backward) and write logits, loss, gradients"},
+    {"preprocess", cmd_preprocess, "decode and preprocess one image as LLaVA does; write pixel_values"},
 };
 
 static void usage(FILE *out) {
