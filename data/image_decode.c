@@ -106,10 +106,10 @@ int image_load_file(const char *path, int64_t max_pixels, ImageWork *work, RgbIm
         len += got;
         if (got == 0) break;
     }
-    int bad = ferror(f);
+    int bad = ferror(f), saved = errno;
     fclose(f);
     if (bad) {
-        err_set(err, "%s: read error", path);
+        err_set(err, "%s: cannot read image: %s", path, strerror(saved));
         return IMAGE_ERR_OPEN;
     }
     return image_decode(work->file, len, path, max_pixels, out, err);

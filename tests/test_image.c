@@ -155,7 +155,11 @@ static void test_parity(Fixtures *fx) {
     printf("parity: %d images x 2 aspects, %lld values, %lld differ (%.4f%%), max diff %d; %lld floats checked "
            "(%lld against stored processor output)\n",
            fx->n, values, differ, values ? 100.0 * differ / values : 0.0, max_diff, float_checked, direct_checked);
+#ifdef LLAVA_HAVE_GIF
     EXPECT(fx->n >= 50, "only %d images", fx->n);
+#else
+    printf("built without giflib: GIF cases skipped\n");
+#endif
     EXPECT(differ * 1000 <= values, "%lld of %lld values differ (> 0.1%%)", differ, values);
     EXPECT(max_diff <= 1, "a value is off by %d levels", max_diff);
     free(u8), free(want), free(f), free(wantf);
@@ -173,6 +177,9 @@ static void test_bad_inputs(const cJSON *manifest, const char *root) {
     cJSON_ArrayForEach(b, bad) {
         char path[1024];
         FORMAT(path, "%s/%s", root, cJSON_GetObjectItemCaseSensitive(b, "file")->valuestring);
+#ifndef LLAVA_HAVE_GIF
+        if (strstr(path, ".gif")) continue;
+#endif
         Error err = {{0}};
         int rc = image_load_file(path, 0, &work, &im, &err);
         EXPECT(rc == IMAGE_ERR_DATA, "%s: accepted a bad image (or could not open it: %d)", path, rc);
@@ -324,6 +331,12 @@ int main(int argc, char **argv) {
         FORMAT(c->path, "%s/%s", root, cJSON_GetObjectItemCaseSensitive(it, "file")->valuestring);
         snprintf(c->config, sizeof c->config, "%s", cJSON_GetObjectItemCaseSensitive(it, "config")->valuestring);
         snprintf(c->format, sizeof c->format, "%s", cJSON_GetObjectItemCaseSensitive(it, "format")->valuestring);
+#ifndef LLAVA_HAVE_GIF
+        if (strcmp(c->format, "GIF") == 0) {  // built without giflib: GIF is refused by design
+            fx.n--;
+            continue;
+        }
+#endif
         c->cfg = -1;
         for (int k = 0; k < fx.n_configs; k++)
             if (strcmp(fx.configs[k].name, c->config) == 0) c->cfg = k;

@@ -20,9 +20,9 @@ size=$(stat -c %s "$TMP/a.safetensors")
 [ "$size" -eq $((8 + hdr + 3 * 32 * 32 * 5)) ] || fail "output size $size (header $hdr)"
 grep -q '"pixel_values"' "$TMP/a.safetensors" || fail "no pixel_values tensor"
 
-# --size without a model; GIF named .jpg (format from the content).
-"$LLAVA" preprocess --image "$FIX/src/gif_named_jpg.jpg" --size 48 --out "$TMP/b.safetensors" >/dev/null 2>&1 ||
-  fail "GIF named .jpg with --size"
+# --size without a model; a PNG named .jpg (format from the content).
+"$LLAVA" preprocess --image "$FIX/src/png_named_jpg.jpg" --size 48 --out "$TMP/b.safetensors" >/dev/null 2>&1 ||
+  fail "PNG named .jpg with --size"
 
 # A model folder without preprocessor_config.json: defaults, with a note.
 mkdir -p "$TMP/model"
