@@ -83,7 +83,8 @@ typedef enum {
 
 // The fields of preprocessor_config.json that matter (CLIPImageProcessor).
 typedef struct {
-    int do_resize, do_center_crop, do_rescale, do_normalize, do_convert_rgb;
+    int do_resize, do_center_crop, do_rescale, do_normalize;
+    int do_convert_rgb;       // read but unused: decoding always gives RGB, as LLaVA's convert("RGB")
     int shortest_edge;        // size {"shortest_edge": N} (or a bare int); 0 if height/width given
     int size_h, size_w;       // size {"height": H, "width": W}
     int crop_h, crop_w;       // crop_size; our output is square, so crop_h == crop_w
@@ -111,7 +112,8 @@ void image_config_pad_color(const ImagePreprocessConfig *cfg, uint8_t rgb[3]);
 // pixels out_chw [3,S,S], S = image_config_out_size(cfg): the values shards
 // store, before rescale/normalize. work may be NULL (temporary buffers).
 // Fails only when the config's resize does not give a square S x S output
-// (do_center_crop off with a non-square resize).
+// (do_center_crop off with a non-square resize) or the long side would be
+// over 10^9 pixels.
 int image_preprocess_u8(const RgbImage *in, const ImagePreprocessConfig *cfg, ImageAspect aspect,
                         ImageWork *work, uint8_t *out_chw, Error *err);
 
