@@ -4,5 +4,9 @@
 #define LLAVA_COMMANDS_H
 
 int cmd_forward(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_preprocess(int argc, char **argv);
 
 #endif
