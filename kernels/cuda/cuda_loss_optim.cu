@@ -95,11 +95,13 @@ void cuda_cross_entropy(float *losses, void *dlogits, const void *logits, const 
 }
 
 // ---- sum of squares ---------------------------------------------------------------------
-// A fixed grid of SS_BLOCKS blocks, each thread summing a fixed strided set
-// of elements in fp64, a fixed-order tree per block, then one block adding the
-// partials in order: the same bits on every run and every GPU.
+// A grid whose size depends only on n (at most SS_BLOCKS blocks), each thread
+// summing a fixed strided set of elements in fp64, a fixed-order tree per
+// block, then one block adding the partials in order: the same bits on every
+// run and every GPU.
 #define SS_BLOCKS 1024
 #define SS_THREADS 256
+#define SS_MIN_PER_THREAD 16
 
 __device__ double block_sum_double(double v) {
     __shared__ double s[SS_THREADS];
@@ -114,7 +116,7 @@ __device__ double block_sum_double(double v) {
 
 __global__ void __launch_bounds__(SS_THREADS) sum_squares_kernel(double *partial, const float *g, size_t n) {
     double acc = 0.0;
-    const size_t stride = (size_t)SS_BLOCKS * SS_THREADS;
+    const size_t stride = (size_t)gridDim.x * SS_THREADS;
     for (size_t i = (size_t)blockIdx.x * SS_THREADS + threadIdx.x; i < n; i += stride) {
         double v = g[i];
         acc += v * v;
@@ -123,9 +125,9 @@ __global__ void __launch_bounds__(SS_THREADS) sum_squares_kernel(double *partial
     if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
-__global__ void __launch_bounds__(SS_THREADS) sum_partials_kernel(double *out, const double *partial) {
+__global__ void __launch_bounds__(SS_THREADS) sum_partials_kernel(double *out, const double *partial, int count) {
     double acc = 0.0;
-    for (int i = threadIdx.x; i < SS_BLOCKS; i += SS_THREADS) acc += partial[i];
+    for (int i = threadIdx.x; i < count; i += SS_THREADS) acc += partial[i];
     double total = block_sum_double(acc);
     if (threadIdx.x == 0) *out = total;
 }
@@ -133,10 +135,12 @@ __global__ void __launch_bounds__(SS_THREADS) sum_partials_kernel(double *out, c
 double cuda_sum_squares(const float *grad, size_t n) {
     if (!n) return 0.0;
     CudaContext *c = cuda_ctx();
+    const size_t want = (n + (size_t)SS_THREADS * SS_MIN_PER_THREAD - 1) / ((size_t)SS_THREADS * SS_MIN_PER_THREAD);
+    const int blocks = want < SS_BLOCKS ? (int)want : SS_BLOCKS;
     double *partial = (double *)cuda_scratch((SS_BLOCKS + 1) * sizeof(double));
-    sum_squares_kernel<<<SS_BLOCKS, SS_THREADS, 0, c->stream>>>(partial + 1, grad, n);
+    sum_squares_kernel<<<blocks, SS_THREADS, 0, c->stream>>>(partial + 1, grad, n);
     CUDA_LAUNCH_CHECK();
-    sum_partials_kernel<<<1, SS_THREADS, 0, c->stream>>>(partial, partial + 1);
+    sum_partials_kernel<<<1, SS_THREADS, 0, c->stream>>>(partial, partial + 1, blocks);
     CUDA_LAUNCH_CHECK();
     double result = 0.0;
     CUDA_CHECK(cudaMemcpyAsync(&result, partial, sizeof result, cudaMemcpyDeviceToHost, c->stream));
