@@ -6,6 +6,10 @@
 
 #include "kernels/cuda/cuda_internal.cuh"
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "the CUDA backend needs compute capability 8.0 or newer (cp.async, bf16 mma): set CMAKE_CUDA_ARCHITECTURES to 80 or above"
+#endif
+
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool pred) {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
     int n = pred ? 16 : 0;  // 0 bytes read: the 16 bytes are zero-filled
