@@ -105,6 +105,19 @@ __device__ __forceinline__ void mm_pb(float (&acc)[ND][4], const float (&p)[NP][
     }
 }
 
+template <int N>
+__device__ __forceinline__ void zero_acc(float (&acc)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+}
+
+// Query i may see key j (both inside the sequence); seg_i / seg_j are only
+// read when the batch has segment ids.
+__device__ __forceinline__ bool tile_visible(bool has_seg, int causal, int i, int j, int T, int seg_i, int seg_j) {
+    if (i >= T || j >= T || (causal && j > i)) return false;
+    return !has_seg || attn_visible_seg(causal, i, j, seg_i, seg_j);
+}
+
 // Writes a warp's 16 x HS accumulator rows (scaled per row) to a global bf16
 // matrix with row stride ld; rows at or past T are skipped.
 template <int ND>
@@ -160,8 +173,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(bf16 *out, float 
     }
 
     float o[ND][4];
-#pragma unroll
-    for (int nt = 0; nt < ND; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    zero_acc(o);
     float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.0f, 0.0f};
     const int row0 = warp * 16;  // this warp's rows in the tile
 
@@ -182,8 +194,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(bf16 *out, float 
         const bf16 *Kb = Ks + buf * BC * LDS, *Vb = Vs + buf * BC * LDS;
 
         float s[NS][4];
-#pragma unroll
-        for (int nt = 0; nt < NS; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        zero_acc(s);
         mm_abt<LDS, KC, NS>(s, Qs, row0, Kb, lane);
 
         const int k0 = kt * BC;
@@ -194,9 +205,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(bf16 *out, float 
                 for (int e = 0; e < 4; e++) {
                     const int il = row0 + gq + (e >> 1) * 8, jl = nt * 8 + 2 * tq + (e & 1);
                     const int i = q0 + il, j = k0 + jl;
-                    bool vis = j < T && (!causal || j <= i);
-                    if (vis && segb) vis = attn_visible_seg(causal, i, j, segq[il], segk[buf][jl]);
-                    if (!vis) s[nt][e] = -INFINITY;
+                    if (!tile_visible(segb != nullptr, causal, i, j, T, segq[il], segk[buf][jl])) s[nt][e] = -INFINITY;
                 }
         }
         // Online softmax for this thread's two rows (gq and gq+8); the four
@@ -302,10 +311,8 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dkdv_kernel(bf16 *dqkv, 
     if (n_it > 0) issue(0, 0);  // (the K/V copies join this first group)
 
     float dk[ND][4], dv[ND][4];
-#pragma unroll
-    for (int nt = 0; nt < ND; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) dk[nt][e] = dv[nt][e] = 0.0f;
+    zero_acc(dk);
+    zero_acc(dv);
     const int row0 = warp * 16;  // this warp's keys in the tile
 
     for (int it = 0; it < n_it; it++) {
@@ -322,8 +329,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dkdv_kernel(bf16 *dqkv, 
 
         // S^T[16 keys x BRQ queries] = K Q^T, then P^T = exp(S^T * scale - lse)
         float p[NS][4];
-#pragma unroll
-        for (int nt = 0; nt < NS; nt++) p[nt][0] = p[nt][1] = p[nt][2] = p[nt][3] = 0.0f;
+        zero_acc(p);
         mm_abt<LDS, KC, NS>(p, Ks, row0, Qb, lane);
 #pragma unroll
         for (int nt = 0; nt < NS; nt++)
@@ -331,16 +337,14 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dkdv_kernel(bf16 *dqkv, 
             for (int e = 0; e < 4; e++) {
                 const int jl = row0 + gq + (e >> 1) * 8, il = nt * 8 + 2 * tq + (e & 1);
                 const int j = j0 + jl, i = i0 + il;
-                bool vis = i < T && j < T && (!causal || j <= i);
-                if (vis && segb) vis = attn_visible_seg(causal, i, j, segq[buf][il], segk[jl]);
+                const bool vis = tile_visible(segb != nullptr, causal, i, j, T, segq[buf][il], segk[jl]);
                 p[nt][e] = vis ? exp2f(fmaf(p[nt][e], sl2, -lse2_s[buf][il])) : 0.0f;
             }
         // dV += P^T dO
         mm_pb<LDS, NS, ND>(dv, p, dOb, lane);
         // dP^T = V dO^T, then dS^T = P^T (dP^T - D) * scale
         float ds[NS][4];
-#pragma unroll
-        for (int nt = 0; nt < NS; nt++) ds[nt][0] = ds[nt][1] = ds[nt][2] = ds[nt][3] = 0.0f;
+        zero_acc(ds);
         mm_abt<LDS, KC, NS>(ds, Vs, row0, dOb, lane);
 #pragma unroll
         for (int nt = 0; nt < NS; nt++)
@@ -396,8 +400,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dq_kernel(bf16 *dqkv, co
     for (int j = threadIdx.x; j < BC; j += FA_THREADS) segk[0][j] = (segb && j < T) ? segb[j] : 0;
 
     float dq[ND][4];
-#pragma unroll
-    for (int nt = 0; nt < ND; nt++) dq[nt][0] = dq[nt][1] = dq[nt][2] = dq[nt][3] = 0.0f;
+    zero_acc(dq);
     const int row0 = warp * 16;
 
     for (int kt = 0; kt < n_kt; kt++) {
@@ -418,8 +421,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dq_kernel(bf16 *dqkv, co
         const int k0 = kt * BC;
 
         float p[NS][4];
-#pragma unroll
-        for (int nt = 0; nt < NS; nt++) p[nt][0] = p[nt][1] = p[nt][2] = p[nt][3] = 0.0f;
+        zero_acc(p);
         mm_abt<LDS, KC, NS>(p, Qs, row0, Kb, lane);
 #pragma unroll
         for (int nt = 0; nt < NS; nt++)
@@ -427,13 +429,11 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dq_kernel(bf16 *dqkv, co
             for (int e = 0; e < 4; e++) {
                 const int il = row0 + gq + (e >> 1) * 8, jl = nt * 8 + 2 * tq + (e & 1);
                 const int i = q0 + il, j = k0 + jl;
-                bool vis = i < T && j < T && (!causal || j <= i);
-                if (vis && segb) vis = attn_visible_seg(causal, i, j, segq[il], segk[buf][jl]);
+                const bool vis = tile_visible(segb != nullptr, causal, i, j, T, segq[il], segk[buf][jl]);
                 p[nt][e] = vis ? exp2f(fmaf(p[nt][e], sl2, -lse2_s[il])) : 0.0f;
             }
         float ds[NS][4];
-#pragma unroll
-        for (int nt = 0; nt < NS; nt++) ds[nt][0] = ds[nt][1] = ds[nt][2] = ds[nt][3] = 0.0f;
+        zero_acc(ds);
         mm_abt<LDS, KC, NS>(ds, dOs, row0, Vb, lane);  // dP = dO V^T
 #pragma unroll
         for (int nt = 0; nt < NS; nt++)

@@ -19,6 +19,8 @@ static CudaContext g_ctx;
 static bool g_ready = false;
 static Ops g_ops;
 
+// Like common/util.c's fatal_at, repeated here so that llava_cuda needs no
+// symbol from llava_core (the two static libraries link in that order).
 void cuda_fatal(const char *file, int line, const char *fmt, ...) {
     fflush(stdout);
     fprintf(stderr, "llava: CUDA error at %s:%d: ", file, line);
