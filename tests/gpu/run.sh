@@ -25,15 +25,16 @@ if [ -f "$build/.prebuilt" ]; then
   export LD_LIBRARY_PATH="$build/lib:${LD_LIBRARY_PATH:-}"
 else
   echo "== building for sm_$cap in $build"
+  mkdir -p "$build"
   if ! cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$cap" \
-      -DLLAVA_WITH_MPI=OFF >"$build.configure.log" 2>&1; then
-    tail -20 "$build.configure.log"
+      -DLLAVA_WITH_MPI=OFF >"$build/configure.log" 2>&1; then
+    tail -20 "$build/configure.log"
     echo "tests/gpu/run.sh: configuring failed (missing libraries?). Build on a machine that has them with"
     echo "  bash tests/gpu/pack.sh   and carry build-gpu/ (docs/gpu-status.md)."
     exit 1
   fi
-  if ! cmake --build "$build" -j "$(nproc)" --target llava test_gpu_ops compare_golden >"$build.build.log" 2>&1; then
-    tail -40 "$build.build.log"
+  if ! cmake --build "$build" -j "$(nproc)" --target llava test_gpu_ops compare_golden >"$build/build.log" 2>&1; then
+    tail -40 "$build/build.log"
     echo "tests/gpu/run.sh: the build failed"
     exit 1
   fi
