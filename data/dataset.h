@@ -66,6 +66,7 @@ typedef struct {
 typedef struct {
     int64_t index, line;
     char id[256];         // "" when unknown
+    char file[1024];      // the file at fault when not the data file (an image); "" otherwise
     ProblemReason reason;
     char detail[768];     // what is wrong, with line:column for malformed JSON
 } DatasetProblem;

@@ -33,7 +33,9 @@ int manifest_write(const Manifest *m, const char *dir, Error *err) {
     cJSON *src = cJSON_AddObjectToObject(root, "source");
     cJSON_AddStringToObject(src, "data", m->data_path);
     add_i64(src, "data_size", m->data_size);
-    add_i64(src, "data_mtime_ns", m->data_mtime_ns);
+    // Split: a JSON number holds integers exactly only up to 2^53.
+    add_i64(src, "data_mtime_s", m->data_mtime_ns / 1000000000);
+    add_i64(src, "data_mtime_ns", m->data_mtime_ns % 1000000000);
     cJSON_AddStringToObject(src, "images", m->images_dir);
     cJSON_AddStringToObject(src, "model", m->model_dir);
     cJSON *cfg = cJSON_AddObjectToObject(root, "config");
@@ -153,11 +155,13 @@ int manifest_read(Manifest *m, const char *dir, Error *err) {
         goto fail;
     }
     m->complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "complete"));
+    int64_t mtime_s = 0;
     if (!(src = get_obj(root, "source", w, err)) || !(cfg = get_obj(root, "config", w, err)) ||
         !(counts = get_obj(root, "counts", w, err)))
         goto fail;
     if (get_str(src, "data", m->data_path, sizeof m->data_path, w, err) ||
-        get_i64(src, "data_size", &m->data_size, w, err) || get_i64(src, "data_mtime_ns", &m->data_mtime_ns, w, err) ||
+        get_i64(src, "data_size", &m->data_size, w, err) || get_i64(src, "data_mtime_s", &mtime_s, w, err) ||
+        get_i64(src, "data_mtime_ns", &m->data_mtime_ns, w, err) ||
         get_str(src, "images", m->images_dir, sizeof m->images_dir, w, err) ||
         get_str(src, "model", m->model_dir, sizeof m->model_dir, w, err) ||
         get_str(cfg, "template", m->template_name, sizeof m->template_name, w, err) ||
@@ -178,6 +182,7 @@ int manifest_read(Manifest *m, const char *dir, Error *err) {
         get_i64(counts, "truncated", &m->truncated, w, err) || get_i64(counts, "images", &m->images, w, err) ||
         get_i64(counts, "tokens", &m->tokens, w, err))
         goto fail;
+    m->data_mtime_ns += mtime_s * 1000000000;
     if (image_store_parse(store) < 0) {
         err_set(err, "%s: \"image_store\" is \"%s\", not pixels or encoded", w, store);
         goto fail;

@@ -14,6 +14,7 @@ typedef struct {
 
 static const Command COMMANDS[] = {
     {"forward", cmd_forward, "run one batch forward (and backward) and write logits, loss, gradients"},
+    {"inspect", cmd_inspect, "summarize a shard folder, or show one sample's ids, labels and text"},
 };
 
 static void usage(FILE *out) {
