@@ -74,7 +74,7 @@ struct Loader {
     int P;
     Slot *slots;
     int64_t next_fill, next_build, next_out, g0;
-    int have_out;
+    int n_out;                   // micro-batches handed out and not yet released
     int failed;                  // a read/decode error was reported: no more batches
     Error fail_err;
     int stop;
@@ -433,8 +433,8 @@ Loader *loader_open(const LoaderOptions *opts, Error *err) {
     L->last_use = xcalloc((size_t)L->man.n_shards, sizeof(int64_t));
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     L->n_workers = L->o.workers ? L->o.workers : (cores > 2 ? (int)cores - 1 : 1);
-    L->P = L->o.prefetch ? L->o.prefetch + 1 : 2 * L->n_workers + 3;
-    if (L->P < 2) L->P = 2;
+    // A whole step may be out at once (loader_next_step), plus the prefetch.
+    L->P = L->o.grad_accum + (L->o.prefetch ? L->o.prefetch : 2 * L->n_workers + 2);
     L->slots = xcalloc((size_t)L->P, sizeof(Slot));
     L->workers = xcalloc((size_t)L->n_workers, sizeof(pthread_t));
     if (pthread_create(&L->reader, NULL, reader_main, L) != 0) {
@@ -451,25 +451,24 @@ fail:
     return NULL;
 }
 
-int loader_next(Loader *L, LoaderBatch *out, Error *err) {
-    if (L->failed) return err_set(err, "%s", L->fail_err.msg);
-    pthread_mutex_lock(&L->mu);
-    if (L->have_out) {
-        L->slots[(L->next_out - 1) % L->P].state = SLOT_FREE;
-        L->have_out = 0;
-        pthread_cond_broadcast(&L->cv);
-    }
+// Marks the micro-batches handed out by earlier calls free (under the lock).
+static void release_out(Loader *L) {
+    for (; L->n_out > 0; L->n_out--) L->slots[(L->next_out - L->n_out) % L->P].state = SLOT_FREE;
+    pthread_cond_broadcast(&L->cv);
+}
+
+// Waits for the next micro-batch and hands it out (under the lock).
+static int take_next(Loader *L, LoaderBatch *out, Error *err) {
     Slot *s = &L->slots[L->next_out % L->P];
     while (!(s->state == SLOT_READY && s->seq == L->next_out)) pthread_cond_wait(&L->cv, &L->mu);
     s->state = SLOT_OUT;
-    pthread_mutex_unlock(&L->mu);
     if (s->failed) {  // nothing after a read or decode error is valid
         L->failed = 1;
         L->fail_err = s->err;
         return err_set(err, "%s", s->err.msg);
     }
     L->next_out++;
-    L->have_out = 1;
+    L->n_out++;
     memset(out, 0, sizeof *out);
     out->batch = s->batch;
     out->pos = s->pos;
@@ -482,6 +481,28 @@ int loader_next(Loader *L, LoaderBatch *out, Error *err) {
     out->step_targets = s->step_targets;
     out->step_samples = s->step_samples;
     return 0;
+}
+
+int loader_next(Loader *L, LoaderBatch *out, Error *err) {
+    if (L->failed) return err_set(err, "%s", L->fail_err.msg);
+    pthread_mutex_lock(&L->mu);
+    release_out(L);
+    int rc = take_next(L, out, err);
+    pthread_mutex_unlock(&L->mu);
+    return rc;
+}
+
+int loader_next_step(Loader *L, LoaderBatch *out, int *n, Error *err) {
+    *n = 0;
+    if (L->failed) return err_set(err, "%s", L->fail_err.msg);
+    pthread_mutex_lock(&L->mu);
+    release_out(L);
+    int rc = 0;
+    do rc = take_next(L, &out[(*n)++], err);
+    while (rc == 0 && !out[*n - 1].last_of_step);
+    pthread_mutex_unlock(&L->mu);
+    if (rc != 0) *n = 0;
+    return rc;
 }
 
 static void slot_free(Slot *s) {

@@ -97,9 +97,15 @@ void loader_options_default(LoaderOptions *o);
 // starts the threads. NULL + err on bad input (missing/incomplete folder,
 // micro_batch < 1, rank outside world, a sample longer than max_length, ...).
 Loader *loader_open(const LoaderOptions *o, Error *err);
-// The next micro-batch of this rank. Epochs follow each other without end;
-// the caller stops after as many steps as it wants. -1 + err on a read error.
+// The next micro-batch of this rank, valid until the next loader_next /
+// loader_next_step call. Epochs follow each other without end; the caller
+// stops after as many steps as it wants. -1 + err on a read or decode error
+// (then every later call fails too).
 int loader_next(Loader *L, LoaderBatch *out, Error *err);
+// The remaining micro-batches of the current step (all grad_accum of them
+// unless resumed mid-step) into out[0 .. *n), all valid until the next call
+// of loader_next or loader_next_step. out has room for grad_accum entries.
+int loader_next_step(Loader *L, LoaderBatch *out, int *n, Error *err);
 // Position of the next micro-batch loader_next will return.
 void loader_state(const Loader *L, LoaderPos *pos);
 int64_t loader_num_steps_per_epoch(const Loader *L);
