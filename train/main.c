@@ -13,6 +13,7 @@ typedef struct {
 } Command;
 
 static const Command COMMANDS[] = {
+    {"train", cmd_train, "train a stage (1: projector, 2: projector + LLM) from a JSON run config"},
     {"forward", cmd_forward, "run one batch forward (and backward) and write logits, loss, gradients"},
     {"inspect", cmd_inspect, "summarize a shard folder, or show one sample's ids, labels and text"},
 };
