@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "data/loader.h"
+#include "data/loader_source.h"
 #include "data/manifest.h"
 #include "data/shards.h"
 #include "kernels/backend.h"
@@ -415,6 +416,74 @@ static void test_packing_isolation(const char *dir) {
     loader_close(L);
 }
 
+// ---- the trainer's BatchSource -------------------------------------------------------------------
+
+static uint64_t llava_digest(const LlavaBatch *b) {
+    LoaderBatch lb;
+    memset(&lb, 0, sizeof lb);
+    lb.batch = *b;
+    return batch_digest(&lb);
+}
+
+// next_step yields the non-empty micro-batches loader_next gives one by one;
+// position + seek resume at a step.
+static void test_batch_source(const char *dir) {
+    const int b = 2, a = 4, world = 3, rank = 2;  // G = 24: the last step has 5 samples
+    LoaderOptions o;
+    loader_options_default(&o);
+    o.dir = dir;
+    o.seed = 1234;
+    o.micro_batch = b;
+    o.grad_accum = a;
+    o.rank = rank;
+    o.world = world;
+    o.workers = 2;
+    o.prefetch = 1;
+    Error err = {{0}};
+    Loader *L = loader_open(&o, &err);
+    CHECK(L, "%s", err.msg);
+    enum { STEPS = 8 };
+    uint64_t want[STEPS][8];
+    int want_n[STEPS];
+    for (int s = 0; s < STEPS; s++) {
+        want_n[s] = 0;
+        for (int j = 0; j < a; j++) {
+            LoaderBatch lb;
+            CHECK(loader_next(L, &lb, &err) == 0, "%s", err.msg);
+            if (lb.batch.B > 0) want[s][want_n[s]++] = llava_digest(&lb.batch);
+        }
+    }
+    loader_close(L);
+    BatchSource src;
+    EXPECT(loader_source_open(&src, &o, &err) == 0, "loader_source_open: %s", err.msg);
+    EXPECT(src.max_micro == a && src.steps_per_epoch == 2, "steps per epoch %ld", src.steps_per_epoch);
+    int same = 1, short_step = 0;
+    DataPosition at3 = {0, 0};
+    for (int s = 0; s < STEPS; s++) {
+        if (s == 3) at3 = src.position(&src);
+        LlavaBatch micro[8];
+        int n = 0;
+        CHECK(src.next_step(&src, micro, &n, &err) == 0, "%s", err.msg);
+        same &= n == want_n[s];
+        short_step |= n < a;
+        for (int j = 0; j < n && j < want_n[s]; j++) same &= llava_digest(&micro[j]) == want[s][j];
+    }
+    EXPECT(same, "next_step = the non-empty micro-batches of loader_next");
+    EXPECT(short_step, "a short last step yields fewer micro-batches on this rank");
+    EXPECT(at3.epoch == 1 && at3.step == 1, "position before step 3 is epoch 1 step 1 (%ld, %ld)", at3.epoch, at3.step);
+    EXPECT(src.seek(&src, at3, &err) == 0, "seek: %s", err.msg);
+    same = 1;
+    for (int s = 3; s < STEPS; s++) {
+        LlavaBatch micro[8];
+        int n = 0;
+        CHECK(src.next_step(&src, micro, &n, &err) == 0, "%s", err.msg);
+        same &= n == want_n[s];
+        for (int j = 0; j < n && j < want_n[s]; j++) same &= llava_digest(&micro[j]) == want[s][j];
+    }
+    EXPECT(same, "seek reproduces the steps");
+    src.close(&src);
+}
+
 // ---- bad options ---------------------------------------------------------------------------------
 
 static void test_errors(const char *dir, const char *tiny_dir) {
@@ -470,6 +539,7 @@ int main(int argc, char **argv) {
         for (int pack = 0; pack <= 1; pack++) test_resume(dir, group, pack);
     test_grouping();
     test_packing_isolation(dir);
+    test_batch_source(dir);
     test_errors(dir, tiny);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
