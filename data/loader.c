@@ -52,6 +52,8 @@ typedef struct {
     char **out_ids;                             // [n] (pointers into ids)
 } Slot;
 
+typedef struct Worker Worker;
+
 struct Loader {
     LoaderOptions o;
     Manifest man;
@@ -82,6 +84,7 @@ struct Loader {
     pthread_cond_t cv;
     pthread_t reader;
     pthread_t *workers;
+    Worker *worker_state;        // [n_workers]
     int n_workers, threads_started;
 };
 
@@ -231,7 +234,7 @@ static void *reader_main(void *arg) {
 
 // ---- workers: rows, padding, packing, pixels ----------------------------------------
 
-static void build_batch(Loader *L, Slot *s) {
+static void build_batch(Loader *L, Slot *s, LoaderImageScratch *scratch) {
     const int n = s->n;
     int rows;
     if (L->o.pack) {
@@ -290,7 +293,7 @@ static void build_batch(Loader *L, Slot *s) {
             fill[r] += s->len[i];
             if (s->img[i] >= 0) {
                 const int m = s->img[i];
-                if (loader_image_convert(&L->img, s->img_bytes + s->img_off[m], s->img_len[m],
+                if (loader_image_convert(&L->img, scratch, s->img_bytes + s->img_off[m], s->img_len[m],
                                          s->pixels + (size_t)n_img * img_elems, &s->err) != 0) {
                     err_prefix(&s->err, "sample '%s': ", s->ids[i]);
                     s->failed = 1;
@@ -315,8 +318,14 @@ static void build_batch(Loader *L, Slot *s) {
     };
 }
 
+struct Worker {
+    Loader *L;
+    LoaderImageScratch scratch;  // this thread's decode buffers
+};
+
 static void *worker_main(void *arg) {
-    Loader *L = arg;
+    Worker *w = arg;
+    Loader *L = w->L;
     for (;;) {
         pthread_mutex_lock(&L->mu);
         Slot *s = NULL;
@@ -332,7 +341,7 @@ static void *worker_main(void *arg) {
         }
         pthread_mutex_unlock(&L->mu);
         if (!s) return NULL;
-        if (!s->failed) build_batch(L, s);
+        if (!s->failed) build_batch(L, s, &w->scratch);
         pthread_mutex_lock(&L->mu);
         s->state = SLOT_READY;
         pthread_cond_broadcast(&L->cv);
@@ -437,13 +446,15 @@ Loader *loader_open(const LoaderOptions *opts, Error *err) {
     L->P = L->o.grad_accum + (L->o.prefetch ? L->o.prefetch : 2 * L->n_workers + 2);
     L->slots = xcalloc((size_t)L->P, sizeof(Slot));
     L->workers = xcalloc((size_t)L->n_workers, sizeof(pthread_t));
+    L->worker_state = xcalloc((size_t)L->n_workers, sizeof(Worker));
+    for (int i = 0; i < L->n_workers; i++) L->worker_state[i].L = L;
     if (pthread_create(&L->reader, NULL, reader_main, L) != 0) {
         err_set(err, "loader: cannot start the reader thread");
         goto fail;
     }
     L->threads_started = 1;
     for (int i = 0; i < L->n_workers; i++)
-        if (pthread_create(&L->workers[i], NULL, worker_main, L) != 0)
+        if (pthread_create(&L->workers[i], NULL, worker_main, &L->worker_state[i]) != 0)
             FATAL("loader: cannot start worker thread %d", i);
     return L;
 fail:
@@ -527,7 +538,8 @@ void loader_close(Loader *L) {
     for (int k = 0; L->open && k < L->man.n_shards; k++)
         if (L->open[k].hid > 0) shard_reader_close(&L->open[k]);
     for (int i = 0; L->slots && i < L->P; i++) slot_free(&L->slots[i]);
-    loader_image_free(&L->img);
+    for (int i = 0; L->worker_state && i < L->n_workers; i++) loader_image_scratch_free(&L->worker_state[i].scratch);
+    free(L->worker_state);
     manifest_free(&L->man);
     free(L->slots); free(L->workers); free(L->open); free(L->last_use); free(L->order);
     free(L->len); free(L->targets); free(L->shard); free(L->local); free(L->is_image);

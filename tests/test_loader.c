@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/image.h"
 #include "data/loader.h"
 #include "data/loader_source.h"
 #include "data/manifest.h"
@@ -80,6 +81,16 @@ static void make_folder(const char *dir, int N, int per_shard, int all_text, con
     }
     CHECK(manifest_write(&m, dir, &err) == 0, "%s", err.msg);
     manifest_free(&m);
+    // What prep copies from the model folder: CLIP statistics at S px.
+    char path[1024], text[1024];
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    snprintf(text, sizeof text,
+             "{\"do_resize\": true, \"size\": {\"shortest_edge\": %d}, \"resample\": 3, \"do_center_crop\": true, "
+             "\"crop_size\": {\"height\": %d, \"width\": %d}, \"do_rescale\": true, \"rescale_factor\": "
+             "0.00392156862745098, \"do_normalize\": true, \"image_mean\": [%.8g, %.8g, %.8g], \"image_std\": "
+             "[%.8g, %.8g, %.8g]}",
+             S, S, S, MEAN[0], MEAN[1], MEAN[2], STD[0], STD[1], STD[2]);
+    CHECK(write_file_atomic(path, text, strlen(text), &err) == 0, "%s", err.msg);
 }
 
 static Loader *open_loader(const char *dir, int b, int a, int rank, int world, int group, int pack, LoaderPos resume) {
@@ -484,6 +495,90 @@ static void test_batch_source(const char *dir) {
     src.close(&src);
 }
 
+// ---- encoded images: decoded on the workers -----------------------------------------------------
+
+// Shards holding image files; the loader's pixels must equal decoding and
+// preprocessing those files directly with data/image.h; a corrupt file is an
+// error naming the sample.
+static void test_encoded(const char *src, const char *dir, int corrupt) {
+    static const char *files[] = {"jpeg_rgb_444.jpg", "png_3x2.png", "jpeg_very_wide.jpg", "jpeg_grey.jpg"};
+    enum { N = 4, SZ = 32 };
+    Error err = {{0}};
+    CHECK(make_dirs(dir, &err) == 0, "%s", err.msg);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/tests/fixtures/images/configs/clip32/preprocessor_config.json", src);
+    size_t len = 0;
+    char *cfg_text = read_file(path, &len, &err);
+    CHECK(cfg_text, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    CHECK(write_file_atomic(path, cfg_text, len, &err) == 0, "%s", err.msg);
+    free(cfg_text);
+    ShardFormat fmt = {STORE_ENCODED, SZ};
+    snprintf(path, sizeof path, "%s/shard-00000.h5", dir);
+    ShardWriter *w = shard_writer_create(path, &fmt, &err);
+    CHECK(w, "%s", err.msg);
+    ImagePreprocessConfig icfg;
+    CHECK(image_config_load(&icfg, dir, &err) == 0, "%s", err.msg);
+    float *want = xmalloc((size_t)N * 3 * SZ * SZ * sizeof(float));
+    uint8_t *chw = xmalloc(3 * SZ * SZ);
+    for (int i = 0; i < N; i++) {
+        char file[2048];
+        snprintf(file, sizeof file, "%s/tests/fixtures/images/src/%s", src, files[i]);
+        size_t n = 0;
+        char *bytes = read_file(file, &n, &err);
+        CHECK(bytes, "%s", err.msg);
+        if (corrupt && i == 2) memset(bytes + n / 4, 0xFF, n / 2);  // wreck the middle of a JPEG
+        RgbImage rgb = {0};
+        CHECK(image_decode((const uint8_t *)bytes, n, file, 0, &rgb, &err) == 0 || corrupt, "%s", err.msg);
+        if (!(corrupt && i == 2)) {
+            CHECK(image_preprocess_u8(&rgb, &icfg, IMAGE_ASPECT_PAD, NULL, chw, &err) == 0, "%s", err.msg);
+            image_normalize(chw, SZ, &icfg, want + (size_t)i * 3 * SZ * SZ);
+        }
+        rgb_image_free(&rgb);
+        int32_t ids[3] = {5, 6, 7}, labels[3] = {-100, 6, 7};
+        char id[16];
+        snprintf(id, sizeof id, "e%d", i);
+        ShardSample s = {.id = id, .item = i, .input_ids = ids, .labels = labels, .length = 3, .image_path = files[i],
+                         .encoded = (const uint8_t *)bytes, .encoded_len = n};
+        CHECK(shard_writer_add(w, &s, &err) == 0, "%s", err.msg);
+        free(bytes);
+    }
+    CHECK(shard_writer_finish(w, "{}", &err) == 0, "%s", err.msg);
+    Manifest m;
+    memset(&m, 0, sizeof m);
+    m.complete = 1;
+    snprintf(m.aspect, sizeof m.aspect, "pad");
+    m.max_length = 8;
+    m.store = STORE_ENCODED;
+    m.image_size = SZ;
+    ManifestShard ms = {.file = "shard-00000.h5", .samples = N, .images = N, .tokens = 3 * N, .end_item = N};
+    manifest_add_shard(&m, &ms);
+    CHECK(manifest_write(&m, dir, &err) == 0, "%s", err.msg);
+    manifest_free(&m);
+    LoaderOptions o;
+    loader_options_default(&o);
+    o.dir = dir;
+    o.micro_batch = N;
+    o.shuffle = 0;
+    o.workers = 2;
+    Loader *L = loader_open(&o, &err);
+    EXPECT(L != NULL, "open encoded folder: %s", err.msg);
+    if (!L) return;
+    LoaderBatch lb;
+    int rc = loader_next(L, &lb, &err);
+    if (corrupt) {
+        EXPECT(rc != 0 && strstr(err.msg, "'e2'"), "corrupt stored image: error names the sample: %s", err.msg);
+        EXPECT(loader_next(L, &lb, &err) != 0, "and the loader stays failed");
+    } else {
+        EXPECT(rc == 0 && lb.batch.n_images == N &&
+                   memcmp(lb.batch.pixels, want, (size_t)N * 3 * SZ * SZ * sizeof(float)) == 0,
+               "decoded on the loader = decoded directly (%s)", err.msg);
+    }
+    loader_close(L);
+    free(want);
+    free(chw);
+}
+
 // ---- bad options ---------------------------------------------------------------------------------
 
 static void test_errors(const char *dir, const char *tiny_dir) {
@@ -523,8 +618,7 @@ static void test_errors(const char *dir, const char *tiny_dir) {
 }
 
 int main(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+    const char *src = argc > 1 ? argv[1] : ".";
     char dir[] = "/tmp/llava_test_loader_XXXXXX";
     if (!mkdtemp(dir)) return 1;
     char tiny[600];
@@ -540,6 +634,11 @@ int main(int argc, char **argv) {
     test_grouping();
     test_packing_isolation(dir);
     test_batch_source(dir);
+    char enc[700];
+    snprintf(enc, sizeof enc, "%s/encoded", dir);
+    test_encoded(src, enc, 0);
+    snprintf(enc, sizeof enc, "%s/encoded_bad", dir);
+    test_encoded(src, enc, 1);
     test_errors(dir, tiny);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
