@@ -31,7 +31,7 @@ struct DatasetReader {
 static const char *REASON_NAMES[PROBLEM_COUNT] = {
     "malformed_json",    "malformed_sample",
     "malformed_conversation", "missing_image",
-    "corrupt_image",     "empty_answer_after_truncation",
+    "corrupt_image",     "empty_answer_after_truncation", "image_cut_by_truncation",
     "mask_mismatch",     "truncated",
 };
 
@@ -399,9 +399,25 @@ static void item_excerpt(const DatasetReader *r, size_t at, char *dst, size_t ca
     size_t from = at > 20 ? at - 20 : 0, k = 0;
     for (size_t i = from; i < r->item_len && i < at + 20 && k + 1 < cap; i++) {
         unsigned char ch = (unsigned char)r->item[i];
-        dst[k++] = (ch < 0x20 || ch == '"' || ch == '\\') ? ' ' : (char)ch;
+        dst[k++] = ch < 0x20 ? ' ' : (char)ch;
     }
     dst[k] = '\0';
+}
+
+// Best effort for a report entry: the string after the first "id": of an
+// item that does not parse. Leaves dst empty when there is none.
+static void guess_id(const char *text, size_t len, char *dst, size_t cap) {
+    const char *end = text + len;
+    for (const char *q = text; q + 4 < end; q++) {
+        if (memcmp(q, "\"id\"", 4) != 0) continue;
+        q += 4;
+        while (q < end && (is_space((unsigned char)*q) || *q == ':')) q++;
+        if (q >= end || *q != '"') return;
+        size_t k = 0;
+        for (q++; q < end && *q != '"' && *q != '\\' && k + 1 < cap; q++) dst[k++] = *q;
+        dst[k] = '\0';
+        return;
+    }
 }
 
 static int parse_item(DatasetReader *r, DatasetSample *s, DatasetProblem *p) {
@@ -426,6 +442,7 @@ static int parse_item(DatasetReader *r, DatasetSample *s, DatasetProblem *p) {
         item_position(r, bad_at, &line, &col);
         char excerpt[64];
         item_excerpt(r, bad_at, excerpt, sizeof excerpt);
+        guess_id(r->item, r->item_len, p->id, sizeof p->id);
         problem_set(p, PROBLEM_MALFORMED_JSON, "malformed JSON at line %lld, column %lld (byte offset %lld)%s near '%s'",
                     (long long)line, (long long)col, (long long)(r->item_offset + (int64_t)bad_at),
                     root ? ": text after the end of the item" : "", excerpt);

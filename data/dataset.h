@@ -38,6 +38,7 @@ typedef enum {
     PROBLEM_MISSING_IMAGE,           // the image file does not exist or cannot be read
     PROBLEM_CORRUPT_IMAGE,           // the image file does not decode
     PROBLEM_EMPTY_ANSWER,            // no answer token left after truncation
+    PROBLEM_IMAGE_TRUNCATED,         // truncation would cut through the image tokens
     PROBLEM_MASK_MISMATCH,           // our tokens differ from tokenizing the whole prompt
     PROBLEM_TRUNCATED,               // written, cut to the maximum length
     PROBLEM_COUNT

@@ -24,7 +24,7 @@ typedef struct {
 typedef struct {
     int complete;
     // where the data came from (resume refuses a different input)
-    char data_path[1024], images_dir[1024], model_dir[1024];
+    char data_path[4096], images_dir[4096], model_dir[4096];
     int64_t data_size, data_mtime_ns;
     // how it was prepared
     char template_name[32];

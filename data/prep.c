@@ -121,11 +121,13 @@ static int finish_shard(Prep *p, Error *err) {
     if (rc != 0) return -1;
     manifest_add_shard(&p->man, &ms);
     p->man.items += p->sh_end - p->sh_first;
+    p->sh_first = p->sh_end;  // the progress line counts the open shard's items from here
     p->man.written += p->sh_written;
     p->man.skipped += p->sh_skipped;
     p->man.truncated += p->sh_truncated;
     p->man.images += p->sh_images;
     p->man.tokens += p->sh_tokens;
+    p->sh_written = p->sh_skipped = p->sh_truncated = p->sh_images = p->sh_tokens = 0;
     return manifest_write(&p->man, p->o->out_dir, err);
 }
 
@@ -231,8 +233,14 @@ static void *writer_main(void *arg) {
 
 // ---- workers ----------------------------------------------------------------------------
 
+typedef struct {
+    Prep *p;
+    int index;
+} PrepWorker;
+
 static void *worker_main(void *arg) {
-    Prep *p = arg;
+    const PrepWorker *w = arg;
+    Prep *p = w->p;
     for (;;) {
         pthread_mutex_lock(&p->mu);
         PrepSlot *s = NULL;
@@ -256,7 +264,7 @@ static void *worker_main(void *arg) {
             q->line = s->sample.line;
             snprintf(q->id, sizeof q->id, "%s", s->sample.id);
             Error err = {{0}};
-            if (p->proc->process(p->proc->ctx, &s->sample, &s->res, &err) != 0) {
+            if (p->proc->process(p->proc->ctx, w->index, &s->sample, &s->res, &err) != 0) {
                 err_prefix(&err, "sample '%s' (item %lld): ", s->sample.id, (long long)s->sample.index);
                 set_fatal(p, &err);
             } else if (!s->res.write && !s->res.has_problem) {
@@ -468,6 +476,11 @@ static void read_items(Prep *p, DatasetReader *r) {
     pthread_mutex_unlock(&p->mu);
 }
 
+int prep_default_workers(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (int)cores : 1;
+}
+
 int prep_run(const PrepOptions *o, const Manifest *recipe_in, const PrepProcessor *proc, PrepSummary *sum,
              Error *err) {
     memset(sum, 0, sizeof *sum);
@@ -499,15 +512,21 @@ int prep_run(const PrepOptions *o, const Manifest *recipe_in, const PrepProcesso
         rc = -1;
         goto done;
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    const int n_workers = o->workers > 0 ? o->workers : (cores > 0 ? (int)cores : 1);
+    if (o->prepare_folder && o->prepare_folder(o->prepare_ctx, o->out_dir, err) != 0) {
+        rc = -1;
+        goto done;
+    }
+    const int n_workers = o->workers > 0 ? o->workers : prep_default_workers();
     p->W = 4 * n_workers + 8;
     p->slots = xcalloc((size_t)p->W, sizeof *p->slots);
     p->t0 = p->last_progress = now_seconds();
     pthread_t writer, *workers = xcalloc((size_t)n_workers, sizeof(pthread_t));
+    PrepWorker *wargs = xcalloc((size_t)n_workers, sizeof(PrepWorker));
     if (pthread_create(&writer, NULL, writer_main, p) != 0) FATAL("cannot start the prep writer thread");
-    for (int i = 0; i < n_workers; i++)
-        if (pthread_create(&workers[i], NULL, worker_main, p) != 0) FATAL("cannot start prep worker %d", i);
+    for (int i = 0; i < n_workers; i++) {
+        wargs[i] = (PrepWorker){p, i};
+        if (pthread_create(&workers[i], NULL, worker_main, &wargs[i]) != 0) FATAL("cannot start prep worker %d", i);
+    }
     read_items(p, reader);
     pthread_join(writer, NULL);
     pthread_mutex_lock(&p->mu);
@@ -516,6 +535,7 @@ int prep_run(const PrepOptions *o, const Manifest *recipe_in, const PrepProcesso
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < n_workers; i++) pthread_join(workers[i], NULL);
     free(workers);
+    free(wargs);
     for (int i = 0; i < p->W; i++) {
         dataset_sample_free(&p->slots[i].sample);
         result_free(&p->slots[i].res);

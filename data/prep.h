@@ -45,17 +45,24 @@ typedef struct {
     void *ctx;
     // Fills *out (zeroed by the caller, except out->problem's index, line and
     // id, which name the sample already: set reason, detail and, for an image,
-    // file). Returns 0; -1 only for a failure that must stop prep, with err.
-    int (*process)(void *ctx, const DatasetSample *s, PrepResult *out, Error *err);
+    // file). `worker` in [0, PrepOptions.workers) names the calling thread,
+    // for per-thread scratch. Returns 0; -1 only for a failure that must stop
+    // prep, with err.
+    int (*process)(void *ctx, int worker, const DatasetSample *s, PrepResult *out, Error *err);
 } PrepProcessor;
 
 typedef struct {
     const char *data_path;      // JSON list or JSONL
     const char *out_dir;
-    int workers;                // 0 = all cores
+    int workers;                // worker threads (0 = prep_default_workers())
     int64_t shard_max_samples;  // close a shard at this many samples (0 = no limit)
     int64_t shard_max_mb;       // ... or at this many MB of payload (0 = no limit)
     int progress;               // progress lines on stderr
+    // Called once the folder is known to be fresh or resumable (not for a
+    // complete one), before any item: copies the tokenizer and image
+    // settings into the folder. May be NULL.
+    int (*prepare_folder)(void *ctx, const char *out_dir, Error *err);
+    void *prepare_ctx;
     // Testing: stop as if killed after this many shards were finished
     // (0 = run to the end). The folder is left as a crash would leave it.
     int crash_after_shards;
@@ -73,6 +80,9 @@ typedef struct {
 // fingerprint); prep fills in the source file's size and mtime, the counts
 // and the shard list. Returns 0, or -1 with err (bad input: a broken data
 // file, a folder prepared with another recipe; or an I/O failure).
+// All cores.
+int prep_default_workers(void);
+
 int prep_run(const PrepOptions *o, const Manifest *recipe, const PrepProcessor *proc, PrepSummary *sum,
              Error *err);
 

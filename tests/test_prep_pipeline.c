@@ -21,8 +21,9 @@
 
 // Stand-in for templates + tokenizer + images: tokens from the text length,
 // "missing" in an image name -> missing image, "long" in the id -> truncated.
-static int fake_process(void *ctx, const DatasetSample *s, PrepResult *out, Error *err) {
+static int fake_process(void *ctx, int worker, const DatasetSample *s, PrepResult *out, Error *err) {
     (void)ctx;
+    (void)worker;
     (void)err;
     if (s->image && strstr(s->image, "missing")) {
         out->has_problem = 1;
