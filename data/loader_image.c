@@ -7,6 +7,7 @@ int loader_image_init(LoaderImage *li, const Manifest *m, const char *dir, Error
     memset(li, 0, sizeof *li);
     li->S = m->image_size;
     li->store = m->store;
+    li->max_pixels = m->max_pixels;
     li->aspect = strcmp(m->aspect, "pad") == 0 ? IMAGE_ASPECT_PAD : IMAGE_ASPECT_SQUARE;
     char path[4096];
     if (path_join(path, sizeof path, dir, "preprocessor_config.json") != 0 || !file_exists(path))
@@ -38,7 +39,7 @@ int loader_image_convert(const LoaderImage *li, LoaderImageScratch *s, const uin
         return 0;
     }
     if (!s->chw) s->chw = xmalloc(n);
-    if (image_decode(bytes, len, "stored image", 0, &s->rgb, err) != 0 ||
+    if (image_decode(bytes, len, "stored image", li->max_pixels, &s->rgb, err) != 0 ||
         image_preprocess_u8(&s->rgb, &li->cfg, li->aspect, &s->work, s->chw, err) != 0)
         return -1;
     normalize(li, s->chw, dst);

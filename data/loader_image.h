@@ -19,6 +19,7 @@ typedef struct {
     ImageStore store;
     ImageAspect aspect;
     ImagePreprocessConfig cfg;
+    int64_t max_pixels;    // as prep used (manifest)
     float table[3 * 256];  // normalized value of each uint8 level per channel
 } LoaderImage;
 

@@ -49,6 +49,7 @@ int manifest_write(const Manifest *m, const char *dir, Error *err) {
     add_i64(cfg, "pad_token_id", m->pad_token_id);
     add_floats(cfg, "image_mean", m->image_mean, 3);
     add_floats(cfg, "image_std", m->image_std, 3);
+    add_i64(cfg, "max_pixels", m->max_pixels);
     cJSON_AddStringToObject(cfg, "tokenizer_hash", m->tokenizer_hash);
     cJSON_AddStringToObject(cfg, "tokenizer", m->tokenizer_dir);
     add_i64(cfg, "shard_max_samples", m->shard_max_samples);
@@ -174,6 +175,7 @@ int manifest_read(Manifest *m, const char *dir, Error *err) {
         get_int(cfg, "pad_token_id", &m->pad_token_id, w, err) ||
         get_floats(cfg, "image_mean", m->image_mean, 3, w, err) ||
         get_floats(cfg, "image_std", m->image_std, 3, w, err) ||
+        get_i64(cfg, "max_pixels", &m->max_pixels, w, err) ||
         get_str(cfg, "tokenizer_hash", m->tokenizer_hash, sizeof m->tokenizer_hash, w, err) ||
         get_str(cfg, "tokenizer", m->tokenizer_dir, sizeof m->tokenizer_dir, w, err) ||
         get_i64(cfg, "shard_max_samples", &m->shard_max_samples, w, err) ||
@@ -232,6 +234,7 @@ int manifest_same_recipe(const Manifest *a, const Manifest *b, char *why, size_t
     DIFF_INT(image_size);
     DIFF_INT(image_seq_length);
     DIFF_INT(image_token_index);
+    DIFF_INT(max_pixels);
     DIFF_STR(tokenizer_hash);
     DIFF_INT(shard_max_samples);
     DIFF_INT(shard_max_mb);

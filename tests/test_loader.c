@@ -175,7 +175,7 @@ static void check_batch(const LoaderBatch *lb, int pack, int all_text) {
 // canonical form: the sorted list of samples of each step.
 static void run_epochs(const char *dir, int N, int b, int a, int world, int group, int pack, int epochs,
                        int64_t steps_out[][MAXN][MAXN], int *n_steps, int all_text) {
-    Loader *L[3];
+    Loader *L[3] = {NULL, NULL, NULL};
     for (int r = 0; r < world; r++) L[r] = open_loader(dir, b, a, r, world, group, pack, START);
     const int64_t steps = loader_num_steps_per_epoch(L[0]);
     *n_steps = (int)steps;
