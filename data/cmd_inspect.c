@@ -25,28 +25,19 @@ static void print_json(cJSON *root) {
 }
 
 static int summary(const char *dir, const Manifest *m, Error *err) {
+    // How it was prepared and the counts: the manifest's own sections.
+    char mpath[4096];
+    if (path_join(mpath, sizeof mpath, dir, MANIFEST_NAME) != 0) return err_set(err, "%s: path too long", dir);
+    cJSON *man = json_parse_file(mpath, err);
+    if (!man) return -1;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "folder", dir);
     cJSON_AddBoolToObject(root, "complete", m->complete);
-    cJSON *cfg = cJSON_AddObjectToObject(root, "prepared");
-    cJSON_AddStringToObject(cfg, "data", m->data_path);
-    cJSON_AddStringToObject(cfg, "images", m->images_dir);
-    cJSON_AddStringToObject(cfg, "model", m->model_dir);
-    cJSON_AddStringToObject(cfg, "template", m->template_name);
-    add_i64(cfg, "max_length", m->max_length);
-    cJSON_AddStringToObject(cfg, "image_store", image_store_name(m->store));
-    cJSON_AddStringToObject(cfg, "aspect", m->aspect);
-    add_i64(cfg, "image_size", m->image_size);
-    add_i64(cfg, "image_seq_length", m->image_seq_length);
-    add_i64(cfg, "image_token_index", m->image_token_index);
-    cJSON_AddStringToObject(cfg, "tokenizer_hash", m->tokenizer_hash);
-    cJSON *counts = cJSON_AddObjectToObject(root, "counts");
-    add_i64(counts, "items", m->items);
-    add_i64(counts, "written", m->written);
-    add_i64(counts, "skipped", m->skipped);
-    add_i64(counts, "truncated", m->truncated);
-    add_i64(counts, "images", m->images);
-    add_i64(counts, "tokens", m->tokens);
+    const char *sections[] = {"source", "config", "counts"};
+    for (int i = 0; i < 3; i++)
+        cJSON_AddItemToObject(root, sections[i], cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(man, sections[i]), 1));
+    cJSON_Delete(man);
+    cJSON *counts = cJSON_GetObjectItemCaseSensitive(root, "counts");
     add_i64(counts, "shards", m->n_shards);
     // Lengths and targets from the shards' tables.
     int64_t n[2] = {0, 0}, sum[2] = {0, 0}, targets = 0;

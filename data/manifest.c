@@ -19,9 +19,9 @@ void manifest_add_shard(Manifest *m, const ManifestShard *s) {
 
 static void add_i64(cJSON *o, const char *k, int64_t v) { cJSON_AddItemToObject(o, k, cJSON_CreateNumber((double)v)); }
 
-static void add_floats(cJSON *o, const char *k, const float *v, int n) {
+static void add_doubles(cJSON *o, const char *k, const double *v, int n) {
     cJSON *a = cJSON_CreateArray();
-    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[i]));
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
     cJSON_AddItemToObject(o, k, a);
 }
 
@@ -47,8 +47,8 @@ int manifest_write(const Manifest *m, const char *dir, Error *err) {
     add_i64(cfg, "image_seq_length", m->image_seq_length);
     add_i64(cfg, "image_token_index", m->image_token_index);
     add_i64(cfg, "pad_token_id", m->pad_token_id);
-    add_floats(cfg, "image_mean", m->image_mean, 3);
-    add_floats(cfg, "image_std", m->image_std, 3);
+    add_doubles(cfg, "image_mean", m->image_mean, 3);
+    add_doubles(cfg, "image_std", m->image_std, 3);
     add_i64(cfg, "max_pixels", m->max_pixels);
     cJSON_AddStringToObject(cfg, "tokenizer_hash", m->tokenizer_hash);
     cJSON_AddStringToObject(cfg, "tokenizer", m->tokenizer_dir);
@@ -113,14 +113,14 @@ static int get_str(const cJSON *o, const char *k, char *dst, size_t cap, const c
     return 0;
 }
 
-static int get_floats(const cJSON *o, const char *k, float *dst, int n, const char *where, Error *err) {
+static int get_doubles(const cJSON *o, const char *k, double *dst, int n, const char *where, Error *err) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
         return err_set(err, "%s: \"%s\" must be a list of %d numbers", where, k, n);
     for (int i = 0; i < n; i++) {
         const cJSON *v = cJSON_GetArrayItem(a, i);
         if (!cJSON_IsNumber(v)) return err_set(err, "%s: \"%s\" must be a list of %d numbers", where, k, n);
-        dst[i] = (float)v->valuedouble;
+        dst[i] = v->valuedouble;
     }
     return 0;
 }
@@ -173,8 +173,8 @@ int manifest_read(Manifest *m, const char *dir, Error *err) {
         get_int(cfg, "image_seq_length", &m->image_seq_length, w, err) ||
         get_int(cfg, "image_token_index", &m->image_token_index, w, err) ||
         get_int(cfg, "pad_token_id", &m->pad_token_id, w, err) ||
-        get_floats(cfg, "image_mean", m->image_mean, 3, w, err) ||
-        get_floats(cfg, "image_std", m->image_std, 3, w, err) ||
+        get_doubles(cfg, "image_mean", m->image_mean, 3, w, err) ||
+        get_doubles(cfg, "image_std", m->image_std, 3, w, err) ||
         get_i64(cfg, "max_pixels", &m->max_pixels, w, err) ||
         get_str(cfg, "tokenizer_hash", m->tokenizer_hash, sizeof m->tokenizer_hash, w, err) ||
         get_str(cfg, "tokenizer", m->tokenizer_dir, sizeof m->tokenizer_dir, w, err) ||

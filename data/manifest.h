@@ -35,7 +35,7 @@ typedef struct {
     int image_seq_length;       // tokens per image
     int image_token_index;
     int pad_token_id;           // used by the loader for padding
-    float image_mean[3], image_std[3];
+    double image_mean[3], image_std[3];  // as preprocessor_config.json has them
     int64_t max_pixels;         // decompression-bomb limit used (0 = the image module's default)
     char tokenizer_hash[40];    // "fnv1a64:<16 hex>" of tokenizer.json + tokenizer_config.json
     char tokenizer_dir[64];     // copy of the tokenizer files, relative ("tokenizer")

@@ -49,8 +49,10 @@ static void make_folder(const char *dir, int N, int per_shard, int all_text, con
     m.image_seq_length = 2;
     m.image_token_index = 150;
     m.pad_token_id = 0;
-    memcpy(m.image_mean, MEAN, sizeof MEAN);
-    memcpy(m.image_std, STD, sizeof STD);
+    for (int c = 0; c < 3; c++) {
+        m.image_mean[c] = MEAN[c];
+        m.image_std[c] = STD[c];
+    }
     ShardFormat fmt = {STORE_PIXELS, S};
     for (int first = 0, k = 0; first < N; first += per_shard, k++) {
         ManifestShard ms;
