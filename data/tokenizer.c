@@ -90,7 +90,8 @@ void bytesmap_free(BytesMap *m) {
 
 static void pairmap_init(PairMap *m, size_t n) {
     m->cap = 1024;
-    while (m->cap < 2 * n + 2) m->cap *= 2;
+    m->shift = 64 - 10;
+    while (m->cap < 2 * n + 2) m->cap *= 2, m->shift--;
     m->keys = xmalloc(m->cap * sizeof *m->keys);
     for (size_t i = 0; i < m->cap; i++) m->keys[i] = PAIR_EMPTY;
     m->rank = xcalloc(m->cap, sizeof *m->rank);
@@ -102,7 +103,7 @@ static void pairmap_init(PairMap *m, size_t n) {
 // HashMap that tokenizers collects merges into does.
 static void pairmap_put(PairMap *m, int32_t a, int32_t b, int32_t rank, int32_t merged) {
     const uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (m->cap - 1);
+    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> m->shift);
     while (m->keys[i] != PAIR_EMPTY && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
     if (m->keys[i] == PAIR_EMPTY) m->count++;
     m->keys[i] = key;

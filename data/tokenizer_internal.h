@@ -25,6 +25,7 @@ typedef struct {
     int32_t *rank;    // [cap]
     int32_t *merged;  // [cap]
     size_t cap, count;
+    int shift;        // 64 - log2(cap): the slot is the top bits of key * golden ratio
 } PairMap;
 
 #define PAIR_EMPTY UINT64_MAX
@@ -32,7 +33,7 @@ typedef struct {
 // Returns 1 and fills rank / merged when the pair has a merge.
 static inline int pairmap_get(const PairMap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged) {
     const uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (m->cap - 1);
+    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> m->shift);
     for (;;) {
         if (m->keys[i] == key) {
             *rank = m->rank[i];

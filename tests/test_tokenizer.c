@@ -2,6 +2,7 @@
 // and skip-special decodes that scripts/make_tokenizer_fixtures.py recorded
 // for a corpus of ~2,000 strings, on a legacy-normalizer and a Metaspace
 // tokenizer.json; add_eos_token; forced word breaks; load errors.
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -248,6 +249,57 @@ static void check_errors(void) {
     EXPECT(tokenizer_load(&t, "/nonexistent/dir", &err) == -1 && strstr(err.msg, "tokenizer.json"), "missing dir");
 }
 
+// Several threads encoding and decoding with one Tokenizer at once get what
+// one thread gets (prep encodes on every core).
+typedef struct {
+    const Tokenizer *t;
+    const Text *corpus;
+    int n, offset;
+    TokenIds *want;  // [n] single-threaded ids
+    int bad;
+} ThreadJob;
+
+static void *thread_run(void *arg) {
+    ThreadJob *j = arg;
+    TokenIds ids = {0};
+    for (int rep = 0; rep < 3; rep++)
+        for (int k = 0; k < j->n; k++) {
+            int i = (k + j->offset) % j->n;
+            token_ids_clear(&ids);
+            tokenizer_encode(j->t, j->corpus[i].s, j->corpus[i].n, TOK_ADD_SPECIAL, &ids);
+            j->bad += ids.n != j->want[i].n || memcmp(ids.data, j->want[i].data, (size_t)ids.n * sizeof *ids.data) != 0;
+            free(tokenizer_decode(j->t, ids.data, ids.n, k & 1, NULL));
+        }
+    token_ids_free(&ids);
+    return NULL;
+}
+
+static void check_threads(const char *src, const Text *corpus, int n) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/tokenizer/legacy", src);
+    Error err = {{0}};
+    Tokenizer *t = NULL;
+    if (tokenizer_load(&t, dir, &err) != 0) return;
+    TokenIds *want = calloc((size_t)n, sizeof *want);
+    for (int i = 0; i < n; i++) tokenizer_encode(t, corpus[i].s, corpus[i].n, TOK_ADD_SPECIAL, &want[i]);
+    enum { NT = 4 };
+    pthread_t th[NT];
+    ThreadJob jobs[NT];
+    for (int k = 0; k < NT; k++) {
+        jobs[k] = (ThreadJob){t, corpus, n, k * n / NT, want, 0};
+        CHECK(pthread_create(&th[k], NULL, thread_run, &jobs[k]) == 0, "pthread_create");
+    }
+    int bad = 0;
+    for (int k = 0; k < NT; k++) {
+        pthread_join(th[k], NULL);
+        bad += jobs[k].bad;
+    }
+    EXPECT(bad == 0, "%d encodings differ when %d threads share the tokenizer", bad, NT);
+    for (int i = 0; i < n; i++) token_ids_free(&want[i]);
+    free(want);
+    tokenizer_free(t);
+}
+
 int main(int argc, char **argv) {
     const char *src = argc > 1 ? argv[1] : ".";
     char path[4096];
@@ -259,6 +311,7 @@ int main(int argc, char **argv) {
     check_corpus(src, "metaspace", corpus, n);
     check_lookups(src);
     check_errors();
+    check_threads(src, corpus, n);
     for (int i = 0; i < n; i++) free(corpus[i].s);
     free(corpus);
     return test_summary("test_tokenizer");
