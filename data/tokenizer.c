@@ -144,6 +144,10 @@ int unicode_is_space(uint32_t cp) {
 
 // ---- loading -----------------------------------------------------------
 
+// Ids index per-id tables; real vocabularies stay far below this (LLaMA 32k,
+// the largest public ones ~1M), a corrupt file must not make us allocate GBs.
+#define MAX_TOKEN_ID (1 << 22)
+
 static char *dup_bytes(const char *s, int len) {
     char *d = xmalloc((size_t)len + 1);
     memcpy(d, s, (size_t)len);
@@ -171,8 +175,9 @@ static int load_model(Tokenizer *t, const cJSON *model, int *max_id, Error *err)
     if (!cJSON_IsObject(vocab)) return err_set(err, "model.vocab is missing or not an object");
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e8 || e->valuedouble != (int)e->valuedouble)
-            return err_set(err, "model.vocab[\"%s\"]: the id must be a non-negative integer", e->string);
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > MAX_TOKEN_ID ||
+            e->valuedouble != (int)e->valuedouble)
+            return err_set(err, "model.vocab[\"%s\"]: the id must be an integer in 0..%d", e->string, MAX_TOKEN_ID);
         bytesmap_put(&t->vocab, e->string, (int)strlen(e->string), (int32_t)e->valueint);
         if (e->valueint > *max_id) *max_id = e->valueint;
     }
@@ -251,7 +256,8 @@ static int load_added(Tokenizer *t, const cJSON *list, int *max_id, Error *err) 
         if (!cJSON_IsObject(e)) return err_set(err, "%s must be an object", where);
         if (json_get_int(e, "id", -1, &id, where, err)) return -1;
         if (json_get_string(e, "content", NULL, &content, where, err)) return -1;
-        if (id < 0 || !content || !*content) return err_set(err, "%s needs an \"id\" >= 0 and a non-empty \"content\"", where);
+        if (id < 0 || id > MAX_TOKEN_ID || !content || !*content)
+            return err_set(err, "%s needs an \"id\" in 0..%d and a non-empty \"content\"", where, MAX_TOKEN_ID);
         a->id = id;
         a->len = (int)strlen(content);
         a->content = dup_bytes(content, a->len);

@@ -49,13 +49,6 @@ enum {
     // Add the special tokens the tokenizer adds around a text: BOS when
     // add_bos_token, EOS when add_eos_token (transformers' add_special_tokens).
     TOK_ADD_SPECIAL = 1,
-    // The text continues a text piece that began in text encoded earlier: its
-    // first piece gets no dummy prefix (neither the legacy normalizer's
-    // Prepend "▁" nor Metaspace's). Pieces after an added token still do.
-    TOK_CONTINUE = 2,
-    // The text does not start at offset 0 of the original string: Metaspace
-    // with prepend_scheme "first" will not prepend "▁" to its first piece.
-    TOK_MID_TEXT = 4,
 };
 
 // Encodes text[0..len) (UTF-8; bytes that are not valid UTF-8 are encoded as

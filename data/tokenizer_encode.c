@@ -330,7 +330,7 @@ static void encode_words(Enc *c, const NStr *s, size_t a, size_t e, int split_on
 }
 
 // Metaspace pre-tokenizer (or none) on the piece src[a..e).
-static void pre_tokenize(Enc *c, const NStr *src, size_t a, size_t e, int cont) {
+static void pre_tokenize(Enc *c, const NStr *src, size_t a, size_t e) {
     const Tokenizer *t = c->t;
     if (!t->metaspace) {
         encode_words(c, src, a, e, 0);
@@ -340,9 +340,7 @@ static void pre_tokenize(Enc *c, const NStr *src, size_t a, size_t e, int cont) 
     out->n = 0;
     nstr_reserve(out, (e - a) * (size_t)t->meta_rep_len + (size_t)t->meta_rep_len);
     int starts = (src->b[a] == ' ') || has_at(src, a, e, t->meta_rep, t->meta_rep_len);
-    int prepend = !starts && !cont &&
-                  (t->meta_prepend == PREPEND_ALWAYS ||
-                   (t->meta_prepend == PREPEND_FIRST && !(c->flags & TOK_MID_TEXT) && src->o[a] == 0));
+    int prepend = !starts && (t->meta_prepend == PREPEND_ALWAYS || (t->meta_prepend == PREPEND_FIRST && src->o[a] == 0));
     if (prepend) nstr_push(out, t->meta_rep, (size_t)t->meta_rep_len, src->o[a]);
     for (size_t p = a; p < e; p++) {
         if (src->b[p] == ' ') nstr_push(out, t->meta_rep, (size_t)t->meta_rep_len, src->o[p]);
@@ -353,14 +351,14 @@ static void pre_tokenize(Enc *c, const NStr *src, size_t a, size_t e, int cont) 
 
 // ---- 2. normalization ----------------------------------------------------
 
-static void normalize(Enc *c, NStr *s, int cont) {
+static void normalize(Enc *c, NStr *s) {
     const Tokenizer *t = c->t;
     for (int k = 0; k < t->n_norm; k++) {
         const NormStep *st = &t->norm[k];
         NStr *d = &c->tmp;
         d->n = 0;
         if (st->kind == NORM_PREPEND) {
-            if (s->n == 0 || cont) continue;
+            if (s->n == 0) continue;
             nstr_reserve(d, s->n + (size_t)st->alen);
             nstr_push(d, st->a, (size_t)st->alen, s->o[0]);
             memcpy(d->b + d->n, s->b, s->n);
@@ -386,7 +384,6 @@ static void normalize(Enc *c, NStr *s, int cont) {
 
 static void encode_text_part(Enc *c, size_t a, size_t e) {
     const Tokenizer *t = c->t;
-    const int cont = (c->flags & TOK_CONTINUE) && a == 0;
     NStr *s = &c->norm;
     s->n = 0;
     nstr_reserve(s, e - a);
@@ -394,16 +391,16 @@ static void encode_text_part(Enc *c, size_t a, size_t e) {
         s->b[s->n] = c->text[p];
         s->o[s->n++] = (int32_t)p;
     }
-    normalize(c, s, cont);
+    normalize(c, s);
     if (t->norm_matcher.n == 0) {
-        if (s->n) pre_tokenize(c, s, 0, s->n, cont);
+        if (s->n) pre_tokenize(c, s, 0, s->n);
         return;
     }
     split_added(t, &t->norm_matcher, s->b, s->n, &c->norm_spans);
     for (size_t i = 0; i < c->norm_spans.n; i++) {
         const Span sp = c->norm_spans.v[i];
         if (sp.id >= 0) emit(c, sp.id, c->n_breaks ? segment_of(c, s->o[sp.s]) : 0);
-        else pre_tokenize(c, s, sp.s, sp.e, cont && sp.s == 0);
+        else pre_tokenize(c, s, sp.s, sp.e);
     }
 }
 

@@ -230,6 +230,9 @@ static void check_errors(void) {
         {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"pre_tokenizer\": "
          "{\"type\": \"ByteLevel\"}}", "pre_tokenizer \"ByteLevel\""},
         {"{\"model\": {\"vocab\": {\"a\": 0}, ", "malformed JSON"},
+        {"{\"model\": {\"vocab\": {\"a\": 0, \"b\": 2000000000}, \"merges\": [], \"unk_token\": \"a\"}}", "model.vocab[\"b\"]"},
+        {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"added_tokens\": "
+         "[{\"id\": 99999999, \"content\": \"x\"}]}", "added_tokens[0]"},
     };
     char tmp[] = "/tmp/llava_tokerr_XXXXXX", path[4200];
     CHECK(mkdtemp(tmp), "mkdtemp");
@@ -300,6 +303,56 @@ static void check_threads(const char *src, const Text *corpus, int n) {
     tokenizer_free(t);
 }
 
+// Arbitrary bytes (invalid UTF-8, NULs, truncated sequences, pieces of added
+// tokens): every byte that is not part of a valid character becomes its own
+// <0xNN> token, ids stay in the vocabulary, nothing crashes (ASan build too).
+static void check_random_bytes(const char *src) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/tokenizer/metaspace", src);
+    Error err = {{0}};
+    Tokenizer *t = NULL;
+    if (tokenizer_load(&t, dir, &err) != 0) return;
+    static const char *pieces[] = {"<image>", "</s>", "<|tool|>", " ", "\xE2\x96\x81", "\xF0\x9F", "\xC3", "\x80", "a", "\n"};
+    unsigned seed = 777;
+    int bad = 0;
+    TokenIds ids = {0}, segs = {0};
+    char buf[256];
+    for (int it = 0; it < 3000; it++) {
+        size_t n = 0;
+        while (n < 200) {
+            seed = seed * 1664525u + 1013904223u;
+            if ((seed >> 28) < 4) {
+                const char *p = pieces[(seed >> 8) % 10];
+                size_t k = strlen(p);
+                memcpy(buf + n, p, k);
+                n += k;
+            } else {
+                buf[n++] = (char)(seed >> 16);
+            }
+            if ((seed >> 24) % 17 == 0) break;
+        }
+        token_ids_clear(&ids);
+        token_ids_clear(&segs);
+        size_t br[2] = {n / 3, n / 2};
+        tokenizer_encode_segments(t, buf, n, TOK_ADD_SPECIAL, br, 2, &ids, &segs);
+        for (int i = 0; i < ids.n; i++) bad += !tokenizer_id_to_token(t, ids.data[i]);
+        size_t dn;
+        char *d = tokenizer_decode(t, ids.data, ids.n, it & 1, &dn);
+        bad += d[dn] != 0;  // NUL-terminated at the reported length
+        free(d);
+    }
+    EXPECT(bad == 0, "random bytes: %d ids outside the vocabulary or bad decodes", bad);
+    // one invalid byte between valid text: a byte token of its own
+    token_ids_clear(&ids);
+    tokenizer_encode(t, "a\xFF" "b", 3, 0, &ids);
+    int has_ff = 0;
+    for (int i = 0; i < ids.n; i++) has_ff |= ids.data[i] == tokenizer_token_to_id(t, "<0xFF>");
+    EXPECT(has_ff, "an invalid byte is encoded as its byte token");
+    token_ids_free(&ids);
+    token_ids_free(&segs);
+    tokenizer_free(t);
+}
+
 int main(int argc, char **argv) {
     const char *src = argc > 1 ? argv[1] : ".";
     char path[4096];
@@ -312,6 +365,7 @@ int main(int argc, char **argv) {
     check_lookups(src);
     check_errors();
     check_threads(src, corpus, n);
+    check_random_bytes(src);
     for (int i = 0; i < n; i++) free(corpus[i].s);
     free(corpus);
     return test_summary("test_tokenizer");
