@@ -74,7 +74,8 @@ const char *conv_status_reason(ConvStatus s);
 
 typedef struct {
     TokenIds ids;             // [n] input ids; image positions hold image_token_index
-    TokenIds labels;          // [n] the id where loss is taken, CONV_IGNORE_INDEX elsewhere
+    TokenIds labels;          // [n] ids[i] where loss is taken, CONV_IGNORE_INDEX elsewhere; aligned with
+                              // ids, not shifted (as transformers takes labels: position i predicts labels[i+1])
     int n_before_truncation;  // length before max_length applied
     int truncated;            // 1 when max_length cut the sample
     int n_targets;            // labels that are not CONV_IGNORE_INDEX

@@ -278,6 +278,20 @@ static int load_added(Tokenizer *t, const cJSON *list, int *max_id, Error *err) 
     return 0;
 }
 
+// A Replace step (normalizer or decoder): {"pattern": {"String": a}, "content": b}.
+static int load_replace(const cJSON *o, const char *what, char **a, int *alen, char **b, int *blen, Error *err) {
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(o, "pattern");
+    const cJSON *str = pat ? cJSON_GetObjectItemCaseSensitive(pat, "String") : NULL;
+    const char *content;
+    if (!cJSON_IsString(str) || !*str->valuestring)
+        return err_set(err, "%s: only a non-empty {\"String\": ...} pattern is supported (not Regex)", what);
+    if (json_get_string(o, "content", NULL, &content, what, err)) return -1;
+    if (!content) return err_set(err, "%s without \"content\"", what);
+    *alen = (int)strlen(str->valuestring), *a = dup_bytes(str->valuestring, *alen);
+    *blen = (int)strlen(content), *b = dup_bytes(content, *blen);
+    return 0;
+}
+
 static int load_norm_step(Tokenizer *t, const cJSON *n, Error *err) {
     const char *type = NULL;
     if (get_opt_string(n, "type", &type, "normalizer", err)) return -1;
@@ -295,15 +309,8 @@ static int load_norm_step(Tokenizer *t, const cJSON *n, Error *err) {
         if (!p) return err_set(err, "normalizer Prepend without \"prepend\"");
         st.kind = NORM_PREPEND, st.alen = (int)strlen(p), st.a = dup_bytes(p, st.alen);
     } else if (strcmp(type, "Replace") == 0) {
-        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
-        const cJSON *str = pat ? cJSON_GetObjectItemCaseSensitive(pat, "String") : NULL;
-        const char *content;
-        if (!cJSON_IsString(str) || !*str->valuestring)
-            return err_set(err, "normalizer Replace: only a non-empty {\"String\": ...} pattern is supported (not Regex)");
-        if (json_get_string(n, "content", NULL, &content, "normalizer Replace", err)) return -1;
-        if (!content) return err_set(err, "normalizer Replace without \"content\"");
-        st.kind = NORM_REPLACE, st.alen = (int)strlen(str->valuestring), st.a = dup_bytes(str->valuestring, st.alen);
-        st.blen = (int)strlen(content), st.b = dup_bytes(content, st.blen);
+        if (load_replace(n, "normalizer Replace", &st.a, &st.alen, &st.b, &st.blen, err)) return -1;
+        st.kind = NORM_REPLACE;
     } else {
         return err_set(err, "normalizer \"%s\" is not supported (LLaMA tokenizers use Prepend + Replace or none)", type);
     }
@@ -360,14 +367,8 @@ static int load_dec_step(Tokenizer *t, const cJSON *d, Error *err) {
     }
     DecStep st = {0};
     if (strcmp(type, "Replace") == 0) {
-        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(d, "pattern");
-        const cJSON *str = pat ? cJSON_GetObjectItemCaseSensitive(pat, "String") : NULL;
-        const char *content;
-        if (!cJSON_IsString(str) || !*str->valuestring)
-            return err_set(err, "decoder Replace: only a non-empty {\"String\": ...} pattern is supported");
-        if (json_get_string(d, "content", "", &content, "decoder Replace", err)) return -1;
-        st.kind = DEC_REPLACE, st.alen = (int)strlen(str->valuestring), st.a = dup_bytes(str->valuestring, st.alen);
-        st.blen = (int)strlen(content), st.b = dup_bytes(content, st.blen);
+        if (load_replace(d, "decoder Replace", &st.a, &st.alen, &st.b, &st.blen, err)) return -1;
+        st.kind = DEC_REPLACE;
     } else if (strcmp(type, "ByteFallback") == 0) {
         st.kind = DEC_BYTE_FALLBACK;
     } else if (strcmp(type, "Fuse") == 0) {
