@@ -5,9 +5,11 @@ gives for them. The C tests (tests/test_tokenizer.c, tests/test_tokenize_cli.sh)
 compare data/tokenizer.c against these files, so CI needs no Python.
 
     /work/venv/bin/python scripts/make_tokenizer_fixtures.py   # -> tests/fixtures/tokenizer/
+    /work/venv/bin/python scripts/make_tokenizer_fixtures.py --retrain   # a new vocabulary too
 
 Both tokenizers share one vocabulary (about 4,000 tokens) trained here with
-the tokenizers library on generated text, laid out as LLaMA does: <unk> 0,
+the tokenizers library on generated text (once: later runs reuse the
+committed one unless --retrain is given), laid out as LLaMA does: <unk> 0,
 <s> 1, </s> 2, <0x00>..<0xFF> at 3..258, "▁"-prefixed word pieces, a few
 whitespace-run tokens ("▁▁", "▁▁▁▁", ...), byte fallback on, fuse_unk on.
 They differ in everything the C loader must handle:
@@ -27,7 +29,7 @@ Outputs (tests/fixtures/tokenizer/):
   legacy/, metaspace/     tokenizer.json + tokenizer_config.json
   corpus.json             list of strings ({"hex": ...} for strings with NUL)
   expected_<name>.json    {"ids": [[...]], "decoded": {index: text}, "decoded_skip": {index: text},
-                           "eos_cases": [...]}: ids = encode(s) with special
+                           "eos_cases": [...], "unk_cases": [...]}: ids = encode(s) with special
                           tokens; decoded = decode(encode(s, no specials)) where
                           it differs from s; decoded_skip = decode(ids,
                           skip_special_tokens=True) where it differs from decoded.
@@ -291,6 +293,19 @@ def eos_cases(tok, corpus, rng):
     return [{"index": i, "ids": t.encode(corpus[i]).ids} for i in sorted(picks)]
 
 
+def unk_cases(tok, corpus, rng):
+    """byte_fallback off: unknown characters become <unk>, fused or not."""
+    out = []
+    picks = sorted(rng.sample(range(len(corpus)), 300))
+    for fuse in (True, False):
+        j = json.loads(tok.to_str())
+        j["model"]["byte_fallback"] = False
+        j["model"]["fuse_unk"] = fuse
+        t = Tokenizer.from_str(json.dumps(j))
+        out.append({"fuse_unk": fuse, "indices": picks, "ids": [t.encode(corpus[i]).ids for i in picks]})
+    return out
+
+
 def corpus_json(corpus):
     return [{"hex": s.encode("utf-8").hex()} if "\x00" in s else s for s in corpus]
 
@@ -299,9 +314,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "tokenizer"))
     ap.add_argument("--vocab-size", type=int, default=4000)
+    ap.add_argument("--retrain", action="store_true",
+                    help="train a new vocabulary even if the fixtures have one (tokenizers' trainer breaks count "
+                         "ties in hash order, so a new one differs slightly from run to run)")
     args = ap.parse_args()
     rng = random.Random(1234)
-    vocab, merges = train_vocab(rng, args.vocab_size)
+    vocab, merges = train_vocab(rng, args.vocab_size)  # also when reused: keeps rng's state the same
+    existing = os.path.join(args.out, "legacy", "tokenizer.json")
+    if os.path.exists(existing) and not args.retrain:
+        with open(existing, encoding="utf-8") as f:
+            model = json.load(f)["model"]
+        vocab = model["vocab"]
+        merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     if os.path.isdir(args.out):
         shutil.rmtree(args.out)
     os.makedirs(args.out)
@@ -316,7 +340,8 @@ def main():
         tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))  # exactly the file the C code reads
         ids, decoded, decoded_skip = encode_corpus(tok, corpus)
         exp = {"tokenizer": form, "vocab_size": tok.get_vocab_size(with_added_tokens=True), "ids": ids,
-               "decoded": decoded, "decoded_skip": decoded_skip, "eos_cases": eos_cases(tok, corpus, rng)}
+               "decoded": decoded, "decoded_skip": decoded_skip, "eos_cases": eos_cases(tok, corpus, rng),
+               "unk_cases": unk_cases(tok, corpus, rng)}
         with open(os.path.join(args.out, "expected_%s.json" % form), "w", encoding="utf-8") as f:
             json.dump(exp, f, ensure_ascii=False, separators=(",", ":"))
         cli = os.path.join(args.out, "cli")

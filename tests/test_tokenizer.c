@@ -174,7 +174,43 @@ static void check_corpus(const char *src, const char *form, const Text *corpus, 
     EXPECT(tokenizer_adds_eos(te) && !tokenizer_adds_bos(te), "flags from tokenizer_config.json");
     tokenizer_free(te);
     unlink(p2);
-    snprintf(p2, sizeof p2, "%s/tokenizer.json", tmp);
+
+    // byte_fallback off, fuse_unk on / off: the same tokenizer.json with the two flags changed
+    json = read_file(p1, &len, &err);
+    CHECK(json, "%s", err.msg);
+    const char *flags = "\"fuse_unk\":true,\"byte_fallback\":true";
+    char *at = strstr(json, flags);
+    CHECK(at, "%s: expected the flags spelled %s", p1, flags);
+    const cJSON *uc;
+    cJSON_ArrayForEach(uc, cJSON_GetObjectItemCaseSensitive(exp, "unk_cases")) {
+        int fuse = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(uc, "fuse_unk"));
+        const char *repl = fuse ? "\"fuse_unk\":true,\"byte_fallback\":false" : "\"fuse_unk\":false,\"byte_fallback\":false";
+        size_t head = (size_t)(at - json), nrepl = strlen(repl), tail = len - head - strlen(flags);
+        char *variant = xmalloc(head + nrepl + tail);
+        memcpy(variant, json, head);
+        memcpy(variant + head, repl, nrepl);
+        memcpy(variant + head + nrepl, at + strlen(flags), tail);
+        snprintf(p2, sizeof p2, "%s/tokenizer.json", tmp);
+        CHECK(write_file_atomic(p2, variant, head + nrepl + tail, &err) == 0, "%s", err.msg);
+        free(variant);
+        Tokenizer *tu = NULL;
+        EXPECT(tokenizer_load_files(&tu, p2, NULL, &err) == 0, "load unk variant: %s", err.msg);
+        if (!tu) continue;
+        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(uc, "indices");
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(uc, "ids");
+        int bad_unk = 0, unks = 0;
+        for (int k = 0; k < cJSON_GetArraySize(idx); k++) {
+            int i = cJSON_GetArrayItem(idx, k)->valueint;
+            token_ids_clear(&ids);
+            tokenizer_encode(tu, corpus[i].s, corpus[i].n, TOK_ADD_SPECIAL, &ids);
+            bad_unk += !ids_equal(&ids, cJSON_GetArrayItem(want, k), 0);
+            for (int j = 0; j < ids.n; j++) unks += ids.data[j] == 0;
+        }
+        EXPECT(bad_unk == 0 && unks > 50, "%s, byte_fallback off, fuse_unk %d: %d of %d encodings differ (%d <unk>)",
+               form, fuse, bad_unk, cJSON_GetArraySize(idx), unks);
+        tokenizer_free(tu);
+    }
+    free(json);
     unlink(p2);
     rmdir(tmp);
 
