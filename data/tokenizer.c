@@ -527,8 +527,8 @@ static int finish(Tokenizer *t, int max_id, Error *err) {
         AddedToken *a = &t->added[i];
         if (a->normalized && t->n_norm) a->pattern = normalize_whole(t, a->content, a->len, &a->pattern_len);
         else a->pattern = dup_bytes(a->content, a->pattern_len = a->len);
-        // Decoding sees a normalized token in its normalized spelling (tokenizers
-        // >= 0.20 does so, so that the decoder can undo the normalization).
+        // Decoding sees a normalized token in its normalized spelling, as
+        // tokenizers 0.23 does (so that the decoder can undo the normalization).
         free(t->id_str[a->id]);
         t->id_str[a->id] = xstrdup(a->pattern);
         t->special[a->id] = a->special;
