@@ -158,7 +158,7 @@ static void slot_reserve(Slot *s, int n, int64_t tokens) {
 static int reader_fill(Loader *L, Slot *s, int64_t g, Error *err) {
     pos_of(L, g, &s->pos);
     if (s->pos.epoch != L->order_epoch) {
-        loader_epoch_order(L->order, L->N, L->len, L->is_image, L->o.seed, s->pos.epoch, L->G, L->o.world,
+        loader_epoch_order(L->order, L->N, L->len, L->is_image, L->o.seed, s->pos.epoch, L->G, L->o.world * L->o.grad_accum,
                            L->o.group_by_modality, L->o.shuffle);
         L->order_epoch = s->pos.epoch;
     }

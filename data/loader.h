@@ -3,9 +3,12 @@
 //
 // Order. Each epoch has its own order of all N samples, a function of (seed,
 // epoch) only: a permutation, or with group_by_modality LLaVA's
-// get_modality_length_grouped_indices (megabatches of G samples of one
-// modality, sorted by length, split across ranks with split_to_even_chunks,
-// megabatches shuffled, the two leftover megabatches merged at the end).
+// get_modality_length_grouped_indices as LLaVATrainer calls it (batch_size =
+// micro_batch, world_size = world x grad_accum): megabatches of G samples of
+// one modality, sorted by length and split with split_to_even_chunks into
+// world x grad_accum length-balanced micro-batches, megabatches shuffled,
+// the two leftover megabatches merged at the end. Each of those chunks is
+// exactly one micro-batch below (rank r, micro j = chunk r x grad_accum + j).
 //
 // Steps. The global batch is G = micro_batch x grad_accum x world samples.
 // Step s of an epoch takes positions [s*G, (s+1)*G) of the epoch order, so a
@@ -116,9 +119,10 @@ void loader_close(Loader *L);
 
 // ---- exposed for tests and `llava inspect` ---------------------------------
 // The epoch order: order[N] = sample numbers. lengths[N] > 0, is_image[N].
-// Pure function of its arguments.
+// chunks = micro-batches per step (world x grad_accum). Pure function of its
+// arguments; the megabatch sets depend on (seed, epoch, global_batch) only.
 void loader_epoch_order(int64_t *order, int64_t N, const int32_t *lengths, const uint8_t *is_image,
-                        uint64_t seed, int64_t epoch, int64_t global_batch, int world, int group_by_modality,
+                        uint64_t seed, int64_t epoch, int64_t global_batch, int chunks, int group_by_modality,
                         int shuffle);
 // Positions [*begin, *end) of the epoch order that micro-batch (step, micro)
 // of `rank` takes, for an epoch of N samples.

@@ -62,8 +62,9 @@ static void split_to_even_chunks(const int64_t *idx, int64_t n, const int32_t *l
 }
 
 // LLaVA's get_length_grouped_indices over the samples idx[n]: shuffle, cut
-// into megabatches of mb, sort each longest first, split across ranks.
-static void length_grouped(const int64_t *idx, int64_t n, const int32_t *lengths, int64_t mb, int world, Rng *r,
+// into megabatches of mb, sort each longest first, split into `chunks`
+// length-balanced micro-batches.
+static void length_grouped(const int64_t *idx, int64_t n, const int32_t *lengths, int64_t mb, int chunks, Rng *r,
                            int64_t *out) {
     int64_t *perm = xmalloc((size_t)(n ? n : 1) * sizeof(int64_t));
     Keyed *keyed = xmalloc((size_t)(mb ? mb : 1) * sizeof(Keyed));
@@ -77,7 +78,7 @@ static void length_grouped(const int64_t *idx, int64_t n, const int32_t *lengths
         }
         qsort(keyed, (size_t)m, sizeof *keyed, by_length_desc);
         for (int64_t i = 0; i < m; i++) sorted[i] = keyed[i].value;
-        split_to_even_chunks(sorted, m, lengths, world, out + start);
+        split_to_even_chunks(sorted, m, lengths, chunks, out + start);
     }
     free(perm);
     free(keyed);
@@ -86,14 +87,14 @@ static void length_grouped(const int64_t *idx, int64_t n, const int32_t *lengths
 
 // LLaVA's get_modality_length_grouped_indices.
 static void modality_grouped(int64_t *order, int64_t N, const int32_t *lengths, const uint8_t *is_image,
-                             int64_t G, int world, Rng *r) {
+                             int64_t G, int chunks, Rng *r) {
     int64_t n_mm = 0;
     for (int64_t i = 0; i < N; i++) n_mm += is_image[i] != 0;
     const int64_t n_lang = N - n_mm;
     int64_t *all = xmalloc((size_t)N * sizeof(int64_t));
     if (n_mm == 0 || n_lang == 0) {
         for (int64_t i = 0; i < N; i++) all[i] = i;
-        length_grouped(all, N, lengths, G, world, r, order);
+        length_grouped(all, N, lengths, G, chunks, r, order);
         free(all);
         return;
     }
@@ -104,8 +105,8 @@ static void modality_grouped(int64_t *order, int64_t N, const int32_t *lengths, 
     }
     int64_t *shuffled = xmalloc((size_t)N * sizeof(int64_t));
     int64_t *mm_s = shuffled, *lang_s = shuffled + n_mm;
-    length_grouped(mm, n_mm, lengths, G, world, r, mm_s);
-    length_grouped(lang, n_lang, lengths, G, world, r, lang_s);
+    length_grouped(mm, n_mm, lengths, G, chunks, r, mm_s);
+    length_grouped(lang, n_lang, lengths, G, chunks, r, lang_s);
     // Megabatches of G; the last of each modality (full or not) is held back.
     const int64_t k_mm = (n_mm + G - 1) / G, k_lang = (n_lang + G - 1) / G;
     const int64_t K = (k_mm - 1) + (k_lang - 1);
@@ -130,7 +131,7 @@ static void modality_grouped(int64_t *order, int64_t N, const int32_t *lengths, 
 }
 
 void loader_epoch_order(int64_t *order, int64_t N, const int32_t *lengths, const uint8_t *is_image, uint64_t seed,
-                        int64_t epoch, int64_t global_batch, int world, int group_by_modality, int shuffle) {
+                        int64_t epoch, int64_t global_batch, int chunks, int group_by_modality, int shuffle) {
     if (!shuffle) {
         for (int64_t i = 0; i < N; i++) order[i] = i;
         return;
@@ -140,7 +141,7 @@ void loader_epoch_order(int64_t *order, int64_t N, const int32_t *lengths, const
     rng_seed(&base, seed);
     rng_seed(&r, rng_next(&base) ^ ((uint64_t)epoch * 0xD1B54A32D192ED03ull));
     if (group_by_modality) {
-        modality_grouped(order, N, lengths, is_image, global_batch, world, &r);
+        modality_grouped(order, N, lengths, is_image, global_batch, chunks, &r);
     } else {
         randperm(&r, N, order);
     }

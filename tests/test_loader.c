@@ -315,7 +315,7 @@ static void test_resume(const char *dir, int group, int pack) {
 
 static void test_grouping(void) {
     // split_to_even_chunks by hand: lengths 10, 9, 8, 1 in one megabatch of 4
-    // over 2 ranks: 10 -> chunk 0, 9 -> 1, 8 -> 1 (full), 1 -> 0: [10, 1, 9, 8].
+    // into 2 micro-batches: 10 -> chunk 0, 9 -> 1, 8 -> 1 (full), 1 -> 0: [10, 1, 9, 8].
     const int32_t len4[4] = {8, 1, 10, 9};
     const uint8_t text4[4] = {0, 0, 0, 0};
     int64_t order[64];
