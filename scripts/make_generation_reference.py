@@ -157,6 +157,17 @@ def main():
                           max_new_tokens=36, eos_id=stop_tok, outputs=outputs))
         tensors[case + ".logits"] = logits.contiguous()
         tensors[case + ".pixel_values"] = pix2.clone()
+    # For the command-line test (tests/test_generate_cli.sh): the first case
+    # as `llava generate --ids ... --pixels image.safetensors` input, and the
+    # line it must print.
+    first = cases[0]
+    save_file({"pixel_values": tensors[first["name"] + ".pixel_values"].clone()},
+              os.path.join(out_dir, "image.safetensors"))
+    with open(os.path.join(out_dir, "cli_prompt.txt"), "w") as f:
+        f.write(json.dumps(first["prompts"][0]) + "\n")
+    with open(os.path.join(out_dir, "cli_expected.txt"), "w") as f:
+        f.write(f'{{"ids": {json.dumps(first["outputs"][0])}, "stop": "length", '
+                f'"prompt_tokens": {len(first["prompts"][0])}}}\n')
     with open(os.path.join(out_dir, "cases.json"), "w") as f:
         json.dump({"generator": "transformers " + __import__("transformers").__version__ + " generate (greedy)",
                    "cases": cases}, f, indent=1)

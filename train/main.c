@@ -14,6 +14,8 @@ typedef struct {
 
 static const Command COMMANDS[] = {
     {"forward", cmd_forward, "run one batch forward (and backward) and write logits, loss, gradients"},
+    {"generate", cmd_generate, "generate a continuation of a prompt with a KV cache"},
+    {"eval", cmd_eval, "evaluate on a benchmark (scienceqa)"},
 };
 
 static void usage(FILE *out) {
