@@ -30,7 +30,7 @@ int args_parse(int argc, char **argv, const ArgSpec *specs, int n_specs, const c
         }
         if (strncmp(a, "--", 2) != 0) {
             if (!positional || !n_positional || *n_positional >= max_positional) {
-                fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", argv[0], a);
+                fprintf(stderr, "llava %s: unexpected argument '%s' (see --help)\n", argv[0], a);
                 return 2;
             }
             positional[(*n_positional)++] = a;
@@ -43,7 +43,7 @@ int args_parse(int argc, char **argv, const ArgSpec *specs, int n_specs, const c
         for (int j = 0; j < n_specs; j++)
             if (strlen(specs[j].name) == name_len && strncmp(specs[j].name, name, name_len) == 0) k = j;
         if (k < 0) {
-            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", argv[0], a);
+            fprintf(stderr, "llava %s: unknown option '%s' (see --help)\n", argv[0], a);
             return 2;
         }
         const ArgSpec *s = &specs[k];
@@ -54,7 +54,7 @@ int args_parse(int argc, char **argv, const ArgSpec *specs, int n_specs, const c
         }
         const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!value) {
-            fprintf(stderr, "%s: option --%s needs a value\n", argv[0], s->name);
+            fprintf(stderr, "llava %s: option --%s needs a value\n", argv[0], s->name);
             return 2;
         }
         char *end = NULL;
@@ -64,7 +64,7 @@ int args_parse(int argc, char **argv, const ArgSpec *specs, int n_specs, const c
         case ARG_INT: {
             long v = strtol(value, &end, 10);
             if (errno || !*value || *end || v < -2147483647L || v > 2147483647L) {
-                fprintf(stderr, "%s: --%s expects an integer, got '%s'\n", argv[0], s->name, value);
+                fprintf(stderr, "llava %s: --%s expects an integer, got '%s'\n", argv[0], s->name, value);
                 return 2;
             }
             *(int *)s->dest = (int)v;
@@ -73,7 +73,7 @@ int args_parse(int argc, char **argv, const ArgSpec *specs, int n_specs, const c
         case ARG_FLOAT: {
             float v = strtof(value, &end);
             if (errno || !*value || *end) {
-                fprintf(stderr, "%s: --%s expects a number, got '%s'\n", argv[0], s->name, value);
+                fprintf(stderr, "llava %s: --%s expects a number, got '%s'\n", argv[0], s->name, value);
                 return 2;
             }
             *(float *)s->dest = v;
@@ -84,7 +84,7 @@ int args_parse(int argc, char **argv, const ArgSpec *specs, int n_specs, const c
     }
     for (int j = 0; j < n_specs && j < 64; j++) {
         if (specs[j].required && !seen[j]) {
-            fprintf(stderr, "%s: missing required option --%s (see --help)\n", argv[0], specs[j].name);
+            fprintf(stderr, "llava %s: missing required option --%s (see --help)\n", argv[0], specs[j].name);
             return 2;
         }
     }

@@ -24,9 +24,12 @@ static int read_ids(const StFile *f, const char *name, int required, int B, int 
     *out = xmalloc((size_t)(t->numel ? t->numel : 1) * sizeof(int32_t));
     for (int64_t i = 0; i < t->numel; i++) {
         if (tmp[i] < -2147483647LL || tmp[i] > 2147483647LL) {
+            err_set(err, "%s: '%s' element %lld = %lld does not fit in 32 bits", f->path, name, (long long)i,
+                    (long long)tmp[i]);
             free(tmp);
-            return err_set(err, "%s: '%s' element %lld = %lld does not fit in 32 bits", f->path, name, (long long)i,
-                           (long long)tmp[i]);
+            free(*out);
+            *out = NULL;
+            return -1;
         }
         (*out)[i] = (int32_t)tmp[i];
     }

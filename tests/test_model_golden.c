@@ -1,0 +1,245 @@
+// The CPU model against transformers (tests/fixtures/*/golden.safetensors from
+// scripts/make_reference.py): logits and loss rel. error < 1e-4, every
+// gradient < 1e-3, for both fixtures, both stages, recompute off and on;
+// recompute on/off bitwise equal; stage 1 has gradients for the projector
+// only. Also: composing from CLIP + LLaMA + projector parts gives the same
+// model, and checkpoints that disagree with their config are refused.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/safetensors.h"
+#include "train/batch_file.h"
+#include "train/checkpoint.h"
+#include "tests/testlib.h"
+
+static const char *src_dir;
+
+static float *read_f32(const StFile *f, const char *name, int64_t *numel) {
+    const StTensor *t = st_find(f, name);
+    if (!t) return NULL;
+    float *v = malloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
+    Error err;
+    if (st_read_f32(f, t, v, &err) != 0) {
+        free(v);
+        return NULL;
+    }
+    if (numel) *numel = t->numel;
+    return v;
+}
+
+typedef struct {
+    float *logits;   // [B*T*V]
+    float **grads;   // per parameter, NULL when frozen
+} RunResult;
+
+static void result_free(RunResult *r, int n) {
+    free(r->logits);
+    for (int i = 0; i < n; i++) free(r->grads[i]);
+    free(r->grads);
+}
+
+static RunResult run_and_check(LlavaModel *m, const BatchFile *bf, const StFile *golden, int stage, int recompute,
+                               const char *fixture) {
+    RunResult res = {0};
+    Error err = {{0}};
+    model_set_stage(m, stage);
+    model_set_recompute(m, recompute);
+    model_zero_grads(m);
+    int rc = model_forward(m, &bf->batch, &err);
+    EXPECT(rc == 0, "%s: forward failed: %s", fixture, err.msg);
+    if (rc) return res;
+    const size_t MV = (size_t)bf->batch.B * bf->batch.T * m->cfg.text.vocab;
+    res.logits = malloc(MV * sizeof(float));
+    m->ops->download_act(res.logits, model_logits(m), MV);
+    int64_t n_gold = 0;
+    float *gold_logits = read_f32(golden, "logits", &n_gold), *gold_loss = read_f32(golden, "loss", NULL);
+    EXPECT(gold_logits && (size_t)n_gold == MV, "%s: golden logits shape", fixture);
+    if (gold_logits && (size_t)n_gold == MV) {
+        double e = rel_error(res.logits, gold_logits, MV);
+        EXPECT(e < 1e-4, "%s stage %d recompute %d: logits rel error %.3e", fixture, stage, recompute, e);
+    }
+    float loss = (float)(m->loss_sum / m->n_counted);
+    EXPECT(gold_loss && fabsf(loss - gold_loss[0]) <= 1e-4f * fabsf(gold_loss[0]), "%s: loss %.7f vs %.7f",
+           fixture, loss, gold_loss ? gold_loss[0] : NAN);
+    model_backward(m, 1.0f / (float)m->n_counted);
+    res.grads = calloc((size_t)m->params.n, sizeof(float *));
+    int n_checked = 0;
+    for (int i = 0; i < m->params.n; i++) {
+        const ParamInfo *p = &m->params.p[i];
+        const float *g = model_grad(m, p);
+        int want = p->module == MODULE_PROJECTOR || (stage == 2 && p->module == MODULE_LLM);
+        EXPECT(!!g == want, "%s stage %d: %s %s a gradient", fixture, stage, p->name, g ? "has" : "lacks");
+        if (!g) continue;
+        res.grads[i] = malloc(p->numel * sizeof(float));
+        m->ops->download(res.grads[i], g, p->numel * sizeof(float));
+        char name[256];
+        snprintf(name, sizeof name, "grad.%s", p->file_name);
+        int64_t n = 0;
+        float *gold = read_f32(golden, name, &n);
+        EXPECT(gold && (size_t)n == p->numel, "%s: golden lacks %s", fixture, name);
+        if (gold && (size_t)n == p->numel) {
+            double e = rel_error(res.grads[i], gold, p->numel);
+            EXPECT(e < 1e-3, "%s stage %d recompute %d: %s rel error %.3e", fixture, stage, recompute, name, e);
+            n_checked++;
+        }
+        free(gold);
+    }
+    if (stage == 2) {  // every golden gradient was compared
+        int n_golden = 0;
+        for (int i = 0; i < golden->n; i++) n_golden += strncmp(golden->tensors[i].name, "grad.", 5) == 0;
+        EXPECT(n_checked == n_golden, "%s: compared %d of %d golden gradients", fixture, n_checked, n_golden);
+    }
+    free(gold_logits);
+    free(gold_loss);
+    return res;
+}
+
+static void check_fixture(const char *name) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/%s", src_dir, name);
+    LlavaModel m;
+    Error err = {{0}};
+    if (checkpoint_load_llava(&m, dir, ops_cpu(), &err) != 0) {
+        EXPECT(0, "%s: load failed: %s", name, err.msg);
+        return;
+    }
+    BatchFile bf;
+    snprintf(path, sizeof path, "%s/batch.safetensors", dir);
+    EXPECT(batch_file_read(&bf, path, &m.cfg, &err) == 0, "%s: batch: %s", name, err.msg);
+    StFile golden;
+    snprintf(path, sizeof path, "%s/golden.safetensors", dir);
+    EXPECT(st_open(&golden, path, &err) == 0, "%s: golden: %s", name, err.msg);
+    for (int stage = 1; stage <= 2; stage++) {
+        RunResult plain = run_and_check(&m, &bf, &golden, stage, 0, name);
+        RunResult recomputed = run_and_check(&m, &bf, &golden, stage, 1, name);
+        const size_t MV = (size_t)bf.batch.B * bf.batch.T * m.cfg.text.vocab;
+        int same = plain.logits && recomputed.logits && memcmp(plain.logits, recomputed.logits, MV * 4) == 0;
+        for (int i = 0; i < m.params.n && plain.grads && recomputed.grads; i++) {
+            if (!plain.grads[i]) continue;
+            same &= recomputed.grads[i] && memcmp(plain.grads[i], recomputed.grads[i], m.params.p[i].numel * 4) == 0;
+        }
+        EXPECT(same, "%s stage %d: recompute on/off not bitwise identical", name, stage);
+        if (plain.grads) result_free(&plain, m.params.n);
+        if (recomputed.grads) result_free(&recomputed, m.params.n);
+    }
+    st_close(&golden);
+    batch_file_free(&bf);
+    model_free(&m);
+}
+
+// CLIP folder + LLaMA folder + projector file (the original LLaVA names) must
+// give exactly the LLaVA fixture's logits.
+static void check_compose(void) {
+    char clip[4096], llama[4096], proj[4096], path[4200];
+    snprintf(clip, sizeof clip, "%s/tests/fixtures/tiny_parts/clip", src_dir);
+    snprintf(llama, sizeof llama, "%s/tests/fixtures/tiny_parts/llama", src_dir);
+    snprintf(proj, sizeof proj, "%s/tests/fixtures/tiny_parts/mm_projector.safetensors", src_dir);
+    ComposeOptions o;
+    compose_options_default(&o);
+    o.vision_dir = clip;
+    o.llm_dir = llama;
+    o.projector_path = proj;
+    o.image_token_index = 150;
+    LlavaModel m;
+    Error err = {{0}};
+    if (checkpoint_compose(&m, &o, ops_cpu(), &err) != 0) {
+        EXPECT(0, "compose failed: %s", err.msg);
+        return;
+    }
+    BatchFile bf;
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny_llava15/batch.safetensors", src_dir);
+    EXPECT(batch_file_read(&bf, path, &m.cfg, &err) == 0, "batch: %s", err.msg);
+    StFile golden;
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny_llava15/golden.safetensors", src_dir);
+    EXPECT(st_open(&golden, path, &err) == 0, "golden: %s", err.msg);
+    RunResult r = run_and_check(&m, &bf, &golden, 2, 0, "composed tiny_parts");
+    if (r.grads) result_free(&r, m.params.n);
+    st_close(&golden);
+    batch_file_free(&bf);
+    model_free(&m);
+
+    // Without --image-token the vocabulary grows by <image> and <pad>, padded
+    // to 64; the new rows are the mean of the old ones.
+    compose_options_default(&o);
+    o.vision_dir = clip;
+    o.llm_dir = llama;
+    o.projector_path = proj;
+    if (checkpoint_compose(&m, &o, ops_cpu(), &err) != 0) {
+        EXPECT(0, "compose (grow vocab) failed: %s", err.msg);
+        return;
+    }
+    EXPECT(m.cfg.text.vocab == 192 && m.cfg.image_token_index == 160 && m.cfg.text.pad_id == 161,
+           "grown vocab %d, image token %d, pad %d", m.cfg.text.vocab, m.cfg.image_token_index, m.cfg.text.pad_id);
+    const ParamInfo *emb = params_find(&m.params, "llm.embed_tokens.weight");
+    const float *w = model_weight(&m, emb);
+    int C = m.cfg.text.hidden;
+    double mean0 = 0.0;
+    for (int r2 = 0; r2 < 160; r2++) mean0 += w[r2 * C];
+    mean0 /= 160.0;
+    EXPECT(fabs(w[170 * C] - mean0) < 1e-6 && w[191 * C] == w[160 * C], "new rows are the mean of the old");
+    model_free(&m);
+}
+
+// Writes a copy of tiny_llava15 into tmp with config.json edited by `edit`
+// (a sed expression) and, optionally, one tensor dropped.
+static int make_broken_copy(const char *tmp, const char *sed_expr, const char *drop_tensor) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && sed -e '%s' %s/tests/fixtures/tiny_llava15/config.json > %s/config.json",
+             tmp, tmp, sed_expr, src_dir, tmp);
+    if (system(cmd) != 0) return -1;
+    char src[4200], dst[4200];
+    snprintf(src, sizeof src, "%s/tests/fixtures/tiny_llava15/model.safetensors", src_dir);
+    snprintf(dst, sizeof dst, "%s/model.safetensors", tmp);
+    StFile f;
+    Error err;
+    if (st_open(&f, src, &err) != 0) return -1;
+    StWriter w;
+    st_writer_init(&w);
+    for (int i = 0; i < f.n; i++) {
+        const StTensor *t = &f.tensors[i];
+        if (drop_tensor && strcmp(t->name, drop_tensor) == 0) continue;
+        st_writer_add(&w, t->name, t->dtype, t->ndim, t->shape, f.data + t->begin);
+    }
+    int rc = st_writer_save(&w, dst, NULL, &err);
+    st_writer_free(&w);
+    st_close(&f);
+    return rc;
+}
+
+static void check_refusals(void) {
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "/tmp/llava_test_golden_%d", (int)getpid());
+    LlavaModel m;
+    Error err = {{0}};
+    // hidden_size 64 -> 72 in text_config: every LLM tensor disagrees.
+    make_broken_copy(tmp, "s/\"hidden_size\": 64/\"hidden_size\": 72/", NULL);
+    EXPECT(checkpoint_load_llava(&m, tmp, ops_cpu(), &err) == -1 && strstr(err.msg, "expected shape") &&
+               strstr(err.msg, "found"),
+           "config/weights mismatch: %s", err.msg);
+    make_broken_copy(tmp, "s/\"num_hidden_layers\": 2/\"num_hidden_layers\": 3/", NULL);
+    EXPECT(checkpoint_load_llava(&m, tmp, ops_cpu(), &err) == -1 && strstr(err.msg, "missing tensor") &&
+               strstr(err.msg, "layers.2"),
+           "more layers in config than in the file: %s", err.msg);
+    make_broken_copy(tmp, "s/x/x/", "language_model.model.norm.weight");
+    EXPECT(checkpoint_load_llava(&m, tmp, ops_cpu(), &err) == -1 &&
+               strstr(err.msg, "missing tensor 'language_model.model.norm.weight'"),
+           "dropped tensor: %s", err.msg);
+    make_broken_copy(tmp, "s/\"image_seq_length\": 16/\"image_seq_length\": 17/", NULL);
+    EXPECT(checkpoint_load_llava(&m, tmp, ops_cpu(), &err) == -1 && strstr(err.msg, "image_seq_length"),
+           "image_seq_length disagrees with the vision tower: %s", err.msg);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) EXPECT(0, "cleanup");
+}
+
+int main(int argc, char **argv) {
+    src_dir = argc > 1 ? argv[1] : ".";
+    check_fixture("tiny_llava15");
+    check_fixture("tiny_llava_v1");
+    check_compose();
+    check_refusals();
+    return test_summary("test_model_golden");
+}
