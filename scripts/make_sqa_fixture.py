@@ -22,6 +22,11 @@ Writes:
                                    (ScienceQA's get_scores, re-implemented
                                    without pandas)
   parse_cases.json                 the parsing rule on a table of tricky texts
+  questions_tricky.json, golden_prompts.json
+                                   the question text LLaVA's model_vqa_science.py
+                                   builds (before the template) for the test
+                                   questions and a few odd ones, with and
+                                   without --single-pred-prompt
 """
 import json
 import os
@@ -203,6 +208,28 @@ def make_answers(problems, pids, rng):
     return lines
 
 
+# ---- model_vqa_science.py's question text, re-implemented ------------------------------
+
+SINGLE_PRED = "Answer with the option's letter from the given choices directly."
+
+
+def question_text(item, single_pred):
+    qs = item["conversations"][0]["value"].replace("<image>", "").strip()
+    if "image" in item:
+        qs = "<image>\n" + qs
+    if single_pred:
+        qs = qs + "\n" + SINGLE_PRED
+    return qs
+
+
+TRICKY_QUESTIONS = [
+    {"id": "t1", "image": "t1/image.png", "conversations": [{"from": "human", "value": "<image>\u3000 Q?\n\u00a0"}]},
+    {"id": "t2", "conversations": [{"from": "human", "value": " \x1c a <image>b<image> \u2028"}]},
+    {"id": "t3", "image": "x.png", "conversations": [{"from": "human", "value": ""}]},
+    {"id": "t4", "conversations": [{"from": "human", "value": "\u200b zero-width space is not whitespace \u200b"}]},
+]
+
+
 def main():
     rng = random.Random(7)
     if os.path.exists(OUT):
@@ -234,6 +261,16 @@ def main():
              for t, n in TRICKY]
     with open(os.path.join(OUT, "parse_cases.json"), "w") as f:
         json.dump(cases, f, indent=1)
+    with open(os.path.join(OUT, "questions_tricky.json"), "w") as f:
+        json.dump(TRICKY_QUESTIONS, f, indent=1)
+    with open(os.path.join(OUT, "llava_test_CQM-A.json")) as f:
+        test_questions = json.load(f)
+    prompts = {"llava_test_CQM-A.json": {}, "questions_tricky.json": {}}
+    for fname, items in [("llava_test_CQM-A.json", test_questions), ("questions_tricky.json", TRICKY_QUESTIONS)]:
+        for single in (0, 1):
+            prompts[fname][str(single)] = [question_text(q, single) for q in items]
+    with open(os.path.join(OUT, "golden_prompts.json"), "w") as f:
+        json.dump(prompts, f, indent=1)
     print(f"{OUT}: {len(problems)} problems, test acc {result['acc']:.2f} ({result['correct']}/{result['count']})")
 
 

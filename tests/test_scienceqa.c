@@ -4,7 +4,8 @@
 //    Python's re);
 //  - LLaVA's result.json / output.json for answers.jsonl;
 //  - the leaderboard's per-category accuracies (golden_scores.json);
-//  - the files we write parse back to the same content.
+//  - the files we write parse back to the same content;
+//  - the question text model_vqa_science.py builds from a question file.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "common/json.h"
 #include "eval/scienceqa.h"
+#include "eval/sqa_questions.h"
 #include "tests/testlib.h"
 
 static cJSON *load(const char *dir, const char *name) {
@@ -63,11 +65,34 @@ static void compare_result(const cJSON *got, const cJSON *want, const char *what
     EXPECT(same_order && !a && !b, "%s: results not in split order", what);
 }
 
+static void check_question_prompts(const char *dir) {
+    cJSON *golden = load(dir, "golden_prompts.json");
+    for (const cJSON *file = golden->child; file; file = file->next) {
+        for (int single = 0; single <= 1; single++) {
+            char path[4200], key[4] = {(char)('0' + single), 0};
+            snprintf(path, sizeof path, "%s/%s", dir, file->string);
+            SqaQuestion *q;
+            int n;
+            Error err = {{0}};
+            if (sqa_questions_load(path, single, &q, &n, &err) != 0) FATAL("%s", err.msg);
+            const cJSON *want = cJSON_GetObjectItem(file, key);
+            EXPECT(n == cJSON_GetArraySize(want), "%s: %d questions", file->string, n);
+            int i = 0;
+            for (const cJSON *w = want->child; w && i < n; w = w->next, i++)
+                EXPECT(strcmp(q[i].qs, w->valuestring) == 0, "%s single=%d item %d: question text \"%s\", LLaVA's "
+                       "is \"%s\"", file->string, single, i, q[i].qs, w->valuestring);
+            sqa_questions_free(q, n);
+        }
+    }
+    cJSON_Delete(golden);
+}
+
 int main(int argc, char **argv) {
     const char *src = argc > 1 ? argv[1] : ".";
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/tests/fixtures/scienceqa", src);
     check_parse_table(dir);
+    check_question_prompts(dir);
 
     Error err = {{0}};
     SqaProblems ps;
