@@ -238,6 +238,7 @@ int checkpoint_load_modules(LlavaModel *m, const CheckpointDir *d, unsigned modu
                 m->ops->upload_act(model_weight(m, p), host, p->numel);
             free(host);
             loaded[pi] = 1;
+            m->params.p[pi].file_dtype = st->dtype;
             if (record_names) {
                 ParamInfo *pm = &m->params.p[pi];
                 free(pm->file_name);

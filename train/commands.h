@@ -4,6 +4,7 @@
 #define LLAVA_COMMANDS_H
 
 int cmd_forward(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 

@@ -275,6 +275,21 @@ int model_check_batch(const LlavaModel *m, const LlavaBatch *b, Error *err) {
     return 0;
 }
 
+// Position t predicts label t+1 of the same row, never across packed
+// documents.
+static int target_at(const LlavaBatch *b, int i) {
+    int t = i % b->T;
+    if (!b->labels || t + 1 >= b->T) return LABEL_IGNORE;
+    if (b->seg && b->seg[i] && b->seg[i + 1] && b->seg[i] != b->seg[i + 1]) return LABEL_IGNORE;
+    return b->labels[i + 1];
+}
+
+int model_count_targets(const LlavaBatch *b) {
+    int n = 0;
+    for (int i = 0; i < b->B * b->T; i++) n += target_at(b, i) >= 0;
+    return n;
+}
+
 // Builds the backend's int buffers: embedding ids (image positions -> -1),
 // shifted targets, positions, segments and the rows that receive image
 // features. Returns the number of counted targets.
@@ -292,13 +307,7 @@ static int upload_batch(LlavaModel *m, const LlavaBatch *b) {
         ids[i] = is_image ? -1 : b->input_ids[i];
         if (is_image) rows[n_rows++] = i;
         pos[i] = b->pos ? b->pos[i] : t;
-        // Position t predicts label t+1 of the same row, never across packed
-        // documents.
-        int tgt = LABEL_IGNORE;
-        if (b->labels && t + 1 < T) {
-            tgt = b->labels[i + 1];
-            if (b->seg && b->seg[i] && b->seg[i + 1] && b->seg[i] != b->seg[i + 1]) tgt = LABEL_IGNORE;
-        }
+        int tgt = target_at(b, i);
         targets[i] = tgt < 0 ? -1 : tgt;
         counted += tgt >= 0;
     }

@@ -121,6 +121,9 @@ float *model_grad(const LlavaModel *m, const ParamInfo *p);
 // Checks the batch against the config (token ids, image count, sizes);
 // returns -1 with a message naming the row and position otherwise.
 int model_check_batch(const LlavaModel *m, const LlavaBatch *b, Error *err);
+// Number of labels that count in the loss (what model_forward will report
+// as n_counted), computed on the host without running the model.
+int model_count_targets(const LlavaBatch *b);
 // Runs the forward pass; fills m->loss_sum and m->n_counted (targets of this
 // micro-batch). Returns -1 only for a batch that fails model_check_batch.
 int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/safetensors.h"
+
 const char *module_name(ModuleId m) {
     static const char *names[MODULE_COUNT] = {"vision tower", "projector", "language model"};
     return m < MODULE_COUNT ? names[m] : "?";
@@ -32,6 +34,7 @@ static void add(ParamTable *t, ModuleId mod, int no_decay, int ndim, const int64
     }
     p->offset = t->module_numel[mod];
     p->no_decay = no_decay;
+    p->file_dtype = ST_F32;
     t->module_numel[mod] += p->numel;
     char file_name[160];
     names_default_file_name(p->name, file_name, sizeof file_name);

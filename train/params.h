@@ -28,6 +28,7 @@ typedef struct {
     int ndim;
     int64_t shape[4];
     int no_decay;         // biases and norm weights (the HF Trainer's rule)
+    int file_dtype;       // StDtype it was stored as (saving keeps it); F32 when fresh
 } ParamInfo;
 
 typedef struct {

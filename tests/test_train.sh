@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# `llava train` end to end on the tiny fixture with synthetic data:
+#  - stage 1 changes only the projector, stage 2 never the vision tower;
+#  - exact resume after SIGKILL (bitwise weights and losses), and a kill
+#    during a checkpoint write leaves the previous checkpoint usable;
+#  - micro-batch 2 x 4 accumulation == micro-batch 8 (fp32 rounding);
+#  - mpirun -np 2 with micro-batch b == one process with micro-batch 2b.
+# usage: test_train.sh LLAVA SOURCE_DIR BUILD_DIR
+set -u
+llava=$1
+src=$2
+build=$3
+st_diff=$build/tests/st_diff
+tmp=$(mktemp -d /tmp/llava_train.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+model=$src/tests/fixtures/tiny_llava15
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+check() { local what=$1; shift; if "$@" > "$tmp/check.txt" 2>&1; then echo "ok: $what"; else fail "$what"; cat "$tmp/check.txt"; fi; }
+
+common=(--set "model=$model" --set data=synthetic:48 --set max_length=96 --set lr=2e-3 --set warmup_ratio=0.1
+        --set log_every=100 --set seed=3)
+train() { "$llava" train "${common[@]}" "$@"; }
+# In the background with $! = the llava process itself (not a subshell), so signals reach it.
+train_bg() { local log=$1; shift; LLAVA_TEST_STEP_DELAY_MS=150 "$llava" train "${common[@]}" "$@" > "$log" 2>&1 & }
+losses() { grep -o '"loss": [0-9.eE+-]*' "$1/metrics.jsonl" | cut -d' ' -f2; }
+
+# --- stage 1 / stage 2: what changes -------------------------------------------------
+train --set stage=1 --set output_dir="$tmp/s1" --set micro_batch=4 --set max_steps=4 > "$tmp/s1.log" 2>&1 || { fail "stage 1 run"; cat "$tmp/s1.log"; }
+check "stage 1: every non-projector tensor bitwise identical to the input" \
+  "$st_diff" "$tmp/s1/final/model.safetensors" "$model/model.safetensors" --skip multi_modal_projector.
+check "stage 1: the projector changed" \
+  "$st_diff" "$tmp/s1/final/model.safetensors" "$model/model.safetensors" --only multi_modal_projector. --expect-diff multi_modal_projector.
+check "stage 1: projector.safetensors holds the final projector" \
+  "$st_diff" "$tmp/s1/final/projector.safetensors" "$tmp/s1/final/model.safetensors"
+check "stage 1: mm_projector.bin written" test -s "$tmp/s1/final/mm_projector.bin"
+train --set stage=2 --set output_dir="$tmp/s2" --set micro_batch=4 --set max_steps=4 > "$tmp/s2.log" 2>&1 || { fail "stage 2 run"; cat "$tmp/s2.log"; }
+check "stage 2: vision tower bitwise identical" \
+  "$st_diff" "$tmp/s2/final/model.safetensors" "$model/model.safetensors" --only vision_tower.
+check "stage 2: projector and LLM changed" \
+  "$st_diff" "$tmp/s2/final/model.safetensors" "$model/model.safetensors" --skip vision_tower. \
+  --expect-diff multi_modal_projector. --expect-diff language_model.
+
+# --- exact resume ------------------------------------------------------------------------
+resume=(--set stage=2 --set micro_batch=4 --set epochs=2 --set save_every=3 --set keep_last=3)
+train "${resume[@]}" --set output_dir="$tmp/ref" > "$tmp/ref.log" 2>&1 || { fail "reference run"; cat "$tmp/ref.log"; }
+# (a) killed while writing the step-6 checkpoint: step 3 must survive and resume.
+LLAVA_TEST_CRASH_DURING_SAVE=6 train "${resume[@]}" --set output_dir="$tmp/crash" > "$tmp/crash1.log" 2>&1
+check "a kill during the checkpoint write leaves a .tmp folder, not a checkpoint" \
+  test -d "$tmp/crash/checkpoint-00000006.tmp" -a ! -d "$tmp/crash/checkpoint-00000006" -a -d "$tmp/crash/checkpoint-00000003"
+train "${resume[@]}" --set output_dir="$tmp/crash" > "$tmp/crash2.log" 2>&1 || { fail "resume after crash"; cat "$tmp/crash2.log"; }
+check "resumed from the previous checkpoint" grep -q "resumed from .*checkpoint-00000003 at step 3" "$tmp/crash2.log"
+check "resume after a crash in save: final weights bitwise equal" \
+  "$st_diff" "$tmp/crash/final/model.safetensors" "$tmp/ref/final/model.safetensors"
+# (b) SIGKILL from outside after the step-3 checkpoint.
+train_bg "$tmp/kill1.log" "${resume[@]}" --set output_dir="$tmp/kill"
+pid=$!
+for _ in $(seq 1 400); do [ -d "$tmp/kill/checkpoint-00000003" ] && break; sleep 0.02; done
+kill -9 $pid 2> /dev/null; wait $pid 2> /dev/null
+check "the killed run stopped before its end" bash -c "! grep -q '^done' '$tmp/kill1.log' && test ! -d '$tmp/kill/final'"
+train "${resume[@]}" --set output_dir="$tmp/kill" > "$tmp/kill2.log" 2>&1 || { fail "resume after SIGKILL"; cat "$tmp/kill2.log"; }
+check "resumed after SIGKILL" grep -q "resumed from .*checkpoint-0000000[3-9] at step [3-9]" "$tmp/kill2.log"
+check "resume after SIGKILL: final weights bitwise equal" \
+  "$st_diff" "$tmp/kill/final/model.safetensors" "$tmp/ref/final/model.safetensors"
+# step -> loss, the last record of each step (a killed run repeats the steps after its checkpoint)
+step_losses() { grep -o '"step": [0-9]*, .*"loss": [0-9.eE+-]*' "$1" | awk -F'[:,]' '{l[$2+0] = $NF} END {for (s in l) print s, l[s]}' | sort -n; }
+check "resume: every step's loss identical to the uninterrupted run" \
+  diff <(step_losses "$tmp/kill/metrics.jsonl") <(step_losses "$tmp/ref/metrics.jsonl")
+check "resume after a crash in save: every step's loss identical" \
+  diff <(step_losses "$tmp/crash/metrics.jsonl") <(step_losses "$tmp/ref/metrics.jsonl")
+
+# (c) SIGTERM: a checkpoint at the current step, exit 0, and the rerun continues exactly.
+train_bg "$tmp/term1.log" "${resume[@]}" --set output_dir="$tmp/term"
+pid=$!
+for _ in $(seq 1 400); do grep -q '"step": 4' "$tmp/term/metrics.jsonl" 2> /dev/null && break; sleep 0.02; done
+kill -TERM $pid; wait $pid; rc=$?
+check "SIGTERM: exit code 0 and a checkpoint" bash -c "[ $rc -eq 0 ] && grep -q 'interrupted by signal 15' '$tmp/term1.log'"
+train "${resume[@]}" --set output_dir="$tmp/term" > "$tmp/term2.log" 2>&1 || fail "resume after SIGTERM"
+check "resume after SIGTERM: final weights bitwise equal" \
+  "$st_diff" "$tmp/term/final/model.safetensors" "$tmp/ref/final/model.safetensors"
+
+# --- non-finite steps are skipped, and too many in a row stop the run with a checkpoint --
+train --set stage=2 --set output_dir="$tmp/nan" --set micro_batch=4 --set max_steps=10 --set lr=1e30 \
+  --set max_grad_norm=0 --set warmup_ratio=0 --set max_bad_steps=2 > "$tmp/nan.log" 2>&1; rc=$?
+check "non-finite: stopped with exit 1 after 2 bad steps, with a checkpoint" \
+  bash -c "[ $rc -eq 1 ] && grep -q '2 non-finite steps in a row' '$tmp/nan.log' && ls -d '$tmp'/nan/checkpoint-* > /dev/null"
+check "non-finite: the bad steps are marked in the log" grep -q "SKIPPED (non-finite)" "$tmp/nan.log"
+
+# --- accumulation equals a bigger micro-batch --------------------------------------------
+train --set stage=2 --set output_dir="$tmp/acc" --set micro_batch=2 --set grad_accum=4 --set max_steps=5 > "$tmp/acc.log" 2>&1 || fail "accumulation run"
+train --set stage=2 --set output_dir="$tmp/big" --set micro_batch=8 --set grad_accum=1 --set max_steps=5 > "$tmp/big.log" 2>&1 || fail "big micro-batch run"
+check "micro 2 x accum 4 == micro 8 (5 steps, fp32 rounding)" \
+  "$st_diff" "$tmp/acc/final/model.safetensors" "$tmp/big/final/model.safetensors" --tol 1e-5
+check "accumulation: same losses" bash -c "diff <(awk '{printf \"%.4f\n\", \$1}' <(grep -o '\"loss\": [0-9.eE+-]*' '$tmp/acc/metrics.jsonl' | cut -d' ' -f2)) \
+  <(awk '{printf \"%.4f\n\", \$1}' <(grep -o '\"loss\": [0-9.eE+-]*' '$tmp/big/metrics.jsonl' | cut -d' ' -f2))"
+
+# --- data parallel over MPI ---------------------------------------------------------------
+if command -v mpirun > /dev/null 2>&1; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  OMP_NUM_THREADS=1 mpirun -np 2 "$llava" train "${common[@]}" --set stage=2 --set output_dir="$tmp/dp" \
+    --set micro_batch=2 --set max_steps=5 --set threads=1 > "$tmp/dp.log" 2>&1 || { fail "mpirun -np 2"; cat "$tmp/dp.log"; }
+  train --set stage=2 --set output_dir="$tmp/single" --set micro_batch=4 --set max_steps=5 > "$tmp/single.log" 2>&1 || fail "single-process run"
+  check "mpirun -np 2 (micro 2) == 1 process (micro 4), 5 steps" \
+    "$st_diff" "$tmp/dp/final/model.safetensors" "$tmp/single/final/model.safetensors" --tol 1e-5
+  check "data parallel ran on 2 processes" grep -q "on cpu x2" "$tmp/dp.log"
+else
+  echo "skip: mpirun not found (scripts/install_deps.sh installs openmpi-bin)"
+fi
+
+echo "$failures failures"
+[ $failures -eq 0 ]

@@ -1,0 +1,66 @@
+// `llava train --config FILE [--set key=value ...]`
+#include <stdio.h>
+#include <string.h>
+
+#include "train/commands.h"
+#include "train/trainer.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: llava train --config FILE [--set key=value ...]\n"
+            "       mpirun -np N llava train --config FILE ...   (data parallel)\n\n"
+            "Trains per a JSON run config (configs/*.json; every key in docs/configs.md). --set overrides a key\n"
+            "(repeatable; values are JSON: numbers, true/false, or plain strings). Resumes from the newest\n"
+            "complete checkpoint in output_dir unless resume is \"none\". SIGINT/SIGTERM save a checkpoint.\n\n"
+            "keys:\n");
+    run_config_print_keys(out);
+}
+
+int cmd_train(int argc, char **argv) {
+    RunConfig cfg;
+    run_config_default(&cfg);
+    Error err = {{0}};
+    const char *config_path = NULL;
+    // The config file first, then the overrides in order.
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
+            i++;
+        } else {
+            fprintf(stderr, "llava train: unexpected argument '%s' (see --help)\n", argv[i]);
+            return EXIT_BAD_INPUT;
+        }
+    }
+    if (config_path && run_config_load_file(&cfg, config_path, &err) != 0) {
+        fprintf(stderr, "llava train: %s\n", err.msg);
+        return EXIT_BAD_INPUT;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0 && run_config_set(&cfg, argv[++i], &err) != 0) {
+            fprintf(stderr, "llava train: %s\n", err.msg);
+            return EXIT_BAD_INPUT;
+        } else if (strcmp(argv[i], "--config") == 0) {
+            i++;
+        }
+    }
+    if (run_config_validate(&cfg, &err) != 0) {
+        fprintf(stderr, "llava train: %s%s\n", config_path ? "" : "(no --config given) ", err.msg);
+        return EXIT_BAD_INPUT;
+    }
+    Comm comm;
+    if (comm_init(&comm, &argc, &argv, &err) != 0) {
+        fprintf(stderr, "llava train: %s\n", err.msg);
+        return EXIT_ERROR;
+    }
+    Trainer t;
+    int rc = trainer_setup(&t, &cfg, &comm);
+    if (rc == 0) rc = trainer_run(&t);
+    trainer_free(&t);
+    comm_finalize(&comm);
+    return rc;
+}

@@ -1,0 +1,115 @@
+#include "train/dist.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef LLAVA_HAVE_MPI
+#include <mpi.h>
+
+#define MPI_CHECK(call)                                                                     \
+    do {                                                                                    \
+        int rc_ = (call);                                                                   \
+        if (rc_ != MPI_SUCCESS) FATAL("MPI call failed (%d): %s", rc_, #call);              \
+    } while (0)
+
+// MPI counts are int: move big buffers in chunks.
+#define CHUNK ((size_t)1 << 28)
+
+static void reduce_bcast(void *buf, size_t n, size_t elem, MPI_Datatype type) {
+    int rank;
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    for (size_t off = 0; off < n; off += CHUNK) {
+        int count = (int)(n - off < CHUNK ? n - off : CHUNK);
+        char *p = (char *)buf + off * elem;
+        MPI_CHECK(MPI_Reduce(rank == 0 ? MPI_IN_PLACE : p, rank == 0 ? p : NULL, count, type, MPI_SUM, 0,
+                             MPI_COMM_WORLD));
+        MPI_CHECK(MPI_Bcast(p, count, type, 0, MPI_COMM_WORLD));
+    }
+}
+#endif
+
+static int launched_by_mpi(void) {
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE",
+                                 "SLURM_STEP_NUM_TASKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+
+int comm_init(Comm *c, int *argc, char ***argv, Error *err) {
+    memset(c, 0, sizeof *c);
+    c->kind = COMM_SINGLE;
+    c->world = 1;
+    if (!launched_by_mpi()) return 0;
+#ifdef LLAVA_HAVE_MPI
+    int provided = 0;
+    // Only the main thread calls MPI (loader threads never do).
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return err_set(err, "MPI_Init_thread failed");
+    c->kind = COMM_MPI;
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &c->rank));
+    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &c->world));
+    return 0;
+#else
+    (void)argc;
+    (void)argv;
+    return err_set(err, "launched by mpirun/srun, but this build has no MPI (install libopenmpi-dev and rebuild)");
+#endif
+}
+
+void comm_finalize(Comm *c) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind == COMM_MPI) MPI_Finalize();
+#endif
+    c->kind = COMM_SINGLE;
+}
+
+void comm_allreduce_sum_f32(const Comm *c, float *buf, size_t n) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind == COMM_MPI) reduce_bcast(buf, n, sizeof(float), MPI_FLOAT);
+#else
+    (void)c, (void)buf, (void)n;
+#endif
+}
+
+void comm_allreduce_sum_f64(const Comm *c, double *buf, size_t n) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind == COMM_MPI) reduce_bcast(buf, n, sizeof(double), MPI_DOUBLE);
+#else
+    (void)c, (void)buf, (void)n;
+#endif
+}
+
+void comm_allreduce_sum_i64(const Comm *c, int64_t *buf, size_t n) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind == COMM_MPI) reduce_bcast(buf, n, sizeof(int64_t), MPI_INT64_T);
+#else
+    (void)c, (void)buf, (void)n;
+#endif
+}
+
+void comm_broadcast(const Comm *c, void *buf, size_t bytes, int root) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind != COMM_MPI) return;
+    for (size_t off = 0; off < bytes; off += CHUNK) {
+        int count = (int)(bytes - off < CHUNK ? bytes - off : CHUNK);
+        MPI_CHECK(MPI_Bcast((char *)buf + off, count, MPI_BYTE, root, MPI_COMM_WORLD));
+    }
+#else
+    (void)c, (void)buf, (void)bytes, (void)root;
+#endif
+}
+
+void comm_barrier(const Comm *c) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind == COMM_MPI) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+#else
+    (void)c;
+#endif
+}
+
+int comm_all(const Comm *c, int flag) {
+    int64_t v = flag ? 0 : 1;
+    comm_allreduce_sum_i64(c, &v, 1);
+    return v == 0;
+}

@@ -1,0 +1,33 @@
+// The communicator for data parallelism. Implementations: a single process
+// (no-op), and MPI on host buffers (the CPU backend; also the bootstrap of
+// multi-GPU runs). Processes are started by mpirun or srun, one per device.
+// Reductions are reduce-to-0 + broadcast so every rank gets bitwise the same
+// result (weights then stay identical across ranks).
+#ifndef LLAVA_DIST_H
+#define LLAVA_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/util.h"
+
+typedef enum { COMM_SINGLE, COMM_MPI } CommKind;
+
+typedef struct {
+    CommKind kind;
+    int rank, world;
+} Comm;
+
+// MPI when the process was launched by mpirun/srun (their environment
+// variables are present) and the build has MPI; a single process otherwise.
+int comm_init(Comm *c, int *argc, char ***argv, Error *err);
+void comm_finalize(Comm *c);
+void comm_allreduce_sum_f32(const Comm *c, float *buf, size_t n);
+void comm_allreduce_sum_f64(const Comm *c, double *buf, size_t n);
+void comm_allreduce_sum_i64(const Comm *c, int64_t *buf, size_t n);
+void comm_broadcast(const Comm *c, void *buf, size_t bytes, int root);
+void comm_barrier(const Comm *c);
+// 1 on every rank when `flag` is 1 on every rank.
+int comm_all(const Comm *c, int flag);
+
+#endif

@@ -1,0 +1,252 @@
+#include "train/run_config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+
+typedef enum { K_STR, K_INT, K_DBL, K_BOOL } KeyType;
+
+typedef struct {
+    const char *key;
+    KeyType type;
+    size_t offset;
+    size_t size;  // for strings
+    const char *help;
+} KeySpec;
+
+#define S(field, help) {#field, K_STR, offsetof(RunConfig, field), sizeof(((RunConfig *)0)->field), help}
+#define I(field, help) {#field, K_INT, offsetof(RunConfig, field), 0, help}
+#define D(field, help) {#field, K_DBL, offsetof(RunConfig, field), 0, help}
+#define B(field, help) {#field, K_BOOL, offsetof(RunConfig, field), 0, help}
+
+static const KeySpec KEYS[] = {
+    S(model, "LLaVA model folder to start from (stage 2, ScienceQA, continued pre-training)"),
+    S(vision, "CLIP vision folder (composition, usually stage 1)"),
+    S(llm, "LLaMA/Vicuna folder (composition)"),
+    S(projector, "projector weights (safetensors) for composition; empty = fresh init"),
+    S(projector_type, "linear | mlp2x_gelu, for composition"),
+    I(image_token, "composition: id of <image> in the LLM vocabulary; -1 = append <image>, <pad>"),
+    I(stage, "1 = projector only, 2 = projector + LLM (the vision tower never trains)"),
+    S(data, "shard folder from `llava prep`, or a LLaVA .json/.jsonl (prepped into data_cache first)"),
+    S(images, "image folder for a .json/.jsonl data file"),
+    S(data_cache, "where a .json/.jsonl is prepped (default: <output_dir>/data)"),
+    {"template", K_STR, offsetof(RunConfig, template_name), sizeof(((RunConfig *)0)->template_name),
+     "conversation template: plain | vicuna_v1 | v1 | llava_v1"},
+    I(max_length, "maximum tokens per sample (longer samples are truncated and reported)"),
+    S(aspect, "square | pad (LLaVA-1.5 stage 2 pads images to a square)"),
+    B(group_by_modality_length, "batches of only-image or only-text samples of similar length"),
+    B(pack, "pack several samples into one row (attention never crosses samples)"),
+    I(workers, "loader threads"),
+    I(epochs, "passes over the data"),
+    I(max_steps, "optimizer steps; > 0 overrides epochs"),
+    I(micro_batch, "samples per forward/backward on one process"),
+    I(grad_accum, "micro-batches accumulated per optimizer step"),
+    I(global_batch, "> 0: samples per optimizer step over all processes (sets grad_accum)"),
+    D(lr, "peak learning rate"),
+    D(projector_lr, "peak learning rate of the projector (0 = lr)"),
+    S(schedule, "cosine | linear | constant (after warmup)"),
+    D(warmup_ratio, "fraction of the steps spent warming up linearly from 0"),
+    I(warmup_steps, "> 0: warmup steps (overrides warmup_ratio)"),
+    D(weight_decay, "decoupled weight decay (never on biases and norm weights)"),
+    D(adam_beta1, "AdamW beta1"),
+    D(adam_beta2, "AdamW beta2"),
+    D(adam_eps, "AdamW epsilon"),
+    D(max_grad_norm, "clip the global gradient norm to this (<= 0: no clipping)"),
+    B(recompute, "gradient checkpointing: recompute each LLM layer in backward"),
+    S(device, "cpu | cuda"),
+    I(threads, "CPU threads (0 = all cores)"),
+    I(seed, "seed of data order and any fresh weights"),
+    D(peak_tflops, "peak TFLOP/s of one device for the MFU column (0 = known devices only)"),
+    S(output_dir, "run folder: checkpoints, metrics.jsonl, config.json"),
+    I(save_every, "save a checkpoint every N steps (0 = only at the end)"),
+    I(keep_last, "checkpoints to keep (older ones are deleted)"),
+    I(log_every, "print a progress line every N steps"),
+    S(resume, "auto (newest complete checkpoint in output_dir) | none | a checkpoint folder"),
+    I(max_bad_steps, "stop (with a checkpoint) after this many non-finite steps in a row"),
+    S(save_dtype, "auto (each tensor as the input stored it) | bf16 | f32"),
+};
+
+#define N_KEYS ((int)(sizeof KEYS / sizeof *KEYS))
+
+void run_config_default(RunConfig *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->projector_type, sizeof c->projector_type, "mlp2x_gelu");
+    c->image_token = -1;
+    c->stage = 2;
+    snprintf(c->template_name, sizeof c->template_name, "vicuna_v1");
+    c->max_length = 2048;
+    snprintf(c->aspect, sizeof c->aspect, "square");
+    c->workers = 2;
+    c->epochs = 1;
+    c->max_steps = -1;
+    c->micro_batch = 1;
+    c->grad_accum = 1;
+    c->lr = 2e-5;
+    snprintf(c->schedule, sizeof c->schedule, "cosine");
+    c->warmup_ratio = 0.03;
+    c->adam_beta1 = 0.9;
+    c->adam_beta2 = 0.999;
+    c->adam_eps = 1e-8;
+    c->max_grad_norm = 1.0;
+    c->recompute = 1;
+    snprintf(c->device, sizeof c->device, "cpu");
+    c->seed = 42;
+    snprintf(c->output_dir, sizeof c->output_dir, "runs/llava");
+    c->keep_last = 2;
+    c->log_every = 1;
+    snprintf(c->resume, sizeof c->resume, "auto");
+    c->max_bad_steps = 5;
+    snprintf(c->save_dtype, sizeof c->save_dtype, "auto");
+}
+
+static const KeySpec *find_key(const char *key) {
+    for (int i = 0; i < N_KEYS; i++)
+        if (strcmp(KEYS[i].key, key) == 0) return &KEYS[i];
+    return NULL;
+}
+
+static int apply(RunConfig *c, const KeySpec *k, const cJSON *v, const char *where, Error *err) {
+    char *field = (char *)c + k->offset;
+    switch (k->type) {
+    case K_STR:
+        if (!cJSON_IsString(v)) return err_set(err, "%s: \"%s\" must be a string", where, k->key);
+        if (strlen(v->valuestring) >= k->size)
+            return err_set(err, "%s: \"%s\" is longer than %zu characters", where, k->key, k->size - 1);
+        snprintf(field, k->size, "%s", v->valuestring);
+        return 0;
+    case K_INT:
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 2e9)
+            return err_set(err, "%s: \"%s\" must be an integer", where, k->key);
+        *(int *)field = (int)v->valuedouble;
+        return 0;
+    case K_DBL:
+        if (!cJSON_IsNumber(v)) return err_set(err, "%s: \"%s\" must be a number", where, k->key);
+        *(double *)field = v->valuedouble;
+        return 0;
+    case K_BOOL:
+        if (!cJSON_IsBool(v)) return err_set(err, "%s: \"%s\" must be true or false", where, k->key);
+        *(int *)field = cJSON_IsTrue(v);
+        return 0;
+    }
+    return -1;
+}
+
+int run_config_load_file(RunConfig *c, const char *path, Error *err) {
+    cJSON *root = json_parse_file(path, err);
+    if (!root) return -1;
+    int rc = -1;
+    if (!cJSON_IsObject(root)) {
+        err_set(err, "%s: a run config is a JSON object", path);
+        goto done;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, root) {
+        if (e->string[0] == '_') continue;  // "_comment" and friends
+        const KeySpec *k = find_key(e->string);
+        if (!k) {
+            err_set(err, "%s: unknown key \"%s\" (see docs/configs.md or `llava train --help`)", path, e->string);
+            goto done;
+        }
+        if (apply(c, k, e, path, err) != 0) goto done;
+    }
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int run_config_set(RunConfig *c, const char *assignment, Error *err) {
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment) return err_set(err, "--set expects key=value, got '%s'", assignment);
+    char key[128];
+    size_t klen = (size_t)(eq - assignment);
+    if (klen >= sizeof key) return err_set(err, "--set: key too long");
+    memcpy(key, assignment, klen);
+    key[klen] = '\0';
+    const KeySpec *k = find_key(key);
+    if (!k) return err_set(err, "--set: unknown key \"%s\" (see `llava train --help`)", key);
+    const char *value = eq + 1;
+    cJSON *v = k->type == K_STR ? cJSON_CreateString(value) : cJSON_Parse(value);
+    if (!v) return err_set(err, "--set %s: cannot parse value '%s'", key, value);
+    char where[160];
+    snprintf(where, sizeof where, "--set %s", key);
+    int rc = apply(c, k, v, where, err);
+    cJSON_Delete(v);
+    return rc;
+}
+
+static int one_of(const char *s, const char *const *options) {
+    for (; *options; options++)
+        if (strcmp(s, *options) == 0) return 1;
+    return 0;
+}
+
+int run_config_validate(const RunConfig *c, Error *err) {
+    if (!c->model[0] && !(c->vision[0] && c->llm[0]))
+        return err_set(err, "no model: set \"model\" (a LLaVA folder) or \"vision\" and \"llm\"");
+    if (c->model[0] && (c->vision[0] || c->llm[0]))
+        return err_set(err, "set either \"model\" or \"vision\" + \"llm\", not both");
+    if (c->stage != 1 && c->stage != 2) return err_set(err, "\"stage\" must be 1 or 2");
+    if (!c->data[0]) return err_set(err, "no data: set \"data\" (a shard folder or a LLaVA .json/.jsonl)");
+    if (!one_of(c->template_name, (const char *const[]){"plain", "vicuna_v1", "v1", "llava_v1", NULL}))
+        return err_set(err, "\"template\" must be plain, vicuna_v1, v1 or llava_v1");
+    if (!one_of(c->aspect, (const char *const[]){"square", "pad", NULL}))
+        return err_set(err, "\"aspect\" must be square or pad");
+    if (!one_of(c->schedule, (const char *const[]){"cosine", "linear", "constant", NULL}))
+        return err_set(err, "\"schedule\" must be cosine, linear or constant");
+    if (!one_of(c->projector_type, (const char *const[]){"linear", "mlp2x_gelu", NULL}))
+        return err_set(err, "\"projector_type\" must be linear or mlp2x_gelu");
+    if (!one_of(c->save_dtype, (const char *const[]){"auto", "bf16", "f32", NULL}))
+        return err_set(err, "\"save_dtype\" must be auto, bf16 or f32");
+    if (c->micro_batch < 1 || c->grad_accum < 1) return err_set(err, "micro_batch and grad_accum must be >= 1");
+    if (c->epochs < 1 && c->max_steps <= 0) return err_set(err, "set epochs >= 1 or max_steps > 0");
+    if (c->max_length < 8) return err_set(err, "max_length %d is too small", c->max_length);
+    if (!(c->lr >= 0) || !(c->projector_lr >= 0)) return err_set(err, "learning rates must be >= 0");
+    if (c->warmup_ratio < 0 || c->warmup_ratio > 1) return err_set(err, "warmup_ratio must be in [0, 1]");
+    if (c->adam_beta1 < 0 || c->adam_beta1 >= 1 || c->adam_beta2 < 0 || c->adam_beta2 >= 1 || c->adam_eps <= 0)
+        return err_set(err, "AdamW betas must be in [0, 1) and eps > 0");
+    if (c->keep_last < 1) return err_set(err, "keep_last must be >= 1");
+    if (c->log_every < 1) return err_set(err, "log_every must be >= 1");
+    if (c->max_bad_steps < 1) return err_set(err, "max_bad_steps must be >= 1");
+    if (!c->output_dir[0]) return err_set(err, "output_dir must be set");
+    return 0;
+}
+
+char *run_config_to_json(const RunConfig *c) {
+    cJSON *root = cJSON_CreateObject();
+    for (int i = 0; i < N_KEYS; i++) {
+        const KeySpec *k = &KEYS[i];
+        const char *field = (const char *)c + k->offset;
+        switch (k->type) {
+        case K_STR: cJSON_AddStringToObject(root, k->key, field); break;
+        case K_INT: cJSON_AddNumberToObject(root, k->key, *(const int *)field); break;
+        case K_DBL: cJSON_AddNumberToObject(root, k->key, *(const double *)field); break;
+        case K_BOOL: cJSON_AddBoolToObject(root, k->key, *(const int *)field); break;
+        }
+    }
+    char *s = cJSON_Print(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+void run_config_print_keys(FILE *out) {
+    RunConfig d;
+    run_config_default(&d);
+    static const char *type_names[] = {"string", "int", "number", "bool"};
+    for (int i = 0; i < N_KEYS; i++) {
+        const KeySpec *k = &KEYS[i];
+        const char *field = (const char *)&d + k->offset;
+        char def[64];
+        switch (k->type) {
+        case K_STR: snprintf(def, sizeof def, "\"%s\"", field); break;
+        case K_INT: snprintf(def, sizeof def, "%d", *(const int *)field); break;
+        case K_DBL: snprintf(def, sizeof def, "%g", *(const double *)field); break;
+        case K_BOOL: snprintf(def, sizeof def, "%s", *(const int *)field ? "true" : "false"); break;
+        }
+        fprintf(out, "  %-26s %-6s default %-12s %s\n", k->key, type_names[k->type], def, k->help);
+    }
+}

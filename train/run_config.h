@@ -1,0 +1,65 @@
+// The run configuration of `llava train`: a JSON file (configs/*.json) plus
+// `--set key=value` overrides. Every field is documented in docs/configs.md;
+// unknown keys are rejected by name.
+#ifndef LLAVA_RUN_CONFIG_H
+#define LLAVA_RUN_CONFIG_H
+
+#include "common/util.h"
+
+typedef struct {
+    // model source: a LLaVA folder, or CLIP + LLM (+ projector) to compose
+    char model[1024], vision[1024], llm[1024], projector[1024];
+    char projector_type[32];  // linear | mlp2x_gelu (composition only)
+    int image_token;          // composition: id of <image>, -1 = append
+    int stage;                // 1: projector; 2: projector + LLM
+    // data
+    char data[1024];          // shard folder, or a LLaVA .json / .jsonl (prepped first)
+    char images[1024];        // image folder of a .json / .jsonl
+    char data_cache[1024];    // where a .json is prepped (default <output_dir>/data)
+    char template_name[32];   // plain | vicuna_v1 | v1 | llava_v1
+    int max_length;
+    char aspect[16];          // square | pad
+    int group_by_modality_length;
+    int pack;
+    int workers;
+    // schedule
+    int epochs;
+    int max_steps;            // > 0 overrides epochs
+    int micro_batch;
+    int grad_accum;
+    int global_batch;         // > 0: grad_accum = global_batch / (micro_batch * world)
+    double lr, projector_lr;  // projector_lr 0 = lr
+    char schedule[16];        // cosine | linear | constant
+    double warmup_ratio;
+    int warmup_steps;         // > 0 overrides warmup_ratio
+    double weight_decay, adam_beta1, adam_beta2, adam_eps;
+    double max_grad_norm;     // <= 0: no clipping
+    // execution
+    int recompute;
+    char device[16];
+    int threads;
+    int seed;
+    double peak_tflops;       // for MFU; 0 = known peak of the device, if any
+    // output
+    char output_dir[1024];
+    int save_every;           // steps; 0 = only at the end
+    int keep_last;
+    int log_every;
+    char resume[1024];        // auto | none | a checkpoint folder
+    int max_bad_steps;        // non-finite steps in a row before stopping
+    char save_dtype[16];      // auto (each tensor's input dtype) | bf16 | f32
+} RunConfig;
+
+void run_config_default(RunConfig *c);
+// Applies the keys of a JSON object file. Unknown keys and wrong types fail.
+int run_config_load_file(RunConfig *c, const char *path, Error *err);
+// Applies one "key=value" (value parsed as JSON when it parses, else a string).
+int run_config_set(RunConfig *c, const char *assignment, Error *err);
+// Checks values and combinations after everything is applied.
+int run_config_validate(const RunConfig *c, Error *err);
+// The effective config as JSON text (saved next to checkpoints). Caller frees.
+char *run_config_to_json(const RunConfig *c);
+// Prints every key with its type and help (for `llava train --help`).
+void run_config_print_keys(FILE *out);
+
+#endif

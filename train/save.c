@@ -1,0 +1,327 @@
+#include "train/save.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/safetensors.h"
+#include "train/torch_save.h"
+
+static StDtype dtype_for(const ParamInfo *p, const char *save_dtype) {
+    if (strcmp(save_dtype, "bf16") == 0) return ST_BF16;
+    if (strcmp(save_dtype, "f32") == 0) return ST_F32;
+    return (p->file_dtype == ST_BF16 || p->file_dtype == ST_F16) ? (StDtype)p->file_dtype : ST_F32;
+}
+
+static float *download_param(const LlavaModel *m, const ParamInfo *p) {
+    float *host = xmalloc(p->numel * sizeof(float));
+    m->ops->download_act(host, model_weight(m, p), p->numel);
+    return host;
+}
+
+// Tokenizer and processor files travel with the weights.
+static const char *COMPANION_FILES[] = {
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+    "added_tokens.json", "preprocessor_config.json", "processor_config.json", "chat_template.json",
+    "chat_template.jinja", "generation_config.json",
+};
+
+static int copy_file(const char *src, const char *dst, Error *err) {
+    size_t len = 0;
+    char *data = read_file(src, &len, err);
+    if (!data) return -1;
+    int rc = write_file_atomic(dst, data, len, err);
+    free(data);
+    return rc;
+}
+
+int save_model_folder(const LlavaModel *m, const char *dir, const char *copy_from, const char *save_dtype,
+                      uint64_t max_shard_bytes, Error *err) {
+    if (make_dirs(dir, err) != 0) return -1;
+    char path[4096];
+    path_join(path, sizeof path, dir, "config.json");
+    if (config_save_llava(&m->cfg, path, err) != 0) return -1;
+    // Assign tensors to shards in layout order.
+    const ParamTable *t = &m->params;
+    int *shard_of = xcalloc((size_t)t->n, sizeof(int));
+    int n_shards = 1;
+    uint64_t used = 0;
+    for (int i = 0; i < t->n; i++) {
+        uint64_t bytes = t->p[i].numel * st_dtype_size(dtype_for(&t->p[i], save_dtype));
+        if (used > 0 && used + bytes > max_shard_bytes) {
+            n_shards++;
+            used = 0;
+        }
+        shard_of[i] = n_shards - 1;
+        used += bytes;
+    }
+    int rc = 0;
+    uint64_t total = 0;
+    for (int s = 0; s < n_shards && rc == 0; s++) {
+        StWriter w;
+        st_writer_init(&w);
+        st_writer_set_metadata(&w, "format", "pt");
+        for (int i = 0; i < t->n; i++) {
+            if (shard_of[i] != s) continue;
+            const ParamInfo *p = &t->p[i];
+            float *host = download_param(m, p);
+            st_writer_add_f32_as(&w, p->file_name, dtype_for(p, save_dtype), p->ndim, p->shape, host);
+            free(host);
+        }
+        char name[64];
+        if (n_shards == 1)
+            snprintf(name, sizeof name, "model.safetensors");
+        else
+            snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
+        path_join(path, sizeof path, dir, name);
+        uint64_t bytes = 0;
+        rc = st_writer_save(&w, path, &bytes, err);
+        total += bytes;
+        st_writer_free(&w);
+    }
+    if (rc == 0 && n_shards > 1) {
+        // model.safetensors.index.json: {"metadata": {"total_size"}, "weight_map"}
+        size_t cap = 256 + (size_t)t->n * 200, len = 0;
+        char *json = xmalloc(cap);
+        len += (size_t)snprintf(json + len, cap - len, "{\n  \"metadata\": {\"total_size\": %llu},\n  \"weight_map\": {\n",
+                                (unsigned long long)total);
+        for (int i = 0; i < t->n; i++)
+            len += (size_t)snprintf(json + len, cap - len, "    \"%s\": \"model-%05d-of-%05d.safetensors\"%s\n",
+                                    t->p[i].file_name, shard_of[i] + 1, n_shards, i + 1 < t->n ? "," : "");
+        len += (size_t)snprintf(json + len, cap - len, "  }\n}\n");
+        path_join(path, sizeof path, dir, "model.safetensors.index.json");
+        rc = write_file_atomic(path, json, len, err);
+        free(json);
+    }
+    free(shard_of);
+    for (size_t i = 0; rc == 0 && copy_from && i < sizeof COMPANION_FILES / sizeof *COMPANION_FILES; i++) {
+        char src[4096];
+        path_join(src, sizeof src, copy_from, COMPANION_FILES[i]);
+        if (!file_exists(src)) continue;
+        path_join(path, sizeof path, dir, COMPANION_FILES[i]);
+        rc = copy_file(src, path, err);
+    }
+    return rc;
+}
+
+int save_projector_files(const LlavaModel *m, const char *dir, Error *err) {
+    if (make_dirs(dir, err) != 0) return -1;
+    const ParamTable *t = &m->params;
+    StWriter w;
+    st_writer_init(&w);
+    st_writer_set_metadata(&w, "format", "pt");
+    TorchTensor tt[4];
+    char names[4][64];
+    float *hosts[4] = {0};
+    int n = 0;
+    for (int i = 0; i < t->n; i++) {
+        const ParamInfo *p = &t->p[i];
+        if (p->module != MODULE_PROJECTOR) continue;
+        CHECK(n < 4, "more than 4 projector tensors");
+        hosts[n] = download_param(m, p);
+        st_writer_add(&w, p->file_name, ST_F32, p->ndim, p->shape, hosts[n]);
+        // LLaVA: mm_projector = Sequential(Linear, GELU, Linear) -> indices 0 and 2;
+        // a linear projector is the bare Linear.
+        const char *leaf = strrchr(p->name, '.') + 1;  // weight | bias
+        if (m->cfg.projector == PROJECTOR_LINEAR)
+            snprintf(names[n], sizeof names[n], "model.mm_projector.%s", leaf);
+        else
+            snprintf(names[n], sizeof names[n], "model.mm_projector.%d.%s", strstr(p->name, "linear_1") ? 0 : 2, leaf);
+        tt[n] = (TorchTensor){names[n], p->ndim, p->shape, hosts[n]};
+        n++;
+    }
+    char path[4096];
+    path_join(path, sizeof path, dir, "projector.safetensors");
+    int rc = st_writer_save(&w, path, NULL, err);
+    st_writer_free(&w);
+    if (rc == 0) {
+        path_join(path, sizeof path, dir, "mm_projector.bin");
+        rc = torch_save_f32(path, tt, n, err);
+    }
+    for (int i = 0; i < n; i++) free(hosts[i]);
+    return rc;
+}
+
+// ---- optimizer state -------------------------------------------------------------
+
+int save_optimizer_state(const LlavaModel *m, const Optimizer *o, const char *path, Error *err) {
+    const ParamTable *t = &m->params;
+    StWriter w;
+    st_writer_init(&w);
+    const Ops *ops = m->ops;
+    for (int i = 0; i < t->n; i++) {
+        const ParamInfo *p = &t->p[i];
+        if (!m->trainable[p->module]) continue;
+        size_t bytes = p->numel * sizeof(float);
+        float *master = xmalloc(bytes), *mm = xmalloc(bytes), *vv = xmalloc(bytes);
+        if (o->master[p->module])
+            ops->download(master, o->master[p->module] + p->offset, bytes);
+        else
+            ops->download_act(master, model_weight(m, p), p->numel);
+        ops->download(mm, o->m[p->module] + p->offset, bytes);
+        ops->download(vv, o->v[p->module] + p->offset, bytes);
+        char name[256];
+        snprintf(name, sizeof name, "master.%s", p->name);
+        st_writer_add_copy(&w, name, ST_F32, p->ndim, p->shape, master);
+        snprintf(name, sizeof name, "exp_avg.%s", p->name);
+        st_writer_add_copy(&w, name, ST_F32, p->ndim, p->shape, mm);
+        snprintf(name, sizeof name, "exp_avg_sq.%s", p->name);
+        st_writer_add_copy(&w, name, ST_F32, p->ndim, p->shape, vv);
+        free(master);
+        free(mm);
+        free(vv);
+    }
+    int rc = st_writer_save(&w, path, NULL, err);
+    st_writer_free(&w);
+    return rc;
+}
+
+static int read_state_tensor(const StFile *f, const char *kind, const ParamInfo *p, float *dst, Error *err) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", kind, p->name);
+    const StTensor *t = st_find(f, name);
+    if (!t) return err_set(err, "%s: missing '%s' (was the checkpoint written for another stage?)", f->path, name);
+    if ((size_t)t->numel != p->numel || t->dtype != ST_F32)
+        return err_set(err, "%s: '%s' does not match the model (%lld elements, want %zu F32)", f->path, name,
+                       (long long)t->numel, p->numel);
+    return st_read_f32(f, t, dst, err);
+}
+
+int load_optimizer_state(LlavaModel *m, Optimizer *o, const char *path, Error *err) {
+    StFile f;
+    if (st_open(&f, path, err) != 0) return -1;
+    const ParamTable *t = &m->params;
+    const Ops *ops = m->ops;
+    int rc = 0;
+    for (int i = 0; i < t->n && rc == 0; i++) {
+        const ParamInfo *p = &t->p[i];
+        if (!m->trainable[p->module]) continue;
+        size_t bytes = p->numel * sizeof(float);
+        float *host = xmalloc(bytes);
+        rc = read_state_tensor(&f, "master", p, host, err);
+        if (rc == 0) {
+            ops->upload_act(model_weight(m, p), host, p->numel);
+            if (o->master[p->module]) ops->upload(o->master[p->module] + p->offset, host, bytes);
+            rc = read_state_tensor(&f, "exp_avg", p, host, err);
+        }
+        if (rc == 0) {
+            ops->upload(o->m[p->module] + p->offset, host, bytes);
+            rc = read_state_tensor(&f, "exp_avg_sq", p, host, err);
+        }
+        if (rc == 0) ops->upload(o->v[p->module] + p->offset, host, bytes);
+        free(host);
+    }
+    st_close(&f);
+    return rc;
+}
+
+// ---- checkpoint folders ------------------------------------------------------------
+
+void checkpoint_dir_name(char *out, size_t cap, const char *run_dir, long step) {
+    snprintf(out, cap, "%s/checkpoint-%08ld", run_dir, step);
+}
+
+// Steps of the complete checkpoint folders, ascending. Caller frees.
+static long *list_checkpoints(const char *run_dir, int *n_out) {
+    *n_out = 0;
+    DIR *d = opendir(run_dir);
+    if (!d) return NULL;
+    long *steps = NULL;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long step;
+        char tail[8];
+        // exactly "checkpoint-<digits>" (a ".tmp" suffix means incomplete)
+        if (sscanf(e->d_name, "checkpoint-%ld%7s", &step, tail) != 1) continue;
+        char path[4096], marker[4200];
+        checkpoint_dir_name(path, sizeof path, run_dir, step);
+        snprintf(marker, sizeof marker, "%s/trainer_state.json", path);
+        if (!file_exists(marker)) continue;
+        steps = xrealloc(steps, (size_t)(n + 1) * sizeof(long));
+        steps[n++] = step;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++)  // insertion sort: a handful of entries
+        for (int j = i; j > 0 && steps[j - 1] > steps[j]; j--) {
+            long tmp = steps[j];
+            steps[j] = steps[j - 1];
+            steps[j - 1] = tmp;
+        }
+    *n_out = n;
+    return steps;
+}
+
+int checkpoint_find_latest(const char *run_dir, char *out, size_t cap, long *step) {
+    int n;
+    long *steps = list_checkpoints(run_dir, &n);
+    if (n == 0) {
+        free(steps);
+        return 0;
+    }
+    *step = steps[n - 1];
+    checkpoint_dir_name(out, cap, run_dir, *step);
+    free(steps);
+    return 1;
+}
+
+int remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode)) return unlink(path);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char child[4096];
+        if (path_join(child, sizeof child, path, e->d_name) != 0) {
+            rc = -1;
+            continue;
+        }
+        rc |= remove_tree(child);
+    }
+    closedir(d);
+    return rmdir(path) | rc;
+}
+
+void checkpoint_prune(const char *run_dir, int keep) {
+    int n;
+    long *steps = list_checkpoints(run_dir, &n);
+    for (int i = 0; i < n - keep; i++) {
+        char path[4096];
+        checkpoint_dir_name(path, sizeof path, run_dir, steps[i]);
+        remove_tree(path);
+    }
+    free(steps);
+    DIR *d = opendir(run_dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "checkpoint-", 11) == 0 && len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0) {
+            char path[4096];
+            path_join(path, sizeof path, run_dir, e->d_name);
+            remove_tree(path);
+        }
+    }
+    closedir(d);
+}
+
+int rename_durable(const char *src, const char *dst, Error *err) {
+    if (rename(src, dst) != 0) return err_set(err, "rename %s -> %s: %s", src, dst, strerror(errno));
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", dst);
+    int fd = open(dirname(tmp), O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return 0;
+}

@@ -1,0 +1,38 @@
+// Writing what training produces: Hugging Face LLaVA folders, stage-1
+// projector files, and the resume state; plus the checkpoint folders of a run
+// (atomic: written as NAME.tmp, fsynced, renamed; the newest complete one is
+// found again on restart; only the last K are kept).
+#ifndef LLAVA_SAVE_H
+#define LLAVA_SAVE_H
+
+#include "train/model.h"
+#include "train/optim.h"
+
+// A complete LLaVA folder: config.json, model.safetensors (or shards of at
+// most max_shard_bytes with model.safetensors.index.json), and the tokenizer
+// / processor files copied from copy_from (when not NULL). save_dtype: auto
+// (each tensor as its input stored it), bf16 or f32.
+int save_model_folder(const LlavaModel *m, const char *dir, const char *copy_from, const char *save_dtype,
+                      uint64_t max_shard_bytes, Error *err);
+// Stage-1 outputs: projector.safetensors (the input checkpoint's tensor
+// names) and mm_projector.bin (torch.save format, the original LLaVA names
+// model.mm_projector.*, what LLaVA's --pretrain_mm_mlp_adapter loads).
+int save_projector_files(const LlavaModel *m, const char *dir, Error *err);
+
+// Optimizer state + fp32 master weights of every trainable tensor.
+int save_optimizer_state(const LlavaModel *m, const Optimizer *o, const char *path, Error *err);
+// Restores them; the trainable weights are set from the fp32 masters.
+int load_optimizer_state(LlavaModel *m, Optimizer *o, const char *path, Error *err);
+
+// Checkpoint folders "checkpoint-00000100" in a run folder.
+void checkpoint_dir_name(char *out, size_t cap, const char *run_dir, long step);
+// The newest complete checkpoint folder (its step in *step), or 0 if none.
+int checkpoint_find_latest(const char *run_dir, char *out, size_t cap, long *step);
+// Deletes all but the newest `keep` checkpoints, and stale *.tmp folders.
+void checkpoint_prune(const char *run_dir, int keep);
+// Removes a folder tree (no error when absent).
+int remove_tree(const char *path);
+// Renames src to dst and fsyncs the parent folder.
+int rename_durable(const char *src, const char *dst, Error *err);
+
+#endif

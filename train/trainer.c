@@ -1,0 +1,411 @@
+#include "train/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "kernels/backend.h"
+#include "train/checkpoint.h"
+#include "train/save.h"
+#include "train/synthetic.h"
+
+// Set by the signal handler, read by the loop: the one piece of process-wide
+// mutable state, because a signal handler can reach nothing else.
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+#define LOG0(t, ...) do { if ((t)->comm.rank == 0) { printf(__VA_ARGS__); fflush(stdout); } } while (0)
+
+// ---- setup -----------------------------------------------------------------------
+
+static int load_model(Trainer *t, Error *err) {
+    const RunConfig *c = &t->cfg;
+    if (c->model[0]) return checkpoint_load_llava(&t->model, c->model, t->ops, err);
+    ComposeOptions o;
+    compose_options_default(&o);
+    o.vision_dir = c->vision;
+    o.llm_dir = c->llm;
+    o.projector_path = c->projector[0] ? c->projector : NULL;
+    o.projector = strcmp(c->projector_type, "linear") == 0 ? PROJECTOR_LINEAR : PROJECTOR_MLP2X_GELU;
+    o.image_token_index = c->image_token;
+    o.seed = (unsigned long long)c->seed;
+    return checkpoint_compose(&t->model, &o, t->ops, err);
+}
+
+static int open_data(Trainer *t, Error *err) {
+    const RunConfig *c = &t->cfg;
+    int n = 0;
+    if (sscanf(c->data, "synthetic:%d", &n) == 1) {
+        SyntheticOptions o = {.n_samples = n, .min_text = 8, .max_text = 40, .image_every = 5,
+                              .micro_batch = c->micro_batch, .grad_accum = c->grad_accum, .rank = t->comm.rank,
+                              .world = t->comm.world, .seed = (unsigned long long)c->seed};
+        if (o.max_text + 1 + t->model.cfg.image_tokens > c->max_length)
+            o.max_text = c->max_length - 1 - t->model.cfg.image_tokens;
+        if (o.max_text < o.min_text) return err_set(err, "max_length %d is too small for the synthetic data", c->max_length);
+        return synthetic_open(&t->data, &o, &t->model.cfg, err);
+    }
+    return err_set(err, "data \"%s\": only synthetic:N is available in this build so far", c->data);
+}
+
+// FLOPs of one forward+backward, per text token and per image (an estimate
+// in the spirit of the PaLM/llm.c MFU: matmuls 2*params, attention 4*T*C per
+// layer, backward twice the forward where weights train, once where only
+// activation gradients flow; the vision tower runs forward only).
+static void estimate_flops(Trainer *t) {
+    const LlavaConfig *c = &t->model.cfg;
+    const TextConfig *x = &c->text;
+    const VisionConfig *v = &c->vision;
+    double C = x->hidden, HS = x->head_dim, I = x->intermediate;
+    double layer = C * (x->heads + 2 * x->kv_heads) * HS + x->heads * HS * C + 3 * C * I;
+    double llm_fwd = 2.0 * (x->layers * layer + (double)x->vocab * C) + 4.0 * x->layers * C * t->cfg.max_length / 2;
+    double llm_mult = t->model.trainable[MODULE_LLM] ? 3.0 : 2.0;
+    t->flops_per_token = llm_fwd * llm_mult;
+    double D = v->hidden, NT = c->patches + 1;
+    double vis_layer = 4 * D * D + 2 * D * v->intermediate;
+    double vis = 2.0 * NT * (c->vision_layers_run * vis_layer + 3.0 * v->patch_size * v->patch_size * D) +
+                 4.0 * c->vision_layers_run * NT * NT * D;
+    double proj = 2.0 * c->image_tokens * (D * C + (c->projector == PROJECTOR_MLP2X_GELU ? C * C : 0)) * 3.0;
+    t->flops_per_image = vis + proj;
+    t->peak_flops = t->cfg.peak_tflops > 0 ? t->cfg.peak_tflops * 1e12 : 0.0;
+}
+
+static int write_json_file(const char *path, cJSON *root, Error *err) {
+    char *s = cJSON_Print(root);
+    int rc = write_file_atomic(path, s, strlen(s), err);
+    free(s);
+    return rc;
+}
+
+static int resume_from(Trainer *t, const char *dir, Error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    cJSON *st = json_parse_file(path, err);
+    if (!st) return -1;
+    int step = 0, epoch = 0, data_step = 0, bad = 0, global = 0, stage = 0;
+    double skipped = 0;
+    int rc = json_get_int(st, "step", 0, &step, path, err) || json_get_int(st, "data_epoch", 0, &epoch, path, err) ||
+             json_get_int(st, "data_step", 0, &data_step, path, err) ||
+             json_get_int(st, "bad_streak", 0, &bad, path, err) ||
+             json_get_double(st, "skipped", 0, &skipped, path, err) ||
+             json_get_int(st, "global_batch", 0, &global, path, err) || json_get_int(st, "stage", 0, &stage, path, err);
+    cJSON_Delete(st);
+    if (rc) return -1;
+    int G = t->cfg.micro_batch * t->cfg.grad_accum * t->comm.world;
+    if (global != G)
+        return err_set(err, "%s: saved with a global batch of %d samples, this run has %d (micro_batch x grad_accum "
+                       "x processes); resume with the same global batch", dir, global, G);
+    if (stage != t->cfg.stage)
+        return err_set(err, "%s: saved by a stage-%d run, this is stage %d", dir, stage, t->cfg.stage);
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    if (load_optimizer_state(&t->model, &t->opt, path, err) != 0) return -1;
+    DataPosition pos = {epoch, data_step};
+    if (t->data.seek(&t->data, pos, err) != 0) return -1;
+    t->step = step;
+    t->bad_streak = bad;
+    t->skipped = (long)skipped;
+    return 0;
+}
+
+int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    t->comm = *comm;
+    RunConfig *c = &t->cfg;
+    Error err = {{0}};
+    if (c->global_batch > 0) {
+        int per = c->micro_batch * comm->world;
+        if (c->global_batch % per != 0) {
+            fprintf(stderr, "llava train: global_batch %d is not a multiple of micro_batch x processes = %d\n",
+                    c->global_batch, per);
+            return EXIT_BAD_INPUT;
+        }
+        c->grad_accum = c->global_batch / per;
+    }
+    backend_set_threads(c->threads);
+    t->ops = backend_select(c->device, &err);
+    if (!t->ops || load_model(t, &err) != 0) {
+        fprintf(stderr, "llava train: %s\n", err.msg);
+        return EXIT_BAD_INPUT;
+    }
+    model_set_stage(&t->model, c->stage);
+    model_set_recompute(&t->model, c->recompute);
+    if (open_data(t, &err) != 0) {
+        fprintf(stderr, "llava train: %s\n", err.msg);
+        return EXIT_BAD_INPUT;
+    }
+    long per_epoch = t->data.steps_per_epoch;
+    t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
+    t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
+    double proj_scale = c->projector_lr > 0 && c->lr > 0 ? c->projector_lr / c->lr : 1.0;
+    optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale);
+    estimate_flops(t);
+
+    char resume_dir[4096] = "";
+    long found_step = 0;
+    if (strcmp(c->resume, "auto") == 0) {
+        if (!checkpoint_find_latest(c->output_dir, resume_dir, sizeof resume_dir, &found_step)) resume_dir[0] = '\0';
+    } else if (strcmp(c->resume, "none") != 0) {
+        snprintf(resume_dir, sizeof resume_dir, "%s", c->resume);
+    }
+    if (resume_dir[0]) {
+        if (resume_from(t, resume_dir, &err) != 0) {
+            fprintf(stderr, "llava train: cannot resume: %s\n", err.msg);
+            return EXIT_BAD_INPUT;
+        }
+        LOG0(t, "resumed from %s at step %ld\n", resume_dir, t->step);
+    }
+    if (comm->rank == 0) {
+        if (make_dirs(c->output_dir, &err) != 0) {
+            fprintf(stderr, "llava train: %s\n", err.msg);
+            return EXIT_ERROR;
+        }
+        char path[4200];
+        snprintf(path, sizeof path, "%s/config.json", c->output_dir);
+        char *json = run_config_to_json(c);
+        int rc = write_file_atomic(path, json, strlen(json), &err);
+        free(json);
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
+        t->metrics = rc == 0 ? fopen(path, "a") : NULL;
+        if (!t->metrics) {
+            fprintf(stderr, "llava train: cannot write in %s: %s\n", c->output_dir, rc ? err.msg : "fopen failed");
+            return EXIT_ERROR;
+        }
+    }
+    LOG0(t, "llava train: stage %d on %s x%d, %zu trainable of %zu parameters, %ld steps (%ld per epoch), global "
+            "batch %d = %d x %d x %d\n",
+         c->stage, t->ops->name, comm->world, model_num_params(&t->model, 1), model_num_params(&t->model, 0),
+         t->total_steps, per_epoch, c->micro_batch * c->grad_accum * comm->world, c->micro_batch, c->grad_accum,
+         comm->world);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    return 0;
+}
+
+void trainer_free(Trainer *t) {
+    if (t->metrics) fclose(t->metrics);
+    if (t->data.close) t->data.close(&t->data);
+    optim_free(&t->opt, &t->model);
+    if (t->model.ops) model_free(&t->model);
+    memset(t, 0, sizeof *t);
+}
+
+// ---- checkpoints -------------------------------------------------------------------
+
+// The test suite sets LLAVA_TEST_CRASH_DURING_SAVE=<step> to die halfway
+// through writing that step's checkpoint (the previous one must survive).
+static void maybe_crash_for_test(long step) {
+    const char *v = getenv("LLAVA_TEST_CRASH_DURING_SAVE");
+    if (v && atol(v) == step) raise(SIGKILL);
+}
+
+static int save_model_outputs(Trainer *t, const char *dir, Error *err) {
+    const RunConfig *c = &t->cfg;
+    if (c->stage == 1) return save_projector_files(&t->model, dir, err);
+    const char *source = c->model[0] ? c->model : c->llm;
+    return save_model_folder(&t->model, dir, source, c->save_dtype, 5000000000ull, err);
+}
+
+static int save_checkpoint(Trainer *t, Error *err) {
+    int rc = 0;
+    if (t->comm.rank == 0) {
+        char dir[4096], tmp[4200], path[4300];
+        checkpoint_dir_name(dir, sizeof dir, t->cfg.output_dir, t->step);
+        snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+        remove_tree(tmp);
+        rc = make_dirs(tmp, err);
+        snprintf(path, sizeof path, "%s/model", tmp);
+        if (rc == 0) rc = save_model_outputs(t, path, err);
+        snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
+        if (rc == 0) rc = save_optimizer_state(&t->model, &t->opt, path, err);
+        if (rc == 0) maybe_crash_for_test(t->step);
+        if (rc == 0) {
+            DataPosition pos = t->data.position(&t->data);
+            cJSON *st = cJSON_CreateObject();
+            cJSON_AddNumberToObject(st, "step", (double)t->step);
+            cJSON_AddNumberToObject(st, "total_steps", (double)t->total_steps);
+            cJSON_AddNumberToObject(st, "data_epoch", (double)pos.epoch);
+            cJSON_AddNumberToObject(st, "data_step", (double)pos.step);
+            cJSON_AddNumberToObject(st, "bad_streak", t->bad_streak);
+            cJSON_AddNumberToObject(st, "skipped", (double)t->skipped);
+            cJSON_AddNumberToObject(st, "global_batch", t->cfg.micro_batch * t->cfg.grad_accum * t->comm.world);
+            cJSON_AddNumberToObject(st, "world", t->comm.world);
+            cJSON_AddNumberToObject(st, "stage", t->cfg.stage);
+            snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
+            rc = write_json_file(path, st, err);
+            cJSON_Delete(st);
+        }
+        if (rc == 0) {
+            remove_tree(dir);  // a stale complete folder of the same step (resume=none)
+            rc = rename_durable(tmp, dir, err);
+        }
+        if (rc == 0) checkpoint_prune(t->cfg.output_dir, t->cfg.keep_last);
+    }
+    comm_barrier(&t->comm);
+    return rc;
+}
+
+static int save_final(Trainer *t, Error *err) {
+    if (t->comm.rank != 0) return 0;
+    char dir[4200], tmp[4300];
+    snprintf(dir, sizeof dir, "%s/final", t->cfg.output_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+    remove_tree(tmp);
+    // The final folder is always a complete LLaVA model (usable as `model` of
+    // the next stage and by eval); stage 1 adds its projector files.
+    const char *source = t->cfg.model[0] ? t->cfg.model : t->cfg.llm;
+    if (save_model_folder(&t->model, tmp, source, t->cfg.save_dtype, 5000000000ull, err) != 0) return -1;
+    if (t->cfg.stage == 1 && save_projector_files(&t->model, tmp, err) != 0) return -1;
+    remove_tree(dir);
+    return rename_durable(tmp, dir, err);
+}
+
+// ---- the loop --------------------------------------------------------------------
+
+static double max_rss_gb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / (1024.0 * 1024.0);
+}
+
+typedef struct {
+    double loss, norm, lr, seconds;
+    int64_t tokens, counted, images;
+    int skipped;
+} StepStats;
+
+static void log_step(Trainer *t, const StepStats *s) {
+    if (t->comm.rank != 0) return;
+    double elapsed = now_seconds() - t->t_start;
+    double eta = t->steps_this_run ? elapsed / (double)t->steps_this_run * (double)(t->total_steps - t->step) : 0;
+    double tok_s = s->tokens / s->seconds, img_s = s->images / s->seconds;
+    double flops = (double)s->tokens * t->flops_per_token + (double)s->images * t->flops_per_image;
+    double mfu = t->peak_flops > 0 ? flops / s->seconds / (t->peak_flops * t->comm.world) : -1.0;
+    DataPosition pos = t->data.position(&t->data);
+    fprintf(t->metrics,
+            "{\"step\": %ld, \"total_steps\": %ld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
+            "\"tokens\": %lld, \"counted_tokens\": %lld, \"images\": %lld, \"tokens_per_s\": %.1f, \"images_per_s\": "
+            "%.2f, \"mfu\": %.4f, \"max_rss_gb\": %.3f, \"step_s\": %.4f, \"eta_s\": %.0f, \"skipped\": %d}\n",
+            t->step, t->total_steps, (double)pos.epoch + (double)pos.step / (double)t->data.steps_per_epoch, s->loss,
+            s->lr, s->norm, (long long)s->tokens, (long long)s->counted, (long long)s->images, tok_s, img_s, mfu,
+            max_rss_gb(), s->seconds, eta, s->skipped);
+    fflush(t->metrics);
+    if (t->step % t->cfg.log_every != 0 && t->step != t->total_steps && !s->skipped) return;
+    char mfu_s[16] = "-";
+    if (mfu >= 0) snprintf(mfu_s, sizeof mfu_s, "%.1f%%", 100 * mfu);
+    printf("step %ld/%ld | epoch %.2f | loss %.4f | lr %.3e | norm %.3f | %.0f tok/s | %.1f img/s | mfu %s | mem "
+           "%.2f GB | eta %.0fs%s\n",
+           t->step, t->total_steps, (double)pos.epoch + (double)pos.step / (double)t->data.steps_per_epoch, s->loss,
+           s->lr, s->norm, tok_s, img_s, mfu_s, max_rss_gb(), eta, s->skipped ? " | SKIPPED (non-finite)" : "");
+    fflush(stdout);
+}
+
+// LLAVA_TEST_STEP_DELAY_MS slows every step down so that the test suite can
+// reliably kill a run between two checkpoints.
+static void maybe_delay_for_test(void) {
+    const char *v = getenv("LLAVA_TEST_STEP_DELAY_MS");
+    if (v) usleep((useconds_t)(atoi(v) * 1000));
+}
+
+// One optimizer step. Returns 0, or -1 on a data error (err set).
+static int train_step(Trainer *t, StepStats *s, Error *err) {
+    LlavaModel *m = &t->model;
+    const RunConfig *c = &t->cfg;
+    double t0 = now_seconds();
+    maybe_delay_for_test();
+    LlavaBatch micro[64];
+    int n = 0;
+    if (t->data.next_step(&t->data, micro, &n, err) != 0) return -1;
+    // The loss is the mean over every counted token of the whole global
+    // batch: count them first, over every micro-batch and rank.
+    int64_t counts[3] = {0, 0, 0};  // counted targets, input tokens, images
+    for (int i = 0; i < n; i++) {
+        counts[0] += model_count_targets(&micro[i]);
+        for (int k = 0; k < micro[i].B * micro[i].T; k++) counts[1] += !micro[i].seg || micro[i].seg[k] != 0;
+        counts[2] += micro[i].n_images;
+    }
+    comm_allreduce_sum_i64(&t->comm, counts, 3);
+    model_zero_grads(m);
+    double loss_sum = 0.0;
+    float scale = counts[0] > 0 ? 1.0f / (float)counts[0] : 0.0f;
+    for (int i = 0; i < n; i++) {
+        if (model_forward(m, &micro[i], err) != 0) return -1;
+        loss_sum += m->loss_sum;
+        if (counts[0] > 0) model_backward(m, scale);
+    }
+    for (int i = 0; i < MODULE_COUNT; i++)
+        if (m->grads[i]) comm_allreduce_sum_f32(&t->comm, m->grads[i], m->params.module_numel[i]);
+    comm_allreduce_sum_f64(&t->comm, &loss_sum, 1);
+    s->loss = counts[0] > 0 ? loss_sum / (double)counts[0] : NAN;
+    s->norm = optim_grad_norm(m);
+    s->lr = c->lr * schedule_lr_factor(c->schedule, t->step, t->total_steps, t->warmup_steps);
+    s->skipped = !isfinite(s->loss) || !isfinite(s->norm);
+    if (s->skipped) {
+        t->bad_streak++;
+        t->skipped++;
+    } else {
+        t->bad_streak = 0;
+        optim_step(&t->opt, m, s->lr, optim_clip_factor(s->norm, c->max_grad_norm), (int)(t->step + 1));
+    }
+    t->step++;
+    t->steps_this_run++;
+    s->tokens = counts[1];
+    s->counted = counts[0];
+    s->images = counts[2];
+    s->seconds = now_seconds() - t0;
+    return 0;
+}
+
+int trainer_run(Trainer *t) {
+    Error err = {{0}};
+    t->t_start = now_seconds();
+    int exit_code = EXIT_OK;
+    long last_saved = t->step;
+    while (t->step < t->total_steps) {
+        StepStats s;
+        memset(&s, 0, sizeof s);
+        if (train_step(t, &s, &err) != 0) {
+            fprintf(stderr, "llava train: step %ld: %s\n", t->step + 1, err.msg);
+            return EXIT_BAD_INPUT;
+        }
+        log_step(t, &s);
+        int stop = !comm_all(&t->comm, stop_signal == 0);
+        int too_bad = t->bad_streak >= t->cfg.max_bad_steps;
+        int periodic = t->cfg.save_every > 0 && t->step % t->cfg.save_every == 0;
+        if (periodic || stop || too_bad) {
+            if (save_checkpoint(t, &err) != 0) {
+                fprintf(stderr, "llava train: saving step %ld failed: %s\n", t->step, err.msg);
+                return EXIT_ERROR;
+            }
+            last_saved = t->step;
+            LOG0(t, "saved checkpoint at step %ld\n", t->step);
+        }
+        if (too_bad) {
+            fprintf(stderr, "llava train: %d non-finite steps in a row (loss or gradient NaN/inf); stopped at step %ld "
+                    "with a checkpoint. Lower the learning rate or check the data, then rerun to resume.\n",
+                    t->bad_streak, t->step);
+            return EXIT_ERROR;
+        }
+        if (stop) {
+            LOG0(t, "interrupted by signal %d at step %ld: checkpoint saved, rerun the same command to resume\n",
+                 (int)stop_signal, t->step);
+            return EXIT_OK;
+        }
+    }
+    if (last_saved != t->step && save_checkpoint(t, &err) != 0) {
+        fprintf(stderr, "llava train: saving the last checkpoint failed: %s\n", err.msg);
+        return EXIT_ERROR;
+    }
+    if (save_final(t, &err) != 0) {
+        fprintf(stderr, "llava train: saving the final model failed: %s\n", err.msg);
+        return EXIT_ERROR;
+    }
+    LOG0(t, "done: %ld steps (%ld skipped as non-finite), final model in %s/final\n", t->step, t->skipped,
+         t->cfg.output_dir);
+    return exit_code;
+}

@@ -1,0 +1,43 @@
+// The training loop of `llava train`: micro-batches with gradient
+// accumulation, the loss as the mean over every counted token of the global
+// batch, data-parallel gradient all-reduce, clipping, AdamW, progress lines
+// and metrics.jsonl, atomic checkpoints with exact resume, skipping of
+// non-finite steps, and a checkpoint on SIGINT/SIGTERM.
+#ifndef LLAVA_TRAINER_H
+#define LLAVA_TRAINER_H
+
+#include <stdio.h>
+
+#include "train/batch_source.h"
+#include "train/dist.h"
+#include "train/optim.h"
+#include "train/run_config.h"
+
+typedef struct {
+    RunConfig cfg;
+    Comm comm;
+    const Ops *ops;
+    LlavaModel model;
+    Optimizer opt;
+    BatchSource data;
+    long step;           // optimizer steps done
+    long total_steps;
+    long warmup_steps;
+    int bad_streak;      // consecutive non-finite steps
+    long skipped;        // all non-finite steps
+    FILE *metrics;       // metrics.jsonl (rank 0)
+    double flops_per_token, flops_per_image;
+    double peak_flops;   // per device, 0 = unknown
+    double t_start;
+    long steps_this_run;
+} Trainer;
+
+// Sets everything up from the config: model, data, optimizer, resume.
+// Returns 0, or the exit code to stop with (message already printed).
+int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm);
+// Runs until the last step, a signal, or too many non-finite steps.
+// Returns the process exit code.
+int trainer_run(Trainer *t);
+void trainer_free(Trainer *t);
+
+#endif
