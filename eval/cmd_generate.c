@@ -88,7 +88,7 @@ int cmd_generate(int argc, char **argv) {
     model_source_default(&src);
     const char *ids_text = NULL, *pixels_path = NULL, *device = "cpu";
     float temperature = 0.0f, top_p = 1.0f;
-    int top_k = 0, max_new = 512, seed = 0, eos = -2, threads = 0;
+    int top_k = 0, max_new = 512, seed = 0, eos = -2, threads = 0, verify = 0;
     ArgSpec specs[24];
     int n = model_source_args(&src, specs, 0);
     specs[n++] = (ArgSpec){"ids", ARG_STRING, &ids_text, "prompt as token ids, a JSON list (debugging; images as "
@@ -101,6 +101,8 @@ int cmd_generate(int argc, char **argv) {
     specs[n++] = (ArgSpec){"max-new-tokens", ARG_INT, &max_new, "stop after this many new tokens (default 512)", 0};
     specs[n++] = (ArgSpec){"seed", ARG_INT, &seed, "sampling seed (default 0)", 0};
     specs[n++] = (ArgSpec){"eos", ARG_INT, &eos, "stop token id (default: the model's eos_token_id; -1 = none)", 0};
+    specs[n++] = (ArgSpec){"verify", ARG_FLAG, &verify,
+                           "check the KV-cache logits of every step against a full forward (debugging)", 0};
     specs[n++] = (ArgSpec){"device", ARG_STRING, &device, "cpu | cuda (default cpu)", 0};
     specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all cores)", 0};
     int rc = args_parse(argc, argv, specs, n, "llava generate --model DIR --ids '[...]' [--pixels F] [options]",
@@ -150,8 +152,22 @@ int cmd_generate(int argc, char **argv) {
     for (int i = 0; i < out.n; i++) printf("%s%d", i ? ", " : "", out.ids[i]);
     printf("], \"stop\": \"%s\", \"prompt_tokens\": %d}\n", gen_stop_name(out.stop), n_ids);
     print_stats(&g.stats);
-    gen_output_free(&out);
     status = EXIT_OK;
+    if (verify) {
+        // fp32 agrees to ~1e-6; bf16 to ~1e-2.
+        const double tol = ops->act_size == 4 ? 1e-4 : 3e-2;
+        double worst;
+        int checked;
+        if (gen_verify(&g, &prompt, out.ids, out.n, &worst, &checked, &err) != 0) {
+            fprintf(stderr, "llava generate: verify: %s\n", err.msg);
+            status = EXIT_ERROR;
+        } else {
+            fprintf(stderr, "verify: %d steps, KV-cache logits vs full forward: max rel. error %.2e (%s, tolerance "
+                            "%.0e)\n", checked, worst, worst <= tol ? "ok" : "FAIL", tol);
+            if (worst > tol) status = EXIT_ERROR;
+        }
+    }
+    gen_output_free(&out);
 done:
     gen_free(&g);
     free(ids);

@@ -3,6 +3,7 @@
 // width, V vocabulary, KV = NKV*HS cache row width.
 #include "eval/generate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -344,5 +345,48 @@ int gen_continue(Generator *g, const GenPrompt *prompt, const GenOptions *opt, G
     g->stats.prefill_tokens = Tq;
     if (rc == 0) rc = decode_loop(g, 1, logits + (size_t)(Tq - 1) * V, opt, out, err);
     free(logits);
+    return rc;
+}
+
+// ---- self-check -----------------------------------------------------------------------
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    if (isnan(num) || isnan(den)) return INFINITY;
+    return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0.0);
+}
+
+int gen_verify(Generator *g, const GenPrompt *prompt, const int32_t *tokens, int n, double *max_rel, int *checked,
+               Error *err) {
+    LlavaModel *m = g->m;
+    const int V = m->cfg.text.vocab;
+    *max_rel = 0.0;
+    *checked = 0;
+    int32_t *seq = xmalloc((size_t)(prompt->n + n) * sizeof(int32_t));
+    memcpy(seq, prompt->ids, (size_t)prompt->n * sizeof(int32_t));
+    float *step = xmalloc((size_t)V * sizeof(float)), *full = xmalloc((size_t)V * sizeof(float));
+    int rc = gen_prefill(g, prompt, 1, step, err);
+    for (int s = 0; rc == 0 && s <= n; s++) {
+        // The full forward reuses the model's activations: run it after the
+        // cache has what it needs, before the next step.
+        const int len = prompt->n + s;
+        LlavaBatch b = {.B = 1, .T = len, .input_ids = seq, .n_images = prompt->n_images, .pixels = prompt->pixels};
+        if ((rc = model_forward(m, &b, err)) != 0) break;
+        g->ops->download_act(full, act_at(g, model_logits(m), (size_t)(len - 1) * V), (size_t)V);
+        double e = rel_err(step, full, (size_t)V);
+        *max_rel = e > *max_rel ? e : *max_rel;
+        (*checked)++;
+        if (s == n || tokens[s] == m->cfg.image_token_index) break;
+        seq[len] = tokens[s];
+        rc = gen_step(g, &tokens[s], 1, step, err);
+    }
+    free(seq);
+    free(step);
+    free(full);
     return rc;
 }

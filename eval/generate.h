@@ -102,6 +102,14 @@ int gen_generate(Generator *g, const GenPrompt *prompts, int B, const GenOptions
 // like gen_generate. A prompt whose changed part holds image tokens is
 // prefilled from scratch with its images.
 int gen_continue(Generator *g, const GenPrompt *prompt, const GenOptions *opt, GenOutput *out, Error *err);
+// Self-check of the cache path for one prompt: teacher-forces `tokens`
+// through prefill + one-token steps and compares every step's logits with a
+// full forward over the whole sequence so far. *max_rel gets the largest
+// relative error (norm-wise, per step); *checked the steps compared (a
+// generated image token id stops the check: a full forward would take it for
+// an image slot).
+int gen_verify(Generator *g, const GenPrompt *prompt, const int32_t *tokens, int n, double *max_rel, int *checked,
+               Error *err);
 void gen_output_free(GenOutput *o);
 const char *gen_stop_name(GenStop s);
 
