@@ -8,6 +8,7 @@
 
 #include "common/safetensors.h"
 #include "kernels/ops.h"
+#include "train/optim.h"
 #include "tests/testlib.h"
 
 static float *get(const StFile *f, const char *name, int64_t *n) {
@@ -61,6 +62,25 @@ int main(int argc, char **argv) {
     ops->adamw_update(p1, NULL, g, m1, v1, 4, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.25f, 1, 0);
     ops->adamw_update(p2, NULL, gs, m2, v2, 4, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 1, 0);
     EXPECT(memcmp(p1, p2, sizeof p1) == 0 && memcmp(v1, v2, sizeof v1) == 0, "grad_scale is applied to the gradient");
+    // LR schedules vs transformers' get_*_schedule_with_warmup, step by step.
+    const char *kinds[] = {"cosine", "linear", "constant"};
+    for (int k = 0; k < 3; k++)
+        for (int w = 0; w <= 2; w += 2) {
+            char name[64];
+            snprintf(name, sizeof name, "sched.%s.w%d", kinds[k], w);
+            int64_t n = 0;
+            float *want = get(&f, name, &n);
+            EXPECT(schedule_warmup_steps(0.03, 0, n) == 2, "warmup ceil(0.03 * 50) = 2");
+            for (int64_t s = 0; s < n; s++) {
+                double got = schedule_lr_factor(kinds[k], (long)s, (long)n, w);
+                if (fabs(got - want[s]) > 1e-6) {
+                    EXPECT(0, "%s warmup %d step %lld: %.7f vs transformers %.7f", kinds[k], w, (long long)s, got,
+                           want[s]);
+                    break;
+                }
+            }
+            free(want);
+        }
     st_close(&f);
     return test_summary("test_optim");
 }

@@ -303,6 +303,31 @@ void checkpoint_init_projector(LlavaModel *m, unsigned long long seed) {
     }
 }
 
+void checkpoint_init_random(LlavaModel *m, unsigned long long seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    for (int i = 0; i < m->params.n; i++) {
+        const ParamInfo *p = &m->params.p[i];
+        if (p->module == MODULE_PROJECTOR) continue;
+        float *host = xmalloc(p->numel * sizeof(float));
+        size_t len = strlen(p->name);
+        int is_bias = len > 5 && strcmp(p->name + len - 5, ".bias") == 0;
+        int is_cls = strstr(p->name, "class_embedding") != NULL;
+        float std = is_cls ? 1.0f / sqrtf((float)m->cfg.vision.hidden) : 0.02f;
+        for (size_t k = 0; k < p->numel; k++) {
+            if (is_bias)
+                host[k] = 0.0f;
+            else if (p->ndim == 1 && !is_cls)
+                host[k] = 1.0f;  // norm weights
+            else
+                host[k] = std * rng_normal(&rng);
+        }
+        m->ops->upload_act(model_weight(m, p), host, p->numel);
+        free(host);
+    }
+    checkpoint_init_projector(m, seed);
+}
+
 static int has_projector_tensors(const CheckpointDir *d) {
     for (int fi = 0; fi < d->n_files; fi++)
         for (int i = 0; i < d->files[fi].n; i++) {

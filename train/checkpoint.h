@@ -52,4 +52,9 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
 // Projector init as torch.nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 void checkpoint_init_projector(LlavaModel *m, unsigned long long seed);
 
+// Fresh weights in the style of transformers' init: normal(0, 0.02) for
+// matrices and embeddings, zero biases, unit norm weights; the projector as
+// checkpoint_init_projector.
+void checkpoint_init_random(LlavaModel *m, unsigned long long seed);
+
 #endif
