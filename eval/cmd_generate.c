@@ -9,6 +9,7 @@
 #include "common/json.h"
 #include "common/safetensors.h"
 #include "eval/generate.h"
+#include "eval/image_input.h"
 #include "kernels/backend.h"
 #include "train/commands.h"
 #include "train/model_source.h"
@@ -77,6 +78,19 @@ static int expand_image_tokens(const LlavaConfig *cfg, int32_t **ids, int *n, in
     return 0;
 }
 
+// One image file -> pixels [1, 3, S, S] with the model's preprocessing.
+static int load_image(const ModelSource *src, const LlavaConfig *cfg, const char *path, const char *aspect,
+                      float **pixels, int *n_images, Error *err) {
+    ImageInput in;
+    const char *dir = src->model_dir ? src->model_dir : src->vision_dir;
+    if (image_input_init(&in, dir, cfg, aspect, err) != 0) return -1;
+    *pixels = xmalloc((size_t)3 * in.S * in.S * sizeof(float));
+    int rc = image_input_load(&in, path, *pixels, err);
+    *n_images = rc == 0;
+    image_input_free(&in);
+    return rc;
+}
+
 static void print_stats(const GenStats *s) {
     double tps = s->decode_s > 0 ? s->decode_tokens / s->decode_s : 0.0;
     fprintf(stderr, "prefill: %ld tokens in %.1f ms; decode: %ld tokens in %.1f ms (%.1f tokens/s)\n",
@@ -86,15 +100,18 @@ static void print_stats(const GenStats *s) {
 int cmd_generate(int argc, char **argv) {
     ModelSource src;
     model_source_default(&src);
-    const char *ids_text = NULL, *pixels_path = NULL, *device = "cpu";
+    const char *ids_text = NULL, *pixels_path = NULL, *image_path = NULL, *aspect = "pad", *device = "cpu";
     float temperature = 0.0f, top_p = 1.0f;
     int top_k = 0, max_new = 512, seed = 0, eos = -2, threads = 0, verify = 0;
     ArgSpec specs[24];
     int n = model_source_args(&src, specs, 0);
     specs[n++] = (ArgSpec){"ids", ARG_STRING, &ids_text, "prompt as token ids, a JSON list (debugging; images as "
                                                          "image tokens, one or image_seq_length per image)", 0};
+    specs[n++] = (ArgSpec){"image", ARG_STRING, &image_path, "image file (JPEG, PNG, GIF)", 0};
+    specs[n++] = (ArgSpec){"aspect", ARG_STRING, &aspect,
+                           "pad (LLaVA-1.5: expand to a square first) | square (resize + centre crop) (default pad)", 0};
     specs[n++] = (ArgSpec){"pixels", ARG_STRING, &pixels_path,
-                           "preprocessed images: safetensors with pixel_values [N, 3, S, S]", 0};
+                           "instead of --image: preprocessed images, safetensors with pixel_values [N, 3, S, S]", 0};
     specs[n++] = (ArgSpec){"temperature", ARG_FLOAT, &temperature, "0 = greedy (default 0)", 0};
     specs[n++] = (ArgSpec){"top-p", ARG_FLOAT, &top_p, "nucleus sampling mass, 1 = off (default 1)", 0};
     specs[n++] = (ArgSpec){"top-k", ARG_INT, &top_k, "keep the k most likely tokens, 0 = off (default 0)", 0};
@@ -112,6 +129,10 @@ int cmd_generate(int argc, char **argv) {
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;
     if (!ids_text) {
         fprintf(stderr, "llava generate: give the prompt with --ids (see --help)\n");
+        return EXIT_BAD_INPUT;
+    }
+    if (image_path && pixels_path) {
+        fprintf(stderr, "llava generate: give --image or --pixels, not both\n");
         return EXIT_BAD_INPUT;
     }
     if (max_new < 1 || temperature < 0 || top_p <= 0 || top_p > 1 || top_k < 0) {
@@ -134,6 +155,7 @@ int cmd_generate(int argc, char **argv) {
     Generator g = {0};
     if (parse_ids(ids_text, &ids, &n_ids, &err) != 0 ||
         (pixels_path && read_pixels(pixels_path, &m.cfg, &pixels, &n_images, &err) != 0) ||
+        (image_path && load_image(&src, &m.cfg, image_path, aspect, &pixels, &n_images, &err) != 0) ||
         expand_image_tokens(&m.cfg, &ids, &n_ids, n_images, &err) != 0 ||
         gen_init(&g, &m, 1, n_ids + max_new, &err) != 0) {
         fprintf(stderr, "llava generate: %s\n", err.msg);
