@@ -15,6 +15,7 @@ typedef struct {
 static const Command COMMANDS[] = {
     {"train", cmd_train, "train a stage (1: projector, 2: projector + LLM) from a JSON run config"},
     {"init", cmd_init, "write a fresh model folder: random from a config, or CLIP + LLM (+ projector)"},
+    {"bench", cmd_bench, "time training steps on synthetic batches (JSON output)"},
     {"forward", cmd_forward, "run one batch forward (and backward) and write logits, loss, gradients"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image as LLaVA does; write pixel_values"},
     {"generate", cmd_generate, "generate a continuation of a prompt with a KV cache"},

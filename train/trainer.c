@@ -305,6 +305,21 @@ static void log_step(Trainer *t, const StepStats *s) {
     fflush(stdout);
 }
 
+// Sums a gradient buffer over the processes. MPI works on host memory, so
+// device gradients travel through a host copy.
+static void allreduce_grads(Trainer *t, float *grads, size_t n) {
+    if (t->comm.world == 1) return;
+    if (strcmp(t->ops->name, "cpu") == 0) {
+        comm_allreduce_sum_f32(&t->comm, grads, n);
+        return;
+    }
+    float *host = xmalloc(n * sizeof(float));
+    t->ops->download(host, grads, n * sizeof(float));
+    comm_allreduce_sum_f32(&t->comm, host, n);
+    t->ops->upload(grads, host, n * sizeof(float));
+    free(host);
+}
+
 // LLAVA_TEST_STEP_DELAY_MS slows every step down so that the test suite can
 // reliably kill a run between two checkpoints.
 static void maybe_delay_for_test(void) {
@@ -339,7 +354,7 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
         if (counts[0] > 0) model_backward(m, scale);
     }
     for (int i = 0; i < MODULE_COUNT; i++)
-        if (m->grads[i]) comm_allreduce_sum_f32(&t->comm, m->grads[i], m->params.module_numel[i]);
+        if (m->grads[i]) allreduce_grads(t, m->grads[i], m->params.module_numel[i]);
     comm_allreduce_sum_f64(&t->comm, &loss_sum, 1);
     s->loss = counts[0] > 0 ? loss_sum / (double)counts[0] : NAN;
     s->norm = optim_grad_norm(m);
