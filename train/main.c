@@ -18,6 +18,7 @@ static const Command COMMANDS[] = {
     {"bench", cmd_bench, "time training steps on synthetic batches (JSON output)"},
     {"forward", cmd_forward, "run one batch forward (and backward) and write logits, loss, gradients"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image as LLaVA does; write pixel_values"},
+    {"tokenize", cmd_tokenize, "text -> token ids (or ids -> text) with a model's tokenizer.json"},
     {"generate", cmd_generate, "generate a continuation of a prompt with a KV cache"},
     {"eval", cmd_eval, "evaluate on a benchmark (scienceqa)"},
 };
