@@ -1,6 +1,8 @@
-// `llava generate`: one prompt in, the model's continuation out.
-//   --ids '[1, 5, ...]' [--pixels F.safetensors]   token-level (no tokenizer
-//   needed): prints {"ids": [...], "stop": ...} as one JSON line.
+// `llava generate`: one question in, the model's answer out.
+//   --prompt TEXT [--image FILE]: the question in the conversation template
+//   (as LLaVA's run_llava.py builds it); prints the answer text.
+//   --ids '[1, 5, ...]' [--pixels F.safetensors]: token level (no tokenizer
+//   needed); prints {"ids": [...], "stop": ...} as one JSON line.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,11 +10,10 @@
 #include "common/args.h"
 #include "common/json.h"
 #include "common/safetensors.h"
-#include "eval/generate.h"
+#include "eval/gen_cli.h"
 #include "eval/image_input.h"
-#include "kernels/backend.h"
+#include "eval/text_prompt.h"
 #include "train/commands.h"
-#include "train/model_source.h"
 
 // Parses "[1, 2, 3]" into ids.
 static int parse_ids(const char *text, int32_t **ids, int *n, Error *err) {
@@ -79,15 +80,31 @@ static int expand_image_tokens(const LlavaConfig *cfg, int32_t **ids, int *n, in
 }
 
 // One image file -> pixels [1, 3, S, S] with the model's preprocessing.
-static int load_image(const ModelSource *src, const LlavaConfig *cfg, const char *path, const char *aspect,
-                      float **pixels, int *n_images, Error *err) {
+static int load_image(const GenCli *c, const LlavaConfig *cfg, const char *path, float **pixels, int *n_images,
+                      Error *err) {
     ImageInput in;
-    const char *dir = src->model_dir ? src->model_dir : src->vision_dir;
-    if (image_input_init(&in, dir, cfg, aspect, err) != 0) return -1;
+    if (image_input_init(&in, gen_cli_processor_dir(c), cfg, c->aspect, err) != 0) return -1;
     *pixels = xmalloc((size_t)3 * in.S * in.S * sizeof(float));
     int rc = image_input_load(&in, path, *pixels, err);
     *n_images = rc == 0;
     image_input_free(&in);
+    return rc;
+}
+
+// --prompt: the user's text as the first (and only) question of the
+// template; with an image, "<image>\n" in front unless the text places
+// "<image>" itself (LLaVA's run_llava.py).
+static int text_ids(TextPrompt *tp, const char *prompt, int has_image, int32_t **ids, int *n, Error *err) {
+    char *turn = xmalloc(strlen(prompt) + 16);
+    sprintf(turn, "%s%s", has_image && !strstr(prompt, "<image>") ? "<image>\n" : "", prompt);
+    const char *turns[1] = {turn};
+    const int32_t *built;
+    int rc = text_prompt_build(tp, turns, 1, has_image, &built, n, err);
+    if (rc == 0) {
+        *ids = xmalloc((size_t)*n * sizeof(int32_t));
+        memcpy(*ids, built, (size_t)*n * sizeof(int32_t));
+    }
+    free(turn);
     return rc;
 }
 
@@ -98,86 +115,79 @@ static void print_stats(const GenStats *s) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    ModelSource src;
-    model_source_default(&src);
-    const char *ids_text = NULL, *pixels_path = NULL, *image_path = NULL, *aspect = "pad", *device = "cpu";
-    float temperature = 0.0f, top_p = 1.0f;
-    int top_k = 0, max_new = 512, seed = 0, eos = -2, threads = 0, verify = 0;
-    ArgSpec specs[24];
-    int n = model_source_args(&src, specs, 0);
-    specs[n++] = (ArgSpec){"ids", ARG_STRING, &ids_text, "prompt as token ids, a JSON list (debugging; images as "
-                                                         "image tokens, one or image_seq_length per image)", 0};
+    GenCli cli;
+    gen_cli_default(&cli, 0.0f, 512);
+    const char *prompt_text = NULL, *ids_text = NULL, *pixels_path = NULL, *image_path = NULL;
+    int eos = -2, verify = 0;
+    ArgSpec specs[32];
+    int n = 0;
+    specs[n++] = (ArgSpec){"prompt", ARG_STRING, &prompt_text, "the question (put in the conversation template)", 0};
     specs[n++] = (ArgSpec){"image", ARG_STRING, &image_path, "image file (JPEG, PNG, GIF)", 0};
-    specs[n++] = (ArgSpec){"aspect", ARG_STRING, &aspect,
-                           "pad (LLaVA-1.5: expand to a square first) | square (resize + centre crop) (default pad)", 0};
+    n = gen_cli_args(&cli, specs, n);
+    specs[n++] = (ArgSpec){"ids", ARG_STRING, &ids_text, "instead of --prompt: token ids, a JSON list, printed back "
+                                                         "as ids (images: one or image_seq_length image tokens each)", 0};
     specs[n++] = (ArgSpec){"pixels", ARG_STRING, &pixels_path,
                            "instead of --image: preprocessed images, safetensors with pixel_values [N, 3, S, S]", 0};
-    specs[n++] = (ArgSpec){"temperature", ARG_FLOAT, &temperature, "0 = greedy (default 0)", 0};
-    specs[n++] = (ArgSpec){"top-p", ARG_FLOAT, &top_p, "nucleus sampling mass, 1 = off (default 1)", 0};
-    specs[n++] = (ArgSpec){"top-k", ARG_INT, &top_k, "keep the k most likely tokens, 0 = off (default 0)", 0};
-    specs[n++] = (ArgSpec){"max-new-tokens", ARG_INT, &max_new, "stop after this many new tokens (default 512)", 0};
-    specs[n++] = (ArgSpec){"seed", ARG_INT, &seed, "sampling seed (default 0)", 0};
-    specs[n++] = (ArgSpec){"eos", ARG_INT, &eos, "stop token id (default: the model's eos_token_id; -1 = none)", 0};
+    specs[n++] = (ArgSpec){"eos", ARG_INT, &eos, "stop token id (default: the tokenizer's / model's eos; -1 = none)", 0};
     specs[n++] = (ArgSpec){"verify", ARG_FLAG, &verify,
                            "check the KV-cache logits of every step against a full forward (debugging)", 0};
-    specs[n++] = (ArgSpec){"device", ARG_STRING, &device, "cpu | cuda (default cpu)", 0};
-    specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all cores)", 0};
-    int rc = args_parse(argc, argv, specs, n, "llava generate --model DIR --ids '[...]' [--pixels F] [options]",
-                        "Generates a continuation with a KV cache. Prints the new token ids as JSON and timing on "
-                        "stderr.",
+    int rc = args_parse(argc, argv, specs, n,
+                        "llava generate --model DIR [--image FILE] --prompt TEXT [options]\n"
+                        "       llava generate --model DIR [--pixels F.safetensors] --ids '[1, ...]' [options]",
+                        "Answers one question with a KV cache and prints the answer (timing on stderr). With --ids\n"
+                        "the prompt is token ids and the output {\"ids\": [...], \"stop\": ...} as JSON.",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;
-    if (!ids_text) {
-        fprintf(stderr, "llava generate: give the prompt with --ids (see --help)\n");
+    if (!prompt_text == !ids_text) {
+        fprintf(stderr, "llava generate: give the prompt with --prompt TEXT or --ids '[...]' (see --help)\n");
         return EXIT_BAD_INPUT;
     }
     if (image_path && pixels_path) {
         fprintf(stderr, "llava generate: give --image or --pixels, not both\n");
         return EXIT_BAD_INPUT;
     }
-    if (max_new < 1 || temperature < 0 || top_p <= 0 || top_p > 1 || top_k < 0) {
-        fprintf(stderr, "llava generate: need --max-new-tokens >= 1, --temperature >= 0, 0 < --top-p <= 1, "
-                        "--top-k >= 0\n");
-        return EXIT_BAD_INPUT;
-    }
-    backend_set_threads(threads);
+    if (gen_cli_check(&cli, "generate") != 0) return EXIT_BAD_INPUT;
     Error err = {{0}};
-    const Ops *ops = backend_select(device, &err);
     LlavaModel m;
-    if (!ops || model_source_load(&src, &m, ops, &err) != 0) {
+    if (gen_cli_load(&cli, &m, &err) != 0) {
         fprintf(stderr, "llava generate: %s\n", err.msg);
         return EXIT_BAD_INPUT;
     }
-    model_set_stage(&m, 0);
     int status = EXIT_BAD_INPUT, n_ids = 0, n_images = 0;
     int32_t *ids = NULL;
     float *pixels = NULL;
     Generator g = {0};
-    if (parse_ids(ids_text, &ids, &n_ids, &err) != 0 ||
-        (pixels_path && read_pixels(pixels_path, &m.cfg, &pixels, &n_images, &err) != 0) ||
-        (image_path && load_image(&src, &m.cfg, image_path, aspect, &pixels, &n_images, &err) != 0) ||
-        expand_image_tokens(&m.cfg, &ids, &n_ids, n_images, &err) != 0 ||
-        gen_init(&g, &m, 1, n_ids + max_new, &err) != 0) {
-        fprintf(stderr, "llava generate: %s\n", err.msg);
-        goto done;
+    TextPrompt tp = {0};
+    if ((pixels_path && read_pixels(pixels_path, &m.cfg, &pixels, &n_images, &err) != 0) ||
+        (image_path && load_image(&cli, &m.cfg, image_path, &pixels, &n_images, &err) != 0))
+        goto fail;
+    if (ids_text) {
+        if (parse_ids(ids_text, &ids, &n_ids, &err) != 0 || expand_image_tokens(&m.cfg, &ids, &n_ids, n_images, &err))
+            goto fail;
+    } else if (text_prompt_init(&tp, gen_cli_tokenizer_dir(&cli), cli.template_name, &m.cfg, &err) != 0 ||
+               text_ids(&tp, prompt_text, n_images > 0, &ids, &n_ids, &err) != 0) {
+        goto fail;
     }
+    if (gen_init(&g, &m, 1, n_ids + cli.max_new, &err) != 0) goto fail;
     GenPrompt prompt = {.ids = ids, .n = n_ids, .n_images = n_images, .pixels = pixels};
-    GenOptions opt = {.sample = {.temperature = temperature, .top_p = top_p, .top_k = top_k},
-                      .max_new_tokens = max_new, .eos_id = eos == -2 ? m.cfg.text.eos_id : eos,
-                      .seed = (uint64_t)seed};
+    const int default_eos = tp.tok ? tp.eos_id : m.cfg.text.eos_id;
+    GenOptions opt = gen_cli_options(&cli, eos == -2 ? default_eos : eos);
     GenOutput out;
-    if (gen_generate(&g, &prompt, 1, &opt, &out, &err) != 0) {
-        fprintf(stderr, "llava generate: %s\n", err.msg);
-        goto done;
+    if (gen_generate(&g, &prompt, 1, &opt, &out, &err) != 0) goto fail;
+    if (ids_text) {
+        printf("{\"ids\": [");
+        for (int i = 0; i < out.n; i++) printf("%s%d", i ? ", " : "", out.ids[i]);
+        printf("], \"stop\": \"%s\", \"prompt_tokens\": %d}\n", gen_stop_name(out.stop), n_ids);
+    } else {
+        char *answer = text_prompt_answer(&tp, out.ids, out.n);
+        printf("%s\n", answer);
+        free(answer);
     }
-    printf("{\"ids\": [");
-    for (int i = 0; i < out.n; i++) printf("%s%d", i ? ", " : "", out.ids[i]);
-    printf("], \"stop\": \"%s\", \"prompt_tokens\": %d}\n", gen_stop_name(out.stop), n_ids);
     print_stats(&g.stats);
     status = EXIT_OK;
     if (verify) {
         // fp32 agrees to ~1e-6; bf16 to ~1e-2.
-        const double tol = ops->act_size == 4 ? 1e-4 : 3e-2;
+        const double tol = m.ops->act_size == 4 ? 1e-4 : 3e-2;
         double worst;
         int checked;
         if (gen_verify(&g, &prompt, out.ids, out.n, &worst, &checked, &err) != 0) {
@@ -190,8 +200,12 @@ int cmd_generate(int argc, char **argv) {
         }
     }
     gen_output_free(&out);
+    goto done;
+fail:
+    fprintf(stderr, "llava generate: %s\n", err.msg);
 done:
     gen_free(&g);
+    text_prompt_free(&tp);
     free(ids);
     free(pixels);
     model_free(&m);
