@@ -20,6 +20,7 @@ static const Command COMMANDS[] = {
     {"preprocess", cmd_preprocess, "decode and preprocess one image as LLaVA does; write pixel_values"},
     {"tokenize", cmd_tokenize, "text -> token ids (or ids -> text) with a model's tokenizer.json"},
     {"generate", cmd_generate, "generate a continuation of a prompt with a KV cache"},
+    {"chat", cmd_chat, "talk about an image, turn by turn (LLaVA's CLI)"},
     {"eval", cmd_eval, "evaluate on a benchmark (scienceqa)"},
 };
 
