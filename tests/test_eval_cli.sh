@@ -26,6 +26,12 @@ check "image tokens without pixels: exit 2, named" '[ $? -eq 2 ] && grep -q "ima
 "$LLAVA" generate --model "$SRC/tests/fixtures/tiny_llava15" --ids '[1, 999]' >/dev/null 2>"$TMP/err"
 check "token outside the vocabulary: exit 2" '[ $? -eq 2 ] && grep -q "vocabulary" "$TMP/err"'
 
+# Sampling is seeded: the same seed gives the same tokens, another seed others.
+samp() { "$LLAVA" generate --model "$SRC/tests/fixtures/tiny_llava15" --ids '[1, 5, 6]' --temperature 1 \
+           --max-new-tokens 12 --eos -1 --sample-seed "$1" 2>/dev/null; }
+check "seeded sampling is reproducible" '[ "$(samp 3)" = "$(samp 3)" ]'
+check "another seed samples other tokens" '[ "$(samp 3)" != "$(samp 4)" ]'
+
 # ScienceQA scoring of an existing answers file.
 "$LLAVA" eval scienceqa --problems "$SQA/problems.json" --answers "$SQA/answers.jsonl" --out "$TMP/sqa" \
   >"$TMP/sqa.out" 2>&1
