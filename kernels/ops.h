@@ -109,6 +109,28 @@ typedef struct Ops {
     void (*attention_backward)(void *dqkv, const void *dout, const void *qkv, const void *out,
                                const float *lse, const AttnShape *s);
 
+    // ---- attention over a KV cache (generation) -----------------------------
+    // A cache holds, for each of B sequences, the rope'd keys and the values of
+    // the tokens seen so far: k_cache and v_cache are [B * Tcap, NKV*HS] each,
+    // sequence b in rows b*Tcap .. b*Tcap + Tcap - 1, position t in row b*Tcap + t.
+    //
+    // kv_cache_write: copies the k heads and the v heads of qkv[M, (NH+2NKV)*HS]
+    // row m into row slots[m] of k_cache and v_cache; slots[m] < 0 skips the row.
+    void (*kv_cache_write)(void *k_cache, void *v_cache, const void *qkv, const int32_t *slots, int M, int NH,
+                           int NKV, int HS);
+    // attention_cached: out[B*Tq, NH*HS] for Tq new query rows per sequence
+    // whose keys and values are already in the cache. lens[B] (int32, backend
+    // memory) = valid cache rows of each sequence, the new ones included; new
+    // row t (0 <= t < Tq) of sequence b sits at position p = lens[b] - Tq + t
+    // and attends, causally, to cache rows 0..p of its sequence (requires
+    // Tq <= lens[b] <= Tcap). The queries are the NH query heads of
+    // qkv[B*Tq, (NH+2NKV)*HS] (the k and v parts of qkv are not read). GQA as
+    // in attention_forward (query head h uses kv head h / (NH/NKV)), scale
+    // HS^-0.5, fp32 softmax. Equals attention_forward's output for the same
+    // rows of the full causal sequence. Tq = 1 is the decode step.
+    void (*attention_cached)(void *out, const void *qkv, const void *k_cache, const void *v_cache,
+                             const int32_t *lens, int B, int Tq, int Tcap, int NH, int NKV, int HS);
+
     // ---- embeddings, gathers ------------------------------------------------
     // out[M,C] = table[ids[m]]; ids[m] < 0 gives a zero row.
     void (*embedding_forward)(void *out, const int32_t *ids, const void *table, int M, int C);

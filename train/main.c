@@ -18,6 +18,12 @@ static const Command COMMANDS[] = {
     {"bench", cmd_bench, "time training steps on synthetic batches (JSON output)"},
     {"forward", cmd_forward, "run one batch forward (and backward) and write logits, loss, gradients"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image as LLaVA does; write pixel_values"},
+    {"tokenize", cmd_tokenize, "text -> token ids (or ids -> text) with a model's tokenizer.json"},
+    {"generate", cmd_generate, "generate a continuation of a prompt with a KV cache"},
+    {"chat", cmd_chat, "talk about an image, turn by turn (LLaVA's CLI)"},
+    {"eval", cmd_eval, "evaluate on a benchmark (scienceqa)"},
+    {"prep", cmd_prep, "prepare a LLaVA data set: HDF5 shards, manifest.json, report.json"},
+    {"inspect", cmd_inspect, "summarize a shard folder, or show one sample's ids, labels and text"},
 };
 
 static void usage(FILE *out) {

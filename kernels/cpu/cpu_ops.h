@@ -34,6 +34,11 @@ void cpu_attention_forward(void *out, float *lse, const void *qkv, const AttnSha
 void cpu_attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out, const float *lse,
                             const AttnShape *s);
 
+void cpu_kv_cache_write(void *k_cache, void *v_cache, const void *qkv, const int32_t *slots, int M, int NH,
+                        int NKV, int HS);
+void cpu_attention_cached(void *out, const void *qkv, const void *k_cache, const void *v_cache,
+                          const int32_t *lens, int B, int Tq, int Tcap, int NH, int NKV, int HS);
+
 void cpu_embedding_forward(void *out, const int32_t *ids, const void *table, int M, int C);
 void cpu_embedding_backward(float *dtable, const void *dout, const int32_t *ids, int M, int C, int V);
 void cpu_scatter_rows(void *dst, const void *src, const int32_t *rows, int n, int C);

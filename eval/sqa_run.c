@@ -1,0 +1,99 @@
+#include "eval/sqa_run.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+
+// One answers line, as model_vqa_science.py writes it (answer_id: ours is the
+// question id and the line number instead of a random uuid).
+static int write_answer(FILE *f, const SqaQuestion *q, const char *text, const char *model_id, int line) {
+    cJSON *o = cJSON_CreateObject();
+    char answer_id[64];
+    snprintf(answer_id, sizeof answer_id, "%s-%d", q->id, line);
+    cJSON_AddStringToObject(o, "question_id", q->id);
+    cJSON_AddStringToObject(o, "prompt", q->qs);
+    cJSON_AddStringToObject(o, "text", text);
+    cJSON_AddStringToObject(o, "answer_id", answer_id);
+    cJSON_AddStringToObject(o, "model_id", model_id);
+    cJSON_AddItemToObject(o, "metadata", cJSON_CreateObject());
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    int ok = s && fprintf(f, "%s\n", s) >= 0;
+    free(s);
+    return ok ? 0 : -1;
+}
+
+int sqa_run(const SqaRun *r, const SqaQuestion *q, int n, const char *answers_path, SqaPredictions *pred,
+            Error *err) {
+    const int S = r->m->cfg.vision.image_size, B = r->batch_size;
+    const size_t img_floats = (size_t)3 * S * S;
+    // Every prompt first: the cache is sized for the longest.
+    int32_t **ids = xcalloc((size_t)(n ? n : 1), sizeof(int32_t *));
+    int *n_ids = xcalloc((size_t)(n ? n : 1), sizeof(int)), T_max = 1, rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const int32_t *built;
+        const char *turns[1] = {q[i].qs};
+        if (text_prompt_build(r->tp, turns, 1, q[i].image != NULL, &built, &n_ids[i], err) != 0) {
+            err_prefix(err, "question %s: ", q[i].id);
+            rc = -1;
+            break;
+        }
+        ids[i] = xmalloc((size_t)n_ids[i] * sizeof(int32_t));
+        memcpy(ids[i], built, (size_t)n_ids[i] * sizeof(int32_t));
+        T_max = n_ids[i] > T_max ? n_ids[i] : T_max;
+    }
+    FILE *f = rc == 0 ? fopen(answers_path, "w") : NULL;
+    if (rc == 0 && !f) rc = err_set(err, "%s: cannot write the answers file", answers_path);
+    Generator g = {0};
+    if (rc == 0) rc = gen_init(&g, r->m, B, T_max + r->opt.max_new_tokens, err);
+    GenPrompt *prompts = xcalloc((size_t)B, sizeof(GenPrompt));
+    GenOutput *out = xcalloc((size_t)B, sizeof(GenOutput));
+    float *pixels = xmalloc((size_t)B * img_floats * sizeof(float));
+    GenOptions opt = r->opt;
+    opt.eos_id = r->tp->eos_id;
+    double t0 = now_seconds();
+    for (int start = 0; rc == 0 && start < n; start += B) {
+        const int nb = n - start < B ? n - start : B;
+        int n_img = 0;
+        for (int b = 0; b < nb && rc == 0; b++) {
+            const SqaQuestion *qi = &q[start + b];
+            prompts[b] = (GenPrompt){.ids = ids[start + b], .n = n_ids[start + b]};
+            if (!qi->image) continue;
+            char path[4096];
+            if (path_join(path, sizeof path, r->image_dir, qi->image) != 0) {
+                rc = err_set(err, "question %s: image path too long", qi->id);
+                break;
+            }
+            if ((rc = image_input_load(r->images, path, pixels + (size_t)n_img * img_floats, err)) != 0) {
+                err_prefix(err, "question %s: ", qi->id);
+                break;
+            }
+            prompts[b].n_images = 1;
+            prompts[b].pixels = pixels + (size_t)n_img++ * img_floats;
+        }
+        if (rc != 0 || (rc = gen_generate(&g, prompts, nb, &opt, out, err)) != 0) break;
+        for (int b = 0; b < nb && rc == 0; b++) {
+            char *text = text_prompt_answer(r->tp, out[b].ids, out[b].n);
+            if (write_answer(f, &q[start + b], text, r->model_id, start + b) != 0)
+                rc = err_set(err, "%s: write failed", answers_path);
+            sqa_predictions_add(pred, q[start + b].id, q[start + b].qs, text);
+            free(text);
+        }
+        for (int b = 0; b < nb; b++) gen_output_free(&out[b]);
+        if (rc == 0 && fflush(f) != 0) rc = err_set(err, "%s: write failed", answers_path);
+        const int done = start + nb;
+        fprintf(stderr, "\rscienceqa: %d/%d answered (%.1f questions/s)", done, n, done / (now_seconds() - t0));
+        if (done == n) fprintf(stderr, "\n");
+    }
+    if (f && fclose(f) != 0 && rc == 0) rc = err_set(err, "%s: write failed", answers_path);
+    gen_free(&g);
+    for (int i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    free(n_ids);
+    free(prompts);
+    free(out);
+    free(pixels);
+    return rc;
+}

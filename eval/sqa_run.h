@@ -1,0 +1,31 @@
+// Answering ScienceQA questions with a model, as LLaVA's
+// eval/model_vqa_science.py does (but batched): each question's text in the
+// conversation template, its image through the model's preprocessing,
+// generation, the answer decoded and stripped, one line per question in
+// LLaVA's answers format.
+#ifndef LLAVA_SQA_RUN_H
+#define LLAVA_SQA_RUN_H
+
+#include "eval/generate.h"
+#include "eval/image_input.h"
+#include "eval/scienceqa.h"
+#include "eval/sqa_questions.h"
+#include "eval/text_prompt.h"
+
+typedef struct {
+    LlavaModel *m;
+    TextPrompt *tp;
+    ImageInput *images;
+    const char *image_dir;  // question images are image_dir/<item image>
+    int batch_size;
+    GenOptions opt;         // sampling, max_new_tokens (eos is the tokenizer's)
+    const char *model_id;   // "model_id" of each answer line
+} SqaRun;
+
+// Answers the questions in order, batch_size at a time; appends each answer
+// to `answers` (a JSONL file, flushed per batch) and to `pred`. Progress goes
+// to stderr.
+int sqa_run(const SqaRun *r, const SqaQuestion *q, int n, const char *answers_path, SqaPredictions *pred,
+            Error *err);
+
+#endif
