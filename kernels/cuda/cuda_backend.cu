@@ -166,6 +166,8 @@ static void fill_table(Ops *o) {
     o->rope_backward = cuda_rope_backward;
     o->attention_forward = cuda_attention_forward;
     o->attention_backward = cuda_attention_backward;
+    o->kv_cache_write = cuda_kv_cache_write;
+    o->attention_cached = cuda_attention_cached;
     o->embedding_forward = cuda_embedding_forward;
     o->embedding_backward = cuda_embedding_backward;
     o->scatter_rows = cuda_scatter_rows;

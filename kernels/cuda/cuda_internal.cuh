@@ -206,6 +206,11 @@ void cuda_flash_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const fl
 void cuda_attention_ref_forward(bf16 *out, float *lse, const bf16 *qkv, const AttnShape *s);
 void cuda_attention_ref_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse, const float *D,
                                  const AttnShape *s);
+// cuda_attention_cached.cu (generation)
+void cuda_kv_cache_write(void *k_cache, void *v_cache, const void *qkv, const int32_t *slots, int M, int NH, int NKV,
+                         int HS);
+void cuda_attention_cached(void *out, const void *qkv, const void *k_cache, const void *v_cache, const int32_t *lens,
+                           int B, int Tq, int Tcap, int NH, int NKV, int HS);
 // D[B, NH, T] = rowsum(dout * out) per head, fp32: the softmax backward term.
 void cuda_attention_rowdot(float *D, const bf16 *dout, const bf16 *out, const AttnShape *s);
 

@@ -196,6 +196,23 @@ static void bench_attention(Harness *h, const char *label, int B, int T, int NH,
     h_release(h);
 }
 
+// A decode step's attention: one new row per sequence over a full cache of
+// Tcap positions (bytes: the K and V rows read).
+static void bench_decode(Harness *h, int B, int Tcap, int NH, int NKV, int HS) {
+    const size_t KV = (size_t)NKV * HS, ncache = (size_t)B * Tcap * KV;
+    void *kc = b_act(h, ncache, 1.0f), *vc = b_act(h, ncache, 1.0f);
+    void *qkv = b_act(h, (size_t)B * (NH + 2 * NKV) * HS, 1.0f), *out = d_act(h, NULL, (size_t)B * NH * HS);
+    int32_t *lens_h = xmalloc((size_t)B * sizeof(int32_t));
+    for (int b = 0; b < B; b++) lens_h[b] = Tcap;
+    int32_t *lens = d_i32(h, lens_h, B);
+    free(lens_h);
+    char name[96];
+    snprintf(name, sizeof name, "attention_cached decode B%d ctx %d, %d/%d x %d", B, Tcap, NH, NKV, HS);
+    BENCH(h, name, 2.0 * 2 * ncache, 4.0 * B * NH * (double)Tcap * HS,
+          h->gpu->attention_cached(out, qkv, kc, vc, lens, B, 1, Tcap, NH, NKV, HS));
+    h_release(h);
+}
+
 void run_timings(Harness *h, double *peak_gbs, double *peak_tflops) {
     printf("\n== timings ==\n");
     measure_ceilings(h, peak_gbs, peak_tflops);
@@ -204,6 +221,8 @@ void run_timings(Harness *h, double *peak_gbs, double *peak_tflops) {
     double f, b;
     bench_attention(h, "LLaMA B2 T2048 32x128 causal", 2, 2048, 32, 32, 128, 1, &f, &b);
     bench_attention(h, "CLIP B8 T577 16x64", 8, 577, 16, 16, 64, 0, &f, &b);
+    bench_decode(h, 1, 4096, 32, 32, 128);
+    bench_decode(h, 8, 2048, 32, 32, 128);
 }
 
 void run_flash_bench(Harness *h, double peak_tflops) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `llava forward --device cuda` on the golden fixtures against transformers'
 # fp32 outputs, at bf16 tolerances (logits 2e-2, loss 1e-2, gradients 5e-2,
-# norm-wise), for stage 2 and stage 1; and gradient checkpointing must not
-# change a single bit (the ops are deterministic).
+# norm-wise), for stage 2 and stage 1; gradient checkpointing must not
+# change a single bit (the ops are deterministic); and `llava generate
+# --verify` (KV-cache steps against the full forward).
 #   bash tests/gpu/test_model.sh LLAVA_BINARY SOURCE_DIR BUILD_DIR
 # BUILD_DIR holds compare_golden. Exits 0 when skipped (no usable GPU).
 set -euo pipefail
@@ -43,6 +44,18 @@ for model in tiny_llava15 tiny_llava_v1; do
     --stage 1 --device cuda >/dev/null
   "$compare" "$tmp/s1.safetensors" "$dir/golden.safetensors" 2e-2 1e-2 5e-2 || fail=1
 done
+# Generation: KV-cache ops (kv_cache_write, attention_cached) against the full
+# forward at every step (--verify; bf16 tolerance 3e-2, set by llava generate).
+gen=$src/tests/fixtures/generation
+if "$llava" generate --model "$src/tests/fixtures/tiny_llava15" --ids "$(cat "$gen/cli_prompt.txt")" \
+    --pixels "$gen/image.safetensors" --max-new-tokens 12 --eos -1 --verify --device cuda \
+    >"$tmp/gen.out" 2>"$tmp/gen.err" && grep -q "(ok," "$tmp/gen.err"; then
+  echo "== generate --verify: $(grep verify "$tmp/gen.err")"
+else
+  cat "$tmp/gen.err"
+  echo "FAIL: llava generate --device cuda --verify"
+  fail=1
+fi
 if [ $fail -ne 0 ]; then
   echo "test_model: FAILED"
   exit 1

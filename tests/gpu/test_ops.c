@@ -334,6 +334,58 @@ static void check_attention(Harness *h, int B, int T, int NH, int NKV, int HS, i
     h_release(h);
 }
 
+// Generation: kv_cache_write, then attention_cached of Tq new rows per
+// sequence over caches of different lengths. Cache rows past a sequence's
+// length hold NaN: reading one would show.
+static void check_attention_cached(Harness *h, int B, int Tq, int Tcap, int NH, int NKV, int HS) {
+    char op[96];
+    snprintf(op, sizeof op, "attention_cached B%d Tq%d Tcap%d %d/%d HS%d", B, Tq, Tcap, NH, NKV, HS);
+    const int row = (NH + 2 * NKV) * HS, KV = NKV * HS, M = B * Tq;
+    const size_t ncache = (size_t)B * Tcap * KV;
+    int32_t *lens = xmalloc((size_t)B * sizeof(int32_t)), *slots = xmalloc((size_t)M * sizeof(int32_t));
+    for (int b = 0; b < B; b++) lens[b] = Tcap - 3 * b - (int)rng_below(&h->rng, 5);  // different lengths
+    float *qkv = h_rand(h, (size_t)M * row, 1.0f);
+    float *kc = h_rand(h, ncache, 1.0f), *vc = h_rand(h, ncache, 1.0f);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < Tcap; t++)
+            for (int d = 0; d < KV; d++)
+                if (t >= lens[b]) kc[((size_t)b * Tcap + t) * KV + d] = vc[((size_t)b * Tcap + t) * KV + d] = NAN;
+    // the new rows go to positions lens[b] - Tq .. lens[b] - 1; every 4th is skipped (slot -1)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < Tq; t++) slots[b * Tq + t] = (t % 4 == 3) ? -1 : b * Tcap + lens[b] - Tq + t;
+    float *kc_c = h_copy(kc, ncache), *vc_c = h_copy(vc, ncache);
+    h->cpu->kv_cache_write(kc_c, vc_c, qkv, slots, M, NH, NKV, HS);
+    void *dk = d_act(h, kc, ncache), *dv = d_act(h, vc, ncache), *dq = d_act(h, qkv, (size_t)M * row);
+    void *dslots = d_i32(h, slots, M), *dlens = d_i32(h, lens, B);
+    h->gpu->kv_cache_write(dk, dv, dq, dslots, M, NH, NKV, HS);
+    float *kc_g = down_act(h, dk, ncache), *vc_g = down_act(h, dv, ncache);
+    size_t valid = 0, bad = 0;
+    for (size_t i = 0; i < ncache; i++) {  // compare where the reference is a number; NaN must stay NaN
+        if (isnan(kc_c[i])) {
+            bad += !isnan(kc_g[i]) || !isnan(vc_g[i]);
+            continue;
+        }
+        kc_c[valid] = kc_c[i], vc_c[valid] = vc_c[i], kc_g[valid] = kc_g[i], vc_g[valid] = vc_g[i];
+        valid++;
+    }
+    EXPECT(bad == 0, "%s: kv_cache_write touched %zu rows it should not", op, bad);
+    h_check(h, op, "kv_cache_write k", kc_g, kc_c, valid, TOL_BF16);
+    h_check(h, op, "kv_cache_write v", vc_g, vc_c, valid, TOL_BF16);
+    // attention over the reference caches (skipped slots are then still the random rows)
+    float *out_c = xmalloc((size_t)M * NH * HS * sizeof(float));
+    h->cpu->kv_cache_write(kc, vc, qkv, slots, M, NH, NKV, HS);
+    h->cpu->attention_cached(out_c, qkv, kc, vc, lens, B, Tq, Tcap, NH, NKV, HS);
+    h->gpu->upload_act(dk, kc, ncache);
+    h->gpu->upload_act(dv, vc, ncache);
+    void *dout = d_poison(h, (size_t)M * NH * HS * A);
+    h->gpu->attention_cached(dout, dq, dk, dv, dlens, B, Tq, Tcap, NH, NKV, HS);
+    float *out_g = down_act(h, dout, (size_t)M * NH * HS);
+    h_check(h, op, "out", out_g, out_c, (size_t)M * NH * HS, TOL_BF16);
+    free(lens), free(slots), free(qkv), free(kc), free(vc), free(kc_c), free(vc_c), free(kc_g), free(vc_g);
+    free(out_c), free(out_g);
+    h_release(h);
+}
+
 // ---- embeddings and row moves ------------------------------------------------------------
 
 static void check_embedding(Harness *h, int M, int C, int V) {
@@ -537,6 +589,9 @@ void run_checks(Harness *h) {
     check_attention(h, 3, 129, 6, 3, 128, 1, 2, 0);
     check_attention(h, 1, 1024, 8, 8, 128, 1, 0, 0);
     check_attention(h, 1, 577, 4, 4, 64, 0, 0, 0);
+    check_attention_cached(h, 3, 1, 700, 32, 8, 128);
+    check_attention_cached(h, 2, 7, 300, 4, 2, 64);
+    check_attention_cached(h, 2, 5, 40, 4, 2, 16);
     check_embedding(h, 300, 77, 1000);
     check_embedding(h, 2048, 1024, 32000);
     check_rows(h, 300, 150, 37);
@@ -578,6 +633,8 @@ void run_checks(Harness *h) {
     check_attention(h, 2, 150, 2, 1, 128, 1, 1, 0);
     check_attention(h, 1, 129, 2, 2, 128, 0, 2, 0);
     check_attention(h, 1, 200, 2, 2, 128, 1, 0, 0);
+    check_attention_cached(h, 2, 1, 300, 4, 2, 64);
+    check_attention_cached(h, 2, 5, 40, 4, 2, 16);
     check_embedding(h, 300, 77, 1000);
     check_embedding(h, 64, 256, 500);
     check_rows(h, 300, 150, 37);
