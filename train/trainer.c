@@ -9,8 +9,12 @@
 #include <unistd.h>
 
 #include "common/json.h"
+#include "data/loader_source.h"
+#include "data/manifest.h"
+#include "data/prep_model.h"
 #include "kernels/backend.h"
 #include "train/checkpoint.h"
+#include "train/hf_files.h"
 #include "train/save.h"
 #include "train/synthetic.h"
 
@@ -38,6 +42,89 @@ static int load_model(Trainer *t, Error *err) {
     return checkpoint_compose(&t->model, &o, t->ops, err);
 }
 
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+// A composed model has no folder for prep to read: write the parts prep
+// needs (config.json, tokenizer, processor files) into the cache.
+static int write_prep_model_folder(Trainer *t, const char *dir, Error *err) {
+    char path[4400];
+    if (make_dirs(dir, err) != 0) return -1;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (config_save_llava(&t->model.cfg, path, err) != 0) return -1;
+    if (hf_write_tokenizer_files(t->cfg.llm, dir, t->model.cfg.image_token_index, t->model.cfg.text.pad_id, err) != 0)
+        return -1;
+    return hf_write_processor_files(t->cfg.vision, dir, &t->model.cfg, err);
+}
+
+// A LLaVA .json/.jsonl is prepped into data_cache first (rank 0; a complete
+// cache is reused as is). Returns the shard folder through shard_dir.
+static int prep_if_needed(Trainer *t, char *shard_dir, size_t cap, Error *err) {
+    const RunConfig *c = &t->cfg;
+    if (!ends_with(c->data, ".json") && !ends_with(c->data, ".jsonl")) {
+        snprintf(shard_dir, cap, "%s", c->data);
+        return 0;
+    }
+    if (c->data_cache[0])
+        snprintf(shard_dir, cap, "%s", c->data_cache);
+    else
+        snprintf(shard_dir, cap, "%s/data", c->output_dir);
+    int rc = 0;
+    if (t->comm.rank == 0) {
+        char model_dir[4100];
+        if (c->model[0]) {
+            snprintf(model_dir, sizeof model_dir, "%s", c->model);
+        } else {
+            snprintf(model_dir, sizeof model_dir, "%.4000s.model", shard_dir);
+            rc = write_prep_model_folder(t, model_dir, err);
+        }
+        PrepRequest rq;
+        prep_request_default(&rq);
+        rq.data_path = c->data;
+        rq.images_dir = c->images[0] ? c->images : NULL;
+        rq.model_dir = model_dir;
+        rq.template_name = c->template_name;
+        rq.out_dir = shard_dir;
+        rq.max_length = c->max_length;
+        rq.workers = c->workers > 0 ? c->workers : 0;
+        rq.aspect = strcmp(c->aspect, "pad") == 0 ? IMAGE_ASPECT_PAD : IMAGE_ASPECT_SQUARE;
+        PrepSummary sum;
+        if (rc == 0) {
+            printf("preparing %s into %s (once; see report.json there)\n", c->data, shard_dir);
+            fflush(stdout);
+            rc = prep_from_model(&rq, &sum, err);
+        }
+        if (rc == 0 && !sum.already_complete)
+            printf("prep: %lld samples written, %lld skipped, %lld truncated in %.1fs\n", (long long)sum.written,
+                   (long long)sum.skipped, (long long)sum.truncated, sum.seconds);
+    }
+    // Every rank learns whether prep worked before opening the shards.
+    if (!comm_all(&t->comm, rc == 0)) return rc ? -1 : err_set(err, "prep failed on rank 0");
+    return 0;
+}
+
+// The shards must have been made for this model: same image size, image
+// token and tokens per image.
+static int check_shards_fit(Trainer *t, const char *dir, Error *err) {
+    Manifest mf;
+    if (manifest_read(&mf, dir, err) != 0) return -1;
+    const LlavaConfig *mc = &t->model.cfg;
+    int rc = 0;
+    if (mf.image_size != mc->vision.image_size || mf.image_seq_length != mc->image_tokens ||
+        mf.image_token_index != mc->image_token_index)
+        rc = err_set(err, "%s was prepared for images of %d px, %d tokens per image, image token %d; the model "
+                     "needs %d px, %d, %d: prep the data again for this model", dir, mf.image_size,
+                     mf.image_seq_length, mf.image_token_index, mc->vision.image_size, mc->image_tokens,
+                     mc->image_token_index);
+    else if (mf.max_length > mc->text.max_positions)
+        rc = err_set(err, "%s was prepared with max_length %d, beyond the model's %d positions", dir, mf.max_length,
+                     mc->text.max_positions);
+    manifest_free(&mf);
+    return rc;
+}
+
 static int open_data(Trainer *t, Error *err) {
     const RunConfig *c = &t->cfg;
     int n = 0;
@@ -50,7 +137,22 @@ static int open_data(Trainer *t, Error *err) {
         if (o.max_text < o.min_text) return err_set(err, "max_length %d is too small for the synthetic data", c->max_length);
         return synthetic_open(&t->data, &o, &t->model.cfg, err);
     }
-    return err_set(err, "data \"%s\": only synthetic:N is available in this build so far", c->data);
+    char dir[4096];
+    if (prep_if_needed(t, dir, sizeof dir, err) != 0) return -1;
+    if (check_shards_fit(t, dir, err) != 0) return -1;
+    LoaderOptions o;
+    loader_options_default(&o);
+    o.dir = dir;
+    o.seed = (uint64_t)c->seed;
+    o.micro_batch = c->micro_batch;
+    o.grad_accum = c->grad_accum;
+    o.rank = t->comm.rank;
+    o.world = t->comm.world;
+    o.group_by_modality = c->group_by_modality_length;
+    o.pack = c->pack;
+    o.max_length = c->max_length;
+    o.workers = c->workers;
+    return loader_source_open(&t->data, &o, err);
 }
 
 // FLOPs of one forward+backward, per text token and per image (an estimate
