@@ -5,6 +5,7 @@
 
 int cmd_forward(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);

@@ -61,15 +61,19 @@ int demo_write_png(const char *path, const uint8_t *rgb, int width, int height, 
     return 0;
 }
 
+// One shape filling much of the picture near its centre: at the demo's 32 px
+// and 8 px patches, every patch then sees a part of the outline, which is
+// what a frozen, randomly initialized vision tower can pass on.
 static DemoPicture random_picture(Rng *r, int size) {
     DemoPicture p;
     p.color = (int)rng_below(r, DEMO_N_COLORS);
     p.shape = (int)rng_below(r, DEMO_N_SHAPES);
     p.big = (int)rng_below(r, 2);
-    p.radius = p.big ? size * 3 / 10 + (int)rng_below(r, (uint64_t)(size / 10 + 1)) : size / 6 + (int)rng_below(r, 3);
-    int margin = p.radius + 1;
-    p.cx = margin + (int)rng_below(r, (uint64_t)(size - 2 * margin > 1 ? size - 2 * margin : 1));
-    p.cy = margin + (int)rng_below(r, (uint64_t)(size - 2 * margin > 1 ? size - 2 * margin : 1));
+    int jitter = size / 16 > 0 ? size / 16 : 1;
+    p.radius = p.big ? size * 13 / 32 + (int)rng_below(r, (uint64_t)jitter + 1)
+                     : size * 9 / 32 + (int)rng_below(r, (uint64_t)jitter + 1);
+    p.cx = size / 2 - jitter + (int)rng_below(r, (uint64_t)(2 * jitter + 1));
+    p.cy = size / 2 - jitter + (int)rng_below(r, (uint64_t)(2 * jitter + 1));
     return p;
 }
 

@@ -13,6 +13,7 @@ typedef struct {
 } Command;
 
 static const Command COMMANDS[] = {
+    {"demo", cmd_demo, "the embedded default: synthetic data, both stages on a tiny model, evaluation"},
     {"train", cmd_train, "train a stage (1: projector, 2: projector + LLM) from a JSON run config"},
     {"init", cmd_init, "write a fresh model folder: random from a config, or CLIP + LLM (+ projector)"},
     {"bench", cmd_bench, "time training steps on synthetic batches (JSON output)"},

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `llava demo` end to end (the embedded default README's first command runs):
+# loss falls in both stages, held-out accuracy far above chance, the
+# blank-picture control near chance, within the time budget.
+set -u
+llava=$1
+tmp=$(mktemp -d /tmp/llava_demo.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+if ! "$llava" demo --out "$tmp/demo" > "$tmp/log" 2>&1; then
+  echo "FAIL: llava demo failed"; cat "$tmp/log"; exit 1
+fi
+grep -A4 "colour" "$tmp/log"
+s=$tmp/demo/summary.json
+val() { grep -o "\"$1\":[^,}]*" "$s" | cut -d: -f2 | tr -d ' '; }
+failures=0
+check() { if awk "BEGIN {exit !($2)}"; then echo "ok: $1"; else echo "FAIL: $1 ($2)"; failures=$((failures + 1)); fi; }
+check "stage 1 loss falls" "$(val stage1_loss_last) < $(val stage1_loss_first) - 0.2"
+check "stage 2 loss falls" "$(val stage2_loss_last) < $(val stage2_loss_first) / 2"
+check "held-out accuracy far above chance" "$(val accuracy) >= 0.6"
+check "colour questions answered" "$(val accuracy_color) >= 0.8"
+check "blank-picture control near chance" "$(val blank_accuracy) <= 0.45"
+check "finishes well inside 5 minutes" "$(val seconds) < 300"
+echo "$failures failures"
+[ $failures -eq 0 ]
