@@ -44,6 +44,8 @@ check "stage 2: projector and LLM changed" \
 # --- exact resume ------------------------------------------------------------------------
 resume=(--set stage=2 --set micro_batch=4 --set epochs=2 --set save_every=3 --set keep_last=3)
 train "${resume[@]}" --set output_dir="$tmp/ref" > "$tmp/ref.log" 2>&1 || { fail "reference run"; cat "$tmp/ref.log"; }
+check "keep_last 3: only the newest three checkpoints remain" \
+  bash -c "[ \"\$(ls -d '$tmp'/ref/checkpoint-* | xargs -n1 basename | tr '\n' ' ')\" = 'checkpoint-00000018 checkpoint-00000021 checkpoint-00000024 ' ]"
 # (a) killed while writing the step-6 checkpoint: step 3 must survive and resume.
 LLAVA_TEST_CRASH_DURING_SAVE=6 train "${resume[@]}" --set output_dir="$tmp/crash" > "$tmp/crash1.log" 2>&1
 check "a kill during the checkpoint write leaves a .tmp folder, not a checkpoint" \
