@@ -1,5 +1,5 @@
 // attention_cached + kv_cache_write (the generation ops) against the full
-// causal attention_forward on the same rows: a decode step (Tq = 1) and a
+// causal attention_forward on the same rows (to fp32 rounding): a decode step (Tq = 1) and a
 // chunk of new rows (Tq = 3), sequences of different lengths, GQA and MHA.
 #include <math.h>
 #include <stdlib.h>
@@ -71,10 +71,12 @@ static void check_case(const Ops *o, int B, int T, int NH, int NKV, int HS, int 
                 }
             }
             o->attention_cached(out, q, kc, vc, lens, B, Tq, Tcap, NH, NKV, HS);
+            // The full forward runs its dot products through BLAS, whose
+            // summation order depends on the matrix sizes: equal to fp32
+            // rounding, not bitwise.
             double e = rel_error(out, want, (size_t)B * Tq * NH * HS);
-            int same = memcmp(out, want, (size_t)B * Tq * NH * HS * sizeof(float)) == 0;
-            EXPECT(same, "attention_cached Tq=%d trial %d (B=%d NH=%d NKV=%d): not bitwise the full forward's rows "
-                   "(rel err %.3g)", Tq, trial, B, NH, NKV, e);
+            EXPECT(e < 1e-6, "attention_cached Tq=%d trial %d (B=%d NH=%d NKV=%d): rel err %.3g vs the full forward's "
+                   "rows", Tq, trial, B, NH, NKV, e);
             free(q);
             free(out);
             free(want);
