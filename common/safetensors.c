@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -492,13 +491,7 @@ int st_writer_save(const StWriter *w, const char *path, uint64_t *total_bytes, E
         unlink(tmp);
         return err_set(err, "%s: could not finish writing: %s", path, strerror(e));
     }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    fsync_parent_dir(path);
     if (total_bytes) *total_bytes = offset;
     return 0;
 }

@@ -93,7 +93,7 @@ io_error:
     return NULL;
 }
 
-static int fsync_parent_dir(const char *path) {
+int fsync_parent_dir(const char *path) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s", path);
     int fd = open(dirname(tmp), O_RDONLY);

@@ -39,6 +39,8 @@ char *xstrdup(const char *s);
 char *read_file(const char *path, size_t *len_out, Error *err);
 // Writes `len` bytes to path atomically: path.tmp, fsync, rename, fsync dir.
 int write_file_atomic(const char *path, const void *data, size_t len, Error *err);
+// fsyncs the folder holding path, so a rename in it is durable.
+int fsync_parent_dir(const char *path);
 int file_exists(const char *path);
 int dir_exists(const char *path);
 // mkdir -p

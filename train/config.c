@@ -113,6 +113,17 @@ static int parse_text(const cJSON *o, TextConfig *tc, const char *where, Error *
     return 0;
 }
 
+// LLaVA's mm_projector_type values we support.
+static int parse_projector_type(const char *name, ProjectorType *out, const char *where, Error *err) {
+    if (strcmp(name, "linear") == 0)
+        *out = PROJECTOR_LINEAR;
+    else if (strcmp(name, "mlp2x_gelu") == 0)
+        *out = PROJECTOR_MLP2X_GELU;
+    else
+        return err_set(err, "%s: mm_projector_type \"%s\" is not supported (linear or mlp2x_gelu)", where, name);
+    return 0;
+}
+
 static int parse_llava_fields(const cJSON *o, LlavaConfig *cfg, const char *where, Error *err) {
     const char *strategy = "default", *act = "gelu", *proj = "mlp2x_gelu";
     const cJSON *fl = cJSON_GetObjectItemCaseSensitive(o, "vision_feature_layer");
@@ -136,13 +147,7 @@ static int parse_llava_fields(const cJSON *o, LlavaConfig *cfg, const char *wher
         return err_set(err, "%s: vision_feature_select_strategy \"%s\" (expected default or full)", where, strategy);
     if (strcmp(act, "gelu") != 0)
         return err_set(err, "%s: projector_hidden_act \"%s\" is not supported (gelu, the exact erf form)", where, act);
-    if (strcmp(proj, "linear") == 0)
-        cfg->projector = PROJECTOR_LINEAR;
-    else if (strcmp(proj, "mlp2x_gelu") == 0)
-        cfg->projector = PROJECTOR_MLP2X_GELU;
-    else
-        return err_set(err, "%s: mm_projector_type \"%s\" is not supported (linear or mlp2x_gelu)", where, proj);
-    return 0;
+    return parse_projector_type(proj, &cfg->projector, where, err);
 }
 
 int config_load_llava(LlavaConfig *cfg, const char *path, Error *err) {
@@ -240,16 +245,7 @@ int config_load_llama(TextConfig *tc, LlavaConfig *llava_fields, const char *pat
             json_get_int(root, "mm_vision_select_layer", llava_fields->feature_layer, &llava_fields->feature_layer,
                          path, err))
             goto done;
-        if (proj) {
-            if (strcmp(proj, "linear") == 0)
-                llava_fields->projector = PROJECTOR_LINEAR;
-            else if (strcmp(proj, "mlp2x_gelu") == 0)
-                llava_fields->projector = PROJECTOR_MLP2X_GELU;
-            else {
-                err_set(err, "%s: mm_projector_type \"%s\" is not supported (linear or mlp2x_gelu)", path, proj);
-                goto done;
-            }
-        }
+        if (proj && parse_projector_type(proj, &llava_fields->projector, path, err) != 0) goto done;
         if (feature) {
             if (strcmp(feature, "patch") == 0)
                 llava_fields->keep_cls = 0;

@@ -2,8 +2,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -316,12 +314,6 @@ void checkpoint_prune(const char *run_dir, int keep) {
 
 int rename_durable(const char *src, const char *dst, Error *err) {
     if (rename(src, dst) != 0) return err_set(err, "rename %s -> %s: %s", src, dst, strerror(errno));
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dst);
-    int fd = open(dirname(tmp), O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    fsync_parent_dir(dst);
     return 0;
 }
