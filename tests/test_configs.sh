@@ -3,7 +3,7 @@
 # docs/configs.md, and bad configs are refused by name.
 set -u
 llava=$1
-src=$2
+src=$(cd "$2" && pwd)
 failures=0
 for f in "$src"/configs/*.json; do
   if ! (cd "$src" && "$llava" train --config "$f" --print-config > /dev/null); then

@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
     model_zero_grads(&m);  // zero gradients: AdamW's moment terms vanish, only decay acts
     Optimizer opt;
     const double lr = 0.1, wd = 0.5, proj_scale = 3.0;
-    optim_init(&opt, &m, 0.9, 0.999, 1e-8, wd, proj_scale);
+    optim_init(&opt, &m, 0.9, 0.999, 1e-8, wd, proj_scale, 0, 1);
     float **before = calloc((size_t)m.params.n, sizeof(float *));
     for (int i = 0; i < m.params.n; i++) before[i] = copy_weights(&m, &m.params.p[i]);
     optim_step(&opt, &m, lr, 1.0f, 1);

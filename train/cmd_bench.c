@@ -62,7 +62,7 @@ int cmd_bench(int argc, char **argv) {
     model_set_stage(&m, stage);
     model_set_recompute(&m, recompute);
     Optimizer opt;
-    optim_init(&opt, &m, 0.9, 0.999, 1e-8, 0.0, 1.0);
+    optim_init(&opt, &m, 0.9, 0.999, 1e-8, 0.0, 1.0, 0, 1);
     BatchSource data;
     SyntheticOptions so = {.n_samples = batch * (steps + warmup), .min_text = text, .max_text = text,
                            .image_every = 0, .micro_batch = batch, .grad_accum = 1, .rank = 0, .world = 1, .seed = 1};

@@ -100,6 +100,21 @@ void comm_broadcast(const Comm *c, void *buf, size_t bytes, int root) {
 #endif
 }
 
+void comm_allgatherv_bytes(const Comm *c, void *buf, const size_t *counts, const size_t *displs) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind != COMM_MPI) return;
+    // Broadcast each rank's part from its owner: counts beyond INT_MAX bytes
+    // are common (a 7B LLM's slice), which MPI_Allgatherv's int counts cannot say.
+    for (int r = 0; r < c->world; r++)
+        for (size_t off = 0; off < counts[r]; off += CHUNK) {
+            int count = (int)(counts[r] - off < CHUNK ? counts[r] - off : CHUNK);
+            MPI_CHECK(MPI_Bcast((char *)buf + displs[r] + off, count, MPI_BYTE, r, MPI_COMM_WORLD));
+        }
+#else
+    (void)c, (void)buf, (void)counts, (void)displs;
+#endif
+}
+
 void comm_barrier(const Comm *c) {
 #ifdef LLAVA_HAVE_MPI
     if (c->kind == COMM_MPI) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));

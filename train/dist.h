@@ -26,6 +26,9 @@ void comm_allreduce_sum_f32(const Comm *c, float *buf, size_t n);
 void comm_allreduce_sum_f64(const Comm *c, double *buf, size_t n);
 void comm_allreduce_sum_i64(const Comm *c, int64_t *buf, size_t n);
 void comm_broadcast(const Comm *c, void *buf, size_t bytes, int root);
+// In place: rank r's bytes [displs[r], displs[r] + counts[r]) of buf are sent
+// to every rank (counts and displs in bytes, one entry per rank).
+void comm_allgatherv_bytes(const Comm *c, void *buf, const size_t *counts, const size_t *displs);
 void comm_barrier(const Comm *c);
 // 1 on every rank when `flag` is 1 on every rank.
 int comm_all(const Comm *c, int flag);

@@ -4,38 +4,57 @@
 #include <stdlib.h>
 #include <string.h>
 
+void optim_slice(size_t total, int rank, int world, size_t *begin, size_t *end) {
+    // total x world stays far below 2^64 for any model we can hold
+    *begin = (size_t)((unsigned long long)total * (unsigned)rank / (unsigned)world);
+    *end = (size_t)((unsigned long long)total * (unsigned)(rank + 1) / (unsigned)world);
+}
+
 void optim_init(Optimizer *o, const LlavaModel *m, double beta1, double beta2, double eps, double weight_decay,
-                double projector_lr_scale) {
+                double projector_lr_scale, int shard_rank, int shard_world) {
     memset(o, 0, sizeof *o);
     o->beta1 = beta1;
     o->beta2 = beta2;
     o->eps = eps;
     o->weight_decay = weight_decay;
     o->projector_lr_scale = projector_lr_scale;
-    const Ops *ops = m->ops;
     for (int i = 0; i < MODULE_COUNT; i++) {
-        if (!m->trainable[i]) continue;
-        size_t n = m->params.module_numel[i];
-        o->m[i] = ops->alloc(n * sizeof(float));
-        o->v[i] = ops->alloc(n * sizeof(float));
-        if (ops->act_size != sizeof(float)) {
-            // fp32 master copy of low-precision weights, converted via the host
-            float *host = xmalloc(n * sizeof(float));
-            ops->download_act(host, m->weights[i], n);
-            o->master[i] = ops->alloc(n * sizeof(float));
-            ops->upload(o->master[i], host, n * sizeof(float));
+        o->module_start[i] = o->total;
+        if (m->trainable[i]) o->total += m->params.module_numel[i];
+    }
+    optim_slice(o->total, shard_rank, shard_world, &o->begin, &o->end);
+    const Ops *ops = m->ops;
+    size_t n = o->end - o->begin;
+    o->m = ops->alloc((n ? n : 1) * sizeof(float));
+    o->v = ops->alloc((n ? n : 1) * sizeof(float));
+    if (ops->act_size != sizeof(float)) {
+        // fp32 master copy of the slice's low-precision weights, via the host
+        o->master = ops->alloc((n ? n : 1) * sizeof(float));
+        for (int i = 0; i < MODULE_COUNT; i++) {
+            if (!m->trainable[i]) continue;
+            size_t off, len = optim_module_part(o, m, (ModuleId)i, o->begin, o->end, &off);
+            if (!len) continue;
+            float *host = xmalloc(len * sizeof(float));
+            ops->download_act(host, (char *)m->weights[i] + off * ops->act_size, len);
+            ops->upload(o->master + (o->module_start[i] + off - o->begin), host, len * sizeof(float));
             free(host);
         }
     }
 }
 
 void optim_free(Optimizer *o, const LlavaModel *m) {
-    for (int i = 0; i < MODULE_COUNT; i++) {
-        if (o->m[i]) m->ops->free(o->m[i]);
-        if (o->v[i]) m->ops->free(o->v[i]);
-        if (o->master[i]) m->ops->free(o->master[i]);
-    }
+    if (o->m) m->ops->free(o->m);
+    if (o->v) m->ops->free(o->v);
+    if (o->master) m->ops->free(o->master);
     memset(o, 0, sizeof *o);
+}
+
+size_t optim_module_part(const Optimizer *o, const LlavaModel *m, ModuleId mod, size_t begin, size_t end,
+                         size_t *module_offset) {
+    size_t ms = o->module_start[mod], me = ms + (m->trainable[mod] ? m->params.module_numel[mod] : 0);
+    size_t lo = begin > ms ? begin : ms, hi = end < me ? end : me;
+    *module_offset = lo >= hi ? 0 : lo - ms;
+    return lo >= hi ? 0 : hi - lo;
 }
 
 double optim_grad_norm(const LlavaModel *m) {
@@ -52,18 +71,24 @@ float optim_clip_factor(double norm, double max_norm) {
 }
 
 void optim_step(Optimizer *o, LlavaModel *m, double lr, float grad_scale, int step) {
+    const size_t A = m->ops->act_size;
     for (int i = 0; i < m->params.n; i++) {
         const ParamInfo *p = &m->params.p[i];
         if (!m->trainable[p->module]) continue;
+        // The part of this tensor inside the slice, as [lo, hi) in the flat space.
+        size_t fs = o->module_start[p->module] + p->offset;
+        size_t lo = fs > o->begin ? fs : o->begin, hi = fs + p->numel < o->end ? fs + p->numel : o->end;
+        if (lo >= hi) continue;
+        size_t in_tensor = lo - fs, in_slice = lo - o->begin;
         double tensor_lr = p->module == MODULE_PROJECTOR ? lr * o->projector_lr_scale : lr;
         double wd = p->no_decay ? 0.0 : o->weight_decay;
-        float *master = o->master[p->module] ? o->master[p->module] + p->offset : NULL;
         // A seed that differs per step and tensor drives stochastic rounding
         // of low-precision weights (ignored by fp32 backends).
         uint32_t seed = (uint32_t)(step * 2654435761u) ^ (uint32_t)(i * 40503u + 1u);
-        m->ops->adamw_update(model_weight(m, p), master, model_grad(m, p), o->m[p->module] + p->offset,
-                             o->v[p->module] + p->offset, p->numel, (float)tensor_lr, (float)o->beta1,
-                             (float)o->beta2, (float)o->eps, (float)wd, grad_scale, step, seed);
+        m->ops->adamw_update((char *)model_weight(m, p) + in_tensor * A, o->master ? o->master + in_slice : NULL,
+                             model_grad(m, p) + in_tensor, o->m + in_slice, o->v + in_slice, hi - lo,
+                             (float)tensor_lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)wd, grad_scale,
+                             step, seed);
     }
 }
 

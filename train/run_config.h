@@ -36,6 +36,7 @@ typedef struct {
     double max_grad_norm;     // <= 0: no clipping
     // execution
     int recompute;
+    int zero_stage;           // 0: optimizer state on every process; 1: sharded (ZeRO-1)
     char device[16];
     int threads;
     int seed;

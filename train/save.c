@@ -147,74 +147,114 @@ int save_projector_files(const LlavaModel *m, const char *dir, Error *err) {
 
 // ---- optimizer state -------------------------------------------------------------
 
-int save_optimizer_state(const LlavaModel *m, const Optimizer *o, const char *path, Error *err) {
-    const ParamTable *t = &m->params;
+// Copies the fp32 values of the flat range [lo, hi) of the trainable weights
+// (from the master copy when there is one) into host[hi - lo].
+static void read_flat_weights(const LlavaModel *m, const Optimizer *o, size_t lo, size_t hi, float *host) {
+    const Ops *ops = m->ops;
+    if (o->master) {  // the slice's masters are exact; ranges outside it never get asked for
+        ops->download(host, o->master + (lo - o->begin), (hi - lo) * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        size_t off, len = optim_module_part(o, m, (ModuleId)i, lo, hi, &off);
+        if (len) ops->download_act(host + (o->module_start[i] + off - lo), (char *)m->weights[i] + off * ops->act_size, len);
+    }
+}
+
+int save_optimizer_shard(const LlavaModel *m, const Optimizer *o, const char *dir, int rank, int world, Error *err) {
+    size_t n = o->end - o->begin;
+    float *master = xmalloc((n ? n : 1) * sizeof(float)), *mm = xmalloc((n ? n : 1) * sizeof(float));
+    float *vv = xmalloc((n ? n : 1) * sizeof(float));
+    read_flat_weights(m, o, o->begin, o->end, master);
+    m->ops->download(mm, o->m, n * sizeof(float));
+    m->ops->download(vv, o->v, n * sizeof(float));
     StWriter w;
     st_writer_init(&w);
-    const Ops *ops = m->ops;
-    for (int i = 0; i < t->n; i++) {
-        const ParamInfo *p = &t->p[i];
-        if (!m->trainable[p->module]) continue;
-        size_t bytes = p->numel * sizeof(float);
-        float *master = xmalloc(bytes), *mm = xmalloc(bytes), *vv = xmalloc(bytes);
-        if (o->master[p->module])
-            ops->download(master, o->master[p->module] + p->offset, bytes);
-        else
-            ops->download_act(master, model_weight(m, p), p->numel);
-        ops->download(mm, o->m[p->module] + p->offset, bytes);
-        ops->download(vv, o->v[p->module] + p->offset, bytes);
-        char name[256];
-        snprintf(name, sizeof name, "master.%s", p->name);
-        st_writer_add_copy(&w, name, ST_F32, p->ndim, p->shape, master);
-        snprintf(name, sizeof name, "exp_avg.%s", p->name);
-        st_writer_add_copy(&w, name, ST_F32, p->ndim, p->shape, mm);
-        snprintf(name, sizeof name, "exp_avg_sq.%s", p->name);
-        st_writer_add_copy(&w, name, ST_F32, p->ndim, p->shape, vv);
-        free(master);
-        free(mm);
-        free(vv);
-    }
+    char num[32];
+    snprintf(num, sizeof num, "%zu", o->begin);
+    st_writer_set_metadata(&w, "begin", num);
+    snprintf(num, sizeof num, "%zu", o->end);
+    st_writer_set_metadata(&w, "end", num);
+    snprintf(num, sizeof num, "%zu", o->total);
+    st_writer_set_metadata(&w, "total", num);
+    int64_t shape[1] = {(int64_t)n};
+    st_writer_add(&w, "master", ST_F32, 1, shape, master);
+    st_writer_add(&w, "exp_avg", ST_F32, 1, shape, mm);
+    st_writer_add(&w, "exp_avg_sq", ST_F32, 1, shape, vv);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/optimizer-%05d-of-%05d.safetensors", dir, rank, world);
     int rc = st_writer_save(&w, path, NULL, err);
     st_writer_free(&w);
+    free(master);
+    free(mm);
+    free(vv);
     return rc;
 }
 
-static int read_state_tensor(const StFile *f, const char *kind, const ParamInfo *p, float *dst, Error *err) {
-    char name[256];
-    snprintf(name, sizeof name, "%s.%s", kind, p->name);
-    const StTensor *t = st_find(f, name);
-    if (!t) return err_set(err, "%s: missing '%s' (was the checkpoint written for another stage?)", f->path, name);
-    if ((size_t)t->numel != p->numel || t->dtype != ST_F32)
-        return err_set(err, "%s: '%s' does not match the model (%lld elements, want %zu F32)", f->path, name,
-                       (long long)t->numel, p->numel);
-    return st_read_f32(f, t, dst, err);
+static int meta_size(const StFile *f, const char *key, size_t *out, Error *err) {
+    const char *v = st_metadata(f, key);
+    char *end = NULL;
+    unsigned long long x = v ? strtoull(v, &end, 10) : 0;
+    if (!v || !*v || *end) return err_set(err, "%s: metadata \"%s\" missing or not a number", f->path, key);
+    *out = (size_t)x;
+    return 0;
 }
 
-int load_optimizer_state(LlavaModel *m, Optimizer *o, const char *path, Error *err) {
-    StFile f;
-    if (st_open(&f, path, err) != 0) return -1;
-    const ParamTable *t = &m->params;
+// Writes host values of the flat range [lo, hi) into the trainable weights.
+static void write_flat_weights(LlavaModel *m, const Optimizer *o, size_t lo, size_t hi, const float *host) {
     const Ops *ops = m->ops;
-    int rc = 0;
-    for (int i = 0; i < t->n && rc == 0; i++) {
-        const ParamInfo *p = &t->p[i];
-        if (!m->trainable[p->module]) continue;
-        size_t bytes = p->numel * sizeof(float);
-        float *host = xmalloc(bytes);
-        rc = read_state_tensor(&f, "master", p, host, err);
-        if (rc == 0) {
-            ops->upload_act(model_weight(m, p), host, p->numel);
-            if (o->master[p->module]) ops->upload(o->master[p->module] + p->offset, host, bytes);
-            rc = read_state_tensor(&f, "exp_avg", p, host, err);
-        }
-        if (rc == 0) {
-            ops->upload(o->m[p->module] + p->offset, host, bytes);
-            rc = read_state_tensor(&f, "exp_avg_sq", p, host, err);
-        }
-        if (rc == 0) ops->upload(o->v[p->module] + p->offset, host, bytes);
-        free(host);
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        size_t off, len = optim_module_part(o, m, (ModuleId)i, lo, hi, &off);
+        if (len) ops->upload_act((char *)m->weights[i] + off * ops->act_size, host + (o->module_start[i] + off - lo), len);
     }
-    st_close(&f);
+}
+
+int load_optimizer_shards(LlavaModel *m, Optimizer *o, const char *dir, Error *err) {
+    DIR *d = opendir(dir);
+    if (!d) return err_set(err, "%s: cannot open the checkpoint folder", dir);
+    size_t covered = 0;
+    int rc = 0, files = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        if (strncmp(e->d_name, "optimizer-", 10) != 0 || !strstr(e->d_name, ".safetensors")) continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        StFile f;
+        if (st_open(&f, path, err) != 0) {
+            rc = -1;
+            break;
+        }
+        size_t b = 0, en = 0, total = 0;
+        const StTensor *tm = st_find(&f, "master"), *ta = st_find(&f, "exp_avg"), *tv = st_find(&f, "exp_avg_sq");
+        rc = meta_size(&f, "begin", &b, err) || meta_size(&f, "end", &en, err) || meta_size(&f, "total", &total, err);
+        if (rc == 0 && total != o->total)
+            rc = err_set(err, "%s: written for %zu trainable elements, this model trains %zu (another stage or model?)",
+                         path, total, o->total);
+        if (rc == 0 && (!tm || !ta || !tv || en < b || en > total || (size_t)tm->numel != en - b ||
+                        ta->numel != tm->numel || tv->numel != tm->numel))
+            rc = err_set(err, "%s: malformed optimizer shard", path);
+        if (rc == 0) {
+            float *host = xmalloc((en - b ? en - b : 1) * sizeof(float));
+            rc = st_read_f32(&f, tm, host, err);
+            if (rc == 0) write_flat_weights(m, o, b, en, host);  // every process needs every weight
+            // the moments (and masters) of the overlap with our own slice
+            size_t lo = b > o->begin ? b : o->begin, hi = en < o->end ? en : o->end;
+            if (rc == 0 && lo < hi) {
+                if (o->master) m->ops->upload(o->master + (lo - o->begin), host + (lo - b), (hi - lo) * sizeof(float));
+                rc = st_read_f32(&f, ta, host, err);
+                if (rc == 0) m->ops->upload(o->m + (lo - o->begin), host + (lo - b), (hi - lo) * sizeof(float));
+                if (rc == 0) rc = st_read_f32(&f, tv, host, err);
+                if (rc == 0) m->ops->upload(o->v + (lo - o->begin), host + (lo - b), (hi - lo) * sizeof(float));
+            }
+            free(host);
+            covered += en - b;
+            files++;
+        }
+        st_close(&f);
+    }
+    closedir(d);
+    if (rc == 0 && (files == 0 || covered != o->total))
+        rc = err_set(err, "%s: the optimizer shards cover %zu of %zu elements (files missing?)", dir, covered, o->total);
     return rc;
 }
 

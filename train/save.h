@@ -19,10 +19,17 @@ int save_model_folder(const LlavaModel *m, const char *dir, const char *copy_fro
 // model.mm_projector.*, what LLaVA's --pretrain_mm_mlp_adapter loads).
 int save_projector_files(const LlavaModel *m, const char *dir, Error *err);
 
-// Optimizer state + fp32 master weights of every trainable tensor.
-int save_optimizer_state(const LlavaModel *m, const Optimizer *o, const char *path, Error *err);
-// Restores them; the trainable weights are set from the fp32 masters.
-int load_optimizer_state(LlavaModel *m, Optimizer *o, const char *path, Error *err);
+// The optimizer state of this process's slice of the flat trainable space
+// (optim.h): DIR/optimizer-<rank>-of-<world>.safetensors holding fp32
+// "master" (the weights), "exp_avg", "exp_avg_sq" of the slice, with its
+// range in the metadata. Replicated state is written by rank 0 alone (one
+// file covering everything); ZeRO-1 state by every rank.
+int save_optimizer_shard(const LlavaModel *m, const Optimizer *o, const char *dir, int rank, int world, Error *err);
+// Reads every optimizer-*.safetensors of DIR (whatever world size wrote
+// them): the trainable weights get the fp32 masters of the whole flat space,
+// the optimizer its own slice of the moments. Checks the files cover
+// everything and match the model.
+int load_optimizer_shards(LlavaModel *m, Optimizer *o, const char *dir, Error *err);
 
 // Checkpoint folders "checkpoint-00000100" in a run folder.
 void checkpoint_dir_name(char *out, size_t cap, const char *run_dir, long step);

@@ -204,8 +204,7 @@ static int resume_from(Trainer *t, const char *dir, Error *err) {
                        "x processes); resume with the same global batch", dir, global, G);
     if (stage != t->cfg.stage)
         return err_set(err, "%s: saved by a stage-%d run, this is stage %d", dir, stage, t->cfg.stage);
-    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
-    if (load_optimizer_state(&t->model, &t->opt, path, err) != 0) return -1;
+    if (load_optimizer_shards(&t->model, &t->opt, dir, err) != 0) return -1;
     DataPosition pos = {epoch, data_step};
     if (t->data.seek(&t->data, pos, err) != 0) return -1;
     t->step = step;
@@ -245,7 +244,9 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
     double proj_scale = c->projector_lr > 0 && c->lr > 0 ? c->projector_lr / c->lr : 1.0;
-    optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale);
+    int sharded = c->zero_stage == 1;
+    optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale,
+               sharded ? comm->rank : 0, sharded ? comm->world : 1);
     estimate_flops(t);
 
     char resume_dir[4096] = "";
@@ -313,43 +314,49 @@ static int save_model_outputs(Trainer *t, const char *dir, Error *err) {
     return save_model_folder(&t->model, dir, source, c->save_dtype, 5000000000ull, err);
 }
 
+// Rank 0 writes the model and the trainer state; the optimizer state is
+// written by rank 0 alone, or with ZeRO-1 by every rank (its own slice, into
+// the same folder: the run folder must be on a filesystem all ranks share).
 static int save_checkpoint(Trainer *t, Error *err) {
+    char dir[4096], tmp[4200], path[4300];
+    checkpoint_dir_name(dir, sizeof dir, t->cfg.output_dir, t->step);
+    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     int rc = 0;
     if (t->comm.rank == 0) {
-        char dir[4096], tmp[4200], path[4300];
-        checkpoint_dir_name(dir, sizeof dir, t->cfg.output_dir, t->step);
-        snprintf(tmp, sizeof tmp, "%s.tmp", dir);
         remove_tree(tmp);
         rc = make_dirs(tmp, err);
         snprintf(path, sizeof path, "%s/model", tmp);
         if (rc == 0) rc = save_model_outputs(t, path, err);
-        snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
-        if (rc == 0) rc = save_optimizer_state(&t->model, &t->opt, path, err);
-        if (rc == 0) maybe_crash_for_test(t->step);
-        if (rc == 0) {
-            DataPosition pos = t->data.position(&t->data);
-            cJSON *st = cJSON_CreateObject();
-            cJSON_AddNumberToObject(st, "step", (double)t->step);
-            cJSON_AddNumberToObject(st, "total_steps", (double)t->total_steps);
-            cJSON_AddNumberToObject(st, "data_epoch", (double)pos.epoch);
-            cJSON_AddNumberToObject(st, "data_step", (double)pos.step);
-            cJSON_AddNumberToObject(st, "bad_streak", t->bad_streak);
-            cJSON_AddNumberToObject(st, "skipped", (double)t->skipped);
-            cJSON_AddNumberToObject(st, "global_batch", t->cfg.micro_batch * t->cfg.grad_accum * t->comm.world);
-            cJSON_AddNumberToObject(st, "world", t->comm.world);
-            cJSON_AddNumberToObject(st, "stage", t->cfg.stage);
-            snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-            rc = write_json_file(path, st, err);
-            cJSON_Delete(st);
-        }
+    }
+    if (!comm_all(&t->comm, rc == 0)) return rc ? -1 : err_set(err, "rank 0 could not write the checkpoint");
+    if (t->cfg.zero_stage == 1 || t->comm.rank == 0)
+        rc = save_optimizer_shard(&t->model, &t->opt, tmp, t->comm.rank, t->cfg.zero_stage == 1 ? t->comm.world : 1,
+                                  err);
+    if (!comm_all(&t->comm, rc == 0)) return rc ? -1 : err_set(err, "another rank could not write its optimizer state");
+    if (t->comm.rank == 0) {
+        maybe_crash_for_test(t->step);
+        DataPosition pos = t->data.position(&t->data);
+        cJSON *st = cJSON_CreateObject();
+        cJSON_AddNumberToObject(st, "step", (double)t->step);
+        cJSON_AddNumberToObject(st, "total_steps", (double)t->total_steps);
+        cJSON_AddNumberToObject(st, "data_epoch", (double)pos.epoch);
+        cJSON_AddNumberToObject(st, "data_step", (double)pos.step);
+        cJSON_AddNumberToObject(st, "bad_streak", t->bad_streak);
+        cJSON_AddNumberToObject(st, "skipped", (double)t->skipped);
+        cJSON_AddNumberToObject(st, "global_batch", t->cfg.micro_batch * t->cfg.grad_accum * t->comm.world);
+        cJSON_AddNumberToObject(st, "world", t->comm.world);
+        cJSON_AddNumberToObject(st, "stage", t->cfg.stage);
+        snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
+        rc = write_json_file(path, st, err);  // its presence marks the checkpoint complete
+        cJSON_Delete(st);
         if (rc == 0) {
             remove_tree(dir);  // a stale complete folder of the same step (resume=none)
             rc = rename_durable(tmp, dir, err);
         }
         if (rc == 0) checkpoint_prune(t->cfg.output_dir, t->cfg.keep_last);
     }
-    comm_barrier(&t->comm);
-    return rc;
+    if (!comm_all(&t->comm, rc == 0)) return rc ? -1 : err_set(err, "rank 0 could not finish the checkpoint");
+    return 0;
 }
 
 static int save_final(Trainer *t, Error *err) {
@@ -422,6 +429,38 @@ static void allreduce_grads(Trainer *t, float *grads, size_t n) {
     free(host);
 }
 
+// ZeRO-1: each rank updated only its slice of the trainable weights; every
+// rank gets every slice. MPI works on host memory, so device weights travel
+// through a host copy.
+static void allgather_weights(Trainer *t) {
+    if (t->comm.world == 1) return;
+    LlavaModel *m = &t->model;
+    const Ops *ops = t->ops;
+    const size_t A = ops->act_size;
+    size_t *counts = xcalloc((size_t)t->comm.world, sizeof(size_t)), *displs = xcalloc((size_t)t->comm.world, sizeof(size_t));
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        if (!m->trainable[i]) continue;
+        for (int r = 0; r < t->comm.world; r++) {
+            size_t b, e, off;
+            optim_slice(t->opt.total, r, t->comm.world, &b, &e);
+            counts[r] = optim_module_part(&t->opt, m, (ModuleId)i, b, e, &off) * A;
+            displs[r] = off * A;
+        }
+        size_t bytes = m->params.module_numel[i] * A;
+        if (strcmp(ops->name, "cpu") == 0) {
+            comm_allgatherv_bytes(&t->comm, m->weights[i], counts, displs);
+        } else {
+            void *host = xmalloc(bytes);
+            ops->download(host, m->weights[i], bytes);
+            comm_allgatherv_bytes(&t->comm, host, counts, displs);
+            ops->upload(m->weights[i], host, bytes);
+            free(host);
+        }
+    }
+    free(counts);
+    free(displs);
+}
+
 // LLAVA_TEST_STEP_DELAY_MS slows every step down so that the test suite can
 // reliably kill a run between two checkpoints.
 static void maybe_delay_for_test(void) {
@@ -468,6 +507,7 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
     } else {
         t->bad_streak = 0;
         optim_step(&t->opt, m, s->lr, optim_clip_factor(s->norm, c->max_grad_norm), (int)(t->step + 1));
+        if (c->zero_stage == 1) allgather_weights(t);
     }
     t->step++;
     t->steps_this_run++;
