@@ -18,6 +18,10 @@
 #include "train/save.h"
 #include "train/synthetic.h"
 
+#ifdef LLAVA_HAVE_CUDA
+#include "kernels/cuda/cuda_nccl.h"
+#endif
+
 // Set by the signal handler, read by the loop: the one piece of process-wide
 // mutable state, because a signal handler can reach nothing else.
 static volatile sig_atomic_t stop_signal = 0;
@@ -213,6 +217,28 @@ static int resume_from(Trainer *t, const char *dir, Error *err) {
     return 0;
 }
 
+// Several processes on GPUs exchange gradients and weights with NCCL on the
+// device; without NCCL they go through host memory over MPI (slow).
+static void setup_nccl(Trainer *t) {
+    if (t->comm.world == 1 || strcmp(t->ops->name, "cuda") != 0) return;
+#ifdef LLAVA_HAVE_CUDA
+    unsigned char id[LLAVA_NCCL_ID_BYTES] = {0};
+    char msg[512] = "";
+    int ok = t->comm.rank != 0 || nccl_make_id(id, msg, sizeof msg) == 0;
+    if (comm_all(&t->comm, ok)) {
+        comm_broadcast(&t->comm, id, sizeof id, 0);
+        t->nccl = nccl_join(id, t->comm.rank, t->comm.world, msg, sizeof msg);
+    }
+    if (!comm_all(&t->comm, t->nccl != NULL)) {
+        if (t->nccl) nccl_leave(t->nccl);
+        t->nccl = NULL;
+        if (t->comm.rank == 0)
+            fprintf(stderr, "llava train: warning: no NCCL (%s); gradients cross GPUs through host memory\n",
+                    msg[0] ? msg : "another rank failed");
+    }
+#endif
+}
+
 int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
@@ -230,6 +256,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     }
     backend_set_threads(c->threads);
     t->ops = backend_select(c->device, &err);
+    if (t->ops) setup_nccl(t);
     if (!t->ops || load_model(t, &err) != 0) {
         fprintf(stderr, "llava train: %s\n", err.msg);
         return EXIT_BAD_INPUT;
@@ -291,6 +318,9 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
 }
 
 void trainer_free(Trainer *t) {
+#ifdef LLAVA_HAVE_CUDA
+    if (t->nccl) nccl_leave(t->nccl);
+#endif
     if (t->metrics) fclose(t->metrics);
     if (t->data.close) t->data.close(&t->data);
     optim_free(&t->opt, &t->model);
@@ -418,6 +448,13 @@ static void log_step(Trainer *t, const StepStats *s) {
 // device gradients travel through a host copy.
 static void allreduce_grads(Trainer *t, float *grads, size_t n) {
     if (t->comm.world == 1) return;
+#ifdef LLAVA_HAVE_CUDA
+    if (t->nccl) {
+        char msg[512];
+        if (nccl_allreduce_sum_f32(t->nccl, grads, n, msg, sizeof msg) != 0) FATAL("%s", msg);
+        return;
+    }
+#endif
     if (strcmp(t->ops->name, "cpu") == 0) {
         comm_allreduce_sum_f32(&t->comm, grads, n);
         return;
@@ -447,6 +484,16 @@ static void allgather_weights(Trainer *t) {
             displs[r] = off * A;
         }
         size_t bytes = m->params.module_numel[i] * A;
+#ifdef LLAVA_HAVE_CUDA
+        if (t->nccl) {
+            char msg[512];
+            for (int r = 0; r < t->comm.world; r++)
+                if (counts[r] && nccl_broadcast_bytes(t->nccl, (char *)m->weights[i] + displs[r], counts[r], r, msg,
+                                                      sizeof msg) != 0)
+                    FATAL("%s", msg);
+            continue;
+        }
+#endif
         if (strcmp(ops->name, "cpu") == 0) {
             comm_allgatherv_bytes(&t->comm, m->weights[i], counts, displs);
         } else {

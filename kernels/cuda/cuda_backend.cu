@@ -184,6 +184,17 @@ __global__ void probe_kernel(int *p) {
     if (p) *p = 1;
 }
 
+// One process per GPU: a process started by mpirun/srun takes the GPU of its
+// rank on the node (the launchers' local-rank variables), else GPU 0.
+static int pick_device(int count) {
+    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "LOCAL_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v) % count;
+    }
+    return 0;
+}
+
 extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
     if (g_ready) return &g_ops;
     int count = 0;
@@ -195,11 +206,11 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
     }
     CudaContext *c = &g_ctx;
     memset(c, 0, sizeof *c);
-    c->device = 0;
+    c->device = pick_device(count);
     cudaDeviceProp prop;
     e = cudaGetDeviceProperties(&prop, c->device);
     if (e != cudaSuccess) {
-        snprintf(msg, cap, "cannot query CUDA device 0: %s", cudaGetErrorString(e));
+        snprintf(msg, cap, "cannot query CUDA device %d: %s", c->device, cudaGetErrorString(e));
         return NULL;
     }
     if (prop.major < 8) {
@@ -209,7 +220,7 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
     }
     e = cudaSetDevice(c->device);
     if (e != cudaSuccess) {
-        snprintf(msg, cap, "cannot use CUDA device 0 (%s): %s", prop.name, cudaGetErrorString(e));
+        snprintf(msg, cap, "cannot use CUDA device %d (%s): %s", c->device, prop.name, cudaGetErrorString(e));
         return NULL;
     }
     cudaFuncAttributes fa;

@@ -10,7 +10,8 @@
 extern "C" {
 #endif
 
-// Initializes the first visible GPU and returns the CUDA op table, or NULL
+// Initializes the GPU of this process (its local rank on the node when
+// started by mpirun/srun, else the first visible one) and returns the CUDA op table, or NULL
 // with a reason in msg (no GPU, driver too old, compute capability below 8.0,
 // no kernels in this build for the card). Later calls return the same table.
 const Ops *ops_cuda_create(char *msg, size_t cap);

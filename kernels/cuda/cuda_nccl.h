@@ -1,0 +1,30 @@
+// NCCL for data parallelism on GPUs, callable from C: the gradient all-reduce
+// and the ZeRO-1 weight exchange on device buffers, on the op table's stream.
+// Bootstrap: rank 0 makes a unique id, MPI broadcasts it (train/dist.c), every
+// rank joins. Compiled when NCCL is found (LLAVA_HAVE_NCCL).
+#ifndef LLAVA_CUDA_NCCL_H
+#define LLAVA_CUDA_NCCL_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LLAVA_NCCL_ID_BYTES 128
+
+// Fills id[LLAVA_NCCL_ID_BYTES] (rank 0 only). 0, or -1 with msg.
+int nccl_make_id(void *id, char *msg, size_t cap);
+// Joins the communicator; NULL with msg on failure. The CUDA op table must
+// exist (its device and stream are used).
+void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap);
+// In place, on the ops' stream. 0, or -1 with msg.
+int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap);
+int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap);
+void nccl_leave(void *comm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
