@@ -82,9 +82,14 @@ void optim_step(Optimizer *o, LlavaModel *m, double lr, float grad_scale, int st
         size_t in_tensor = lo - fs, in_slice = lo - o->begin;
         double tensor_lr = p->module == MODULE_PROJECTOR ? lr * o->projector_lr_scale : lr;
         double wd = p->no_decay ? 0.0 : o->weight_decay;
-        // A seed that differs per step and tensor drives stochastic rounding
-        // of low-precision weights (ignored by fp32 backends).
-        uint32_t seed = (uint32_t)(step * 2654435761u) ^ (uint32_t)(i * 40503u + 1u);
+        // With stochastic rounding on, a seed that differs per step and tensor
+        // drives it (never 0, which means round-to-nearest); fp32 backends
+        // ignore it.
+        uint32_t seed = 0;
+        if (o->stochastic_rounding) {
+            seed = (uint32_t)(step * 2654435761u) ^ (uint32_t)(i * 40503u + 1u);
+            seed = seed ? seed : 1u;
+        }
         m->ops->adamw_update((char *)model_weight(m, p) + in_tensor * A, o->master ? o->master + in_slice : NULL,
                              model_grad(m, p) + in_tensor, o->m + in_slice, o->v + in_slice, hi - lo,
                              (float)tensor_lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)wd, grad_scale,

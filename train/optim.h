@@ -17,6 +17,7 @@
 typedef struct {
     double beta1, beta2, eps, weight_decay;
     double projector_lr_scale;            // projector LR = lr * this
+    int stochastic_rounding;              // low-precision weights rounded stochastically from the masters
     size_t total;                         // trainable elements (the flat space)
     size_t begin, end;                    // this process's slice
     size_t module_start[MODULE_COUNT];    // where each trainable module starts in the flat space

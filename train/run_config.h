@@ -37,6 +37,7 @@ typedef struct {
     // execution
     int recompute;
     int zero_stage;           // 0: optimizer state on every process; 1: sharded (ZeRO-1)
+    int stochastic_rounding;  // bf16 weights rounded stochastically from the fp32 masters
     char device[16];
     int threads;
     int seed;

@@ -274,6 +274,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     int sharded = c->zero_stage == 1;
     optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale,
                sharded ? comm->rank : 0, sharded ? comm->world : 1);
+    t->opt.stochastic_rounding = c->stochastic_rounding;
     estimate_flops(t);
 
     char resume_dir[4096] = "";
