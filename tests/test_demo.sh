@@ -20,5 +20,22 @@ check "held-out accuracy far above chance" "$(val accuracy) >= 0.6"
 check "colour questions answered" "$(val accuracy_color) >= 0.8"
 check "blank-picture control near chance" "$(val blank_accuracy) <= 0.45"
 check "finishes well inside 5 minutes" "$(val seconds) < 300"
+# The demo's shard folders train directly (data = a shard folder) ...
+d=$tmp/demo
+if "$llava" train --set model="$d/init" --set data="$d/stage2/data" --set max_steps=3 --set micro_batch=4 \
+     --set output_dir="$tmp/shards_run" --set log_every=1 > "$tmp/shards.log" 2>&1 && [ -d "$tmp/shards_run/final" ]; then
+  echo "ok: llava train on a shard folder"
+else
+  echo "FAIL: llava train on a shard folder"; cat "$tmp/shards.log"; failures=$((failures + 1))
+fi
+# ... and shards prepared for another model are refused by name.
+src=$(cd "$(dirname "$0")/.." && pwd)
+out=$("$llava" train --set model="$src/tests/fixtures/tiny_llava15" --set data="$d/stage2/data" --set max_steps=1 \
+      --set output_dir="$tmp/mismatch" 2>&1); rc=$?
+if [ $rc -eq 2 ] && echo "$out" | grep -q "prepared for images of 32 px, 16 tokens per image, image token 585"; then
+  echo "ok: shards of another model refused"
+else
+  echo "FAIL: shards of another model: rc $rc: $out"; failures=$((failures + 1))
+fi
 echo "$failures failures"
 [ $failures -eq 0 ]
