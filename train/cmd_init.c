@@ -16,8 +16,10 @@ int cmd_init(int argc, char **argv) {
     ModelSource src;
     model_source_default(&src);
     const char *config_path = NULL, *out = NULL, *tokenizer = NULL, *dtype = "auto";
+    int force = 0;
     ArgSpec specs[16];
     int n = 0;
+    specs[n++] = (ArgSpec){"force", ARG_FLAG, &force, "overwrite an existing model folder", 0};
     specs[n++] = (ArgSpec){"out", ARG_STRING, &out, "the model folder to write", 1};
     specs[n++] = (ArgSpec){"config", ARG_STRING, &config_path,
                            "a LlavaForConditionalGeneration config.json: random weights of those shapes", 0};
@@ -38,6 +40,12 @@ int cmd_init(int argc, char **argv) {
     }
     if (strcmp(dtype, "auto") && strcmp(dtype, "bf16") && strcmp(dtype, "f32")) {
         fprintf(stderr, "llava init: --dtype must be auto, bf16 or f32\n");
+        return EXIT_BAD_INPUT;
+    }
+    char existing[4200];
+    snprintf(existing, sizeof existing, "%s/config.json", out);
+    if (!force && file_exists(existing)) {
+        fprintf(stderr, "llava init: %s already holds a model (config.json); pass --force to overwrite it\n", out);
         return EXIT_BAD_INPUT;
     }
     Error err = {{0}};
