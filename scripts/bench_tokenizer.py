@@ -2,8 +2,8 @@
 """Tokenizer throughput: `llava tokenize` vs Hugging Face tokenizers on the same
 text (10 MB by default, generated here, written to a temporary folder).
 
-    /work/venv/bin/python scripts/bench_tokenizer.py --llava build/llava
-    /work/venv/bin/python scripts/bench_tokenizer.py --llava build/llava --tokenizer /path/to/llava-1.5-7b-hf
+    python3 scripts/bench_tokenizer.py --llava build/llava
+    python3 scripts/bench_tokenizer.py --llava build/llava --tokenizer /path/to/llava-1.5-7b-hf
 
 Default tokenizers: the two fixture folders (tests/fixtures/tokenizer/legacy and
 metaspace). For each it reports tokens/s of

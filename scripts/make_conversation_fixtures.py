@@ -2,7 +2,7 @@
 """Conversation fixtures: LLaVA-format conversations and the input ids / labels
 LLaVA's own preprocessing gives them, for tests/test_conversation.c.
 
-    /work/venv/bin/python scripts/make_conversation_fixtures.py   # -> tests/fixtures/conversation/cases.json
+    python3 scripts/make_conversation_fixtures.py   # -> tests/fixtures/conversation/cases.json
 
 (needs tests/fixtures/tokenizer/, made by scripts/make_tokenizer_fixtures.py)
 

@@ -2,7 +2,7 @@
 """Golden references for the image pipeline (data/image*.c), from Pillow and
 transformers' CLIPImageProcessor (PIL backend), as LLaVA runs them.
 
-    /work/venv/bin/python scripts/make_image_reference.py   # rewrites tests/fixtures/images/
+    python3 scripts/make_image_reference.py   # rewrites tests/fixtures/images/
 
 Writes, under tests/fixtures/images/:
   src/       the test images (JPEG, PNG, GIF in many modes and sizes; some

@@ -4,8 +4,8 @@ corpus of varied strings and the ids / decoded text Hugging Face `tokenizers`
 gives for them. The C tests (tests/test_tokenizer.c, tests/test_tokenize_cli.sh)
 compare data/tokenizer.c against these files, so CI needs no Python.
 
-    /work/venv/bin/python scripts/make_tokenizer_fixtures.py   # -> tests/fixtures/tokenizer/
-    /work/venv/bin/python scripts/make_tokenizer_fixtures.py --retrain   # a new vocabulary too
+    python3 scripts/make_tokenizer_fixtures.py   # -> tests/fixtures/tokenizer/
+    python3 scripts/make_tokenizer_fixtures.py --retrain   # a new vocabulary too
 
 Both tokenizers share one vocabulary (about 4,000 tokens) trained here with
 the tokenizers library on generated text (once: later runs reuse the
