@@ -96,6 +96,9 @@ check "micro 2 x accum 4 == micro 8 (5 steps, fp32 rounding)" \
 check "accumulation: same losses" bash -c "diff <(awk '{printf \"%.4f\n\", \$1}' <(grep -o '\"loss\": [0-9.eE+-]*' '$tmp/acc/metrics.jsonl' | cut -d' ' -f2)) \
   <(awk '{printf \"%.4f\n\", \$1}' <(grep -o '\"loss\": [0-9.eE+-]*' '$tmp/big/metrics.jsonl' | cut -d' ' -f2))"
 
+check "long accumulation (global_batch 100 = micro-batch 1 x 100)" \
+  train --set stage=2 --set output_dir="$tmp/longacc" --set micro_batch=1 --set global_batch=100 --set max_steps=1
+
 # --- data parallel over MPI ---------------------------------------------------------------
 if command -v mpirun > /dev/null 2>&1; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1

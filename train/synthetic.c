@@ -10,9 +10,9 @@ typedef struct {
     LlavaConfig cfg;
     DataPosition pos;
     int *order;  // permutation of the current epoch
-    // buffers of the micro-batches handed out last
-    int32_t *ids[64], *labels[64], *seg[64];
-    float *pixels[64];
+    // buffers of the micro-batches handed out last, [grad_accum] each
+    int32_t **ids, **labels, **seg;
+    float **pixels;
 } Synthetic;
 
 static void shuffle_epoch(Synthetic *s) {
@@ -136,12 +136,16 @@ static int syn_seek(BatchSource *bs, DataPosition pos, Error *err) {
 
 static void syn_close(BatchSource *bs) {
     Synthetic *s = bs->impl;
-    for (int i = 0; i < 64; i++) {
+    for (int i = 0; i < s->o.grad_accum; i++) {
         free(s->ids[i]);
         free(s->labels[i]);
         free(s->seg[i]);
         free(s->pixels[i]);
     }
+    free(s->ids);
+    free(s->labels);
+    free(s->seg);
+    free(s->pixels);
     free(s->order);
     free(s);
     memset(bs, 0, sizeof *bs);
@@ -149,13 +153,17 @@ static void syn_close(BatchSource *bs) {
 
 int synthetic_open(BatchSource *bs, const SyntheticOptions *o, const LlavaConfig *cfg, Error *err) {
     if (o->n_samples < 1 || o->min_text < 1 || o->max_text < o->min_text || o->micro_batch < 1 ||
-        o->grad_accum < 1 || o->grad_accum > 64 || o->world < 1 || o->rank < 0 || o->rank >= o->world)
+        o->grad_accum < 1 || o->world < 1 || o->rank < 0 || o->rank >= o->world)
         return err_set(err, "synthetic data: bad options");
     if (cfg->text.vocab < 8) return err_set(err, "synthetic data: vocabulary too small");
     Synthetic *s = xcalloc(1, sizeof *s);
     s->o = *o;
     s->cfg = *cfg;
     s->order = xmalloc((size_t)o->n_samples * sizeof(int));
+    s->ids = xcalloc((size_t)o->grad_accum, sizeof(int32_t *));
+    s->labels = xcalloc((size_t)o->grad_accum, sizeof(int32_t *));
+    s->seg = xcalloc((size_t)o->grad_accum, sizeof(int32_t *));
+    s->pixels = xcalloc((size_t)o->grad_accum, sizeof(float *));
     shuffle_epoch(s);
     long G = (long)o->micro_batch * o->grad_accum * o->world;
     memset(bs, 0, sizeof *bs);

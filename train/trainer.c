@@ -267,6 +267,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         fprintf(stderr, "llava train: %s\n", err.msg);
         return EXIT_BAD_INPUT;
     }
+    t->micro = xcalloc((size_t)t->data.max_micro, sizeof(LlavaBatch));
     long per_epoch = t->data.steps_per_epoch;
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
@@ -324,6 +325,7 @@ void trainer_free(Trainer *t) {
 #endif
     if (t->metrics) fclose(t->metrics);
     if (t->data.close) t->data.close(&t->data);
+    free(t->micro);
     optim_free(&t->opt, &t->model);
     if (t->model.ops) model_free(&t->model);
     memset(t, 0, sizeof *t);
@@ -522,7 +524,7 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
     const RunConfig *c = &t->cfg;
     double t0 = now_seconds();
     maybe_delay_for_test();
-    LlavaBatch micro[64];
+    LlavaBatch *micro = t->micro;
     int n = 0;
     if (t->data.next_step(&t->data, micro, &n, err) != 0) return -1;
     // The loss is the mean over every counted token of the whole global

@@ -20,6 +20,7 @@ typedef struct {
     LlavaModel model;
     Optimizer opt;
     BatchSource data;
+    LlavaBatch *micro;   // [data.max_micro] the micro-batches of the current step
     long step;           // optimizer steps done
     long total_steps;
     long warmup_steps;
