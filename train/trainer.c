@@ -263,6 +263,12 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     }
     model_set_stage(&t->model, c->stage);
     model_set_recompute(&t->model, c->recompute);
+    if (c->max_length > t->model.cfg.text.max_positions) {
+        fprintf(stderr, "llava train: max_length %d exceeds the model's max_position_embeddings %d: set max_length "
+                "(--set max_length=%d)\n", c->max_length, t->model.cfg.text.max_positions,
+                t->model.cfg.text.max_positions);
+        return EXIT_BAD_INPUT;
+    }
     if (open_data(t, &err) != 0) {
         fprintf(stderr, "llava train: %s\n", err.msg);
         return EXIT_BAD_INPUT;
