@@ -81,6 +81,15 @@ train "${resume[@]}" --set output_dir="$tmp/term" > "$tmp/term2.log" 2>&1 || fai
 check "resume after SIGTERM: final weights bitwise equal" \
   "$st_diff" "$tmp/term/final/model.safetensors" "$tmp/ref/final/model.safetensors"
 
+# (d) Resuming an older checkpoint of a folder that holds newer ones (from the run that went on):
+# keep_last must never delete the checkpoint just written because newer, stale ones exist.
+cp -r "$tmp/ref" "$tmp/old"
+LLAVA_TEST_CRASH_DURING_SAVE=24 train "${resume[@]}" --set output_dir="$tmp/old" --set keep_last=1 \
+  --set resume="$tmp/old/checkpoint-00000018" > "$tmp/old.log" 2>&1
+check "resumed from the named older checkpoint" grep -q "resumed from .*checkpoint-00000018 at step 18" "$tmp/old.log"
+check "keep_last 1 kept the step-21 checkpoint this run wrote (newer stale step 24 present)" \
+  test -f "$tmp/old/checkpoint-00000021/trainer_state.json"
+
 # --- non-finite steps are skipped, and too many in a row stop the run with a checkpoint --
 train --set stage=2 --set output_dir="$tmp/nan" --set micro_batch=4 --set max_steps=10 --set lr=1e30 \
   --set max_grad_norm=0 --set warmup_ratio=0 --set max_bad_steps=2 > "$tmp/nan.log" 2>&1; rc=$?

@@ -329,9 +329,10 @@ int remove_tree(const char *path) {
     return rmdir(path) | rc;
 }
 
-void checkpoint_prune(const char *run_dir, int keep) {
+void checkpoint_prune(const char *run_dir, int keep, long current) {
     int n;
     long *steps = list_checkpoints(run_dir, &n);
+    while (n > 0 && steps[n - 1] > current) n--;  // ascending: drop the newer ones from the count
     for (int i = 0; i < n - keep; i++) {
         char path[4096];
         checkpoint_dir_name(path, sizeof path, run_dir, steps[i]);

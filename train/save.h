@@ -35,8 +35,11 @@ int load_optimizer_shards(LlavaModel *m, Optimizer *o, const char *dir, Error *e
 void checkpoint_dir_name(char *out, size_t cap, const char *run_dir, long step);
 // The newest complete checkpoint folder (its step in *step), or 0 if none.
 int checkpoint_find_latest(const char *run_dir, char *out, size_t cap, long *step);
-// Deletes all but the newest `keep` checkpoints, and stale *.tmp folders.
-void checkpoint_prune(const char *run_dir, int keep);
+// Deletes all but the newest `keep` checkpoints up to step `current` (the one
+// just written), and stale *.tmp folders. Checkpoints after `current` (left by
+// a run that went further before this one resumed an older checkpoint) are
+// not counted, so they can never push out the one just written.
+void checkpoint_prune(const char *run_dir, int keep, long current);
 // Removes a folder tree (no error when absent).
 int remove_tree(const char *path);
 // Renames src to dst and fsyncs the parent folder.

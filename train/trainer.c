@@ -392,7 +392,7 @@ static int save_checkpoint(Trainer *t, Error *err) {
             remove_tree(dir);  // a stale complete folder of the same step (resume=none)
             rc = rename_durable(tmp, dir, err);
         }
-        if (rc == 0) checkpoint_prune(t->cfg.output_dir, t->cfg.keep_last);
+        if (rc == 0) checkpoint_prune(t->cfg.output_dir, t->cfg.keep_last, t->step);
     }
     if (!comm_all(&t->comm, rc == 0)) return rc ? -1 : err_set(err, "rank 0 could not finish the checkpoint");
     return 0;
