@@ -103,6 +103,7 @@ static int parse_entry(const cJSON *e, StTensor *t, uint64_t data_size, const ch
 
 static int parse_metadata(StFile *f, const cJSON *meta, Error *err) {
     if (!cJSON_IsObject(meta)) return err_set(err, "%s: \"__metadata__\" is not an object", f->path);
+    if (f->meta_keys) return err_set(err, "%s: \"__metadata__\" appears twice in the header", f->path);
     int n = cJSON_GetArraySize(meta);
     f->meta_keys = xcalloc((size_t)n, sizeof(char *));
     f->meta_values = xcalloc((size_t)n, sizeof(char *));

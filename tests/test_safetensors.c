@@ -74,6 +74,9 @@ static void test_hostile_headers(void) {
     expect_rejected("entry not object", "{\"a\":5}", -1, 0, "not an object");
     expect_rejected("metadata not strings", "{\"__metadata__\":{\"k\":1}}", -1, 0, "not a string");
     expect_rejected("trailing garbage", "{}  x     ", -1, 0, "trailing");
+    // JSON allows a repeated key; a second metadata block must not append to the first one's arrays.
+    expect_rejected("metadata twice", "{\"__metadata__\":{\"a\":\"b\"},\"__metadata__\":{\"c\":\"d\",\"e\":\"f\"}}", -1,
+                    0, "twice");
 
     // A file shorter than the 8-byte length prefix, and one cut inside the data.
     char path[512];
