@@ -381,7 +381,9 @@ int gen_verify(Generator *g, const GenPrompt *prompt, const int32_t *tokens, int
         double e = rel_err(step, full, (size_t)V);
         *max_rel = e > *max_rel ? e : *max_rel;
         (*checked)++;
-        if (s == n || tokens[s] == m->cfg.image_token_index) break;
+        // A sequence stopped for context ends with a token that has no cache
+        // row left to go into: nothing after it to check.
+        if (s == n || tokens[s] == m->cfg.image_token_index || len >= g->T_cap) break;
         seq[len] = tokens[s];
         rc = gen_step(g, &tokens[s], 1, step, err);
     }

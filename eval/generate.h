@@ -107,7 +107,7 @@ int gen_continue(Generator *g, const GenPrompt *prompt, const GenOptions *opt, G
 // full forward over the whole sequence so far. *max_rel gets the largest
 // relative error (norm-wise, per step); *checked the steps compared (a
 // generated image token id stops the check: a full forward would take it for
-// an image slot).
+// an image slot; so does a full cache, after a stop for context).
 int gen_verify(Generator *g, const GenPrompt *prompt, const int32_t *tokens, int n, double *max_rel, int *checked,
                Error *err);
 void gen_output_free(GenOutput *o);

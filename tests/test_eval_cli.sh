@@ -26,6 +26,14 @@ check "image tokens without pixels: exit 2, named" '[ $? -eq 2 ] && grep -q "ima
 "$LLAVA" generate --model "$SRC/tests/fixtures/tiny_llava15" --ids '[1, 999]' >/dev/null 2>"$TMP/err"
 check "token outside the vocabulary: exit 2" '[ $? -eq 2 ] && grep -q "vocabulary" "$TMP/err"'
 
+# Running into the model's 256 positions: stop "context", and --verify checks every cached step
+# (the last token, predicted at the last position, has no cache row to go into).
+"$LLAVA" generate --model "$SRC/tests/fixtures/tiny_llava15" --ids "$(cat "$GEN/cli_prompt.txt")" \
+  --pixels "$GEN/image.safetensors" --max-new-tokens 300 --eos -1 --verify >"$TMP/ctx.out" 2>"$TMP/ctx.err"
+check "generate up to the context limit with --verify exits 0" '[ $? -eq 0 ] && grep -q "(ok," "$TMP/ctx.err"'
+check "... stops for context after 256 - 29 + 1 tokens" \
+  'grep -q "\"stop\": \"context\"" "$TMP/ctx.out" && [ "$(grep -o "\"ids\": \[[^]]*\]" "$TMP/ctx.out" | tr "," "\n" | wc -l)" -eq 228 ]'
+
 # Sampling is seeded: the same seed gives the same tokens, another seed others.
 samp() { "$LLAVA" generate --model "$SRC/tests/fixtures/tiny_llava15" --ids '[1, 5, 6]' --temperature 1 \
            --max-new-tokens 12 --eos -1 --sample-seed "$1" 2>/dev/null; }
