@@ -24,7 +24,16 @@ int image_store_parse(const char *name) {
 
 // We report our own errors (file + dataset); HDF5's stack dump would only
 // repeat them less clearly.
-static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+// No library cleanup at exit: when H5Fclose fails (its final flush hit a full
+// disk), HDF5 1.10 leaves the half-closed file in its ID table and its atexit
+// handler then segfaults on it, turning the write error we reported into a
+// crash. Every file is closed explicitly anyway. H5dont_atexit only works
+// before the library initializes, so it comes first; later calls fail
+// harmlessly.
+static void h5_quiet(void) {
+    (void)H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 static hid_t vlen_string_type(void) {
     hid_t t = H5Tcopy(H5T_C_S1);

@@ -73,5 +73,19 @@ grep -q '"loss_text":[[:space:]]*"Hi there.</s>"' "$tmp/sample.json" || fail "lo
 expect_bad "sample out of range" "no sample 2" -- "$llava" inspect "$out" --sample 2
 expect_bad "not a shard folder" "no manifest.json" -- "$llava" inspect "$tmp/images"
 
+# A disk that fills up while a shard is written (a file size limit stands in for it): an error
+# naming the shard, never a crash, and no shard or complete manifest left behind.
+{ printf '['; for i in $(seq 1 300); do [ $i -gt 1 ] && printf ','
+  printf '{"id": "f%d", "image": "cat.jpg", "conversations": [{"from": "human", "value": "<image>\\nWhat %d?"}, {"from": "gpt", "value": "A cat."}]}' $i $i
+  done; printf ']\n'; } > "$tmp/full.json"
+(trap '' XFSZ; ulimit -f 300; exec "$llava" prep --data "$tmp/full.json" --images "$tmp/images" --model "$tmp/model" \
+  --template vicuna_v1 --out "$tmp/full" --quiet --workers 1) > "$tmp/out.txt" 2> "$tmp/err.txt"
+rc=$?
+if [ $rc -eq 0 ] || [ $rc -ge 128 ] || ! grep -q "shard-00000.h5.tmp: writing the shard failed" "$tmp/err.txt"; then
+  fail "write error while writing a shard: exit $rc, stderr: $(cat "$tmp/err.txt")"
+fi
+[ -f "$tmp/full/shard-00000.h5" ] && fail "a failed shard was left as shard-00000.h5"
+grep -q '"complete":[[:space:]]*true' "$tmp/full/manifest.json" && fail "manifest complete after a failed write"
+
 if [ $failures -ne 0 ]; then echo "test_prep_cli: $failures failures"; exit 1; fi
 echo "test_prep_cli: ok"
