@@ -87,8 +87,13 @@ cp -r "$tmp/ref" "$tmp/old"
 LLAVA_TEST_CRASH_DURING_SAVE=24 train "${resume[@]}" --set output_dir="$tmp/old" --set keep_last=1 \
   --set resume="$tmp/old/checkpoint-00000018" > "$tmp/old.log" 2>&1
 check "resumed from the named older checkpoint" grep -q "resumed from .*checkpoint-00000018 at step 18" "$tmp/old.log"
-check "keep_last 1 kept the step-21 checkpoint this run wrote (newer stale step 24 present)" \
+check "keep_last 1 kept the step-21 checkpoint this run wrote" \
   test -f "$tmp/old/checkpoint-00000021/trainer_state.json"
+check "the earlier run's later checkpoint is kept aside, not resumable" \
+  test -d "$tmp/old/checkpoint-00000024.superseded" -a ! -d "$tmp/old/checkpoint-00000024"
+train "${resume[@]}" --set output_dir="$tmp/old" --set keep_last=1 > "$tmp/old2.log" 2>&1 || fail "resume=auto after the crash"
+check "resume=auto then continues this run (step 21), not the superseded one" \
+  grep -q "resumed from .*checkpoint-00000021 at step 21" "$tmp/old2.log"
 
 # --- non-finite steps are skipped, and too many in a row stop the run with a checkpoint --
 train --set stage=2 --set output_dir="$tmp/nan" --set micro_batch=4 --set max_steps=10 --set lr=1e30 \
@@ -96,6 +101,8 @@ train --set stage=2 --set output_dir="$tmp/nan" --set micro_batch=4 --set max_st
 check "non-finite: stopped with exit 1 after 2 bad steps, with a checkpoint" \
   bash -c "[ $rc -eq 1 ] && grep -q '2 non-finite steps in a row' '$tmp/nan.log' && ls -d '$tmp'/nan/checkpoint-* > /dev/null"
 check "non-finite: the bad steps are marked in the log" grep -q "SKIPPED (non-finite)" "$tmp/nan.log"
+check "non-finite: metrics.jsonl stays valid JSON (null, never nan/inf)" \
+  bash -c "grep -q '\"loss\": null' '$tmp/nan/metrics.jsonl' && ! grep -qiE 'nan|inf[^o]' '$tmp/nan/metrics.jsonl'"
 
 # --- accumulation equals a bigger micro-batch --------------------------------------------
 train --set stage=2 --set output_dir="$tmp/acc" --set micro_batch=2 --set grad_accum=4 --set max_steps=5 > "$tmp/acc.log" 2>&1 || fail "accumulation run"
@@ -107,6 +114,20 @@ check "accumulation: same losses" bash -c "diff <(awk '{printf \"%.4f\n\", \$1}'
 
 check "long accumulation (global_batch 100 = micro-batch 1 x 100)" \
   train --set stage=2 --set output_dir="$tmp/longacc" --set micro_batch=1 --set global_batch=100 --set max_steps=1
+
+# --- more than 64 micro-batches per step from a LLaVA JSON (the shard loader as the source) ----
+text_model=$src/tests/fixtures/tiny_llava_text
+{ printf '['; for i in $(seq 0 129); do [ $i -gt 0 ] && printf ','
+  printf '{"id": "s%d", "conversations": [{"from": "human", "value": "Question %d?"}, {"from": "gpt", "value": "Answer %d"}]}' $i $i $i
+  done; printf ']\n'; } > "$tmp/d130.json"
+ga=(--set model="$text_model" --set data="$tmp/d130.json" --set data_cache="$tmp/d130" --set stage=2 --set max_steps=1
+    --set max_length=96 --set lr=2e-3 --set warmup_ratio=0 --set seed=3 --set workers=1)
+"$llava" train "${ga[@]}" --set output_dir="$tmp/ga130" --set micro_batch=1 --set grad_accum=130 > "$tmp/ga130.log" 2>&1 \
+  || { fail "grad_accum 130 run"; tail -3 "$tmp/ga130.log"; }
+"$llava" train "${ga[@]}" --set output_dir="$tmp/mb130" --set micro_batch=130 --set grad_accum=1 > "$tmp/mb130.log" 2>&1 \
+  || { fail "micro_batch 130 run"; tail -3 "$tmp/mb130.log"; }
+check "micro 1 x accum 130 == micro 130 (fp32 rounding)" \
+  "$st_diff" "$tmp/ga130/final/model.safetensors" "$tmp/mb130/final/model.safetensors" --tol 1e-5
 
 # --- data parallel over MPI ---------------------------------------------------------------
 if command -v mpirun > /dev/null 2>&1; then
@@ -124,6 +145,11 @@ if command -v mpirun > /dev/null 2>&1; then
     "$st_diff" "$tmp/zero/final/model.safetensors" "$tmp/dp/final/model.safetensors"
   check "ZeRO-1 checkpoint holds one optimizer slice per process" \
     test -f "$tmp/zero/checkpoint-00000005/optimizer-00000-of-00002.safetensors" -a -f "$tmp/zero/checkpoint-00000005/optimizer-00001-of-00002.safetensors"
+  # A stray slice of another run in the folder (here a replicated run's whole state) is refused, not mixed in.
+  cp -r "$tmp/zero/checkpoint-00000005" "$tmp/mixed"
+  cp "$tmp/dp/checkpoint-00000005/optimizer-00000-of-00001.safetensors" "$tmp/mixed/"
+  out=$(train --set stage=2 --set output_dir="$tmp/mixedrun" --set micro_batch=4 --set max_steps=6 --set resume="$tmp/mixed" 2>&1); rc=$?
+  check "optimizer slices that overlap are refused (exit 2)" bash -c "[ $rc -eq 2 ] && echo \"\$0\" | grep -q 'slices overlap'" "$out"
   # A ZeRO-1 run of 2 processes killed in its step-6 checkpoint, resumed by 1 process (re-slicing the state).
   LLAVA_TEST_CRASH_DURING_SAVE=6 OMP_NUM_THREADS=1 mpirun -np 2 "$llava" train "${common[@]}" --set stage=2 \
     --set output_dir="$tmp/zr" --set micro_batch=2 --set max_steps=8 --set save_every=3 --set threads=1 \

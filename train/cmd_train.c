@@ -71,6 +71,9 @@ int cmd_train(int argc, char **argv) {
     Trainer t;
     int rc = trainer_setup(&t, &cfg, &comm);
     if (rc == 0) rc = trainer_run(&t);
+    // A rank that failed alone would leave the others waiting in a collective:
+    // with several processes an error ends the whole job.
+    if (rc != 0 && comm.world > 1) comm_abort(&comm, rc);
     trainer_free(&t);
     comm_finalize(&comm);
     return rc;

@@ -1,5 +1,6 @@
 #include "train/dist.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,6 +122,17 @@ void comm_barrier(const Comm *c) {
 #else
     (void)c;
 #endif
+}
+
+void comm_abort(const Comm *c, int code) {
+    fflush(stdout);
+    fflush(stderr);
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind == COMM_MPI) MPI_Abort(MPI_COMM_WORLD, code);
+#else
+    (void)c;
+#endif
+    exit(code);
 }
 
 int comm_all(const Comm *c, int flag) {

@@ -30,6 +30,10 @@ void comm_broadcast(const Comm *c, void *buf, size_t bytes, int root);
 // to every rank (counts and displs in bytes, one entry per rank).
 void comm_allgatherv_bytes(const Comm *c, void *buf, const size_t *counts, const size_t *displs);
 void comm_barrier(const Comm *c);
+// Ends every process of the job (MPI_Abort) with `code`: for an error on one
+// rank that the others cannot learn about without hanging in a collective.
+// A single process just exits.
+void comm_abort(const Comm *c, int code) __attribute__((noreturn));
 // 1 on every rank when `flag` is 1 on every rank.
 int comm_all(const Comm *c, int flag);
 

@@ -209,10 +209,15 @@ static void write_flat_weights(LlavaModel *m, const Optimizer *o, size_t lo, siz
     }
 }
 
+static int compare_ranges(const void *a, const void *b) {
+    const size_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
 int load_optimizer_shards(LlavaModel *m, Optimizer *o, const char *dir, Error *err) {
     DIR *d = opendir(dir);
     if (!d) return err_set(err, "%s: cannot open the checkpoint folder", dir);
-    size_t covered = 0;
+    size_t (*ranges)[2] = NULL;  // [files] (begin, end) of every slice read
     int rc = 0, files = 0;
     struct dirent *e;
     while (rc == 0 && (e = readdir(d))) {
@@ -247,14 +252,29 @@ int load_optimizer_shards(LlavaModel *m, Optimizer *o, const char *dir, Error *e
                 if (rc == 0) m->ops->upload(o->v + (lo - o->begin), host + (lo - b), (hi - lo) * sizeof(float));
             }
             free(host);
-            covered += en - b;
+            ranges = xrealloc(ranges, (size_t)(files + 1) * sizeof *ranges);
+            ranges[files][0] = b;
+            ranges[files][1] = en;
             files++;
         }
         st_close(&f);
     }
     closedir(d);
-    if (rc == 0 && (files == 0 || covered != o->total))
-        rc = err_set(err, "%s: the optimizer shards cover %zu of %zu elements (files missing?)", dir, covered, o->total);
+    // The slices must tile the flat space exactly: no gap, no overlap.
+    if (rc == 0) {
+        if (files) qsort(ranges, (size_t)files, sizeof *ranges, compare_ranges);
+        size_t cursor = 0;
+        for (int i = 0; i < files && rc == 0; i++) {
+            if (ranges[i][0] != cursor)
+                rc = err_set(err, "%s: the optimizer slices %s at element %zu (files missing or from two runs?)", dir,
+                             ranges[i][0] > cursor ? "leave a gap" : "overlap", cursor);
+            cursor = ranges[i][1];
+        }
+        if (rc == 0 && (files == 0 || cursor != o->total))
+            rc = err_set(err, "%s: the optimizer slices cover %zu of %zu elements (files missing?)", dir, cursor,
+                         o->total);
+    }
+    free(ranges);
     return rc;
 }
 
@@ -306,6 +326,21 @@ int checkpoint_find_latest(const char *run_dir, char *out, size_t cap, long *ste
     checkpoint_dir_name(out, cap, run_dir, *step);
     free(steps);
     return 1;
+}
+
+int checkpoint_supersede_after(const char *run_dir, long step) {
+    int n, moved = 0;
+    long *steps = list_checkpoints(run_dir, &n);
+    for (int i = 0; i < n; i++) {
+        if (steps[i] <= step) continue;
+        char path[4096], dst[4200];
+        checkpoint_dir_name(path, sizeof path, run_dir, steps[i]);
+        snprintf(dst, sizeof dst, "%s.superseded", path);
+        for (int k = 2; dir_exists(dst) && k < 1000; k++) snprintf(dst, sizeof dst, "%s.superseded-%d", path, k);
+        if (rename(path, dst) == 0) moved++;
+    }
+    free(steps);
+    return moved;
 }
 
 int remove_tree(const char *path) {

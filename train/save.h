@@ -40,6 +40,11 @@ int checkpoint_find_latest(const char *run_dir, char *out, size_t cap, long *ste
 // a run that went further before this one resumed an older checkpoint) are
 // not counted, so they can never push out the one just written.
 void checkpoint_prune(const char *run_dir, int keep, long current);
+// A run that starts over from step `step` (resume=none, or an explicit older
+// checkpoint) in a folder holding later checkpoints of an earlier run: those
+// are renamed checkpoint-N.superseded, so they are kept but never resumed
+// from. Returns how many were renamed.
+int checkpoint_supersede_after(const char *run_dir, long step);
 // Removes a folder tree (no error when absent).
 int remove_tree(const char *path);
 // Renames src to dst and fsyncs the parent folder.

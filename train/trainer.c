@@ -299,6 +299,10 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         LOG0(t, "resumed from %s at step %ld\n", resume_dir, t->step);
     }
     if (comm->rank == 0) {
+        int moved = checkpoint_supersede_after(c->output_dir, t->step);
+        if (moved)
+            printf("llava train: %d later checkpoint(s) of an earlier run in %s renamed *.superseded (this run "
+                   "starts at step %ld)\n", moved, c->output_dir, t->step);
         if (make_dirs(c->output_dir, &err) != 0) {
             fprintf(stderr, "llava train: %s\n", err.msg);
             return EXIT_ERROR;
@@ -424,7 +428,8 @@ static double max_rss_gb(void) {
 typedef struct {
     double loss, norm, lr, seconds;
     int64_t tokens, counted, images;
-    int skipped;
+    int skipped;  // non-finite loss or gradient: no update
+    int empty;    // no counted token in the whole global batch: no update
 } StepStats;
 
 static void log_step(Trainer *t, const StepStats *s) {
@@ -435,21 +440,27 @@ static void log_step(Trainer *t, const StepStats *s) {
     double flops = (double)s->tokens * t->flops_per_token + (double)s->images * t->flops_per_image;
     double mfu = t->peak_flops > 0 ? flops / s->seconds / (t->peak_flops * t->comm.world) : -1.0;
     DataPosition pos = t->data.position(&t->data);
+    // JSON has no NaN or Infinity: a non-finite loss or norm is written as null.
+    char loss_s[32] = "null", norm_s[32] = "null";
+    if (isfinite(s->loss)) snprintf(loss_s, sizeof loss_s, "%.6f", s->loss);
+    if (isfinite(s->norm)) snprintf(norm_s, sizeof norm_s, "%.6f", s->norm);
     fprintf(t->metrics,
-            "{\"step\": %ld, \"total_steps\": %ld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
+            "{\"step\": %ld, \"total_steps\": %ld, \"epoch\": %.4f, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, "
             "\"tokens\": %lld, \"counted_tokens\": %lld, \"images\": %lld, \"tokens_per_s\": %.1f, \"images_per_s\": "
-            "%.2f, \"mfu\": %.4f, \"max_rss_gb\": %.3f, \"step_s\": %.4f, \"eta_s\": %.0f, \"skipped\": %d}\n",
-            t->step, t->total_steps, (double)pos.epoch + (double)pos.step / (double)t->data.steps_per_epoch, s->loss,
-            s->lr, s->norm, (long long)s->tokens, (long long)s->counted, (long long)s->images, tok_s, img_s, mfu,
-            max_rss_gb(), s->seconds, eta, s->skipped);
+            "%.2f, \"mfu\": %.4f, \"max_rss_gb\": %.3f, \"step_s\": %.4f, \"eta_s\": %.0f, \"skipped\": %d, "
+            "\"empty\": %d}\n",
+            t->step, t->total_steps, (double)pos.epoch + (double)pos.step / (double)t->data.steps_per_epoch, loss_s,
+            s->lr, norm_s, (long long)s->tokens, (long long)s->counted, (long long)s->images, tok_s, img_s, mfu,
+            max_rss_gb(), s->seconds, eta, s->skipped, s->empty);
     fflush(t->metrics);
-    if (t->step % t->cfg.log_every != 0 && t->step != t->total_steps && !s->skipped) return;
+    if (t->step % t->cfg.log_every != 0 && t->step != t->total_steps && !s->skipped && !s->empty) return;
     char mfu_s[16] = "-";
     if (mfu >= 0) snprintf(mfu_s, sizeof mfu_s, "%.1f%%", 100 * mfu);
     printf("step %ld/%ld | epoch %.2f | loss %.4f | lr %.3e | norm %.3f | %.0f tok/s | %.1f img/s | mfu %s | mem "
            "%.2f GB | eta %.0fs%s\n",
            t->step, t->total_steps, (double)pos.epoch + (double)pos.step / (double)t->data.steps_per_epoch, s->loss,
-           s->lr, s->norm, tok_s, img_s, mfu_s, max_rss_gb(), eta, s->skipped ? " | SKIPPED (non-finite)" : "");
+           s->lr, s->norm, tok_s, img_s, mfu_s, max_rss_gb(), eta,
+           s->skipped ? " | SKIPPED (non-finite)" : s->empty ? " | no update (no counted token)" : "");
     fflush(stdout);
 }
 
@@ -556,8 +567,11 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
     s->loss = counts[0] > 0 ? loss_sum / (double)counts[0] : NAN;
     s->norm = optim_grad_norm(m);
     s->lr = c->lr * schedule_lr_factor(c->schedule, t->step, t->total_steps, t->warmup_steps);
-    s->skipped = !isfinite(s->loss) || !isfinite(s->norm);
-    if (s->skipped) {
+    s->empty = counts[0] == 0;
+    s->skipped = !s->empty && (!isfinite(s->loss) || !isfinite(s->norm));
+    if (s->empty) {
+        // Nothing to learn from (every label masked): no update, not an error.
+    } else if (s->skipped) {
         t->bad_streak++;
         t->skipped++;
     } else {
