@@ -36,7 +36,7 @@ static const KeySpec KEYS[] = {
     S(data_cache, "where a .json/.jsonl is prepped (default: <output_dir>/data)"),
     {"template", K_STR, offsetof(RunConfig, template_name), sizeof(((RunConfig *)0)->template_name),
      "conversation template: plain | vicuna_v1 | v1 | llava_v1"},
-    I(max_length, "maximum tokens per sample (longer samples are truncated and reported)"),
+    I(max_length, "maximum tokens per sample, truncated beyond (0 = min(2048, the model's positions))"),
     S(aspect, "square | pad (LLaVA-1.5 stage 2 pads images to a square)"),
     B(group_by_modality_length, "batches of only-image or only-text samples of similar length"),
     B(pack, "pack several samples into one row (attention never crosses samples)"),
@@ -80,7 +80,7 @@ void run_config_default(RunConfig *c) {
     c->image_token = -1;
     c->stage = 2;
     snprintf(c->template_name, sizeof c->template_name, "vicuna_v1");
-    c->max_length = 2048;
+    c->max_length = 0;
     snprintf(c->aspect, sizeof c->aspect, "square");
     c->workers = 2;
     c->epochs = 1;
@@ -206,7 +206,7 @@ int run_config_validate(const RunConfig *c, Error *err) {
         return err_set(err, "\"save_dtype\" must be auto, bf16 or f32");
     if (c->micro_batch < 1 || c->grad_accum < 1) return err_set(err, "micro_batch and grad_accum must be >= 1");
     if (c->epochs < 1 && c->max_steps <= 0) return err_set(err, "set epochs >= 1 or max_steps > 0");
-    if (c->max_length < 8) return err_set(err, "max_length %d is too small", c->max_length);
+    if (c->max_length != 0 && c->max_length < 8) return err_set(err, "max_length %d is too small", c->max_length);
     if (!(c->lr >= 0) || !(c->projector_lr >= 0)) return err_set(err, "learning rates must be >= 0");
     if (c->warmup_ratio < 0 || c->warmup_ratio > 1) return err_set(err, "warmup_ratio must be in [0, 1]");
     if (c->adam_beta1 < 0 || c->adam_beta1 >= 1 || c->adam_beta2 < 0 || c->adam_beta2 >= 1 || c->adam_eps <= 0)

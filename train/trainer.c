@@ -263,6 +263,8 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     }
     model_set_stage(&t->model, c->stage);
     model_set_recompute(&t->model, c->recompute);
+    if (c->max_length == 0)  // the default, as LLaVA's model_max_length 2048, within the model's reach
+        c->max_length = t->model.cfg.text.max_positions < 2048 ? t->model.cfg.text.max_positions : 2048;
     if (c->max_length > t->model.cfg.text.max_positions) {
         fprintf(stderr, "llava train: max_length %d exceeds the model's max_position_embeddings %d: set max_length "
                 "(--set max_length=%d)\n", c->max_length, t->model.cfg.text.max_positions,
