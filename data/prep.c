@@ -359,7 +359,7 @@ static int start_or_resume(Prep *p, const Manifest *recipe, Error *err) {
         if (!manifest_same_recipe(&old, recipe, why, sizeof why)) {
             manifest_free(&old);
             return err_set(err,
-                           "%s was prepared with a different recipe (%s): use another --out, or delete the folder "
+                           "%s was prepared with a different recipe (%s): use another --out (llava train: data_cache), or delete the folder "
                            "to prepare it again",
                            dir, why);
         }

@@ -621,7 +621,8 @@ int trainer_run(Trainer *t) {
             return EXIT_ERROR;
         }
         if (stop) {
-            LOG0(t, "interrupted by signal %d at step %ld: checkpoint saved, rerun the same command to resume\n",
+            LOG0(t, "interrupted by signal %d at step %ld: checkpoint saved; rerun with resume \"auto\" (the default) "
+                    "to continue\n",
                  (int)stop_signal, t->step);
             return EXIT_OK;
         }
