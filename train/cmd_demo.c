@@ -110,7 +110,7 @@ static int train_stage(const DemoOptions *o, int stage, const char *model, const
     snprintf(c.template_name, sizeof c.template_name, "%s", stage == 1 ? "plain" : "vicuna_v1");
     c.stage = stage;
     c.micro_batch = 16;
-    c.epochs = stage == 1 ? 1 : (o->quick ? 1 : 2);
+    c.epochs = stage == 1 ? 1 : (o->quick ? 1 : 3);
     c.lr = stage == 1 ? 1e-3 : 2e-3;
     c.max_length = 160;
     c.recompute = 0;
