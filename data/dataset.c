@@ -33,6 +33,7 @@ static const char *REASON_NAMES[PROBLEM_COUNT] = {
     "malformed_conversation", "missing_image",
     "corrupt_image",     "empty_answer_after_truncation", "image_cut_by_truncation",
     "mask_mismatch",     "truncated",
+    "missing_caption",   "corrupt_archive",   "duplicate_key",   "unsafe_member",
 };
 
 const char *problem_reason_name(ProblemReason r) {
@@ -286,6 +287,7 @@ void dataset_sample_free(DatasetSample *s) {
     if (!s) return;
     free(s->id);
     free(s->image);
+    free(s->image_data);
     for (int i = 0; i < s->n_turns; i++) free(s->turns[i].value);
     free(s->turns);
     memset(s, 0, sizeof *s);

@@ -3,7 +3,8 @@
 # Does nothing when everything is already present. Safe to run repeatedly.
 #   cJSON, HDF5 (serial), OpenBLAS (OpenMP variant: its threads and ours share
 #   one pool instead of oversubscribing the cores), OpenMP (from gcc),
-#   libjpeg-turbo, libpng, giflib, OpenMPI, and the build tools.
+#   libjpeg-turbo, libpng, giflib, libarchive (WebDataset tars), OpenMPI, and
+#   the build tools.
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,7 @@ packages=(
   libhdf5-dev
   libopenblas-openmp-dev
   libjpeg-dev libpng-dev libgif-dev
+  libarchive-dev
   libopenmpi-dev openmpi-bin
 )
 
