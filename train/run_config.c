@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "data/mixture.h"
 
 typedef enum { K_STR, K_INT, K_DBL, K_BOOL } KeyType;
 
@@ -31,7 +32,8 @@ static const KeySpec KEYS[] = {
     S(projector_type, "linear | mlp2x_gelu, for composition"),
     I(image_token, "composition: id of <image> in the LLM vocabulary; -1 = append <image>, <pad>"),
     I(stage, "1 = projector only, 2 = projector + LLM (the vision tower never trains)"),
-    S(data, "shard folder from `llava prep`, or a LLaVA .json/.jsonl (prepped into data_cache first)"),
+    S(data, "shard folder from `llava prep`, a LLaVA .json/.jsonl (prepped into data_cache first), or a mixture "
+            "[{\"path\": DIR, \"weight\": W}, ...]"),
     S(images, "image folder for a .json/.jsonl data file"),
     S(data_cache, "where a .json/.jsonl is prepped (default: <output_dir>/data)"),
     {"template", K_STR, offsetof(RunConfig, template_name), sizeof(((RunConfig *)0)->template_name),
@@ -113,6 +115,15 @@ static const KeySpec *find_key(const char *key) {
 
 static int apply(RunConfig *c, const KeySpec *k, const cJSON *v, const char *where, Error *err) {
     char *field = (char *)c + k->offset;
+    // "data" may be a mixture list: kept as its JSON text, parsed by data/mixture.h.
+    if (k->offset == offsetof(RunConfig, data) && cJSON_IsArray(v)) {
+        char *text = cJSON_PrintUnformatted(v);
+        CHECK(text, "cJSON_PrintUnformatted failed");
+        const int fits = strlen(text) < k->size;
+        if (fits) snprintf(field, k->size, "%s", text);
+        cJSON_free(text);
+        return fits ? 0 : err_set(err, "%s: the \"data\" list is longer than %zu characters", where, k->size - 1);
+    }
     switch (k->type) {
     case K_STR:
         if (!cJSON_IsString(v)) return err_set(err, "%s: \"%s\" must be a string", where, k->key);
@@ -194,6 +205,11 @@ int run_config_validate(const RunConfig *c, Error *err) {
         return err_set(err, "set either \"model\" or \"vision\" + \"llm\", not both");
     if (c->stage != 1 && c->stage != 2) return err_set(err, "\"stage\" must be 1 or 2");
     if (!c->data[0]) return err_set(err, "no data: set \"data\" (a shard folder or a LLaVA .json/.jsonl)");
+    Mixture mix;
+    if (mixture_is_list(c->data)) {
+        if (mixture_parse(c->data, &mix, err) != 0) return -1;
+        mixture_free(&mix);
+    }
     if (!one_of(c->template_name, (const char *const[]){"plain", "vicuna_v1", "v1", "llava_v1", NULL}))
         return err_set(err, "\"template\" must be plain, vicuna_v1, v1 or llava_v1");
     if (!one_of(c->aspect, (const char *const[]){"square", "pad", NULL}))
@@ -224,6 +240,11 @@ char *run_config_to_json(const RunConfig *c) {
     for (int i = 0; i < N_KEYS; i++) {
         const KeySpec *k = &KEYS[i];
         const char *field = (const char *)c + k->offset;
+        cJSON *list = k->offset == offsetof(RunConfig, data) && mixture_is_list(field) ? cJSON_Parse(field) : NULL;
+        if (list) {
+            cJSON_AddItemToObject(root, k->key, list);
+            continue;
+        }
         switch (k->type) {
         case K_STR: cJSON_AddStringToObject(root, k->key, field); break;
         case K_INT: cJSON_AddNumberToObject(root, k->key, *(const int *)field); break;

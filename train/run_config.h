@@ -13,7 +13,8 @@ typedef struct {
     int image_token;          // composition: id of <image>, -1 = append
     int stage;                // 1: projector; 2: projector + LLM
     // data
-    char data[1024];          // shard folder, or a LLaVA .json / .jsonl (prepped first)
+    char data[4096];          // shard folder, a LLaVA .json / .jsonl (prepped first), or a
+                              // mixture: the JSON text of a [{"path", "weight"}, ...] list (data/mixture.h)
     char images[1024];        // image folder of a .json / .jsonl
     char data_cache[1024];    // where a .json is prepped (default <output_dir>/data)
     char template_name[32];   // plain | vicuna_v1 | v1 | llava_v1

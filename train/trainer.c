@@ -11,6 +11,7 @@
 #include "common/json.h"
 #include "data/loader_source.h"
 #include "data/manifest.h"
+#include "data/mixture.h"
 #include "data/prep_model.h"
 #include "kernels/backend.h"
 #include "train/checkpoint.h"
@@ -142,8 +143,18 @@ static int open_data(Trainer *t, Error *err) {
         return synthetic_open(&t->data, &o, &t->model.cfg, err);
     }
     char dir[4096];
-    if (prep_if_needed(t, dir, sizeof dir, err) != 0) return -1;
-    if (check_shards_fit(t, dir, err) != 0) return -1;
+    Mixture mix = {0};
+    if (mixture_is_list(c->data)) {
+        if (mixture_parse(c->data, &mix, err) != 0) return -1;
+        for (int j = 0; j < mix.n; j++)
+            if (check_shards_fit(t, mix.e[j].path, err) != 0) {
+                mixture_free(&mix);
+                return -1;
+            }
+    } else {
+        if (prep_if_needed(t, dir, sizeof dir, err) != 0) return -1;
+        if (check_shards_fit(t, dir, err) != 0) return -1;
+    }
     LoaderOptions o;
     loader_options_default(&o);
     o.dir = dir;
@@ -156,6 +167,11 @@ static int open_data(Trainer *t, Error *err) {
     o.pack = c->pack;
     o.max_length = c->max_length;
     o.workers = c->workers;
+    if (mix.n) {
+        const int rc = mixture_source_open(&t->data, &o, &mix, err);
+        mixture_free(&mix);
+        return rc;
+    }
     return loader_source_open(&t->data, &o, err);
 }
 
@@ -446,14 +462,17 @@ static void log_step(Trainer *t, const StepStats *s) {
     char loss_s[32] = "null", norm_s[32] = "null";
     if (isfinite(s->loss)) snprintf(loss_s, sizeof loss_s, "%.6f", s->loss);
     if (isfinite(s->norm)) snprintf(norm_s, sizeof norm_s, "%.6f", s->norm);
+    char info[4096] = "";
+    if (t->data.step_info && t->data.step_info(&t->data, info + 2, sizeof info - 2) == 0) memcpy(info, ", ", 2);
+    else info[0] = '\0';
     fprintf(t->metrics,
             "{\"step\": %ld, \"total_steps\": %ld, \"epoch\": %.4f, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, "
             "\"tokens\": %lld, \"counted_tokens\": %lld, \"images\": %lld, \"tokens_per_s\": %.1f, \"images_per_s\": "
             "%.2f, \"mfu\": %.4f, \"max_rss_gb\": %.3f, \"step_s\": %.4f, \"eta_s\": %.0f, \"skipped\": %d, "
-            "\"empty\": %d}\n",
+            "\"empty\": %d%s}\n",
             t->step, t->total_steps, (double)pos.epoch + (double)pos.step / (double)t->data.steps_per_epoch, loss_s,
             s->lr, norm_s, (long long)s->tokens, (long long)s->counted, (long long)s->images, tok_s, img_s, mfu,
-            max_rss_gb(), s->seconds, eta, s->skipped, s->empty);
+            max_rss_gb(), s->seconds, eta, s->skipped, s->empty, info);
     fflush(t->metrics);
     if (t->step % t->cfg.log_every != 0 && t->step != t->total_steps && !s->skipped && !s->empty) return;
     char mfu_s[16] = "-";
