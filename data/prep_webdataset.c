@@ -15,12 +15,29 @@ void prep_part_name(char *dst, size_t cap, int part, int parts) {
     snprintf(dst, cap, "part-%05d-of-%05d", part, parts);
 }
 
+// Parts and their merge write into OUT: refuse a folder that holds a
+// one-process prep (its manifest lists shards outside part folders).
+static int check_parts_folder(const char *out, Error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%.4000s/%s", out, MANIFEST_NAME);
+    if (!file_exists(path)) return 0;
+    Manifest m;
+    if (manifest_read(&m, out, err) != 0) return -1;
+    int rc = 0;
+    for (int k = 0; k < m.n_shards && rc == 0; k++)
+        if (strncmp(m.shards[k].file, "part-", 5) != 0)
+            rc = err_set(err, "%s holds a one-process prep (%s): parts need another --out", out, m.shards[k].file);
+    manifest_free(&m);
+    return rc;
+}
+
 int prep_webdataset(const PrepRequest *rq_in, const WdsPrepRequest *w, PrepSummary *sum, WdsPrepResult *res,
                     Error *err) {
     memset(sum, 0, sizeof *sum);
     memset(res, 0, sizeof *res);
     if (!rq_in->out_dir) return err_set(err, "prep needs an output folder (--out)");
     if (w->parts < 1 || w->part < 0 || w->part >= w->parts) return err_set(err, "part %d of %d", w->part, w->parts);
+    if (w->parts > 1 && check_parts_folder(rq_in->out_dir, err) != 0) return -1;
     WdsList list;
     if (wds_list_expand(w->spec, &list, err) != 0) return -1;
     int first = 0, end = 0;
@@ -194,7 +211,7 @@ static int write_merged_report(const Manifest *m, cJSON *problems, cJSON *by_rea
 int prep_merge_parts(const char *out, PrepSummary *sum, Error *err) {
     memset(sum, 0, sizeof *sum);
     const double t0 = now_seconds();
-    const int parts = count_parts(out, err);
+    const int parts = check_parts_folder(out, err) == 0 ? count_parts(out, err) : -1;
     if (parts < 0) return -1;
     Manifest merged;
     memset(&merged, 0, sizeof merged);

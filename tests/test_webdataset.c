@@ -361,6 +361,15 @@ static void test_parts(const char *model) {
                strstr(err.msg, "--part 1/2"),
            "merge names the missing part: %s", err.msg);
 
+    // Parts never write into a one-process folder.
+    rq = request(model, one, 3);
+    wq.part = 0;
+    wq.parts = 2;
+    EXPECT(prep_webdataset(&rq, &wq, &sum, &res, &err) != 0 && strstr(err.msg, "one-process prep"),
+           "parts refuse a one-process folder: %s", err.msg);
+    EXPECT(prep_merge_parts(one, &sum, &err) != 0 && strstr(err.msg, "one-process prep"), "so does --merge: %s",
+           err.msg);
+
     // Crash-resume of one part: part 0 of 2 stops after its first shard (as
     // if killed), the rerun finishes it; the merge equals the one-process run.
     char crash[600];
