@@ -62,7 +62,7 @@ int prep_webdataset(const PrepRequest *rq_in, const WdsPrepRequest *w, PrepSumma
             return err->msg[0] ? -1 : err_set(err, "%s: path too long", rq_in->out_dir);
         }
         snprintf(res->part_dir, sizeof res->part_dir, "%s", out);
-        snprintf(label, sizeof label, "webdataset:%.1000s (part %d/%d: tars %d..%d of %d)", w->spec, w->part,
+        snprintf(label, sizeof label, "webdataset:%.1000s (part %d/%d: tars [%d, %d) of %d)", w->spec, w->part,
                  w->parts, first, end, list.n);
         rq.out_dir = out;
     } else {

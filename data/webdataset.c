@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "common/strmap.h"
@@ -125,8 +126,13 @@ static void tar_next(WdsSource *ws) {
 static int tar_open(WdsSource *ws, char *why, size_t cap) {
     struct archive *a = archive_read_new();
     if (!a) return snprintf(why, cap, "archive_read_new failed (out of memory)"), -1;
-    archive_read_support_format_tar(a);  // ustar, pax, GNU tar
-    archive_read_support_filter_all(a);  // .tar.gz and friends, if anyone compresses them
+    // ustar, pax and GNU tar; .tar.gz and friends if anyone compresses them
+    // (ARCHIVE_WARN: a filter that would need an external program).
+    if (archive_read_support_format_tar(a) != ARCHIVE_OK || archive_read_support_filter_all(a) < ARCHIVE_WARN) {
+        snprintf(why, cap, "libarchive cannot read tars: %s", archive_error_string(a) ? archive_error_string(a) : "?");
+        archive_read_free(a);
+        return -1;
+    }
     if (archive_read_open_filename(a, ws->paths[ws->t], 1 << 16) != ARCHIVE_OK) {
         snprintf(why, cap, "cannot open: %s", archive_error_string(a) ? archive_error_string(a) : strerror(errno));
         archive_read_free(a);
@@ -325,7 +331,8 @@ static int src_next(void *ctx, DatasetSample *s, DatasetProblem *q, Error *err) 
     WdsSource *ws = ctx;
     char why[1024];
     for (;;) {
-        if (ws->damaged) return emit_damage(ws, q);
+        // A damaged tar: the group in hand is complete, then the damage report.
+        if (ws->damaged) return ws->g.active ? group_emit(ws, s, q) : emit_damage(ws, q);
         if (!ws->a) {
             if (ws->t >= ws->n) return DATASET_END;
             if (tar_open(ws, why, sizeof why) != 0) {
@@ -338,8 +345,7 @@ static int src_next(void *ctx, DatasetSample *s, DatasetProblem *q, Error *err) 
         if (pk <= 0) {
             // End of the tar or a damaged header: the group in hand is complete.
             ws->damaged = pk < 0;
-            if (ws->damaged && ws->g.active) return group_emit(ws, s, q);  // the damage report comes next
-            if (ws->damaged) return emit_damage(ws, q);
+            if (ws->damaged) continue;
             const int had_group = ws->g.active;
             const int rc = had_group ? group_emit(ws, s, q) : DATASET_END;
             tar_next(ws);
