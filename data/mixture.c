@@ -43,6 +43,10 @@ static int parse_entry(const cJSON *it, int i, MixtureEntry *e, Error *err) {
         }
     }
     if (!e->path[0]) return err_set(err, "\"data\" entry %d has no \"path\" (a shard folder from llava prep)", i);
+    const size_t plen = strlen(e->path);
+    if ((plen > 5 && strcmp(e->path + plen - 5, ".json") == 0) || (plen > 6 && strcmp(e->path + plen - 6, ".jsonl") == 0))
+        return err_set(err, "\"data\" entry %d: %s is a data file; in a mixture give shard folders (llava prep ... --out DIR)",
+                       i, e->path);
     if ((e->weight > 0) == (e->epochs > 0)) return err_set(err, "\"data\" entry %d: give either \"weight\" or \"epochs\"", i);
     if (!e->name[0]) {
         char tmp[1024];

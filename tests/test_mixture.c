@@ -126,6 +126,7 @@ static void test_parse(void) {
         {"[{\"path\": \"a\", \"weight\": 1, \"wieght\": 2}]", "unknown key \"wieght\""},
         {"[{\"path\": \"x/a\", \"weight\": 1}, {\"path\": \"y/a/\", \"weight\": 1}]", "same name \"a\""},
         {"[3]", "entry 0 must be an object"},
+        {"[{\"path\": \"x.json\", \"weight\": 1}]", "is a data file"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         err.msg[0] = 0;
