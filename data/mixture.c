@@ -54,7 +54,7 @@ static int parse_entry(const cJSON *it, int i, MixtureEntry *e, Error *err) {
         size_t n = strlen(tmp);
         while (n > 1 && tmp[n - 1] == '/') tmp[--n] = '\0';
         const char *base = strrchr(tmp, '/');
-        snprintf(e->name, sizeof e->name, "%s", base ? base + 1 : tmp);
+        snprintf(e->name, sizeof e->name, "%.127s", base ? base + 1 : tmp);
     }
     for (const char *c = e->name; *c; c++)
         if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
