@@ -116,6 +116,39 @@ void comm_allgatherv_bytes(const Comm *c, void *buf, const size_t *counts, const
 #endif
 }
 
+void comm_reduce_sum_f32(const Comm *c, float *buf, size_t n, int root) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind != COMM_MPI) return;
+    for (size_t off = 0; off < n; off += CHUNK) {
+        int count = (int)(n - off < CHUNK ? n - off : CHUNK);
+        float *p = buf + off;
+        MPI_CHECK(MPI_Reduce(c->rank == root ? MPI_IN_PLACE : p, c->rank == root ? p : NULL, count, MPI_FLOAT, MPI_SUM,
+                             root, MPI_COMM_WORLD));
+    }
+#else
+    (void)c, (void)buf, (void)n, (void)root;
+#endif
+}
+
+void comm_gatherv_bytes_to0(const Comm *c, void *buf, const size_t *counts, const size_t *displs) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind != COMM_MPI) return;
+    for (int r = 1; r < c->world; r++) {
+        if (c->rank != 0 && c->rank != r) continue;
+        for (size_t off = 0; off < counts[r]; off += CHUNK) {
+            int count = (int)(counts[r] - off < CHUNK ? counts[r] - off : CHUNK);
+            char *p = (char *)buf + displs[r] + off;
+            if (c->rank == r)
+                MPI_CHECK(MPI_Send(p, count, MPI_BYTE, 0, 7, MPI_COMM_WORLD));
+            else
+                MPI_CHECK(MPI_Recv(p, count, MPI_BYTE, r, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        }
+    }
+#else
+    (void)c, (void)buf, (void)counts, (void)displs;
+#endif
+}
+
 void comm_barrier(const Comm *c) {
 #ifdef LLAVA_HAVE_MPI
     if (c->kind == COMM_MPI) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));

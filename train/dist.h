@@ -29,6 +29,13 @@ void comm_broadcast(const Comm *c, void *buf, size_t bytes, int root);
 // In place: rank r's bytes [displs[r], displs[r] + counts[r]) of buf are sent
 // to every rank (counts and displs in bytes, one entry per rank).
 void comm_allgatherv_bytes(const Comm *c, void *buf, const size_t *counts, const size_t *displs);
+// In place: the sum over ranks of buf[0..n) lands in root's buf (the others'
+// buf is left as it was). ZeRO-2 reduce-scatters a bucket as one of these per
+// slice owner.
+void comm_reduce_sum_f32(const Comm *c, float *buf, size_t n, int root);
+// In place: rank r's bytes [displs[r], displs[r] + counts[r]) of buf reach
+// rank 0 only (ZeRO-3 assembles the whole model on rank 0 to save it).
+void comm_gatherv_bytes_to0(const Comm *c, void *buf, const size_t *counts, const size_t *displs);
 void comm_barrier(const Comm *c);
 // Ends every process of the job (MPI_Abort) with `code`: for an error on one
 // rank that the others cannot learn about without hanging in a collective.

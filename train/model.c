@@ -464,6 +464,10 @@ static void llm_layer_backward(LlavaModel *m, int l, LayerActs *L, const void *x
     o->rmsnorm_backward(a->dres, G(m, LM, w->ln1_w), a->dln, x_in, W(m, LM, w->ln1_w), L->ln1_rstd, M, C);
 }
 
+static void layer_event(LlavaModel *m, int l, LayerEvent ev) {
+    if (m->layer_hook) m->layer_hook(m->layer_hook_ctx, l, ev);
+}
+
 int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     if (model_check_batch(m, b, err) != 0) return -1;
     const Ops *o = m->ops;
@@ -484,8 +488,11 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     }
     o->embedding_forward(a->x[0], a->ids, W(m, MODULE_LLM, m->off.embed), M, C);
     if (NF > 0) o->scatter_rows(a->x[0], a->pout, a->image_rows, NF, C);
-    for (int l = 0; l < t->layers; l++)
+    for (int l = 0; l < t->layers; l++) {
+        layer_event(m, l, LAYER_BEFORE_FORWARD);
         llm_layer_forward(m, l, &a->layer[m->recompute ? 0 : l], a->x[l], a->x[l + 1]);
+        layer_event(m, l, LAYER_AFTER_FORWARD);
+    }
     o->rmsnorm_forward(a->lnf, a->lnf_rstd, a->x[t->layers], W(m, MODULE_LLM, m->off.norm_w), M, C, t->eps);
     o->matmul_forward(a->logits, a->lnf, W(m, MODULE_LLM, m->off.head), NULL, M, C, t->vocab);
     o->cross_entropy(a->losses, NULL, a->logits, a->targets, 0.0f, M, t->vocab);
@@ -518,8 +525,10 @@ void model_backward(LlavaModel *m, float dloss_scale) {
         LayerActs *L = &a->layer[m->recompute ? 0 : l];
         // Recompute the layer from its saved input. It rewrites x[l+1] with
         // bitwise the same values, which nothing reads any more.
+        layer_event(m, l, LAYER_BEFORE_BACKWARD);
         if (m->recompute) llm_layer_forward(m, l, L, a->x[l], a->x[l + 1]);
         llm_layer_backward(m, l, L, a->x[l]);
+        layer_event(m, l, LAYER_AFTER_BACKWARD);
     }
     // a->dres now holds d(inputs_embeds).
     if (m->grads[LM]) o->embedding_backward(G(m, LM, off->embed), a->dres, a->ids, M, C, t->vocab);

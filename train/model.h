@@ -91,6 +91,13 @@ typedef struct {
     LlmLayerOffsets *llm;                        // [llm layers]
 } ModelOffsets;
 
+// Where train/zero.c steps in around each LLM layer: ZeRO-2 reduces a layer's
+// gradients as soon as its backward has produced them, ZeRO-3 gathers a
+// layer's weights before it runs and frees them after. With recompute, the
+// layer's rerun happens between BEFORE_BACKWARD and AFTER_BACKWARD.
+typedef enum { LAYER_BEFORE_FORWARD, LAYER_AFTER_FORWARD, LAYER_BEFORE_BACKWARD, LAYER_AFTER_BACKWARD } LayerEvent;
+typedef void (*LayerHook)(void *ctx, int layer, LayerEvent event);
+
 typedef struct {
     LlavaConfig cfg;
     const Ops *ops;
@@ -103,6 +110,8 @@ typedef struct {
     Activations acts;
     int n_counted;                // targets counted by the last forward
     double loss_sum;              // sum of token losses of the last forward
+    LayerHook layer_hook;         // NULL unless sharded training (train/zero.c) set it
+    void *layer_hook_ctx;
 } LlavaModel;
 
 // Lays out parameters and allocates weights (zero). Loading fills them.

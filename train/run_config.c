@@ -59,7 +59,9 @@ static const KeySpec KEYS[] = {
     D(adam_eps, "AdamW epsilon"),
     D(max_grad_norm, "clip the global gradient norm to this (<= 0: no clipping)"),
     B(recompute, "gradient checkpointing: recompute each LLM layer in backward"),
-    I(zero_stage, "0: every process holds the optimizer state; 1: ZeRO-1, each holds 1/N of it"),
+    I(zero_stage, "0: every process holds the optimizer state; 1: ZeRO-1, each holds 1/N of it; 2: ZeRO-2, also "
+                  "1/N of the gradients; 3: ZeRO-3, also 1/N of the LLM's weights (docs/training.md)"),
+    B(zero3_shard_frozen, "ZeRO-3: shard a frozen LLM's layers too (stage 1); the vision tower stays replicated"),
     B(stochastic_rounding, "CUDA: round the bf16 weights stochastically from the fp32 masters (default: nearest)"),
     S(device, "cpu | cuda"),
     I(threads, "CPU threads (0 = all cores)"),
@@ -228,7 +230,7 @@ int run_config_validate(const RunConfig *c, Error *err) {
     if (c->adam_beta1 < 0 || c->adam_beta1 >= 1 || c->adam_beta2 < 0 || c->adam_beta2 >= 1 || c->adam_eps <= 0)
         return err_set(err, "AdamW betas must be in [0, 1) and eps > 0");
     if (c->keep_last < 1) return err_set(err, "keep_last must be >= 1");
-    if (c->zero_stage != 0 && c->zero_stage != 1) return err_set(err, "zero_stage must be 0 or 1");
+    if (c->zero_stage < 0 || c->zero_stage > 3) return err_set(err, "zero_stage must be 0, 1, 2 or 3");
     if (c->log_every < 1) return err_set(err, "log_every must be >= 1");
     if (c->max_bad_steps < 1) return err_set(err, "max_bad_steps must be >= 1");
     if (!c->output_dir[0]) return err_set(err, "output_dir must be set");

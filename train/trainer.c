@@ -296,7 +296,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
     double proj_scale = c->projector_lr > 0 && c->lr > 0 ? c->projector_lr / c->lr : 1.0;
-    int sharded = c->zero_stage == 1;
+    int sharded = c->zero_stage >= 1;
     optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale,
                sharded ? comm->rank : 0, sharded ? comm->world : 1);
     t->opt.stochastic_rounding = c->stochastic_rounding;
@@ -315,6 +315,11 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
             return EXIT_BAD_INPUT;
         }
         LOG0(t, "resumed from %s at step %ld\n", resume_dir, t->step);
+    }
+    // After the resume, which writes every trainable weight: ZeRO-3 then gives back what it does not own.
+    if (c->zero_stage >= 2 && zero_init(&t->zero, c->zero_stage, c->zero3_shard_frozen, comm, &t->model, &t->opt, &err) != 0) {
+        fprintf(stderr, "llava train: %s\n", err.msg);
+        return EXIT_BAD_INPUT;
     }
     if (comm->rank == 0) {
         int moved = checkpoint_supersede_after(c->output_dir, t->step);
@@ -352,6 +357,7 @@ void trainer_free(Trainer *t) {
     if (t->nccl) nccl_leave(t->nccl);
 #endif
     if (t->metrics) fclose(t->metrics);
+    zero_free(&t->zero);
     if (t->data.close) t->data.close(&t->data);
     free(t->micro);
     optim_free(&t->opt, &t->model);
@@ -383,15 +389,17 @@ static int save_checkpoint(Trainer *t, Error *err) {
     checkpoint_dir_name(dir, sizeof dir, t->cfg.output_dir, t->step);
     snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     int rc = 0;
+    if (t->cfg.zero_stage >= 2) zero_gather_for_save(&t->zero);
     if (t->comm.rank == 0) {
         remove_tree(tmp);
         rc = make_dirs(tmp, err);
         snprintf(path, sizeof path, "%s/model", tmp);
         if (rc == 0) rc = save_model_outputs(t, path, err);
     }
+    if (t->cfg.zero_stage >= 2) zero_release_after_save(&t->zero);
     if (!comm_all(&t->comm, rc == 0)) return rc ? -1 : err_set(err, "rank 0 could not write the checkpoint");
-    if (t->cfg.zero_stage == 1 || t->comm.rank == 0)
-        rc = save_optimizer_shard(&t->model, &t->opt, tmp, t->comm.rank, t->cfg.zero_stage == 1 ? t->comm.world : 1,
+    if (t->cfg.zero_stage >= 1 || t->comm.rank == 0)
+        rc = save_optimizer_shard(&t->model, &t->opt, tmp, t->comm.rank, t->cfg.zero_stage >= 1 ? t->comm.world : 1,
                                   err);
     if (!comm_all(&t->comm, rc == 0)) return rc ? -1 : err_set(err, "another rank could not write its optimizer state");
     if (t->comm.rank == 0) {
@@ -421,6 +429,7 @@ static int save_checkpoint(Trainer *t, Error *err) {
 }
 
 static int save_final(Trainer *t, Error *err) {
+    if (t->cfg.zero_stage >= 2) zero_gather_for_save(&t->zero);  // collective: before the rank test
     if (t->comm.rank != 0) return 0;
     char dir[4200], tmp[4300];
     snprintf(dir, sizeof dir, "%s/final", t->cfg.output_dir);
@@ -574,19 +583,25 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
         counts[2] += micro[i].n_images;
     }
     comm_allreduce_sum_i64(&t->comm, counts, 3);
-    model_zero_grads(m);
+    const int zero2 = c->zero_stage >= 2;
+    if (zero2)
+        zero_begin_step(&t->zero);
+    else
+        model_zero_grads(m);
     double loss_sum = 0.0;
     float scale = counts[0] > 0 ? 1.0f / (float)counts[0] : 0.0f;
     for (int i = 0; i < n; i++) {
         if (model_forward(m, &micro[i], err) != 0) return -1;
         loss_sum += m->loss_sum;
         if (counts[0] > 0) model_backward(m, scale);
+        // ZeRO-2/3 reduce-scattered the layers' gradients during backward; the rest now.
+        if (counts[0] > 0 && zero2) zero_after_backward(&t->zero);
     }
-    for (int i = 0; i < MODULE_COUNT; i++)
+    for (int i = 0; i < MODULE_COUNT && !zero2; i++)
         if (m->grads[i]) allreduce_grads(t, m->grads[i], m->params.module_numel[i]);
     comm_allreduce_sum_f64(&t->comm, &loss_sum, 1);
     s->loss = counts[0] > 0 ? loss_sum / (double)counts[0] : NAN;
-    s->norm = optim_grad_norm(m);
+    s->norm = zero2 ? zero_grad_norm(&t->zero) : optim_grad_norm(m);
     s->lr = c->lr * schedule_lr_factor(c->schedule, t->step, t->total_steps, t->warmup_steps);
     s->empty = counts[0] == 0;
     s->skipped = !s->empty && (!isfinite(s->loss) || !isfinite(s->norm));
@@ -599,6 +614,7 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
         t->bad_streak = 0;
         optim_step(&t->opt, m, s->lr, optim_clip_factor(s->norm, c->max_grad_norm), (int)(t->step + 1));
         if (c->zero_stage == 1) allgather_weights(t);
+        if (zero2) zero_after_update(&t->zero);
     }
     t->step++;
     t->steps_this_run++;

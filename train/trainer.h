@@ -12,6 +12,7 @@
 #include "train/dist.h"
 #include "train/optim.h"
 #include "train/run_config.h"
+#include "train/zero.h"
 
 typedef struct {
     RunConfig cfg;
@@ -32,6 +33,7 @@ typedef struct {
     double peak_flops;   // per device, 0 = unknown
     double t_start;
     long steps_this_run;
+    Zero zero;           // ZeRO-2/3 state (zero_stage >= 2), else unused
 } Trainer;
 
 // Sets everything up from the config: model, data, optimizer, resume.

@@ -1,0 +1,70 @@
+// ZeRO-2 and ZeRO-3 on top of ZeRO-1's slices of the flat trainable space
+// (train/optim.h: process r owns [begin_r, end_r) of it, the same slice for
+// the optimizer state, the gradients and, with ZeRO-3, the weights).
+//
+// ZeRO-2: as backward produces a LLM layer's gradients (train/model.h's layer
+// hook, layers in reverse order) that bucket is reduce-scattered: each slice
+// goes to its owner (one MPI reduce per owner), and the rest of the bucket is
+// given back to the system. The non-layer tensors (embedding, final norm, LM
+// head, projector) form the last bucket, after backward. So a process holds
+// the fp32 gradient of its slice plus about one layer, not the whole model.
+// The global norm is the square root of the sum of every slice's sum of
+// squares (one all-reduce of a scalar); AdamW runs on the slice; the updated
+// slices are all-gathered as in ZeRO-1.
+//
+// ZeRO-3: in addition, the weights of the LLM's layers live only in their
+// owners' slices. A layer is all-gathered just before its forward and again
+// just before its backward, and its non-owned part is given back right after.
+// The non-layer tensors stay replicated (gathered after each update). A
+// frozen LLM (stage 1) is sharded too, over its own elements, when
+// zero3_shard_frozen is on; the vision tower is always replicated.
+//
+// "Given back": on the CPU the pages are returned to the kernel
+// (madvise(MADV_DONTNEED): the address range stays, reads give zeros, RSS
+// falls); the partial pages at a range's ends are zeroed instead. Checkpoint
+// contents do not change: rank 0 assembles the whole model to write it.
+//
+// On the CPU backend only in this build (the GPU path with a communication
+// stream is future work: docs/gpu-status.md); zero_init refuses other backends.
+#ifndef LLAVA_ZERO_H
+#define LLAVA_ZERO_H
+
+#include "train/dist.h"
+#include "train/model.h"
+#include "train/optim.h"
+
+typedef struct {
+    int stage;                    // 2 or 3
+    Comm comm;
+    LlavaModel *m;
+    const Optimizer *opt;
+    int llm_weights_sharded;      // ZeRO-3 and the LLM's layers are sharded
+    int layers;
+    size_t *layer_lo, *layer_hi;  // [layers] each LLM layer's element range in the LLM module
+    // [world] per module: rank r owns elements [own_lo[mod][r], own_hi[mod][r]) of the
+    // module (gradients of trainable modules; with ZeRO-3 also the LLM's weights)
+    size_t *own_lo[MODULE_COUNT], *own_hi[MODULE_COUNT];
+    int has_owner[MODULE_COUNT];
+    size_t bytes_released;        // running total, for the log
+} Zero;
+
+// stage 2 or 3; shard_frozen: ZeRO-3 shards a frozen LLM too. Call after the
+// optimizer is set up and any resume is done (this gives back non-owned
+// weights under ZeRO-3). Installs the model's layer hook. 0, or -1 with err.
+int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel *m, const Optimizer *opt,
+              Error *err);
+void zero_free(Zero *z);
+// Before a step's first backward: the gradients of the slice zeroed, the rest given back.
+void zero_begin_step(Zero *z);
+// After each micro-batch's backward: the last bucket (non-layer tensors, projector).
+void zero_after_backward(Zero *z);
+// The global gradient norm from the slices.
+double zero_grad_norm(const Zero *z);
+// After AdamW updated the slice: every process gets the updated weights it
+// must hold (ZeRO-2: all; ZeRO-3: all but the LLM layers).
+void zero_after_update(Zero *z);
+// Rank 0 assembles every weight (to save the model); zero_release_after_save gives them back.
+void zero_gather_for_save(Zero *z);
+void zero_release_after_save(Zero *z);
+
+#endif
