@@ -16,6 +16,7 @@ static const Command COMMANDS[] = {
     {"demo", cmd_demo, "the embedded default: synthetic data, both stages on a tiny model, evaluation"},
     {"train", cmd_train, "train a stage (1: projector, 2: projector + LLM) from a JSON run config"},
     {"init", cmd_init, "write a fresh model folder: random from a config, or CLIP + LLM (+ projector)"},
+    {"plan", cmd_plan, "memory per GPU/process by part for zero_stage 0-3, and whether a run fits"},
     {"bench", cmd_bench, "time training steps on synthetic batches (JSON output)"},
     {"forward", cmd_forward, "run one batch forward (and backward) and write logits, loss, gradients"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image as LLaVA does; write pixel_values"},

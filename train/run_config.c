@@ -61,6 +61,8 @@ static const KeySpec KEYS[] = {
     B(recompute, "gradient checkpointing: recompute each LLM layer in backward"),
     I(zero_stage, "0: every process holds the optimizer state; 1: ZeRO-1, each holds 1/N of it; 2: ZeRO-2, also "
                   "1/N of the gradients; 3: ZeRO-3, also 1/N of the LLM's weights (docs/training.md)"),
+    D(memory_limit_gb, "memory of one process (GPU) in GiB for the start-up check (0 = the node's memory / its "
+                       "processes on the CPU, unchecked on GPUs)"),
     B(zero3_shard_frozen, "ZeRO-3: shard a frozen LLM's layers too (stage 1); the vision tower stays replicated"),
     B(stochastic_rounding, "CUDA: round the bf16 weights stochastically from the fp32 masters (default: nearest)"),
     S(device, "cpu | cuda"),

@@ -16,6 +16,7 @@
 #include "kernels/backend.h"
 #include "train/checkpoint.h"
 #include "train/hf_files.h"
+#include "train/plan_run.h"
 #include "train/save.h"
 #include "train/synthetic.h"
 
@@ -255,6 +256,18 @@ static void setup_nccl(Trainer *t) {
 #endif
 }
 
+// The memory plan of this run (train/plan.h), printed by rank 0; a run that
+// cannot fit is refused now, with the setting to change, not hours later.
+static int check_memory_plan(Trainer *t) {
+    PlanInput in;
+    plan_input_from_run(&in, &t->cfg, &t->model.cfg, t->comm.world, (int)t->ops->act_size);
+    char msg[512];
+    int rc = plan_check_run(&t->model.cfg, &in, t->cfg.zero_stage, t->comm.rank == 0 ? stdout : NULL, msg, sizeof msg);
+    fflush(stdout);
+    if (rc != 0 && t->comm.rank == 0) fprintf(stderr, "llava train: refused: %s\n", msg);
+    return rc;
+}
+
 int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
@@ -287,6 +300,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
                 t->model.cfg.text.max_positions);
         return EXIT_BAD_INPUT;
     }
+    if (check_memory_plan(t) != 0) return EXIT_BAD_INPUT;
     if (open_data(t, &err) != 0) {
         fprintf(stderr, "llava train: %s\n", err.msg);
         return EXIT_BAD_INPUT;

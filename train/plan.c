@@ -1,0 +1,167 @@
+#include "train/plan.h"
+
+#include <string.h>
+
+#include "train/params.h"
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+// Buffers of the arena start on 256-byte boundaries.
+static double buf(double bytes) { return (double)(((size_t)bytes + 255) & ~(size_t)255); }
+
+double plan_activation_bytes(const LlavaConfig *cfg, int Mi, int Ni, int recompute, int act_bytes) {
+    const TextConfig *t = &cfg->text;
+    const VisionConfig *v = &cfg->vision;
+    const double A = act_bytes, F = 4, I32 = 4, M = Mi, N = Ni;
+    const double C = t->hidden, QKV = (double)(t->heads + 2 * t->kv_heads) * t->head_dim;
+    const double ATT = (double)t->heads * t->head_dim, I = t->intermediate, V = t->vocab;
+    const double NP = cfg->patches, NT = NP + 1, NV = N * NT, NF = N * cfg->image_tokens, Dv = v->hidden;
+    const double S = v->image_size, PP = 3.0 * v->patch_size * v->patch_size;
+    // batch copies: ids, targets, positions, segments, splice rows
+    double b = 4 * buf(M * I32) + buf((NF > 0 ? NF : 1) * I32) + buf((N > 0 ? N * NP : 1) * I32);
+    // the residual stream at every layer boundary
+    b += (t->layers + 1) * buf(M * C * A);
+    // what one layer keeps for backward: all layers, or one shared when recomputing
+    double layer = 3 * buf(M * C * A) + 2 * buf(M * F) + buf(M * QKV * A) + buf(M * ATT * A) + buf(M * t->heads * F) +
+                   buf(M * 2 * I * A) + buf(M * I * A);
+    b += (recompute ? 1 : t->layers) * layer;
+    // final norm, logits, losses
+    b += buf(M * C * A) + buf(M * F) + buf(M * V * A) + buf(M * F);
+    // backward scratch of one layer
+    b += 2 * buf(M * C * A) + buf(M * QKV * A) + buf(M * ATT * A) + buf(M * 2 * I * A) + buf(M * I * A);
+    if (N > 0) {  // vision tower (forward only, one layer of scratch) and projector
+        b += buf(N * 3 * S * S * A) + buf(N * NP * PP * A) + buf(N * NP * Dv * A);
+        b += 4 * buf(NV * Dv * A) + buf(NV * 3 * Dv * A) + buf(NV * v->intermediate * A) + 2 * buf(NV * F) +
+             buf(NV * v->heads * F);
+        b += buf(NF * Dv * A) + 5 * buf(NF * C * A);
+    }
+    return b;
+}
+
+static void count_params(Plan *p, const LlavaConfig *cfg) {
+    ParamTable t;
+    params_build(&t, cfg);
+    p->vision = t.module_numel[MODULE_VISION];
+    p->projector = t.module_numel[MODULE_PROJECTOR];
+    p->llm = t.module_numel[MODULE_LLM];
+    p->layers = cfg->text.layers;
+    p->llm_layer = cfg->text.layers > 1 ? params_offset(&t, "llm.layers.1.input_layernorm.weight") -
+                                              params_offset(&t, "llm.layers.0.input_layernorm.weight")
+                                        : params_offset(&t, "llm.norm.weight") -
+                                              params_offset(&t, "llm.layers.0.input_layernorm.weight");
+    params_free(&t);
+}
+
+static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *in, int zs, PlanRow *r) {
+    const double N = in->world > 0 ? in->world : 1, A = in->act_bytes;
+    const int gpu = in->act_bytes < 4;
+    const double layers_all = (double)p->llm_layer * p->layers, llm_rest = (double)p->llm - layers_all;
+    const int llm_trains = in->stage >= 2;
+    const double trainable = (double)p->projector + (llm_trains ? (double)p->llm : 0);
+    memset(r, 0, sizeof *r);
+    // weights
+    double llm_w = (double)p->llm;
+    if (zs == 3 && N > 1 && (llm_trains || in->shard_frozen)) {
+        double in_flight = gpu ? 2 : 1;  // the layer in use (+ the prefetched one on a GPU)
+        llm_w = llm_rest + layers_all / N + in_flight * (double)p->llm_layer;
+    }
+    r->weights = ((double)p->vision + (double)p->projector + llm_w) * A;
+    // gradients
+    if (zs >= 2 && N > 1) {
+        double resident = (double)p->projector + (llm_trains ? llm_rest + (double)p->llm_layer : 0);
+        r->grads = (trainable / N + resident) * 4;
+    } else {
+        r->grads = trainable * 4;
+    }
+    // optimizer: m, v (+ fp32 masters when weights are low precision)
+    double per = 8 + (A < 4 ? 4 : 0);
+    r->optimizer = trainable * per / (zs >= 1 ? N : 1);
+    int M = in->micro_batch * in->max_length, imgs = in->micro_batch;
+    r->acts_recompute = plan_activation_bytes(cfg, M, imgs, 1, in->act_bytes);
+    r->acts_no_recompute = plan_activation_bytes(cfg, M, imgs, 0, in->act_bytes);
+    r->acts = in->recompute ? r->acts_recompute : r->acts_no_recompute;
+    r->workspace = gpu ? 1.0 * GIB : 0;
+    r->comm = gpu && N > 1 ? 0.5 * GIB : 0;
+    r->total = r->weights + r->grads + r->optimizer + r->acts + r->workspace + r->comm;
+    r->fits = in->capacity > 0 ? r->total <= in->capacity : -1;
+}
+
+void plan_compute(Plan *p, const LlavaConfig *cfg, const PlanInput *in) {
+    memset(p, 0, sizeof *p);
+    count_params(p, cfg);
+    for (int zs = 0; zs < 4; zs++) compute_row(p, cfg, in, zs, &p->row[zs]);
+}
+
+void plan_format_bytes(double b, char *out, size_t cap) {
+    if (b >= GIB)
+        snprintf(out, cap, "%.2f GiB", b / GIB);
+    else if (b >= 1024.0 * 1024.0)
+        snprintf(out, cap, "%.1f MiB", b / (1024.0 * 1024.0));
+    else
+        snprintf(out, cap, "%.1f KiB", b / 1024.0);
+}
+
+void plan_print(const Plan *p, const PlanInput *in, int mark, FILE *out) {
+    char cap[32] = "unknown";
+    if (in->capacity > 0) plan_format_bytes(in->capacity, cap, sizeof cap);
+    fprintf(out, "memory per process: %d process(es), stage %d, micro_batch %d x max_length %d, %s, capacity %s\n",
+            in->world, in->stage, in->micro_batch, in->max_length, in->act_bytes < 4 ? "bf16 weights" : "fp32",
+            cap);
+    fprintf(out, "  %-6s %11s %11s %11s %13s %13s %10s %10s %11s  %s\n", "zero", "weights", "gradients", "optim",
+            "acts(recomp)", "acts(full)", "workspace", "comm", "total", "fits");
+    for (int zs = 0; zs < 4; zs++) {
+        const PlanRow *r = &p->row[zs];
+        double v[9] = {r->weights, r->grads, r->optimizer, r->acts_recompute, r->acts_no_recompute, r->workspace,
+                       r->comm, r->total};
+        char s[9][32];
+        for (int i = 0; i < 8; i++) plan_format_bytes(v[i], s[i], sizeof s[i]);
+        fprintf(out, "%s %-6d %11s %11s %11s %13s %13s %10s %10s %11s  %s\n", zs == mark ? "*" : " ", zs, s[0], s[1],
+                s[2], s[3], s[4], s[5], s[6], s[7], r->fits < 0 ? "?" : r->fits ? "yes" : "NO");
+    }
+    fprintf(out, "  (total counts activations %s recompute; * = this run)\n", in->recompute ? "with" : "without");
+}
+
+void plan_print_json(const Plan *p, const PlanInput *in, FILE *out) {
+    fprintf(out, "{\"world\": %d, \"stage\": %d, \"micro_batch\": %d, \"max_length\": %d, \"capacity\": %.0f, "
+            "\"params\": {\"vision\": %zu, \"projector\": %zu, \"llm\": %zu}, \"zero\": [",
+            in->world, in->stage, in->micro_batch, in->max_length, in->capacity, p->vision, p->projector, p->llm);
+    for (int zs = 0; zs < 4; zs++) {
+        const PlanRow *r = &p->row[zs];
+        fprintf(out, "%s{\"zero_stage\": %d, \"weights\": %.0f, \"gradients\": %.0f, \"optimizer\": %.0f, "
+                "\"activations\": %.0f, \"activations_recompute\": %.0f, \"activations_full\": %.0f, "
+                "\"workspace\": %.0f, \"comm\": %.0f, \"total\": %.0f, \"fits\": %s}",
+                zs ? ", " : "", zs, r->weights, r->grads, r->optimizer, r->acts, r->acts_recompute,
+                r->acts_no_recompute, r->workspace, r->comm, r->total,
+                r->fits < 0 ? "null" : r->fits ? "true" : "false");
+    }
+    fprintf(out, "]}\n");
+}
+
+void plan_suggest(const LlavaConfig *cfg, const PlanInput *in, int zs, char *out, size_t cap) {
+    out[0] = '\0';
+    Plan p;
+    plan_compute(&p, cfg, in);
+    for (int z = zs + 1; z < 4 && in->world > 1; z++)
+        if (p.row[z].fits == 1) {
+            snprintf(out, cap, "--set zero_stage=%d", z);
+            return;
+        }
+    PlanInput t = *in;
+    if (!in->recompute) {
+        t.recompute = 1;
+        plan_compute(&p, cfg, &t);
+        if (p.row[zs].fits == 1) {
+            snprintf(out, cap, "--set recompute=true");
+            return;
+        }
+    }
+    for (int mb = in->micro_batch / 2; mb >= 1; mb /= 2) {
+        t.micro_batch = mb;
+        plan_compute(&p, cfg, &t);
+        if (p.row[zs].fits == 1) {
+            snprintf(out, cap, "--set micro_batch=%d (and grad_accum x%d for the same global batch)%s", mb,
+                     in->micro_batch / mb, t.recompute != in->recompute ? " --set recompute=true" : "");
+            return;
+        }
+    }
+}
