@@ -81,7 +81,23 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
     r->acts_no_recompute = plan_activation_bytes(cfg, M, imgs, 0, in->act_bytes);
     r->acts = in->recompute ? r->acts_recompute : r->acts_no_recompute;
     r->workspace = gpu ? 1.0 * GIB : 0;
-    r->comm = gpu && N > 1 ? 0.5 * GIB : 0;
+    if (gpu) {
+        r->comm = N > 1 ? 0.5 * GIB : 0;
+    } else if (N > 1) {
+        // MPI_Reduce's root takes a temporary buffer of the message: the
+        // largest module's gradients (rank 0, up to dist.c's 2^28-element
+        // chunks), or with ZeRO-2/3 the largest bucket (one layer, or the
+        // embedding/head), whichever owner it lands on.
+        double chunk = (double)((size_t)1 << 28), biggest;
+        if (zs >= 2) {
+            biggest = (double)p->projector;
+            if (llm_trains && (double)p->llm_layer > biggest) biggest = (double)p->llm_layer;
+            if (llm_trains && llm_rest > biggest) biggest = llm_rest;  // embedding + head (the worst case: one owner)
+        } else {
+            biggest = llm_trains && (double)p->llm > (double)p->projector ? (double)p->llm : (double)p->projector;
+        }
+        r->comm = (biggest < chunk ? biggest : chunk) * 4;
+    }
     r->total = r->weights + r->grads + r->optimizer + r->acts + r->workspace + r->comm;
     r->fits = in->capacity > 0 ? r->total <= in->capacity : -1;
 }

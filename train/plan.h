@@ -15,7 +15,8 @@
 //               train/model.c lays it out, with and without recompute
 //   workspace   an allowance for the CUDA context, cuBLASLt workspace and the
 //               allocator's slack (0 on the CPU)
-//   comm        NCCL's buffers (an allowance; 0 on the CPU: MPI works in place)
+//   comm        NCCL's buffers (an allowance), or on the CPU the temporary
+//               buffer MPI_Reduce's root takes (the largest reduced message)
 #ifndef LLAVA_PLAN_H
 #define LLAVA_PLAN_H
 

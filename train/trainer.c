@@ -16,6 +16,7 @@
 #include "kernels/backend.h"
 #include "train/checkpoint.h"
 #include "train/hf_files.h"
+#include "train/memstat.h"
 #include "train/plan_run.h"
 #include "train/save.h"
 #include "train/synthetic.h"
@@ -639,8 +640,24 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
     return 0;
 }
 
+// Every process's resident high-water mark of the loop (the model load before
+// it excluded), in one line from rank 0: what `llava plan` predicts.
+static void report_loop_peak(Trainer *t, int peak_reset) {
+    double *peak = xcalloc((size_t)t->comm.world, sizeof(double));
+    peak[t->comm.rank] = memstat_peak_bytes();
+    comm_allreduce_sum_f64(&t->comm, peak, (size_t)t->comm.world);
+    if (t->comm.rank == 0) {
+        printf("peak resident memory of the training loop%s, MiB per process:", peak_reset ? "" : " (and setup)");
+        for (int r = 0; r < t->comm.world; r++) printf(" %.1f", peak[r] / (1024.0 * 1024.0));
+        printf("\n");
+        fflush(stdout);
+    }
+    free(peak);
+}
+
 int trainer_run(Trainer *t) {
     Error err = {{0}};
+    int peak_reset = memstat_reset_peak() == 0;
     t->t_start = now_seconds();
     int exit_code = EXIT_OK;
     long last_saved = t->step;
@@ -676,6 +693,7 @@ int trainer_run(Trainer *t) {
             return EXIT_OK;
         }
     }
+    report_loop_peak(t, peak_reset);
     if (last_saved != t->step && save_checkpoint(t, &err) != 0) {
         fprintf(stderr, "llava train: saving the last checkpoint failed: %s\n", err.msg);
         return EXIT_ERROR;
