@@ -149,6 +149,38 @@ void comm_gatherv_bytes_to0(const Comm *c, void *buf, const size_t *counts, cons
 #endif
 }
 
+void comm_ibroadcast(const Comm *c, void *buf, size_t bytes, int root, CommPending *pending) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind != COMM_MPI) return;
+    for (size_t off = 0; off < bytes; off += CHUNK) {
+        int count = (int)(bytes - off < CHUNK ? bytes - off : CHUNK);
+        if (pending->n == pending->cap) {
+            pending->cap = pending->cap ? 2 * pending->cap : 16;
+            pending->requests = xrealloc(pending->requests, (size_t)pending->cap * sizeof(MPI_Request));
+        }
+        MPI_Request *r = (MPI_Request *)pending->requests + pending->n++;
+        MPI_CHECK(MPI_Ibcast((char *)buf + off, count, MPI_BYTE, root, MPI_COMM_WORLD, r));
+    }
+#else
+    (void)c, (void)buf, (void)bytes, (void)root, (void)pending;
+#endif
+}
+
+void comm_wait_all(const Comm *c, CommPending *pending) {
+#ifdef LLAVA_HAVE_MPI
+    if (c->kind == COMM_MPI && pending->n)
+        MPI_CHECK(MPI_Waitall(pending->n, (MPI_Request *)pending->requests, MPI_STATUSES_IGNORE));
+#else
+    (void)c;
+#endif
+    pending->n = 0;
+}
+
+void comm_pending_free(CommPending *pending) {
+    free(pending->requests);
+    memset(pending, 0, sizeof *pending);
+}
+
 void comm_barrier(const Comm *c) {
 #ifdef LLAVA_HAVE_MPI
     if (c->kind == COMM_MPI) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));

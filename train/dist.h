@@ -36,6 +36,16 @@ void comm_reduce_sum_f32(const Comm *c, float *buf, size_t n, int root);
 // In place: rank r's bytes [displs[r], displs[r] + counts[r]) of buf reach
 // rank 0 only (ZeRO-3 assembles the whole model on rank 0 to save it).
 void comm_gatherv_bytes_to0(const Comm *c, void *buf, const size_t *counts, const size_t *displs);
+// Broadcasts started without waiting (ZeRO-3's prefetch of the next layer):
+// comm_ibroadcast adds to `pending`, comm_wait_all completes them all. MPI
+// moves the data while the process is inside MPI calls.
+typedef struct {
+    void *requests;  // MPI_Request[cap]
+    int n, cap;
+} CommPending;
+void comm_ibroadcast(const Comm *c, void *buf, size_t bytes, int root, CommPending *pending);
+void comm_wait_all(const Comm *c, CommPending *pending);
+void comm_pending_free(CommPending *pending);
 void comm_barrier(const Comm *c);
 // Ends every process of the job (MPI_Abort) with `code`: for an error on one
 // rank that the others cannot learn about without hanging in a collective.

@@ -62,7 +62,7 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
     // weights
     double llm_w = (double)p->llm;
     if (zs == 3 && N > 1 && (llm_trains || in->shard_frozen)) {
-        double in_flight = gpu ? 2 : 1;  // the layer in use (+ the prefetched one on a GPU)
+        double in_flight = 2;  // the layer in use and the prefetched one
         llm_w = llm_rest + layers_all / N + in_flight * (double)p->llm_layer;
     }
     r->weights = ((double)p->vision + (double)p->projector + llm_w) * A;

@@ -5,7 +5,7 @@
 // Parts, per process, N processes, T trainable parameters, A bytes per weight
 // and activation (2 on CUDA: bf16; 4 on the CPU: fp32):
 //   weights     every weight at A bytes; ZeRO-3: the LLM layers 1/N, plus the
-//               layers gathered at a time (1 on the CPU, 2 with a GPU's prefetch)
+//               layers gathered at a time (the one in use and the prefetched one)
 //   gradients   fp32 of the trainable tensors; ZeRO-2/3: 1/N, plus the
 //               bucket in flight (one layer) and the non-layer tensors
 //               (embedding, head, projector: reduced after backward)

@@ -266,6 +266,9 @@ static int check_memory_plan(Trainer *t) {
     int rc = plan_check_run(&t->model.cfg, &in, t->cfg.zero_stage, t->comm.rank == 0 ? stdout : NULL, msg, sizeof msg);
     fflush(stdout);
     if (rc != 0 && t->comm.rank == 0) fprintf(stderr, "llava train: refused: %s\n", msg);
+    fflush(stderr);
+    // Every rank reaches the same verdict; none ends the job before rank 0 has said why.
+    if (rc != 0) comm_barrier(&t->comm);
     return rc;
 }
 

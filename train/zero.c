@@ -80,20 +80,67 @@ static void reduce_scatter_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
 
 // ---- the layer hook --------------------------------------------------------------------
 
+// Starts the broadcasts of layer l's owner parts without waiting.
+static void prefetch_layer(Zero *z, int l) {
+    if (l < 0 || l >= z->layers || z->gathered[l] || z->prefetched >= 0) return;
+    const size_t A = z->m->ops->act_size;
+    for (int r = 0; r < z->comm.world; r++) {
+        size_t plo, n = owner_part(z, MODULE_LLM, r, z->layer_lo[l], z->layer_hi[l], &plo);
+        if (n) comm_ibroadcast(&z->comm, (char *)z->m->weights[MODULE_LLM] + plo * A, n * A, r, &z->pending);
+    }
+    z->prefetched = l;
+}
+
+// Layer l's weights whole here: the prefetch waited for, or a gather now.
+static void ensure_layer(Zero *z, int l) {
+    if (z->prefetched == l) {
+        comm_wait_all(&z->comm, &z->pending);
+        z->prefetched = -1;
+        z->gathered[l] = 1;
+    }
+    if (!z->gathered[l]) {
+        gather_weights(z, MODULE_LLM, z->layer_lo[l], z->layer_hi[l]);
+        z->gathered[l] = 1;
+    }
+}
+
+static void drop_layer(Zero *z, int l) {
+    release_weights(z, MODULE_LLM, z->layer_lo[l], z->layer_hi[l]);
+    z->gathered[l] = 0;
+}
+
+// Every gathered layer given back (their non-owned parts go stale at an update).
+static void drop_all_layers(Zero *z) {
+    if (!z->llm_weights_sharded) return;
+    if (z->prefetched >= 0) {
+        comm_wait_all(&z->comm, &z->pending);
+        z->gathered[z->prefetched] = 1;
+        z->prefetched = -1;
+    }
+    for (int l = 0; l < z->layers; l++)
+        if (z->gathered[l]) drop_layer(z, l);
+}
+
 static void on_layer(void *ctx, int l, LayerEvent ev) {
     Zero *z = ctx;
-    size_t lo = z->layer_lo[l], hi = z->layer_hi[l];
+    const int sharded = z->llm_weights_sharded, last = z->layers - 1;
     switch (ev) {
     case LAYER_BEFORE_FORWARD:
-    case LAYER_BEFORE_BACKWARD:
-        if (z->llm_weights_sharded) gather_weights(z, MODULE_LLM, lo, hi);
+        if (!sharded) break;
+        ensure_layer(z, l);
+        prefetch_layer(z, l + 1);
         break;
     case LAYER_AFTER_FORWARD:
-        if (z->llm_weights_sharded) release_weights(z, MODULE_LLM, lo, hi);
+        if (sharded && l < last) drop_layer(z, l);  // the last one is needed first in backward
+        break;
+    case LAYER_BEFORE_BACKWARD:
+        if (!sharded) break;
+        ensure_layer(z, l);
+        prefetch_layer(z, l - 1);
         break;
     case LAYER_AFTER_BACKWARD:
-        if (z->m->grads[MODULE_LLM]) reduce_scatter_grads(z, MODULE_LLM, lo, hi);
-        if (z->llm_weights_sharded) release_weights(z, MODULE_LLM, lo, hi);
+        if (z->m->grads[MODULE_LLM]) reduce_scatter_grads(z, MODULE_LLM, z->layer_lo[l], z->layer_hi[l]);
+        if (sharded) drop_layer(z, l);
         break;
     }
 }
@@ -122,6 +169,7 @@ static void set_owners(Zero *z, ModuleId mod, int by_module_elements) {
 
 static void release_layers(Zero *z) {
     if (z->layers) release_weights(z, MODULE_LLM, z->layer_lo[0], z->layer_hi[z->layers - 1]);
+    for (int l = 0; l < z->layers; l++) z->gathered[l] = 0;
 }
 
 int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel *m, const Optimizer *opt,
@@ -149,6 +197,8 @@ int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel
     }
     for (int i = 0; i < MODULE_COUNT; i++)
         if (m->trainable[i]) set_owners(z, (ModuleId)i, 0);
+    z->gathered = xcalloc((size_t)t->layers + 1, sizeof(int));
+    z->prefetched = -1;
     z->llm_weights_sharded = stage == 3 && comm->world > 1 && (m->trainable[MODULE_LLM] || shard_frozen);
     if (z->llm_weights_sharded && !m->trainable[MODULE_LLM]) set_owners(z, MODULE_LLM, 1);
     if (z->llm_weights_sharded) release_layers(z);
@@ -166,6 +216,9 @@ void zero_free(Zero *z) {
         free(z->own_lo[i]);
         free(z->own_hi[i]);
     }
+    comm_wait_all(&z->comm, &z->pending);
+    comm_pending_free(&z->pending);
+    free(z->gathered);
     free(z->layer_lo);
     free(z->layer_hi);
     memset(z, 0, sizeof *z);
@@ -175,6 +228,7 @@ void zero_free(Zero *z) {
 
 void zero_begin_step(Zero *z) {
     int me = z->comm.rank;
+    drop_all_layers(z);
     for (int i = 0; i < MODULE_COUNT; i++) {
         float *g = z->m->grads[i];
         if (!g) continue;
@@ -206,6 +260,7 @@ double zero_grad_norm(const Zero *z) {
 
 void zero_after_update(Zero *z) {
     LlavaModel *m = z->m;
+    drop_all_layers(z);
     for (int i = 0; i < MODULE_COUNT; i++) {
         if (!m->trainable[i]) continue;
         size_t n = m->params.module_numel[i];
@@ -221,6 +276,7 @@ void zero_after_update(Zero *z) {
 
 void zero_gather_for_save(Zero *z) {
     if (!z->llm_weights_sharded) return;
+    drop_all_layers(z);
     const int W = z->comm.world;
     const size_t A = z->m->ops->act_size, lo = z->layer_lo[0], hi = z->layer_hi[z->layers - 1];
     size_t *counts = xcalloc((size_t)W, sizeof(size_t)), *displs = xcalloc((size_t)W, sizeof(size_t));

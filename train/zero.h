@@ -14,7 +14,10 @@
 //
 // ZeRO-3: in addition, the weights of the LLM's layers live only in their
 // owners' slices. A layer is all-gathered just before its forward and again
-// just before its backward, and its non-owned part is given back right after.
+// just before its backward, and its non-owned part is given back right after;
+// the next layer's broadcasts are started before the current layer computes
+// (forward: l+1, backward: l-1) and waited for when it is needed. The last
+// layer stays whole from its forward to its backward.
 // The non-layer tensors stay replicated (gathered after each update). A
 // frozen LLM (stage 1) is sharded too, over its own elements, when
 // zero3_shard_frozen is on; the vision tower is always replicated.
@@ -45,6 +48,11 @@ typedef struct {
     // module (gradients of trainable modules; with ZeRO-3 also the LLM's weights)
     size_t *own_lo[MODULE_COUNT], *own_hi[MODULE_COUNT];
     int has_owner[MODULE_COUNT];
+    // ZeRO-3 layer residency: gathered[l] while layer l's weights are whole here;
+    // prefetched = the layer whose broadcasts are in flight (-1: none)
+    int *gathered;
+    int prefetched;
+    CommPending pending;
     size_t bytes_released;        // running total, for the log
 } Zero;
 
