@@ -240,11 +240,16 @@ void zero_begin_step(Zero *z) {
 
 void zero_after_backward(Zero *z) {
     LlavaModel *m = z->m;
-    if (m->grads[MODULE_PROJECTOR]) reduce_scatter_grads(z, MODULE_PROJECTOR, 0, m->params.module_numel[MODULE_PROJECTOR]);
-    if (m->grads[MODULE_LLM]) {
-        // embedding (and a tied head) before the layers, final norm and head after them
-        reduce_scatter_grads(z, MODULE_LLM, 0, z->layer_lo[0]);
-        reduce_scatter_grads(z, MODULE_LLM, z->layer_hi[z->layers - 1], m->params.module_numel[MODULE_LLM]);
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        if (!m->grads[i]) continue;
+        size_t n = m->params.module_numel[i];
+        if (i == MODULE_LLM) {
+            // embedding (and a tied head) before the layers, final norm and head after them
+            reduce_scatter_grads(z, MODULE_LLM, 0, z->layer_lo[0]);
+            reduce_scatter_grads(z, MODULE_LLM, z->layer_hi[z->layers - 1], n);
+        } else {
+            reduce_scatter_grads(z, (ModuleId)i, 0, n);  // the projector: one bucket
+        }
     }
 }
 
