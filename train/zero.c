@@ -202,6 +202,7 @@ int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel
     z->llm_weights_sharded = stage == 3 && comm->world > 1 && (m->trainable[MODULE_LLM] || shard_frozen);
     if (z->llm_weights_sharded && !m->trainable[MODULE_LLM]) set_owners(z, MODULE_LLM, 1);
     if (z->llm_weights_sharded) release_layers(z);
+    zero_begin_step(z);  // the gradients model_set_stage allocated whole: only the slice stays
     m->layer_hook = on_layer;
     m->layer_hook_ctx = z;
     return 0;
