@@ -3,7 +3,8 @@
 # (train/plan.c, `llava plan`):
 #  - zero_stage 2 and 3 with 2 and 3 processes: weights after 5 steps bitwise
 #    those of zero_stage 0 with the same processes, losses equal; stage 1
-#    (a frozen LLM sharded too) and stage 2; recompute off;
+#    (the frozen LLM and vision tower sharded too) and stage 2 (with and
+#    without the vision tower sharded); recompute off;
 #  - with gradient accumulation equal to fp32 rounding: ZeRO-2 reduces every
 #    micro-batch's gradients as backward makes them (that is its memory
 #    saving), zero_stage 0 sums the micro-batches locally first, so the sum
@@ -51,6 +52,8 @@ for np in 2 3; do
   run $np s2z3_$np --set stage=2 --set micro_batch=2 --set max_steps=5 --set zero_stage=3 --set recompute=false
   check "stage 2, $np processes: zero_stage 2 == zero_stage 0 (bitwise weights, equal losses)" same s2z2_$np s2z0_$np
   check "stage 2, $np processes: zero_stage 3 (recompute off) == zero_stage 0 (bitwise)" same s2z3_$np s2z0_$np
+  run $np s2z3f_$np --set stage=2 --set micro_batch=2 --set max_steps=5 --set zero_stage=3 --set zero3_shard_frozen=true
+  check "stage 2, $np processes: zero_stage 3 with the vision tower sharded too == zero_stage 0 (bitwise)" same s2z3f_$np s2z0_$np
 done
 check "the runs clipped the gradient (the norm from slices decided the update)" \
   bash -c "grep -o '\"grad_norm\": [0-9.]*' '$tmp/s2z2_2/metrics.jsonl' | awk '{ if (\$2 > 1.0) n++ } END { exit n > 0 ? 0 : 1 }'"
@@ -58,7 +61,7 @@ run 2 s1z0 --set stage=1 --set micro_batch=2 --set max_steps=5 --set zero_stage=
 run 2 s1z2 --set stage=1 --set micro_batch=2 --set max_steps=5 --set zero_stage=2
 run 2 s1z3 --set stage=1 --set micro_batch=2 --set max_steps=5 --set zero_stage=3 --set zero3_shard_frozen=true
 check "stage 1: zero_stage 2 == zero_stage 0 (bitwise)" same s1z2 s1z0
-check "stage 1: zero_stage 3 with the frozen LLM sharded == zero_stage 0 (bitwise)" same s1z3 s1z0
+check "stage 1: zero_stage 3 with the frozen LLM and vision tower sharded == zero_stage 0 (bitwise)" same s1z3 s1z0
 run 2 gaz0 --set stage=2 --set micro_batch=1 --set grad_accum=2 --set max_steps=5 --set zero_stage=0
 run 2 gaz3 --set stage=2 --set micro_batch=1 --set grad_accum=2 --set max_steps=5 --set zero_stage=3
 check "grad_accum 2: zero_stage 3 == zero_stage 0 to fp32 rounding (per-micro-batch reduction)" same gaz3 gaz0 --tol 1e-6

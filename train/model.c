@@ -334,6 +334,10 @@ static int upload_batch(LlavaModel *m, const LlavaBatch *b) {
     return counted;
 }
 
+static void layer_event(LlavaModel *m, ModuleId mod, int l, LayerEvent ev) {
+    if (m->layer_hook) m->layer_hook(m->layer_hook_ctx, mod, l, ev);
+}
+
 // ---- vision tower (frozen: forward only, one layer of scratch) ---------------------
 
 static void vision_forward(LlavaModel *m, const float *pixels, int N) {
@@ -356,6 +360,7 @@ static void vision_forward(LlavaModel *m, const float *pixels, int N) {
     AttnShape as = {.B = N, .T = NT, .NH = v->heads, .NKV = v->heads, .HS = Dv / v->heads, .causal = 0, .seg = NULL};
     for (int l = 0; l < c->vision_layers_run; l++) {
         const VisionLayerOffsets *L = &off->vis[l];
+        layer_event(m, VI, l, LAYER_BEFORE_FORWARD);
         o->layernorm_forward(a->vln, a->vmean, a->vrstd, h, W(m, VI, L->ln1_w), W(m, VI, L->ln1_b), NV, Dv, v->eps);
         o->matmul_forward(a->vqkv, a->vln, W(m, VI, L->qkv_w), W(m, VI, L->qkv_b), NV, Dv, 3 * Dv);
         o->attention_forward(a->vatt, a->vlse, a->vqkv, &as);
@@ -369,6 +374,7 @@ static void vision_forward(LlavaModel *m, const float *pixels, int N) {
             o->gelu_forward(a->vfc, a->vfc, (size_t)NV * Iv);
         o->matmul_forward(a->vln, a->vfc, W(m, VI, L->fc2_w), W(m, VI, L->fc2_b), NV, Iv, Dv);
         o->residual_forward(h, h, a->vln, (size_t)NV * Dv);
+        layer_event(m, VI, l, LAYER_AFTER_FORWARD);
     }
     if (c->keep_cls)
         o->copy(a->feat, h, (size_t)NV * Dv * o->act_size);
@@ -464,9 +470,6 @@ static void llm_layer_backward(LlavaModel *m, int l, LayerActs *L, const void *x
     o->rmsnorm_backward(a->dres, G(m, LM, w->ln1_w), a->dln, x_in, W(m, LM, w->ln1_w), L->ln1_rstd, M, C);
 }
 
-static void layer_event(LlavaModel *m, int l, LayerEvent ev) {
-    if (m->layer_hook) m->layer_hook(m->layer_hook_ctx, l, ev);
-}
 
 int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     if (model_check_batch(m, b, err) != 0) return -1;
@@ -489,9 +492,9 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     o->embedding_forward(a->x[0], a->ids, W(m, MODULE_LLM, m->off.embed), M, C);
     if (NF > 0) o->scatter_rows(a->x[0], a->pout, a->image_rows, NF, C);
     for (int l = 0; l < t->layers; l++) {
-        layer_event(m, l, LAYER_BEFORE_FORWARD);
+        layer_event(m, MODULE_LLM, l, LAYER_BEFORE_FORWARD);
         llm_layer_forward(m, l, &a->layer[m->recompute ? 0 : l], a->x[l], a->x[l + 1]);
-        layer_event(m, l, LAYER_AFTER_FORWARD);
+        layer_event(m, MODULE_LLM, l, LAYER_AFTER_FORWARD);
     }
     o->rmsnorm_forward(a->lnf, a->lnf_rstd, a->x[t->layers], W(m, MODULE_LLM, m->off.norm_w), M, C, t->eps);
     o->matmul_forward(a->logits, a->lnf, W(m, MODULE_LLM, m->off.head), NULL, M, C, t->vocab);
@@ -525,10 +528,10 @@ void model_backward(LlavaModel *m, float dloss_scale) {
         LayerActs *L = &a->layer[m->recompute ? 0 : l];
         // Recompute the layer from its saved input. It rewrites x[l+1] with
         // bitwise the same values, which nothing reads any more.
-        layer_event(m, l, LAYER_BEFORE_BACKWARD);
+        layer_event(m, MODULE_LLM, l, LAYER_BEFORE_BACKWARD);
         if (m->recompute) llm_layer_forward(m, l, L, a->x[l], a->x[l + 1]);
         llm_layer_backward(m, l, L, a->x[l]);
-        layer_event(m, l, LAYER_AFTER_BACKWARD);
+        layer_event(m, MODULE_LLM, l, LAYER_AFTER_BACKWARD);
     }
     // a->dres now holds d(inputs_embeds).
     if (m->grads[LM]) o->embedding_backward(G(m, LM, off->embed), a->dres, a->ids, M, C, t->vocab);

@@ -91,12 +91,13 @@ typedef struct {
     LlmLayerOffsets *llm;                        // [llm layers]
 } ModelOffsets;
 
-// Where train/zero.c steps in around each LLM layer: ZeRO-2 reduces a layer's
+// Where train/zero.c steps in around each layer of the LLM (MODULE_LLM) and
+// of the vision tower (MODULE_VISION, forward only): ZeRO-2 reduces a layer's
 // gradients as soon as its backward has produced them, ZeRO-3 gathers a
 // layer's weights before it runs and frees them after. With recompute, the
 // layer's rerun happens between BEFORE_BACKWARD and AFTER_BACKWARD.
 typedef enum { LAYER_BEFORE_FORWARD, LAYER_AFTER_FORWARD, LAYER_BEFORE_BACKWARD, LAYER_AFTER_BACKWARD } LayerEvent;
-typedef void (*LayerHook)(void *ctx, int layer, LayerEvent event);
+typedef void (*LayerHook)(void *ctx, ModuleId module, int layer, LayerEvent event);
 
 typedef struct {
     LlavaConfig cfg;

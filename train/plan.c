@@ -49,6 +49,12 @@ static void count_params(Plan *p, const LlavaConfig *cfg) {
                                               params_offset(&t, "llm.layers.0.input_layernorm.weight")
                                         : params_offset(&t, "llm.norm.weight") -
                                               params_offset(&t, "llm.layers.0.input_layernorm.weight");
+    p->vision_layers = cfg->vision.layers;
+    p->vision_layer = cfg->vision.layers > 0
+                          ? params_offset(&t, "vision.post_layernorm.weight") -
+                                params_offset(&t, "vision.encoder.layers.0.layer_norm1.weight")
+                          : 0;
+    if (cfg->vision.layers > 0) p->vision_layer /= (size_t)cfg->vision.layers;
     params_free(&t);
 }
 
@@ -65,7 +71,12 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
         double in_flight = 2;  // the layer in use and the prefetched one
         llm_w = llm_rest + layers_all / N + in_flight * (double)p->llm_layer;
     }
-    r->weights = ((double)p->vision + (double)p->projector + llm_w) * A;
+    double vision_w = (double)p->vision;
+    if (zs == 3 && N > 1 && in->shard_frozen) {
+        double layers = (double)p->vision_layer * p->vision_layers;
+        vision_w = (double)p->vision - layers + layers / N + 2 * (double)p->vision_layer;
+    }
+    r->weights = (vision_w + (double)p->projector + llm_w) * A;
     // gradients
     if (zs >= 2 && N > 1) {
         double resident = (double)p->projector + (llm_trains ? llm_rest + (double)p->llm_layer : 0);

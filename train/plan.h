@@ -5,7 +5,8 @@
 // Parts, per process, N processes, T trainable parameters, A bytes per weight
 // and activation (2 on CUDA: bf16; 4 on the CPU: fp32):
 //   weights     every weight at A bytes; ZeRO-3: the LLM layers 1/N, plus the
-//               layers gathered at a time (the one in use and the prefetched one)
+//               layers gathered at a time (the one in use and the prefetched one);
+//               with shard_frozen the vision tower's layers the same way
 //   gradients   fp32 of the trainable tensors; ZeRO-2/3: 1/N, plus the
 //               bucket in flight (one layer) and the non-layer tensors
 //               (embedding, head, projector: reduced after backward)
@@ -41,7 +42,8 @@ typedef struct {
 
 typedef struct {
     size_t vision, projector, llm, llm_layer;  // parameters: per module, one LLM layer
-    int layers;
+    size_t vision_layer;                       // one vision tower layer
+    int layers, vision_layers;
     PlanRow row[4];                            // zero_stage 0..3
 } Plan;
 

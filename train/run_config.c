@@ -63,7 +63,7 @@ static const KeySpec KEYS[] = {
                   "1/N of the gradients; 3: ZeRO-3, also 1/N of the LLM's weights (docs/training.md)"),
     D(memory_limit_gb, "memory of one process (GPU) in GiB for the start-up check (0 = the node's memory / its "
                        "processes on the CPU, unchecked on GPUs)"),
-    B(zero3_shard_frozen, "ZeRO-3: shard a frozen LLM's layers too (stage 1); the vision tower stays replicated"),
+    B(zero3_shard_frozen, "ZeRO-3: shard the frozen modules' layers too (vision tower; the LLM in stage 1)"),
     B(stochastic_rounding, "CUDA: round the bf16 weights stochastically from the fp32 masters (default: nearest)"),
     S(device, "cpu | cuda"),
     I(threads, "CPU threads (0 = all cores)"),

@@ -38,7 +38,7 @@ typedef struct {
     // execution
     int recompute;
     int zero_stage;           // 0: optimizer state on every process; 1: sharded (ZeRO-1); 2: + gradients; 3: + weights
-    int zero3_shard_frozen;
+    int zero3_shard_frozen;   // ZeRO-3: the frozen modules (vision tower, a stage-1 LLM) sharded too
     double memory_limit_gb;   // capacity of one process for the memory plan, 0 = automatic   // ZeRO-3: a frozen LLM sharded too
     int stochastic_rounding;  // bf16 weights rounded stochastically from the fp32 masters
     char device[16];

@@ -81,66 +81,71 @@ static void reduce_scatter_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
 // ---- the layer hook --------------------------------------------------------------------
 
 // Starts the broadcasts of layer l's owner parts without waiting.
-static void prefetch_layer(Zero *z, int l) {
-    if (l < 0 || l >= z->layers || z->gathered[l] || z->prefetched >= 0) return;
+static void prefetch_layer(Zero *z, LayerStack *st, int l) {
+    if (l < 0 || l >= st->run_layers || st->gathered[l] || st->prefetched >= 0) return;
     const size_t A = z->m->ops->act_size;
     for (int r = 0; r < z->comm.world; r++) {
-        size_t plo, n = owner_part(z, MODULE_LLM, r, z->layer_lo[l], z->layer_hi[l], &plo);
-        if (n) comm_ibroadcast(&z->comm, (char *)z->m->weights[MODULE_LLM] + plo * A, n * A, r, &z->pending);
+        size_t plo, n = owner_part(z, st->module, r, st->lo[l], st->hi[l], &plo);
+        if (n) comm_ibroadcast(&z->comm, (char *)z->m->weights[st->module] + plo * A, n * A, r, &st->pending);
     }
-    z->prefetched = l;
+    st->prefetched = l;
 }
 
 // Layer l's weights whole here: the prefetch waited for, or a gather now.
-static void ensure_layer(Zero *z, int l) {
-    if (z->prefetched == l) {
-        comm_wait_all(&z->comm, &z->pending);
-        z->prefetched = -1;
-        z->gathered[l] = 1;
+static void ensure_layer(Zero *z, LayerStack *st, int l) {
+    if (st->prefetched == l) {
+        comm_wait_all(&z->comm, &st->pending);
+        st->prefetched = -1;
+        st->gathered[l] = 1;
     }
-    if (!z->gathered[l]) {
-        gather_weights(z, MODULE_LLM, z->layer_lo[l], z->layer_hi[l]);
-        z->gathered[l] = 1;
+    if (!st->gathered[l]) {
+        gather_weights(z, st->module, st->lo[l], st->hi[l]);
+        st->gathered[l] = 1;
     }
 }
 
-static void drop_layer(Zero *z, int l) {
-    release_weights(z, MODULE_LLM, z->layer_lo[l], z->layer_hi[l]);
-    z->gathered[l] = 0;
+static void drop_layer(Zero *z, LayerStack *st, int l) {
+    release_weights(z, st->module, st->lo[l], st->hi[l]);
+    st->gathered[l] = 0;
 }
 
 // Every gathered layer given back (their non-owned parts go stale at an update).
 static void drop_all_layers(Zero *z) {
-    if (!z->llm_weights_sharded) return;
-    if (z->prefetched >= 0) {
-        comm_wait_all(&z->comm, &z->pending);
-        z->gathered[z->prefetched] = 1;
-        z->prefetched = -1;
+    for (int k = 0; k < STACK_COUNT; k++) {
+        LayerStack *st = &z->stack[k];
+        if (!st->sharded) continue;
+        if (st->prefetched >= 0) {
+            comm_wait_all(&z->comm, &st->pending);
+            st->gathered[st->prefetched] = 1;
+            st->prefetched = -1;
+        }
+        for (int l = 0; l < st->layers; l++)
+            if (st->gathered[l]) drop_layer(z, st, l);
     }
-    for (int l = 0; l < z->layers; l++)
-        if (z->gathered[l]) drop_layer(z, l);
 }
 
-static void on_layer(void *ctx, int l, LayerEvent ev) {
+static void on_layer(void *ctx, ModuleId mod, int l, LayerEvent ev) {
     Zero *z = ctx;
-    const int sharded = z->llm_weights_sharded, last = z->layers - 1;
+    LayerStack *st = &z->stack[mod == MODULE_LLM ? STACK_LLM : STACK_VISION];
+    const int sharded = st->sharded;
     switch (ev) {
     case LAYER_BEFORE_FORWARD:
         if (!sharded) break;
-        ensure_layer(z, l);
-        prefetch_layer(z, l + 1);
+        ensure_layer(z, st, l);
+        prefetch_layer(z, st, l + 1);
         break;
     case LAYER_AFTER_FORWARD:
-        if (sharded && l < last) drop_layer(z, l);  // the last one is needed first in backward
+        // the last LLM layer is the first one backward needs: it stays
+        if (sharded && !(st->has_backward && l == st->run_layers - 1)) drop_layer(z, st, l);
         break;
     case LAYER_BEFORE_BACKWARD:
         if (!sharded) break;
-        ensure_layer(z, l);
-        prefetch_layer(z, l - 1);
+        ensure_layer(z, st, l);
+        prefetch_layer(z, st, l - 1);
         break;
     case LAYER_AFTER_BACKWARD:
-        if (z->m->grads[MODULE_LLM]) reduce_scatter_grads(z, MODULE_LLM, z->layer_lo[l], z->layer_hi[l]);
-        if (sharded) drop_layer(z, l);
+        if (z->m->grads[mod]) reduce_scatter_grads(z, mod, st->lo[l], st->hi[l]);
+        if (sharded) drop_layer(z, st, l);
         break;
     }
 }
@@ -151,7 +156,6 @@ static void set_owners(Zero *z, ModuleId mod, int by_module_elements) {
     const int W = z->comm.world;
     z->own_lo[mod] = xcalloc((size_t)W, sizeof(size_t));
     z->own_hi[mod] = xcalloc((size_t)W, sizeof(size_t));
-    z->has_owner[mod] = 1;
     for (int r = 0; r < W; r++) {
         size_t b, e, off;
         if (by_module_elements) {
@@ -167,9 +171,38 @@ static void set_owners(Zero *z, ModuleId mod, int by_module_elements) {
     }
 }
 
-static void release_layers(Zero *z) {
-    if (z->layers) release_weights(z, MODULE_LLM, z->layer_lo[0], z->layer_hi[z->layers - 1]);
-    for (int l = 0; l < z->layers; l++) z->gathered[l] = 0;
+// The element ranges of a module's layers: each layer's tensors are adjacent
+// in the layout (train/params.c), from its first tensor to the next layer's
+// (or to `after`, the first tensor behind the last layer).
+static void stack_init(LayerStack *st, const LlavaModel *m, ModuleId mod, int layers, int run_layers,
+                       const char *first_fmt, const char *after) {
+    st->module = mod;
+    st->layers = layers;
+    st->run_layers = run_layers;
+    st->has_backward = mod == MODULE_LLM;
+    st->prefetched = -1;
+    st->lo = xcalloc((size_t)layers + 1, sizeof(size_t));
+    st->hi = xcalloc((size_t)layers + 1, sizeof(size_t));
+    st->gathered = xcalloc((size_t)layers + 1, sizeof(int));
+    for (int l = 0; l < layers; l++) {
+        st->lo[l] = params_offset(&m->params, first_fmt, l);
+        st->hi[l] = l + 1 < layers ? params_offset(&m->params, first_fmt, l + 1) : params_offset(&m->params, "%s", after);
+        CHECK(st->lo[l] < st->hi[l] && (l == 0 || st->lo[l] == st->hi[l - 1]),
+              "%s layer %d is not contiguous in the parameter layout", module_name(mod), l);
+    }
+}
+
+static void stack_free(Zero *z, LayerStack *st) {
+    comm_wait_all(&z->comm, &st->pending);
+    comm_pending_free(&st->pending);
+    free(st->lo);
+    free(st->hi);
+    free(st->gathered);
+}
+
+static void release_layers(Zero *z, LayerStack *st) {
+    if (st->sharded && st->layers) release_weights(z, st->module, st->lo[0], st->hi[st->layers - 1]);
+    for (int l = 0; l < st->layers; l++) st->gathered[l] = 0;
 }
 
 int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel *m, const Optimizer *opt,
@@ -182,26 +215,21 @@ int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel
     z->comm = *comm;
     z->m = m;
     z->opt = opt;
-    const TextConfig *t = &m->cfg.text;
-    z->layers = t->layers;
-    z->layer_lo = xcalloc((size_t)t->layers + 1, sizeof(size_t));
-    z->layer_hi = xcalloc((size_t)t->layers + 1, sizeof(size_t));
-    for (int l = 0; l < t->layers; l++) {
-        // Each layer's tensors are adjacent in the layout (train/params.c), from its
-        // input norm to the next layer's (or the final norm).
-        z->layer_lo[l] = params_offset(&m->params, "llm.layers.%d.input_layernorm.weight", l);
-        z->layer_hi[l] = l + 1 < t->layers ? params_offset(&m->params, "llm.layers.%d.input_layernorm.weight", l + 1)
-                                           : params_offset(&m->params, "llm.norm.weight");
-        CHECK(z->layer_lo[l] < z->layer_hi[l] && (l == 0 || z->layer_lo[l] == z->layer_hi[l - 1]),
-              "LLM layer %d is not contiguous in the parameter layout", l);
-    }
+    const LlavaConfig *c = &m->cfg;
+    stack_init(&z->stack[STACK_LLM], m, MODULE_LLM, c->text.layers, c->text.layers, "llm.layers.%d.input_layernorm.weight",
+               "llm.norm.weight");
+    stack_init(&z->stack[STACK_VISION], m, MODULE_VISION, c->vision.layers, c->vision_layers_run,
+               "vision.encoder.layers.%d.layer_norm1.weight", "vision.post_layernorm.weight");
     for (int i = 0; i < MODULE_COUNT; i++)
         if (m->trainable[i]) set_owners(z, (ModuleId)i, 0);
-    z->gathered = xcalloc((size_t)t->layers + 1, sizeof(int));
-    z->prefetched = -1;
-    z->llm_weights_sharded = stage == 3 && comm->world > 1 && (m->trainable[MODULE_LLM] || shard_frozen);
-    if (z->llm_weights_sharded && !m->trainable[MODULE_LLM]) set_owners(z, MODULE_LLM, 1);
-    if (z->llm_weights_sharded) release_layers(z);
+    const int zero3 = stage == 3 && comm->world > 1;
+    z->stack[STACK_LLM].sharded = zero3 && (m->trainable[MODULE_LLM] || shard_frozen);
+    z->stack[STACK_VISION].sharded = zero3 && shard_frozen && !m->trainable[MODULE_VISION];
+    for (int k = 0; k < STACK_COUNT; k++) {
+        LayerStack *st = &z->stack[k];
+        if (st->sharded && !z->own_lo[st->module]) set_owners(z, st->module, 1);
+        release_layers(z, st);
+    }
     zero_begin_step(z);  // the gradients model_set_stage allocated whole: only the slice stays
     m->layer_hook = on_layer;
     m->layer_hook_ctx = z;
@@ -217,11 +245,7 @@ void zero_free(Zero *z) {
         free(z->own_lo[i]);
         free(z->own_hi[i]);
     }
-    comm_wait_all(&z->comm, &z->pending);
-    comm_pending_free(&z->pending);
-    free(z->gathered);
-    free(z->layer_lo);
-    free(z->layer_hi);
+    for (int k = 0; k < STACK_COUNT; k++) stack_free(z, &z->stack[k]);
     memset(z, 0, sizeof *z);
 }
 
@@ -241,13 +265,14 @@ void zero_begin_step(Zero *z) {
 
 void zero_after_backward(Zero *z) {
     LlavaModel *m = z->m;
+    const LayerStack *st = &z->stack[STACK_LLM];
     for (int i = 0; i < MODULE_COUNT; i++) {
         if (!m->grads[i]) continue;
         size_t n = m->params.module_numel[i];
         if (i == MODULE_LLM) {
             // embedding (and a tied head) before the layers, final norm and head after them
-            reduce_scatter_grads(z, MODULE_LLM, 0, z->layer_lo[0]);
-            reduce_scatter_grads(z, MODULE_LLM, z->layer_hi[z->layers - 1], n);
+            reduce_scatter_grads(z, MODULE_LLM, 0, st->lo[0]);
+            reduce_scatter_grads(z, MODULE_LLM, st->hi[st->layers - 1], n);
         } else {
             reduce_scatter_grads(z, (ModuleId)i, 0, n);  // the projector: one bucket
         }
@@ -267,13 +292,14 @@ double zero_grad_norm(const Zero *z) {
 void zero_after_update(Zero *z) {
     LlavaModel *m = z->m;
     drop_all_layers(z);
+    const LayerStack *st = &z->stack[STACK_LLM];
     for (int i = 0; i < MODULE_COUNT; i++) {
         if (!m->trainable[i]) continue;
         size_t n = m->params.module_numel[i];
-        if (i == MODULE_LLM && z->llm_weights_sharded) {
+        if (i == MODULE_LLM && st->sharded) {
             // the layers stay sharded until their next forward
-            gather_weights(z, MODULE_LLM, 0, z->layer_lo[0]);
-            gather_weights(z, MODULE_LLM, z->layer_hi[z->layers - 1], n);
+            gather_weights(z, MODULE_LLM, 0, st->lo[0]);
+            gather_weights(z, MODULE_LLM, st->hi[st->layers - 1], n);
         } else {
             gather_weights(z, (ModuleId)i, 0, n);
         }
@@ -281,21 +307,25 @@ void zero_after_update(Zero *z) {
 }
 
 void zero_gather_for_save(Zero *z) {
-    if (!z->llm_weights_sharded) return;
     drop_all_layers(z);
     const int W = z->comm.world;
-    const size_t A = z->m->ops->act_size, lo = z->layer_lo[0], hi = z->layer_hi[z->layers - 1];
     size_t *counts = xcalloc((size_t)W, sizeof(size_t)), *displs = xcalloc((size_t)W, sizeof(size_t));
-    for (int r = 0; r < W; r++) {
-        size_t plo, n = owner_part(z, MODULE_LLM, r, lo, hi, &plo);
-        counts[r] = n * A;
-        displs[r] = plo * A;
+    for (int k = 0; k < STACK_COUNT; k++) {
+        const LayerStack *st = &z->stack[k];
+        if (!st->sharded) continue;
+        const size_t A = z->m->ops->act_size, lo = st->lo[0], hi = st->hi[st->layers - 1];
+        for (int r = 0; r < W; r++) {
+            size_t plo, n = owner_part(z, st->module, r, lo, hi, &plo);
+            counts[r] = n * A;
+            displs[r] = plo * A;
+        }
+        comm_gatherv_bytes_to0(&z->comm, z->m->weights[st->module], counts, displs);
     }
-    comm_gatherv_bytes_to0(&z->comm, z->m->weights[MODULE_LLM], counts, displs);
     free(counts);
     free(displs);
 }
 
 void zero_release_after_save(Zero *z) {
-    if (z->llm_weights_sharded && z->comm.rank == 0) release_layers(z);
+    if (z->comm.rank != 0) return;
+    for (int k = 0; k < STACK_COUNT; k++) release_layers(z, &z->stack[k]);
 }

@@ -18,9 +18,10 @@
 // the next layer's broadcasts are started before the current layer computes
 // (forward: l+1, backward: l-1) and waited for when it is needed. The last
 // layer stays whole from its forward to its backward.
-// The non-layer tensors stay replicated (gathered after each update). A
-// frozen LLM (stage 1) is sharded too, over its own elements, when
-// zero3_shard_frozen is on; the vision tower is always replicated.
+// The non-layer tensors stay replicated (gathered after each update). With
+// zero3_shard_frozen the frozen modules' layers are sharded the same way,
+// over each module's own elements: the vision tower's (forward only) and, in
+// stage 1, the frozen LLM's.
 //
 // "Given back": on the CPU the pages are returned to the kernel
 // (madvise(MADV_DONTNEED): the address range stays, reads give zeros, RSS
@@ -36,27 +37,34 @@
 #include "train/model.h"
 #include "train/optim.h"
 
+// The layers of one module in the layout, and which of them are whole here.
+typedef struct {
+    ModuleId module;
+    int layers;         // in the layout
+    int run_layers;     // that run (the vision tower stops at its feature layer)
+    int has_backward;   // LLM: forward and backward; vision tower: forward only
+    size_t *lo, *hi;    // [layers] each layer's element range in the module
+    int sharded;        // ZeRO-3: the layers' weights live in their owners' slices
+    int *gathered;      // [layers] 1 while layer l's weights are whole here
+    int prefetched;     // the layer whose broadcasts are in flight (-1: none)
+    CommPending pending;
+} LayerStack;
+
+enum { STACK_LLM, STACK_VISION, STACK_COUNT };
+
 typedef struct {
     int stage;                    // 2 or 3
     Comm comm;
     LlavaModel *m;
     const Optimizer *opt;
-    int llm_weights_sharded;      // ZeRO-3 and the LLM's layers are sharded
-    int layers;
-    size_t *layer_lo, *layer_hi;  // [layers] each LLM layer's element range in the LLM module
+    LayerStack stack[STACK_COUNT];
     // [world] per module: rank r owns elements [own_lo[mod][r], own_hi[mod][r]) of the
-    // module (gradients of trainable modules; with ZeRO-3 also the LLM's weights)
+    // module (gradients of trainable modules; with ZeRO-3 also the sharded layers' weights)
     size_t *own_lo[MODULE_COUNT], *own_hi[MODULE_COUNT];
-    int has_owner[MODULE_COUNT];
-    // ZeRO-3 layer residency: gathered[l] while layer l's weights are whole here;
-    // prefetched = the layer whose broadcasts are in flight (-1: none)
-    int *gathered;
-    int prefetched;
-    CommPending pending;
     size_t bytes_released;        // running total, for the log
 } Zero;
 
-// stage 2 or 3; shard_frozen: ZeRO-3 shards a frozen LLM too. Call after the
+// stage 2 or 3; shard_frozen: ZeRO-3 shards the frozen modules' layers too. Call after the
 // optimizer is set up and any resume is done (this gives back non-owned
 // weights under ZeRO-3). Installs the model's layer hook. 0, or -1 with err.
 int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel *m, const Optimizer *opt,
