@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/json.h"
@@ -451,12 +450,6 @@ static int save_final(Trainer *t, Error *err) {
 }
 
 // ---- the loop --------------------------------------------------------------------
-
-static double max_rss_gb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / (1024.0 * 1024.0);
-}
 
 typedef struct {
     double loss, norm, lr, seconds;
