@@ -40,7 +40,6 @@ check "adapter_config.json: LORA, r 4, alpha 8, a target regex on the language m
     && grep -q 'multi_modal_projector' '$fin/adapter_config.json'"
 check "adapter tensors carry PEFT's names" \
   grep -q "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight" "$fin/adapter_model.safetensors"
-check "trainable: only adapters and the projector" grep -q "trainable of" "$tmp/ref.log"
 check "checkpoints hold the adapter too" test -s "$tmp/ref/checkpoint-00000004/model/adapter_model.safetensors"
 
 # --- recompute and resume, with dropout -------------------------------------------------------
