@@ -272,6 +272,31 @@ static void check_refusals(void) {
     snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
     remove(cfg);
     expect_refused("tiny_llava15", dir, "adapter_config.json", "missing adapter_config.json");
+    // Hand-made adapters with one hostile tensor name each.
+    static const struct {
+        const char *name, *needle;
+    } bad[] = {
+        {"base_model.model.model.language_model.layers.-1.self_attn.q_proj.lora_A.weight", "neither a LoRA weight"},
+        {"base_model.model.model.language_model.layers.7.self_attn.q_proj.lora_A.weight", "for layer 7"},
+        {"base_model.model.model.language_model.layers.99999999999999999999.mlp.up_proj.lora_A.weight", "neither"},
+        {"base_model.model.model.vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.lora_A.weight",
+         "not supported"},
+        {"base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_C.weight", "neither"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(dir, sizeof dir, "%s/bad%zu", tmp, i);
+        write_adapter(dir, "tiny_llava15", "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8}");
+        StWriter w;
+        st_writer_init(&w);
+        float zeros[4 * 64] = {0};
+        int64_t shape[2] = {4, 64};
+        st_writer_add(&w, bad[i].name, ST_F32, 2, shape, zeros);
+        snprintf(cfg, sizeof cfg, "%s/adapter_model.safetensors", dir);
+        Error err;
+        EXPECT(st_writer_save(&w, cfg, NULL, &err) == 0, "write %s", cfg);
+        st_writer_free(&w);
+        expect_refused("tiny_llava15", dir, bad[i].needle, bad[i].name);
+    }
     char cmd[4300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     EXPECT(system(cmd) == 0, "cleanup");

@@ -136,9 +136,13 @@ static int lora_site(const char *name, int *layer, int *target, int *is_b) {
     char module[256], canon[256], leaf[64];
     if (split_lora_name(rest, module, sizeof module, is_b) != 0) return -1;
     if (names_to_canonical(module, canon, sizeof canon) != NAME_PARAM) return -1;
-    int n = 0;
-    if (sscanf(canon, "llm.layers.%d.%63[a-z_.].weight%n", layer, leaf, &n) != 2) return -1;
-    // %[..] swallowed ".weight": compare against the module paths with it
+    // "llm.layers.<digits>.<module>.weight"; %[..] also takes ".weight", so compare with it
+    const char *digits = canon + strlen("llm.layers.");
+    if (strncmp(canon, "llm.layers.", strlen("llm.layers.")) != 0 || *digits < '0' || *digits > '9') return -1;
+    char *end = NULL;
+    long l = strtol(digits, &end, 10);
+    if (l < 0 || l > 1000000 || *end != '.' || sscanf(end + 1, "%63[a-z_.]", leaf) != 1) return -1;
+    *layer = (int)l;
     for (int t = 0; t < LORA_TARGETS; t++) {
         char want[64];
         snprintf(want, sizeof want, "%s.weight", lora_target_module((LoraTarget)t));
