@@ -100,6 +100,10 @@ out=$(train --set stage=1 --set output_dir="$tmp/s1" 2>&1); rc=$?
 check "LoRA in stage 1 is refused (exit 2)" bash -c "[ $rc -eq 2 ] && echo \"\$0\" | grep -q 'lora_r'" "$out"
 out=$(train --set lora_targets=q,kk --set output_dir="$tmp/t" 2>&1); rc=$?
 check "an unknown LoRA target is refused (exit 2)" bash -c "[ $rc -eq 2 ] && echo \"\$0\" | grep -q 'kk'" "$out"
+mkdir -p "$tmp/binonly" && cp "$fin/adapter_config.json" "$tmp/binonly/" && touch "$tmp/binonly/adapter_model.bin"
+out=$("$llava" merge --base "$model" --adapter "$tmp/binonly" --out "$tmp/bad2" 2>&1); rc=$?
+check "an adapter with only adapter_model.bin is refused with the way out" \
+  bash -c "[ $rc -eq 2 ] && echo \"\$0\" | grep -q 'safe_serialization'" "$out"
 check "llava merge --help" "$llava" merge --help
 
 echo "$failures failures"

@@ -200,6 +200,11 @@ int lora_load_adapter(LlavaModel *m, const char *dir, Error *err) {
     if (read_spec(dir, &spec, err) != 0) return -1;
     char path[4200];
     path_join(path, sizeof path, dir, "adapter_model.safetensors");
+    char bin[4200];
+    path_join(bin, sizeof bin, dir, "adapter_model.bin");
+    if (!file_exists(path) && file_exists(bin))
+        return err_set(err, "%s: only adapter_model.bin (torch.save, older peft); save it as safetensors first "
+                       "(PeftModel.save_pretrained with safe_serialization=True)", dir);
     StFile f;
     if (st_open(&f, path, err) != 0) return -1;
     const int L = m->cfg.text.layers;
