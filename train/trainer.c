@@ -172,7 +172,8 @@ static void estimate_flops(Trainer *t) {
     double layer = C * (x->heads + 2 * x->kv_heads) * HS + x->heads * HS * C + 3 * C * I;
     double llm_fwd = 2.0 * (x->layers * layer + (double)x->vocab * C) + 4.0 * x->layers * C * t->cfg.max_length / 2;
     double llm_mult = t->model.trainable[MODULE_LLM] ? 3.0 : 2.0;
-    t->flops_per_token = llm_fwd * llm_mult;
+    // LoRA adapters: 2 FLOPs per weight forward, 4 backward (input and weight gradients)
+    t->flops_per_token = llm_fwd * llm_mult + 6.0 * (double)t->model.params.module_numel[MODULE_LORA];
     double D = v->hidden, NT = c->patches + 1;
     double vis_layer = 4 * D * D + 2 * D * v->intermediate;
     double vis = 2.0 * NT * (c->vision_layers_run * vis_layer + 3.0 * v->patch_size * v->patch_size * D) +
