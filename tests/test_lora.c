@@ -6,7 +6,8 @@
 // merge_and_unload weights. Dropout: masks are a pure function of the seed
 // (same seed bitwise the same, another seed differs, recompute bitwise), the
 // drop rate is p; adapters that do not fit the base are refused naming the
-// tensor.
+// tensor; the same adapter under transformers 4.x, LLaVA-repo and in-memory
+// (".default") names loads to bitwise the same model.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,11 +303,75 @@ static void check_refusals(void) {
     EXPECT(system(cmd) == 0, "cleanup");
 }
 
+// The same adapter under the other names peft and LLaVA write (transformers
+// 4.x's language_model.model.layers, the LLaVA repo's model.layers, the
+// in-memory ".default" names) loads to bitwise the same model.
+static void check_other_layouts(void) {
+    static const struct {
+        const char *from, *to;
+    } layouts[] = {
+        {"base_model.model.model.language_model.layers.", "base_model.model.language_model.model.layers."},
+        {"base_model.model.model.language_model.layers.", "base_model.model.model.layers."},
+        {".weight", ".default.weight"},
+    };
+    char src[4200], tmp[] = "/tmp/llava_lora_names_XXXXXX";
+    EXPECT(mkdtemp(tmp) != NULL, "mkdtemp");
+    snprintf(src, sizeof src, "%s/tests/fixtures/lora/tiny_llava15/adapter/adapter_model.safetensors", src_dir);
+    LlavaModel ref;
+    Error err = {{0}};
+    if (load(&ref, "tiny_llava15", "tiny_llava15", &err) != 0) {
+        EXPECT(0, "%s", err.msg);
+        return;
+    }
+    StFile f;
+    EXPECT(st_open(&f, src, &err) == 0, "%s", err.msg);
+    for (size_t k = 0; k < sizeof layouts / sizeof *layouts; k++) {
+        char dir[4200], path[4300], cfg[300];
+        snprintf(dir, sizeof dir, "%s/layout%zu", tmp, k);
+        snprintf(cfg, sizeof cfg, "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8}");
+        write_adapter(dir, "tiny_llava15", cfg);
+        StWriter w;
+        st_writer_init(&w);
+        for (int i = 0; i < f.n; i++) {
+            const StTensor *t = &f.tensors[i];
+            char name[300];
+            const char *hit = strstr(t->name, "lora_") ? strstr(t->name, layouts[k].from) : NULL;
+            if (hit)
+                snprintf(name, sizeof name, "%.*s%s%s", (int)(hit - t->name), t->name, layouts[k].to,
+                         hit + strlen(layouts[k].from));
+            else
+                snprintf(name, sizeof name, "%s", t->name);
+            st_writer_add(&w, name, t->dtype, t->ndim, t->shape, f.data + t->begin);
+        }
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+        EXPECT(st_writer_save(&w, path, NULL, &err) == 0, "%s", err.msg);
+        st_writer_free(&w);
+        char base[4096];
+        snprintf(base, sizeof base, "%s/tests/fixtures/tiny_llava15", src_dir);
+        LlavaModel m;
+        if (checkpoint_load_llava(&m, base, ops_cpu(), &err) != 0 || lora_load_adapter(&m, dir, &err) != 0) {
+            EXPECT(0, "layout %s -> %s: %s", layouts[k].from, layouts[k].to, err.msg);
+            continue;
+        }
+        int same = m.params.module_numel[MODULE_LORA] == ref.params.module_numel[MODULE_LORA];
+        for (int i = 0; same && i < MODULE_COUNT; i++)
+            same = memcmp(m.weights[i], ref.weights[i], m.params.module_numel[i] * sizeof(float)) == 0;
+        EXPECT(same, "adapter with names %s... loads to another model", layouts[k].to);
+        model_free(&m);
+    }
+    st_close(&f);
+    model_free(&ref);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    EXPECT(system(cmd) == 0, "cleanup");
+}
+
 int main(int argc, char **argv) {
     src_dir = argc > 1 ? argv[1] : ".";
     check_dropout_op();
     check_fixture("tiny_llava15");
     check_fixture("tiny_llava_v1");
     check_refusals();
+    check_other_layouts();
     return test_summary("test_lora");
 }
