@@ -17,6 +17,7 @@ static const Command COMMANDS[] = {
     {"train", cmd_train, "train a stage (1: projector, 2: projector + LLM) from a JSON run config"},
     {"init", cmd_init, "write a fresh model folder: random from a config, or CLIP + LLM (+ projector)"},
     {"bench", cmd_bench, "time training steps on synthetic batches (JSON output)"},
+    {"merge", cmd_merge, "fold a PEFT LoRA adapter into its base: a complete model folder"},
     {"forward", cmd_forward, "run one batch forward (and backward) and write logits, loss, gradients"},
     {"preprocess", cmd_preprocess, "decode and preprocess one image as LLaVA does; write pixel_values"},
     {"tokenize", cmd_tokenize, "text -> token ids (or ids -> text) with a model's tokenizer.json"},

@@ -175,6 +175,9 @@ static void fill_table(Ops *o) {
     o->patchify = cuda_patchify;
     o->vision_embed = cuda_vision_embed;
     o->cross_entropy = cuda_cross_entropy;
+    o->dropout = cuda_dropout;
+    o->add_columns = cuda_add_columns;
+    o->copy_columns = cuda_copy_columns;
     o->sum_squares = cuda_sum_squares;
     o->adamw_update = cuda_adamw_update;
 }
