@@ -279,6 +279,17 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     long per_epoch = t->data.steps_per_epoch;
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
+    // As transformers' schedules, step 1 of a warmup runs at LR 0. That is
+    // invisible in a real run but is the whole run on a tiny data set.
+    if (comm->rank == 0 && t->warmup_steps > 0 && t->warmup_steps >= t->total_steps)
+        fprintf(stderr,
+                "llava train: warning: the warmup (%ld steps) covers the whole run (%ld steps): %s; set "
+                "warmup_ratio=0 or fewer warmup_steps for a run this short\n",
+                t->warmup_steps, t->total_steps,
+                t->total_steps == 1 ? "its only step runs at LR 0 (warmup starts at 0, as in transformers), so "
+                                      "nothing is learned"
+                                    : "the first step runs at LR 0 (as in transformers) and the peak lr is never "
+                                      "reached");
     double proj_scale = c->projector_lr > 0 && c->lr > 0 ? c->projector_lr / c->lr : 1.0;
     int sharded = c->zero_stage == 1;
     optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale,
