@@ -69,9 +69,9 @@ int cmd_init(int argc, char **argv) {
         fprintf(stderr, "llava init: warning: no tokenizer.json in %s; the folder gets no tokenizer\n", tok_src);
         tok_src = NULL;
     }
+    // Composition writes what training a composed model writes into final/.
     if (save_model_folder(&m, out, NULL, dtype, 5000000000ull, &err) != 0 ||
-        (tok_src && hf_write_tokenizer_files(tok_src, out, m.cfg.image_token_index, m.cfg.text.pad_id, &err) != 0) ||
-        hf_write_processor_files(src.vision_dir, out, &m.cfg, &err) != 0) {
+        hf_write_model_files(src.vision_dir, tok_src, out, &m.cfg, &err) != 0) {
         fprintf(stderr, "llava init: %s\n", err.msg);
         status = EXIT_ERROR;
     } else {

@@ -58,9 +58,17 @@ static int write_prep_model_folder(Trainer *t, const char *dir, Error *err) {
     if (make_dirs(dir, err) != 0) return -1;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (config_save_llava(&t->model.cfg, path, err) != 0) return -1;
-    if (hf_write_tokenizer_files(t->cfg.llm, dir, t->model.cfg.image_token_index, t->model.cfg.text.pad_id, err) != 0)
-        return -1;
-    return hf_write_processor_files(t->cfg.vision, dir, &t->model.cfg, err);
+    return hf_write_model_files(t->cfg.vision, t->cfg.llm, dir, &t->model.cfg, err);
+}
+
+// A full model folder: the weights, and the tokenizer and processor files,
+// copied from `model`, or for a composed model (vision + llm) written as
+// `llava init` writes them, so the folder loads in transformers as is.
+static int save_full_model(Trainer *t, const char *dir, Error *err) {
+    const RunConfig *c = &t->cfg;
+    if (c->model[0]) return save_model_folder(&t->model, dir, c->model, c->save_dtype, 5000000000ull, err);
+    if (save_model_folder(&t->model, dir, NULL, c->save_dtype, 5000000000ull, err) != 0) return -1;
+    return hf_write_model_files(c->vision, c->llm, dir, &t->model.cfg, err);
 }
 
 // A LLaVA .json/.jsonl is prepped into data_cache first (rank 0; a complete
@@ -366,8 +374,7 @@ static void maybe_crash_for_test(long step) {
 static int save_model_outputs(Trainer *t, const char *dir, Error *err) {
     const RunConfig *c = &t->cfg;
     if (c->stage == 1) return save_projector_files(&t->model, dir, err);
-    const char *source = c->model[0] ? c->model : c->llm;
-    return save_model_folder(&t->model, dir, source, c->save_dtype, 5000000000ull, err);
+    return save_full_model(t, dir, err);
 }
 
 // Rank 0 writes the model and the trainer state; the optimizer state is
@@ -423,8 +430,7 @@ static int save_final(Trainer *t, Error *err) {
     remove_tree(tmp);
     // The final folder is always a complete LLaVA model (usable as `model` of
     // the next stage and by eval); stage 1 adds its projector files.
-    const char *source = t->cfg.model[0] ? t->cfg.model : t->cfg.llm;
-    if (save_model_folder(&t->model, tmp, source, t->cfg.save_dtype, 5000000000ull, err) != 0) return -1;
+    if (save_full_model(t, tmp, err) != 0) return -1;
     if (t->cfg.stage == 1 && save_projector_files(&t->model, tmp, err) != 0) return -1;
     remove_tree(dir);
     return rename_durable(tmp, dir, err);
