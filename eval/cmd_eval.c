@@ -162,6 +162,7 @@ static int eval_scienceqa(int argc, char **argv) {
 int cmd_eval(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "scienceqa") == 0) return eval_scienceqa(argc - 1, argv + 1);
     FILE *out = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) ? stdout : stderr;
+    if (out == stderr && argc >= 2) fprintf(stderr, "llava eval: unknown benchmark '%s'\n", argv[1]);
     fprintf(out, "usage: llava eval <benchmark> [options]   (llava eval <benchmark> --help)\n\nbenchmarks:\n"
                  "  scienceqa   ScienceQA: LLaVA's answer parsing, result files and the leaderboard table\n");
     return out == stdout ? EXIT_OK : EXIT_BAD_INPUT;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/json.h"
 
@@ -53,7 +54,10 @@ int sqa_run(const SqaRun *r, const SqaQuestion *q, int n, const char *answers_pa
     float *pixels = xmalloc((size_t)B * img_floats * sizeof(float));
     GenOptions opt = r->opt;
     opt.eos_id = r->tp->eos_id;
-    double t0 = now_seconds();
+    // On a terminal the progress line rewrites itself (\r); in a captured log
+    // (stderr a file or a pipe) it is a plain line every 30 s and at the end.
+    const int tty = isatty(fileno(stderr));
+    double t0 = now_seconds(), last_line = t0;
     for (int start = 0; rc == 0 && start < n; start += B) {
         const int nb = n - start < B ? n - start : B;
         int n_img = 0;
@@ -84,8 +88,14 @@ int sqa_run(const SqaRun *r, const SqaQuestion *q, int n, const char *answers_pa
         for (int b = 0; b < nb; b++) gen_output_free(&out[b]);
         if (rc == 0 && fflush(f) != 0) rc = err_set(err, "%s: write failed", answers_path);
         const int done = start + nb;
-        fprintf(stderr, "\rscienceqa: %d/%d answered (%.1f questions/s)", done, n, done / (now_seconds() - t0));
-        if (done == n) fprintf(stderr, "\n");
+        const double now = now_seconds();
+        if (tty) {
+            fprintf(stderr, "\rscienceqa: %d/%d answered (%.1f questions/s)", done, n, done / (now - t0));
+            if (done == n) fprintf(stderr, "\n");
+        } else if (done == n || now - last_line >= 30.0) {
+            fprintf(stderr, "scienceqa: %d/%d answered (%.1f questions/s)\n", done, n, done / (now - t0));
+            last_line = now;
+        }
     }
     if (f && fclose(f) != 0 && rc == 0) rc = err_set(err, "%s: write failed", answers_path);
     gen_free(&g);

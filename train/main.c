@@ -4,7 +4,15 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "kernels/backend.h"
 #include "train/commands.h"
+
+#ifndef LLAVA_VERSION
+#define LLAVA_VERSION "unknown"
+#endif
+#ifndef LLAVA_GIT_COMMIT
+#define LLAVA_GIT_COMMIT "unknown"
+#endif
 
 typedef struct {
     const char *name;
@@ -29,18 +37,34 @@ static const Command COMMANDS[] = {
 };
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: llava <command> [options]   (llava <command> --help for its options)\n\ncommands:\n");
+    fprintf(out, "usage: llava <command> [options]   (llava <command> --help for its options; llava --version)\n\n"
+                 "commands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
         fprintf(out, "  %-11s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
 }
 
+static void print_version(void) {
+    printf("llava.c %s (commit %s)\nbackends: %s\nmpi: %s\n", LLAVA_VERSION, LLAVA_GIT_COMMIT, backend_compiled(),
+#ifdef LLAVA_HAVE_MPI
+           "yes"
+#else
+           "no"
+#endif
+    );
+}
+
 int main(int argc, char **argv) {
+    backend_default_wait_policy(argv);
     if (argc < 2) {
         usage(stderr);
         return EXIT_BAD_INPUT;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        print_version();
         return EXIT_OK;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)

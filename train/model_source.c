@@ -14,6 +14,10 @@ void model_source_default(ModelSource *s) {
 
 int model_source_args(ModelSource *s, ArgSpec *specs, int n) {
     specs[n++] = (ArgSpec){"model", ARG_STRING, &s->model_dir, "LLaVA model folder (config.json + safetensors)", 0};
+    return model_source_args_compose(s, specs, n);
+}
+
+int model_source_args_compose(ModelSource *s, ArgSpec *specs, int n) {
     specs[n++] = (ArgSpec){"vision", ARG_STRING, &s->vision_dir, "compose: CLIP vision folder", 0};
     specs[n++] = (ArgSpec){"llm", ARG_STRING, &s->llm_dir, "compose: LLaMA folder", 0};
     specs[n++] = (ArgSpec){"projector", ARG_STRING, &s->projector_path,

@@ -20,6 +20,9 @@ typedef struct {
 void model_source_default(ModelSource *s);
 // Appends the flags to specs (returns the new count; specs must have room for 8 more).
 int model_source_args(ModelSource *s, ArgSpec *specs, int n);
+// The composition flags alone (--vision, --llm, ...; 6 more), for commands
+// such as `llava init` that make a folder rather than read one.
+int model_source_args_compose(ModelSource *s, ArgSpec *specs, int n);
 // Loads per the flags, then the adapter when given; err names what was wrong.
 int model_source_load(const ModelSource *s, LlavaModel *m, const Ops *ops, Error *err);
 

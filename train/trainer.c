@@ -60,9 +60,17 @@ static int write_prep_model_folder(Trainer *t, const char *dir, Error *err) {
     if (make_dirs(dir, err) != 0) return -1;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (config_save_llava(&t->model.cfg, path, err) != 0) return -1;
-    if (hf_write_tokenizer_files(t->cfg.llm, dir, t->model.cfg.image_token_index, t->model.cfg.text.pad_id, err) != 0)
-        return -1;
-    return hf_write_processor_files(t->cfg.vision, dir, &t->model.cfg, err);
+    return hf_write_model_files(t->cfg.vision, t->cfg.llm, dir, &t->model.cfg, err);
+}
+
+// A full model folder: the weights, and the tokenizer and processor files,
+// copied from `model`, or for a composed model (vision + llm) written as
+// `llava init` writes them, so the folder loads in transformers as is.
+static int save_full_model(Trainer *t, const char *dir, Error *err) {
+    const RunConfig *c = &t->cfg;
+    if (c->model[0]) return save_model_folder(&t->model, dir, c->model, c->save_dtype, 5000000000ull, err);
+    if (save_model_folder(&t->model, dir, NULL, c->save_dtype, 5000000000ull, err) != 0) return -1;
+    return hf_write_model_files(c->vision, c->llm, dir, &t->model.cfg, err);
 }
 
 // A LLaVA .json/.jsonl is prepped into data_cache first (rank 0; a complete
@@ -318,6 +326,17 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     long per_epoch = t->data.steps_per_epoch;
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
+    // As transformers' schedules, step 1 of a warmup runs at LR 0. That is
+    // invisible in a real run but is the whole run on a tiny data set.
+    if (comm->rank == 0 && t->warmup_steps > 0 && t->warmup_steps >= t->total_steps)
+        fprintf(stderr,
+                "llava train: warning: the warmup (%ld steps) covers the whole run (%ld steps): %s; set "
+                "warmup_ratio=0 or fewer warmup_steps for a run this short\n",
+                t->warmup_steps, t->total_steps,
+                t->total_steps == 1 ? "its only step runs at LR 0 (warmup starts at 0, as in transformers), so "
+                                      "nothing is learned"
+                                    : "the first step runs at LR 0 (as in transformers) and the peak lr is never "
+                                      "reached");
     double proj_scale = c->projector_lr > 0 && c->lr > 0 ? c->projector_lr / c->lr : 1.0;
     int sharded = c->zero_stage == 1;
     optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale,
@@ -396,7 +415,7 @@ static int save_model_outputs(Trainer *t, const char *dir, Error *err) {
     if (c->stage == 1) return save_projector_files(&t->model, dir, err);
     const char *source = c->model[0] ? c->model : c->llm;
     if (c->lora_r > 0) return lora_save_adapter(&t->model, dir, source, err);
-    return save_model_folder(&t->model, dir, source, c->save_dtype, 5000000000ull, err);
+    return save_full_model(t, dir, err);
 }
 
 // Rank 0 writes the model and the trainer state; the optimizer state is
@@ -460,7 +479,7 @@ static int save_final(Trainer *t, Error *err) {
         remove_tree(dir);
         return rename_durable(tmp, dir, err);
     }
-    if (save_model_folder(&t->model, tmp, source, t->cfg.save_dtype, 5000000000ull, err) != 0) return -1;
+    if (save_full_model(t, tmp, err) != 0) return -1;
     if (t->cfg.stage == 1 && save_projector_files(&t->model, tmp, err) != 0) return -1;
     remove_tree(dir);
     return rename_durable(tmp, dir, err);
