@@ -15,5 +15,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
+int cmd_serve(int argc, char **argv);  // serve/cmd_serve.c
 
 #endif
