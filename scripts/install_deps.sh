@@ -3,7 +3,9 @@
 # Does nothing when everything is already present. Safe to run repeatedly.
 #   cJSON, HDF5 (serial), OpenBLAS (OpenMP variant: its threads and ours share
 #   one pool instead of oversubscribing the cores), OpenMP (from gcc),
-#   libjpeg-turbo, libpng, giflib, OpenMPI, and the build tools.
+#   libjpeg-turbo, libpng, giflib, OpenMPI, and the build tools;
+#   libmicrohttpd (llava serve's HTTP server), curl and jq (its tests), and
+#   chromium + chromium-driver (the headless browser test of its chat page).
 set -euo pipefail
 
 packages=(
@@ -13,6 +15,8 @@ packages=(
   libopenblas-openmp-dev
   libjpeg-dev libpng-dev libgif-dev
   libopenmpi-dev openmpi-bin
+  libmicrohttpd-dev curl jq
+  chromium chromium-driver
 )
 
 missing=()

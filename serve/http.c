@@ -184,6 +184,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     Stream *st = cls;
+    if (!st->finished)  // the client went away (MHD could not send)
+        snprintf(st->log.note, sizeof st->log.note, "client gone after %d tokens", st->view.n);
     sched_cancel(st->h->sched, st->job);  // no-op when it finished
     sched_release(st->h->sched, st->job);
     st->log.status = 200;
@@ -285,9 +287,11 @@ static MhdResult chat_completions(struct MHD_Connection *c, Request *r) {
 
 static MhdResult health(struct MHD_Connection *c, Request *r) {
     int queued, running;
-    sched_counts(r->h->sched, &queued, &running, NULL);
-    char *json = xmalloc(128);
-    snprintf(json, 128, "{\"status\":\"ok\",\"queued\":%d,\"running\":%d}", queued, running);
+    SchedStats st;
+    sched_counts(r->h->sched, &queued, &running, &st);
+    char *json = xmalloc(256);
+    snprintf(json, 256, "{\"status\":\"ok\",\"queued\":%d,\"running\":%d,\"largest_batch\":%ld,\"steps\":%ld,"
+             "\"tokens\":%ld}", queued, running, st.max_batch_seen, st.steps, st.tokens);
     return send_json(c, r, 200, json);
 }
 

@@ -3,7 +3,7 @@
 // bearer-token auth, JSON and server-sent-event responses, one log line per
 // request.
 //   GET  /                     the chat page (serve/page.html, embedded)
-//   GET  /health               {"status": "ok", "queued", "running"}
+//   GET  /health               {"status": "ok", "queued", "running", "largest_batch", "steps", "tokens"}
 //   GET  /v1/models            the served model
 //   POST /v1/chat/completions  OpenAI's chat completions (stream or not)
 #ifndef LLAVA_SERVE_HTTP_H
