@@ -13,7 +13,8 @@
 #ifdef LLAVA_HAVE_MHD
 #include "serve/http.h"
 
-// The name /v1/models reports: the model folder's last component.
+// The name /v1/models reports: the model folder's last component, or the
+// last two when the last says only which checkpoint ("stage2/final").
 static void model_name_of(const char *dir, char *name, size_t cap) {
     if (!dir) {
         snprintf(name, cap, "llava");
@@ -23,6 +24,9 @@ static void model_name_of(const char *dir, char *name, size_t cap) {
     while (n > 1 && dir[n - 1] == '/') n--;
     const char *p = dir + n;
     while (p > dir && p[-1] != '/') p--;
+    if ((strncmp(p, "final", 5) == 0 || strncmp(p, "checkpoint", 10) == 0 || strncmp(p, "step", 4) == 0) &&
+        p - dir >= 2)
+        for (p--; p > dir && p[-1] != '/';) p--;
     snprintf(name, cap, "%.*s", (int)(dir + n - p), p);
 }
 
