@@ -134,9 +134,10 @@ int cmd_serve(int argc, char **argv) {
         status = EXIT_BAD_INPUT;
         goto fail;
     }
-    fprintf(stderr, "llava serve: listening on http://%s:%d (model %s, %d slots of %d positions, queue %d%s)\n",
-            host, http_server_port(&h), h.model.model_name, max_batch, g.T_cap, max_queue,
-            api_key ? ", API key required" : "");
+    const double cache_mib = 2.0 * g.L * g.B_cap * g.T_cap * g.KV * (double)m.ops->act_size / (1 << 20);
+    fprintf(stderr, "llava serve: listening on http://%s:%d (model %s, %d slots of %d positions, KV cache %.0f MiB, "
+                    "queue %d%s)\n", host, http_server_port(&h), h.model.model_name, max_batch, g.T_cap, cache_mib,
+            max_queue, api_key ? ", API key required" : "");
     if (port_file) {
         char text[16];
         int len = snprintf(text, sizeof text, "%d\n", http_server_port(&h));
