@@ -13,6 +13,7 @@ tmp=$(mktemp -d /tmp/llava_serve_load.XXXXXX)
 spid=$!
 trap 'kill $spid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 600); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+[ -s "$tmp/port" ] || { echo "serve_load: the server did not start:" >&2; cat "$tmp/serve.log" >&2; exit 1; }
 export URL="http://127.0.0.1:$(cat "$tmp/port")/v1/chat/completions" TMPD=$tmp T
 b64=$(base64 -w0 "$IMG")
 for i in $(seq "$N"); do
