@@ -60,7 +60,8 @@ content() { jq -r '.choices[0].message.content' "$1"; }
 # The streamed answer: the concatenated delta contents of an SSE body.
 stream_text() { sed -n 's/^data: //p' "$1" | grep -v '^\[DONE\]$' | jq -j '.choices[0].delta.content // empty'; }
 
-start main --max-batch 8 --max-queue 32
+# A 5 ms step keeps the 16 concurrent requests in flight together however fast the machine.
+start main --max-batch 8 --max-queue 32 --step-delay-ms 5
 Q1="What is shown in this image?" Q2="Tell me a story about a cat."
 
 # ---- same answer as llava generate -------------------------------------------------
