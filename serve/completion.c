@@ -24,7 +24,7 @@ int completion_job_build(const ServeModel *sm, const ChatRequest *req, uint64_t 
     }
     ConvResult r = {0};
     Error err = {{0}};
-    int rc = text_prompt_build_into(sm->tp, turns, req->n_turns, has_image, &r, &err);
+    int rc = text_prompt_build_into(sm->tp, turns, req->n_turns, has_image, req->system, &r, &err);
     free(turns);
     free(first);
     if (rc != 0) {

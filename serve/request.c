@@ -194,26 +194,35 @@ static int parse_messages(const cJSON *root, ChatRequest *r, ApiError *e) {
         if (!cJSON_IsString(role)) return bad(e, param, "'%s' must be a string", param);
         const char *rn = role->valuestring;
         int is_user = strcmp(rn, "user") == 0, is_asst = strcmp(rn, "assistant") == 0;
-        if (strcmp(rn, "system") == 0 || strcmp(rn, "developer") == 0)
-            return bad(e, param, "'%s' is \"%s\": not supported, the conversation template has its own system "
-                                 "prompt", param, rn);
+        if (strcmp(rn, "system") == 0 || strcmp(rn, "developer") == 0) {
+            if (i != 0)
+                return bad(e, param, "'%s' is \"%s\": a system message can only come first", param, rn);
+            char *text = NULL;
+            int rc = parse_content(field(m, "content"), i, 0, 0, r, &text, e);
+            r->system = text ? text : xstrdup("");
+            if (rc != 0) return -1;
+            continue;
+        }
         if (!is_user && !is_asst)
-            return bad(e, param, "'%s' is \"%s\"; supported roles: \"user\", \"assistant\"", param, rn);
-        if (is_user != (i % 2 == 0))
+            return bad(e, param, "'%s' is \"%s\"; supported roles: \"system\" (first), \"user\", \"assistant\"",
+                       param, rn);
+        const int k = r->n_turns;  // the turn's place in the conversation
+        if (is_user != (k % 2 == 0))
             return bad(e, param, "'%s' is \"%s\": messages must alternate user, assistant, user, ... starting "
-                                 "with user", param, rn);
+                                 "with user (after an optional system message)", param, rn);
         char *text = NULL;
-        int rc = parse_content(field(m, "content"), i, is_user, i == 0, r, &text, e);
+        int rc = parse_content(field(m, "content"), i, is_user, k == 0, r, &text, e);
         r->turns[r->n_turns++] = text ? text : xstrdup("");
         if (rc != 0) return -1;
-        if (is_asst && !r->turns[i][0]) {
+        if (is_asst && !r->turns[k][0]) {
             snprintf(param, sizeof param, "messages[%d].content", i);
             return bad(e, param, "'%s' is empty: the template cannot hold an empty answer", param);
         }
     }
+    if (r->n_turns == 0) return bad(e, "messages", "'messages' has no user message");
     if (r->n_turns % 2 == 0) {
         char param[64];
-        snprintf(param, sizeof param, "messages[%d].role", r->n_turns - 1);
+        snprintf(param, sizeof param, "messages[%d].role", n - 1);
         return bad(e, param, "the last message must be from the user");
     }
     return 0;
@@ -291,6 +300,7 @@ void chat_request_free(ChatRequest *r) {
     for (int i = 0; i < r->n_turns; i++) free(r->turns[i]);
     free(r->turns);
     free(r->image_url);
+    free(r->system);
     free(r->model);
     for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
     memset(r, 0, sizeof *r);

@@ -5,14 +5,15 @@
 //
 // Accepted (docs/serve.md is the reference):
 //   messages: [{role: "user"|"assistant", content: string | [parts]}], user
-//     first and last, alternating; parts {"type":"text","text":...} and
+//     first and last, alternating, after an optional first {role: "system"}
+//     (or "developer") that replaces the template's system prompt; parts {"type":"text","text":...} and
 //     {"type":"image_url","image_url":{"url":...}} (at most one image, in the
 //     first user message: LLaVA's template places it there)
 //   model (any string), temperature [0, 2] (default 1), top_p (0, 1],
 //   top_k >= 0 (extension), max_tokens / max_completion_tokens >= 1,
 //   stop (string or up to 4 strings), seed (integer), stream (bool),
 //   stream_options.include_usage (bool), ignore_eos (bool, extension), n = 1.
-// Refused: system/tool/function roles, n > 1, logprobs, tools,
+// Refused: tool/function roles, system messages after the first, n > 1, logprobs, tools,
 // response_format other than text. Other keys are ignored.
 #ifndef LLAVA_SERVE_REQUEST_H
 #define LLAVA_SERVE_REQUEST_H
@@ -39,6 +40,7 @@ char *api_error_json(const ApiError *e);
 typedef struct {
     char **turns;  // [n_turns] user, assistant, ..., user texts (owned)
     int n_turns;
+    char *system;      // the system message's text, or NULL: the template's (owned)
     char *image_url;   // the one image's url, or NULL (owned)
     char image_param[128];  // where it was ("messages[0].content[1].image_url.url")
     char *model;       // as given, or NULL

@@ -9,6 +9,7 @@
 #    answer they got alone;
 #  - a full queue answers 503 with Retry-After; a client that disconnects
 #    frees its slot (the request behind it then runs);
+#  - a system message replaces the template's system prompt;
 #  - every bad-input class gets its 4xx and an OpenAI error object naming
 #    the field, and the server answers normally afterwards;
 #  - --api-key-env: 401 without the key; --image-root: files inside only;
@@ -107,6 +108,15 @@ expect=$(awk -v s="$stop" '{ i = index($0, s); print substr($0, 1, i - 1) }' "$t
 check "stop string: answer cut before it, finish_reason stop" \
   '[ "$(content "$tmp/o4.json")" = "$expect" ] && [ "$(jq -r .choices[0].finish_reason "$tmp/o4.json")" = stop ]'
 
+# a system message replaces the template's system prompt (LLaVA's conv.system)
+SYS="A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions."
+sysreq() { jq -c --arg s "$1" '.messages = [{role: "system", content: $s}] + .messages' "$tmp/r1.json" >"$tmp/s.json"; }
+sysreq "$SYS"; post "$tmp/s.json" "$tmp/s1.json" >/dev/null
+check "system message = the template's own text: the same answer and prompt_tokens" \
+  '[ "$(content "$tmp/s1.json")" = "$(cat "$tmp/gen1.txt")" ] && [ "$(jq .usage.prompt_tokens "$tmp/s1.json")" = "$pre" ]'
+sysreq "Answer briefly."; post "$tmp/s.json" "$tmp/s2.json" >/dev/null
+check "another system message: a shorter prompt" '[ "$(jq .usage.prompt_tokens "$tmp/s2.json")" -lt "$pre" ]'
+
 # ---- 16 concurrent clients get their alone-answers ------------------------------------
 for i in $(seq 0 15); do
   extra=",\"max_tokens\":$((12 + i)),\"temperature\":0"
@@ -150,6 +160,8 @@ printf '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1.5}' >"
 printf '{"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}' >"$tmp/b.json"; bad "stream not a boolean" 400 stream - "$tmp/b.json"
 printf '{"messages": [{"role": "wizard", "content": "hi"}]}' >"$tmp/b.json"; bad "unknown role" 400 'messages[0].role' - "$tmp/b.json"
 printf '{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}' >"$tmp/b.json"; bad "roles not alternating" 400 'messages[1].role' - "$tmp/b.json"
+printf '{"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]}' >"$tmp/b.json"; bad "system message not first" 400 'messages[1].role' - "$tmp/b.json"
+printf '{"messages": [{"role": "system", "content": "s"}]}' >"$tmp/b.json"; bad "only a system message" 400 messages - "$tmp/b.json"
 printf '{"messages": [{"role": "user", "content": [{"type": "audio"}]}]}' >"$tmp/b.json"; bad "unknown content part" 400 'messages[0].content[0]' - "$tmp/b.json"
 printf '{"messages": [{"role": "user", "content": "hi"}], "n": 2}' >"$tmp/b.json"; bad "n > 1" 400 n - "$tmp/b.json"
 img='{"type":"image_url","image_url":{"url":"data:image/png;base64,'"$(base64 -w0 "$M/example.png")"'"}}'
