@@ -295,15 +295,28 @@ static MhdResult health(struct MHD_Connection *c, Request *r) {
     return send_json(c, r, 200, json);
 }
 
-static MhdResult models(struct MHD_Connection *c, Request *r) {
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "object", "list");
-    cJSON *data = cJSON_AddArrayToObject(root, "data"), *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", r->h->model.model_name);
+static cJSON *model_object(const HttpServer *h) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", h->model.model_name);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", 0);
     cJSON_AddStringToObject(m, "owned_by", "llava.c");
-    cJSON_AddItemToArray(data, m);
+    return m;
+}
+
+// GET /v1/models, or /v1/models/ID when id is not NULL.
+static MhdResult models(struct MHD_Connection *c, Request *r, const char *id) {
+    cJSON *root;
+    if (id) {
+        if (strcmp(id, r->h->model.model_name) != 0)
+            return send_error_simple(c, r, 404, "invalid_request_error", "model_not_found",
+                                     "no model '%s' here (GET /v1/models lists the one served)", id);
+        root = model_object(r->h);
+    } else {
+        root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "object", "list");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), model_object(r->h));
+    }
     char *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     CHECK(json, "out of memory");
@@ -324,9 +337,9 @@ static MhdResult route(struct MHD_Connection *c, Request *r, const char *url, co
         return send_error_simple(c, r, 401, "invalid_request_error", "invalid_api_key", "%s",
                                  "missing or wrong API key: send 'Authorization: Bearer KEY' (the server's "
                                  "--api-key-env variable)");
-    if (strcmp(url, "/v1/models") == 0) {
+    if (strcmp(url, "/v1/models") == 0 || strncmp(url, "/v1/models/", 11) == 0) {
         if (!get) return send_error_simple(c, r, 405, "invalid_request_error", NULL, "%s /v1/models: use GET", method);
-        return models(c, r);
+        return models(c, r, url[10] == '/' ? url + 11 : NULL);
     }
     if (strcmp(url, "/v1/chat/completions") == 0) {
         if (!post)

@@ -4,7 +4,7 @@
 // request.
 //   GET  /                     the chat page (serve/page.html, embedded)
 //   GET  /health               {"status": "ok", "queued", "running", "largest_batch", "steps", "tokens"}
-//   GET  /v1/models            the served model
+//   GET  /v1/models[/ID]       the served model
 //   POST /v1/chat/completions  OpenAI's chat completions (stream or not)
 #ifndef LLAVA_SERVE_HTTP_H
 #define LLAVA_SERVE_HTTP_H

@@ -191,6 +191,9 @@ check "after all that: /health ok, nothing running or queued" \
 post "$tmp/r1.json" "$tmp/o1b.json" >/dev/null
 check "after all that: the same answer as before" '[ "$(content "$tmp/o1b.json")" = "$(cat "$tmp/gen1.txt")" ]'
 check "/v1/models lists the model" '[ "$(curl -s "$(URL /v1/models)" | jq -r ".data[0].id")" = tiny_llava_text ]'
+check "/v1/models/ID: the model, 404 model_not_found for another" \
+  '[ "$(curl -s "$(URL /v1/models/tiny_llava_text)" | jq -r .id)" = tiny_llava_text ] &&
+   [ "$(curl -s "$(URL /v1/models/gpt-4)" | jq -r .error.code)" = model_not_found ]'
 check "GET / serves the chat page" 'curl -s "$(URL /)" | grep -q "<title>llava.c chat</title>"'
 check "one log line per request (id, status, tokens, time)" \
   'grep -q "^\[serve\] req [0-9]* POST /v1/chat/completions 200 [0-9.]* ms prompt=$pre completion=$((dec + 1)) finish=length" "$tmp/main.log"'
