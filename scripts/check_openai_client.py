@@ -1,8 +1,9 @@
 """Runs the official `openai` Python client against a running `llava serve`
 (not part of CI: it needs the openai package). Checks that the client parses
-our responses: models.list, a non-streamed chat completion with an image (a
-data: URL), a streamed one whose deltas add up to the same answer, usage,
-and that a bad request raises the client's BadRequestError with our message.
+our responses: models.list and models.retrieve, a non-streamed chat
+completion with an image (a data: URL), a streamed one whose deltas add up
+to the same answer, usage, one with a system message, and that a bad
+request raises the client's BadRequestError with our message.
 
 usage: python3 scripts/check_openai_client.py BASE_URL IMAGE [API_KEY]
   e.g. llava serve --model runs/demo/stage2/final --port 8080 &
@@ -38,6 +39,10 @@ def main():
             pieces.append(chunk.choices[0].delta.content)
     print("streamed:", repr("".join(pieces)), "in", len(pieces), "pieces; usage:", usage)
     assert "".join(pieces) == answer and usage.completion_tokens == r.usage.completion_tokens
+    r2 = client.chat.completions.create(model=model, temperature=0, max_tokens=16,
+                                        messages=[{"role": "system", "content": "Answer briefly."}] + messages)
+    print("with a system message:", repr(r2.choices[0].message.content), "prompt tokens:", r2.usage.prompt_tokens)
+    assert client.models.retrieve(model).id == model
     try:
         client.chat.completions.create(model=model, messages=[{"role": "wizard", "content": "hi"}])
         raise AssertionError("a bad role was accepted")
