@@ -45,7 +45,7 @@ int cmd_serve(int argc, char **argv) {
     specs[n++] = (ArgSpec){"context", ARG_INT, &context,
                            "positions per sequence, prompt + answer (default: the model's max_position_embeddings)", 0};
     specs[n++] = (ArgSpec){"max-queue", ARG_INT, &max_queue,
-                           "requests that may wait for a slot; more get 503 (default 64)", 0};
+                           "requests that may wait when every slot is busy; more get 503 (default 64)", 0};
     specs[n++] = (ArgSpec){"image-root", ARG_STRING, &image_root,
                            "folder that file:// and path image URLs may read from (default: none, data: URLs only)",
                            0};

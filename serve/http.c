@@ -29,7 +29,7 @@ typedef struct {
     double t0;
     char *body;
     size_t len;
-    int too_big, counted;
+    int too_big;
     int status;                // for the log line (-1: a stream, which logs itself)
     char method[16], url[96];
     char note[160];            // what the log line adds (tokens, finish)
@@ -218,7 +218,8 @@ static MhdResult chat_completions(struct MHD_Connection *c, Request *r) {
         sched_release(h->sched, job);
         if (rc == SCHED_FULL)
             api_error_set(&e, 503, "server_error", "queue_full", NULL,
-                          "the server is busy: %d requests already wait; retry later", h->sched->max_queue);
+                          "the server is busy: every slot is generating and %d more requests wait; retry later",
+                          h->sched->max_queue);
         else
             api_error_set(&e, 503, "server_error", "shutting_down", NULL, "the server is shutting down");
         return send_error(c, r, &e);
@@ -369,7 +370,6 @@ static MhdResult on_request(void *cls, struct MHD_Connection *c, const char *url
         r->id = ++h->next_id;
         h->active++;
         pthread_mutex_unlock(&h->mu);
-        r->counted = 1;
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->url, sizeof r->url, "%s", url);
         *con_cls = r;

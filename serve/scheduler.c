@@ -248,8 +248,8 @@ int sched_submit(Scheduler *s, ServeJob *j) {
     int rc = SCHED_OK;
     if (s->draining)
         rc = SCHED_DRAINING;
-    else if (s->n_queued >= s->max_queue)
-        rc = SCHED_FULL;
+    else if (s->n_queued >= s->max_queue + (s->g->B_cap - s->n_running - s->admitting))
+        rc = SCHED_FULL;  // free slots take jobs at the next step; max_queue more may wait
     if (rc == SCHED_OK) {
         j->refs++;
         j->state = JOB_QUEUED;

@@ -98,7 +98,7 @@ void sched_begin_drain(Scheduler *s);
 ServeJob *serve_job_new(int32_t *prompt, int n_prompt, float *pixels, int n_images);
 enum { SCHED_OK = 0, SCHED_FULL = 1, SCHED_DRAINING = 2 };
 // Queues the job (the scheduler takes a reference). SCHED_FULL when
-// max_queue jobs already wait.
+// max_queue jobs already wait beyond the free slots.
 int sched_submit(Scheduler *s, ServeJob *j);
 
 // What a waiter sees of its job: the ids so far (copied) and the state.

@@ -239,7 +239,8 @@ check "SIGTERM: then the server exits 0 and the port is closed" \
 
 # ---- auth and --image-root --------------------------------------------------------------
 mkdir -p "$tmp/root/sub" && cp "$M/example.png" "$tmp/root/sub/cat.png" && echo secret >"$tmp/outside.txt"
-LLAVA_TEST_KEY=sk-test-123 start auth --api-key-env LLAVA_TEST_KEY --image-root "$tmp/root"
+# --max-queue 0: a free slot still takes a request (only waiting beyond the slots is refused)
+LLAVA_TEST_KEY=sk-test-123 start auth --api-key-env LLAVA_TEST_KEY --image-root "$tmp/root" --max-batch 2 --max-queue 0
 body "$tmp/a.json" "$Q2" ',"max_tokens":4'
 check "auth: 401 invalid_api_key without the key" \
   '[ "$(post "$tmp/a.json" "$tmp/a.out")" = 401 ] && [ "$(jq -r .error.code "$tmp/a.out")" = invalid_api_key ]'
