@@ -4,7 +4,8 @@
 # page, uploads an image, asks a question and watches the answer stream in:
 # the assistant's text must be seen growing (partial answers before the
 # end), and the final text must be `llava generate`'s answer for the same
-# image, question and settings. A screenshot of the page is written.
+# image, question and settings; Stop on a second answer frees the server's
+# slot. A screenshot of the page is written.
 # Chromium and chromedriver come from scripts/install_deps.sh (Debian's
 # chromium + chromium-driver); without them the test is skipped (exit 77).
 #
@@ -95,6 +96,20 @@ check "the final answer is llava generate's" '[ "$final" = "$(cat "$tmp/expected
   || { echo "  page:     $final"; echo "  expected: $(cat "$tmp/expected.txt")"; }
 check "no error shown" '[ "$(js "return document.getElementById(\"error\").textContent")" = "\"\"" ]'
 
+# Stop: a second question, stopped once its answer has begun; the server
+# frees the slot (the page's fetch is aborted, the connection closes).
+js "document.getElementById('max_tokens').value = '200'; return 1" >/dev/null
+wd POST "/session/$SID/element/$(el '#prompt')/value" '{"text": "And what else?"}' >/dev/null
+wd POST "/session/$SID/element/$(el '#send')/click" '{}' >/dev/null
+probe2='const b = document.querySelectorAll(".msg.assistant"); return b.length > 1 ? b[1].querySelector(".text").textContent.length : 0'
+for _ in $(seq 200); do [ "$(js "$probe2")" -gt 0 ] 2>/dev/null && break; sleep 0.05; done
+wd POST "/session/$SID/element/$(el '#stop')/click" '{}' >/dev/null
+running=1
+for _ in $(seq 60); do running=$(curl -s "http://127.0.0.1:$PORT/health" | jq .running); [ "$running" = 0 ] && break; sleep 0.1; done
+check "Stop: the answer stops and the server frees its slot" \
+  '[ "$running" = 0 ] && [ "$(js "return document.getElementById(\"send\").disabled")" = false ] && grep -q "client gone" "$tmp/serve.log"'
+# The screenshot shows the first exchange.
+js "const b = document.querySelectorAll(\".msg\"); for (let i = 2; i < b.length; i++) b[i].remove(); return 1" >/dev/null
 js "window.scrollTo(0, 0); return 1" >/dev/null
 wd GET "/session/$SID/screenshot" | jq -r . | base64 -d >"$SHOT"
 check "screenshot written ($SHOT)" '[ "$(head -c 4 "$SHOT" | tail -c 3)" = PNG ]'
