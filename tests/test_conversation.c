@@ -103,7 +103,7 @@ static void check_fixtures(const char *src) {
 static ConvStatus build(const Tokenizer *t, ConvTemplate tmpl, const ConvTurn *turns, int n, int has_image, int max_length,
                         ConvResult *r) {
     Conversation c = {turns, n, has_image};
-    ConvOptions o = {tmpl, 4, 7777, max_length, 0};
+    ConvOptions o = {tmpl, 4, 7777, max_length, 0, NULL};
     return conv_build(t, &c, &o, r);
 }
 
@@ -233,7 +233,7 @@ static void check_edge_cases(const char *src) {
 
     // generation prompt = the training sample up to its (last) answer
     Conversation gc = {good, 1, 1};
-    ConvOptions go = {CONV_VICUNA_V1, 4, 7777, 8, 1};
+    ConvOptions go = {CONV_VICUNA_V1, 4, 7777, 8, 1, NULL};
     build(t, CONV_VICUNA_V1, good, 2, 1, 0, &r2);
     EXPECT(conv_build(t, &gc, &go, &r) == CONV_OK && r.n_targets == 0 && !r.truncated &&
            r.ids.n == first_target(&r2) && memcmp(r.ids.data, r2.ids.data, (size_t)r.ids.n * 4) == 0,
