@@ -3,7 +3,8 @@
 # Does nothing when everything is already present. Safe to run repeatedly.
 #   cJSON, HDF5 (serial), OpenBLAS (OpenMP variant: its threads and ours share
 #   one pool instead of oversubscribing the cores), OpenMP (from gcc),
-#   libjpeg-turbo, libpng, giflib, OpenMPI, and the build tools.
+#   libjpeg-turbo, libpng, giflib, OpenMPI, libcurl (the chat-completions
+#   client of llava datagen / judge), and the build tools.
 set -euo pipefail
 
 packages=(
@@ -13,6 +14,7 @@ packages=(
   libopenblas-openmp-dev
   libjpeg-dev libpng-dev libgif-dev
   libopenmpi-dev openmpi-bin
+  libcurl4-openssl-dev
 )
 
 missing=()
