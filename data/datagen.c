@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "common/json.h"
@@ -206,12 +207,20 @@ int datagen_run(const DatagenRun *run, ChatClient *client, DatagenStats *st, Err
     strmap_init(&done);
     int rc = -1, out_fd = -1, report_fd = -1;
     Job *jobs = NULL;
-    if (load_done(run->out_path, &done, err) != 0) goto done;
     out_fd = open(run->out_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (out_fd < 0) {
+        err_set(err, "%s: cannot open for appending: %s", run->out_path, strerror(errno));
+        goto done;
+    }
+    // Two runs appending to one output would both ask for the same ids.
+    if (flock(out_fd, LOCK_EX | LOCK_NB) != 0) {
+        err_set(err, "%s: another llava datagen is writing this file (%s)", run->out_path, strerror(errno));
+        goto done;
+    }
+    if (load_done(run->out_path, &done, err) != 0) goto done;
     report_fd = open(run->report_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (out_fd < 0 || report_fd < 0) {
-        err_set(err, "%s: cannot open for appending: %s", out_fd < 0 ? run->out_path : run->report_path,
-                strerror(errno));
+    if (report_fd < 0) {
+        err_set(err, "%s: cannot open for appending: %s", run->report_path, strerror(errno));
         goto done;
     }
     int n_img = run->limit > 0 && run->limit < run->images->n ? run->limit : run->images->n;

@@ -64,12 +64,13 @@ static void send_response(int fd, int status, const char *extra_headers, const c
     if (send_all(fd, head, (size_t)hl) == 0) send_all(fd, body, bl);
 }
 
-// The last message's content, or "" (owned by root).
-static const char *last_content(const cJSON *root) {
+// The content of message `at` (-1: the last), or "" (owned by root).
+static const char *message_content(const cJSON *root, int at) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
     int n = cJSON_GetArraySize(msgs);
-    const cJSON *last = n > 0 ? cJSON_GetArrayItem(msgs, n - 1) : NULL;
-    const cJSON *c = last ? cJSON_GetObjectItemCaseSensitive(last, "content") : NULL;
+    if (at < 0) at = n - 1;
+    const cJSON *m = at >= 0 && at < n ? cJSON_GetArrayItem(msgs, at) : NULL;
+    const cJSON *c = m ? cJSON_GetObjectItemCaseSensitive(m, "content") : NULL;
     return cJSON_IsString(c) ? c->valuestring : "";
 }
 
@@ -127,13 +128,15 @@ static void handle(FakeServer *s, int fd) {
     }
     int path_ok = strncmp(buf, "POST /v1/chat/completions ", 26) == 0;
     cJSON *root = cJSON_Parse(body);
-    const char *last = root ? last_content(root) : "";
+    const char *last = root ? message_content(root, -1) : "";
+    const char *first = root ? message_content(root, 0) : "";
     int rule = -1;
     pthread_mutex_lock(&s->lock);
     if (authorized && path_ok) {
         for (int i = 0; i < s->n_rules; i++) {
             if (s->left[i] == 0) continue;
             if (s->rules[i].match && !strstr(last, s->rules[i].match)) continue;
+            if (s->rules[i].system && !strstr(first, s->rules[i].system)) continue;
             if (s->left[i] > 0) s->left[i]--;
             rule = i;
             break;
@@ -383,7 +386,7 @@ int fake_rules_load(const char *path, FakeRule **rules, int *n, void **keep) {
         const cJSON *o = cJSON_GetArrayItem(root, i);
         (*rules)[i] = (FakeRule){opt_str(o, "match"), opt_int(o, "times", -1), opt_int(o, "status", 200),
                                  opt_str(o, "content"), opt_str(o, "body"), opt_int(o, "retry_after", -1),
-                                 opt_int(o, "hang_ms", 0), opt_int(o, "truncate", 0)};
+                                 opt_int(o, "hang_ms", 0), opt_int(o, "truncate", 0), opt_str(o, "system")};
     }
     *keep = root;
     return 0;

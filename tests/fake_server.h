@@ -17,6 +17,7 @@ typedef struct {
     int retry_after;       // >= 0: a Retry-After header in seconds; -1: none
     int hang_ms;           // wait this long before answering
     int truncate;          // announce a longer Content-Length than sent, then close
+    const char *system;    // also required: substring of the first message's content (NULL: any)
 } FakeRule;
 
 typedef struct FakeServer FakeServer;
@@ -38,7 +39,7 @@ void fake_server_stop(FakeServer *s);
 
 // Loads rules from a JSON array of objects with the FakeRule field names
 // ("match", "times", "status", "content", "body", "retry_after", "hang_ms",
-// "truncate"). The strings stay owned by the returned cJSON tree (*keep).
+// "truncate", "system"). The strings stay owned by the returned cJSON tree (*keep).
 int fake_rules_load(const char *path, FakeRule **rules, int *n, void **keep);
 
 #endif

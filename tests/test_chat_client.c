@@ -40,7 +40,7 @@ static ChatRequest send_one(const ChatConfig *cfg, const ChatMessage *msgs, int 
 }
 
 static void test_success_body_and_usage(void) {
-    FakeRule rules[] = {{NULL, -1, 200, "Hi there.", NULL, -1, 0, 0}};
+    FakeRule rules[] = {{NULL, -1, 200, "Hi there.", NULL, -1, 0, 0, NULL}};
     FakeServer *s = fake_server_start(rules, 1, NULL, NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -65,7 +65,7 @@ static void test_success_body_and_usage(void) {
 }
 
 static void test_retry_after_is_honoured(void) {
-    FakeRule rules[] = {{NULL, 1, 429, NULL, NULL, 1, 0, 0}, {NULL, -1, 200, "after the wait", NULL, -1, 0, 0}};
+    FakeRule rules[] = {{NULL, 1, 429, NULL, NULL, 1, 0, 0, NULL}, {NULL, -1, 200, "after the wait", NULL, -1, 0, 0, NULL}};
     FakeServer *s = fake_server_start(rules, 2, NULL, NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -87,16 +87,16 @@ static void test_transient_faults_are_retried(void) {
         FakeRule first;
         const char *reason;  // of the failure when retries run out
     } cases[] = {
-        {"500", {NULL, 1, 500, NULL, NULL, -1, 0, 0}, "HTTP 500"},
-        {"503", {NULL, 1, 503, NULL, NULL, -1, 0, 0}, "HTTP 503"},
-        {"hang past the timeout", {NULL, 1, 200, "late", NULL, -1, 3000, 0}, "Timeout"},
-        {"malformed JSON", {NULL, 1, 200, NULL, "{\"choices\": [ {\"message\": ", -1, 0, 0}, "not JSON"},
-        {"no content", {NULL, 1, 200, NULL, "{\"choices\": []}", -1, 0, 0}, "no choices[0].message.content"},
-        {"truncated body", {NULL, 1, 200, "cut", NULL, -1, 0, 1}, "ransfer"},
+        {"500", {NULL, 1, 500, NULL, NULL, -1, 0, 0, NULL}, "HTTP 500"},
+        {"503", {NULL, 1, 503, NULL, NULL, -1, 0, 0, NULL}, "HTTP 503"},
+        {"hang past the timeout", {NULL, 1, 200, "late", NULL, -1, 3000, 0, NULL}, "Timeout"},
+        {"malformed JSON", {NULL, 1, 200, NULL, "{\"choices\": [ {\"message\": ", -1, 0, 0, NULL}, "not JSON"},
+        {"no content", {NULL, 1, 200, NULL, "{\"choices\": []}", -1, 0, 0, NULL}, "no choices[0].message.content"},
+        {"truncated body", {NULL, 1, 200, "cut", NULL, -1, 0, 1, NULL}, "ransfer"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         // First: the fault once, then a good answer -> retried, answered once.
-        FakeRule rules[2] = {cases[i].first, {NULL, -1, 200, "recovered", NULL, -1, 0, 0}};
+        FakeRule rules[2] = {cases[i].first, {NULL, -1, 200, "recovered", NULL, -1, 0, 0, NULL}};
         FakeServer *s = fake_server_start(rules, 2, NULL, NULL);
         char url[128];
         ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -123,7 +123,7 @@ static void test_transient_faults_are_retried(void) {
 }
 
 static void test_client_errors_are_not_retried(void) {
-    FakeRule rules[] = {{NULL, -1, 400, NULL, NULL, -1, 0, 0}};
+    FakeRule rules[] = {{NULL, -1, 400, NULL, NULL, -1, 0, 0, NULL}};
     FakeServer *s = fake_server_start(rules, 1, NULL, NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -136,7 +136,7 @@ static void test_client_errors_are_not_retried(void) {
 }
 
 static void test_wrong_key_stops_the_batch(void) {
-    FakeRule rules[] = {{NULL, -1, 200, "ok", NULL, -1, 0, 0}};
+    FakeRule rules[] = {{NULL, -1, 200, "ok", NULL, -1, 0, 0, NULL}};
     FakeServer *s = fake_server_start(rules, 1, "right-key-123", NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -201,7 +201,7 @@ static void on_done(ChatRequest *req, void *ctx) {
 }
 
 static void test_concurrent_batch_exactly_once(void) {
-    FakeRule rules[] = {{"#7", 1, 500, NULL, NULL, -1, 0, 0}, {NULL, -1, 200, NULL, NULL, -1, 150, 0}};
+    FakeRule rules[] = {{"#7", 1, 500, NULL, NULL, -1, 0, 0, NULL}, {NULL, -1, 200, NULL, NULL, -1, 150, 0, NULL}};
     FakeServer *s = fake_server_start(rules, 2, NULL, NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
