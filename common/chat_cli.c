@@ -1,5 +1,6 @@
 #include "common/chat_cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,14 +15,15 @@ void chat_cli_default(ChatCli *cli, float temperature, int max_tokens) {
 }
 
 typedef struct {
-    const char *endpoint, *model, *key, *conc, *timeout, *retries, *backoff, *temp, *max_tokens, *price, *seed;
+    const char *endpoint, *model, *key, *conc, *timeout, *retries, *backoff, *temp, *max_tokens, *price, *seed,
+        *no_system;
 } FlagNames;
 
 static const FlagNames PLAIN = {"endpoint", "model", "api-key-env", "concurrency", "timeout", "retries", "backoff",
-                                "temperature", "max-tokens", "price-per-1k", "seed"};
+                                "temperature", "max-tokens", "price-per-1k", "seed", "no-system-role"};
 static const FlagNames JUDGE = {"judge-endpoint", "judge-model", "api-key-env", "judge-concurrency", "judge-timeout",
                                 "judge-retries", "judge-backoff", "judge-temperature", "judge-max-tokens",
-                                "price-per-1k", "judge-seed"};
+                                "price-per-1k", "judge-seed", "judge-no-system-role"};
 
 int chat_cli_args(ChatCli *cli, ArgSpec *specs, int n, int judge) {
     const FlagNames *f = judge ? &JUDGE : &PLAIN;
@@ -43,6 +45,9 @@ int chat_cli_args(ChatCli *cli, ArgSpec *specs, int n, int judge) {
     specs[n++] = (ArgSpec){f->price, ARG_STRING, &cli->price,
                            "P or P,C: price per 1K prompt (and completion) tokens, for a cost line", 0};
     specs[n++] = (ArgSpec){f->seed, ARG_INT, &cli->seed, "seed of the retry jitter (default 0)", 0};
+    specs[n++] = (ArgSpec){f->no_system, ARG_FLAG, &cli->no_system_role,
+                           "send the system message at the head of the first user message (for servers without "
+                           "a system role, e.g. llava serve)", 0};
     return n;
 }
 
@@ -56,9 +61,13 @@ int chat_cli_config(const ChatCli *cli, ChatConfig *cfg, Error *err) {
     cfg->backoff_s = cli->backoff_s;
     cfg->backoff_max_s = 60.0;
     cfg->retry_after_max_s = 300.0;
-    cfg->temperature = cli->temperature;
+    // The flag is a float: send 0.2, not 0.20000000298023224.
+    char t[32];
+    snprintf(t, sizeof t, "%.6g", (double)cli->temperature);
+    cfg->temperature = strtod(t, NULL);
     cfg->max_tokens = cli->max_tokens;
     cfg->seed = (uint64_t)cli->seed;
+    cfg->fold_system = cli->no_system_role;
     cfg->price_prompt_1k = cfg->price_completion_1k = -1;
     if (cli->api_key_env) {
         const char *key = getenv(cli->api_key_env);

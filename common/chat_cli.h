@@ -10,12 +10,12 @@
 
 typedef struct {
     const char *endpoint, *model, *api_key_env, *price;
-    int concurrency, retries, max_tokens, seed;
+    int concurrency, retries, max_tokens, seed, no_system_role;
     float timeout_s, temperature, backoff_s;
 } ChatCli;
 
 void chat_cli_default(ChatCli *cli, float temperature, int max_tokens);
-// Appends the flags to specs (room for 11 more); `judge` names them
+// Appends the flags to specs (room for 12 more); `judge` names them
 // --judge-endpoint, --judge-model, ... for commands whose --model is a model
 // folder. Returns the new count.
 int chat_cli_args(ChatCli *cli, ArgSpec *specs, int n, int judge);

@@ -20,11 +20,25 @@ char *chat_request_body(const ChatConfig *cfg, const ChatMessage *msgs, int n) {
     cJSON_AddStringToObject(root, "model", cfg->model ? cfg->model : "");
     cJSON *arr = cJSON_AddArrayToObject(root, "messages");
     CHECK(arr, "out of memory");
-    for (int i = 0; i < n; i++) {
+    const char *system = NULL;
+    int first = 0;
+    if (cfg->fold_system && n > 1 && strcmp(msgs[0].role, "system") == 0 && strcmp(msgs[1].role, "user") == 0) {
+        system = msgs[0].content;
+        first = 1;
+    }
+    for (int i = first; i < n; i++) {
         cJSON *m = cJSON_CreateObject();
         CHECK(m, "out of memory");
         cJSON_AddStringToObject(m, "role", msgs[i].role);
-        cJSON_AddStringToObject(m, "content", msgs[i].content);
+        if (system && i == first) {
+            size_t l = strlen(system) + strlen(msgs[i].content) + 3;
+            char *joined = xmalloc(l);
+            snprintf(joined, l, "%s\n\n%s", system, msgs[i].content);
+            cJSON_AddStringToObject(m, "content", joined);
+            free(joined);
+        } else {
+            cJSON_AddStringToObject(m, "content", msgs[i].content);
+        }
         cJSON_AddItemToArray(arr, m);
     }
     if (cfg->temperature >= 0) cJSON_AddNumberToObject(root, "temperature", cfg->temperature);

@@ -33,6 +33,8 @@ typedef struct {
     double temperature;       // < 0: not sent (the server's default)
     int max_tokens;           // <= 0: not sent
     uint64_t seed;            // jitter draws (reproducible schedules in tests)
+    int fold_system;          // send a system message as the head of the first user message
+                              // (servers without a system role, e.g. `llava serve`)
     double price_prompt_1k;   // cost per 1K prompt tokens; < 0: no cost line
     double price_completion_1k;
 } ChatConfig;
@@ -91,7 +93,9 @@ void chat_request_free(ChatRequest *req);
 void chat_client_print_usage(const ChatClient *c, FILE *out);
 
 // The body of a request (exposed for tests): {"model", "messages",
-// "temperature"?, "max_tokens"?} as compact JSON (malloc'd).
+// "temperature"?, "max_tokens"?} as compact JSON (malloc'd). With
+// fold_system, a leading system message becomes "SYSTEM\n\nUSER" of the first
+// user message.
 char *chat_request_body(const ChatConfig *cfg, const ChatMessage *msgs, int n);
 
 #endif

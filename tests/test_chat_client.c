@@ -60,6 +60,12 @@ static void test_success_body_and_usage(void) {
                strstr(want, "\"max_tokens\":64") && strstr(want, "\"temperature\":0.2"),
            "body layout: %s", want);
     free(want);
+    // --no-system-role: the system text heads the first user message.
+    cfg.fold_system = 1;
+    char *folded = chat_request_body(&cfg, HELLO, 2);
+    EXPECT(strstr(folded, "\"messages\":[{\"role\":\"user\",\"content\":\"be brief\\n\\nhello\"}]") != NULL,
+           "folded: %s", folded);
+    free(folded);
     chat_request_free(&r);
     fake_server_stop(s);
 }
