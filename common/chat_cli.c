@@ -29,8 +29,8 @@ int chat_cli_args(ChatCli *cli, ArgSpec *specs, int n, int judge) {
     const FlagNames *f = judge ? &JUDGE : &PLAIN;
     specs[n++] = (ArgSpec){f->endpoint, ARG_STRING, &cli->endpoint,
                            "chat-completions base URL, e.g. http://127.0.0.1:8080/v1 (/chat/completions is added)",
-                           1};
-    specs[n++] = (ArgSpec){f->model, ARG_STRING, &cli->model, "model name the endpoint serves", 1};
+                           !judge};
+    specs[n++] = (ArgSpec){f->model, ARG_STRING, &cli->model, "model name the endpoint serves", !judge};
     specs[n++] = (ArgSpec){f->key, ARG_STRING, &cli->api_key_env,
                            "name of the environment variable holding the API key (default: none sent)", 0};
     specs[n++] = (ArgSpec){f->conc, ARG_INT, &cli->concurrency, "requests in flight at once (default 4)", 0};

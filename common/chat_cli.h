@@ -16,8 +16,9 @@ typedef struct {
 
 void chat_cli_default(ChatCli *cli, float temperature, int max_tokens);
 // Appends the flags to specs (room for 12 more); `judge` names them
-// --judge-endpoint, --judge-model, ... for commands whose --model is a model
-// folder. Returns the new count.
+// --judge-endpoint, --judge-model, ... (then optional: the judge is an
+// option of that command) for commands whose --model is a model folder.
+// Returns the new count.
 int chat_cli_args(ChatCli *cli, ArgSpec *specs, int n, int judge);
 // Checks the flags, reads the key; err names the flag or variable.
 int chat_cli_config(const ChatCli *cli, ChatConfig *cfg, Error *err);

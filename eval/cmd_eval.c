@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include "common/args.h"
+#include "common/chat_cli.h"
 #include "eval/gen_cli.h"
 #include "eval/scienceqa.h"
+#include "eval/sqa_ensemble.h"
 #include "eval/sqa_run.h"
 #include "train/commands.h"
 
@@ -94,13 +96,96 @@ done:
     return status;
 }
 
+// The judge ensemble: first = pred (this run's or --answers), second =
+// --ensemble; writes out_dir/judge.jsonl and out_dir/ensemble/*.json and
+// prints the three models side by side.
+static int ensemble_and_write(const char *problems_path, const char *splits_path, const char *split,
+                              const SqaPredictions *first, const char *other_path, const ChatCli *chat,
+                              const char *out_dir) {
+    Error err = {{0}};
+    SqaProblems ps;
+    SqaPredictions second, combined;
+    sqa_predictions_init(&second);
+    sqa_predictions_init(&combined);
+    char **pids = NULL;
+    int n_pids = 0, status = EXIT_BAD_INPUT, client_up = 0;
+    SqaScore s[3] = {{0}};
+    ChatConfig cfg;
+    ChatClient client;
+    char judge_path[4096], ens_dir[4096];
+    if (sqa_problems_load(&ps, problems_path, &err) != 0) {
+        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
+        return EXIT_BAD_INPUT;
+    }
+    if (sqa_split_load(splits_path, split, &pids, &n_pids, &err) != 0 ||
+        sqa_predictions_load(&second, other_path, &err) != 0 || chat_cli_config(chat, &cfg, &err) != 0 ||
+        chat_client_init(&client, &cfg, &err) != 0) {
+        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
+        goto done;
+    }
+    client_up = 1;
+    if (path_join(judge_path, sizeof judge_path, out_dir, "judge.jsonl") != 0 ||
+        path_join(ens_dir, sizeof ens_dir, out_dir, "ensemble") != 0) {
+        fprintf(stderr, "llava eval scienceqa: --out path too long\n");
+        goto done;
+    }
+    SqaEnsembleStats st;
+    if (sqa_ensemble_run(problems_path, pids, n_pids, first, &second, &client, judge_path, &combined, &st, &err) != 0) {
+        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
+        status = EXIT_ERROR;
+        goto done;
+    }
+    const SqaPredictions *preds[3] = {first, &second, &combined};
+    for (int i = 0; i < 3; i++) {
+        if (sqa_score(&ps, pids, n_pids, split, preds[i], &s[i], &err) != 0) {
+            fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
+            goto done;
+        }
+    }
+    char path[4096];
+    const char *names[3] = {"result.json", "output.json", "scores.json"};
+    int (*writers[3])(const SqaScore *, const char *, Error *) = {sqa_write_result_json, sqa_write_output_json,
+                                                                  sqa_write_scores_json};
+    if (make_dirs(ens_dir, &err) != 0) {
+        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
+        status = EXIT_ERROR;
+        goto done;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (path_join(path, sizeof path, ens_dir, names[i]) != 0 || writers[i](&s[2], path, &err) != 0) {
+            fprintf(stderr, "llava eval scienceqa: %s\n", err.msg[0] ? err.msg : "output path too long");
+            status = EXIT_ERROR;
+            goto done;
+        }
+    }
+    printf("\nensemble: %d agree, %d disagree: judge answer used %d, no usable letter %d (first answer kept), "
+           "request failed %d, from an earlier run %d\n",
+           st.agreed, st.disagreed, st.judged, st.judge_unusable, st.judge_failed, st.reused);
+    const char *rows[3] = {"first", "second", "ensemble"};
+    sqa_print_comparison(rows, s, 3, stdout);
+    chat_client_print_usage(&client, stdout);
+    printf("wrote %s and %s/{result,output,scores}.json\n", judge_path, ens_dir);
+    status = st.judge_failed || client.stop ? EXIT_ERROR : EXIT_OK;
+done:
+    if (client_up) chat_client_free(&client);
+    for (int i = 0; i < 3; i++) sqa_score_free(&s[i]);
+    sqa_predictions_free(&second);
+    sqa_predictions_free(&combined);
+    sqa_split_free(pids, n_pids);
+    sqa_problems_free(&ps);
+    return status;
+}
+
 static int eval_scienceqa(int argc, char **argv) {
     GenCli cli;
     gen_cli_default(&cli, 0.0f, 1024);
     const char *answers = NULL, *problems = NULL, *splits = NULL, *split = "test", *out_dir = ".";
     const char *data = NULL, *images = NULL;
     int single_pred = 0, batch_size = 8;
-    ArgSpec specs[40];
+    const char *ensemble = NULL;
+    ChatCli judge;
+    chat_cli_default(&judge, 0.0f, 1024);
+    ArgSpec specs[64];
     int n = 0;
     specs[n++] = (ArgSpec){"problems", ARG_STRING, &problems, "ScienceQA problems.json", 1};
     specs[n++] = (ArgSpec){"pid-splits", ARG_STRING, &splits, "pid_splits.json (default: beside problems.json)", 0};
@@ -117,11 +202,16 @@ static int eval_scienceqa(int argc, char **argv) {
                            "LLaVA's format)", 0};
     specs[n++] = (ArgSpec){"out", ARG_STRING, &out_dir, "folder for answers.jsonl, result.json, output.json, "
                                                         "scores.json (default .)", 0};
+    specs[n++] = (ArgSpec){"ensemble", ARG_STRING, &ensemble,
+                           "a second answers JSONL (e.g. GPT-4's): where the two disagree, ask the judge "
+                           "(--judge-endpoint); writes judge.jsonl and ensemble/*.json", 0};
+    n = chat_cli_args(&judge, specs, n, 1);
     int rc = args_parse(argc, argv, specs, n,
                         "llava eval scienceqa --model DIR --data llava_test_CQM-A.json --images DIR --problems "
                         "problems.json\n"
                         "                             [--single-pred-prompt] [--out DIR] [options]\n"
-                        "       llava eval scienceqa --problems problems.json --answers answers.jsonl [--out DIR]",
+                        "       llava eval scienceqa --problems problems.json --answers answers.jsonl [--out DIR]\n"
+                        "       llava eval scienceqa ... --ensemble OTHER.jsonl --judge-endpoint URL --judge-model NAME",
                         "Answers ScienceQA questions with a model (greedy by default, as LLaVA's evaluation) and\n"
                         "scores them with LLaVA's parsing rule and the leaderboard's categories. Writes\n"
                         "answers.jsonl (LLaVA's answers format), result.json and output.json as LLaVA's\n"
@@ -135,6 +225,10 @@ static int eval_scienceqa(int argc, char **argv) {
         return EXIT_BAD_INPUT;
     }
     if (have_model && gen_cli_check(&cli, "eval scienceqa") != 0) return EXIT_BAD_INPUT;
+    if (ensemble && (!judge.endpoint || !judge.model)) {
+        fprintf(stderr, "llava eval scienceqa: --ensemble needs --judge-endpoint URL and --judge-model NAME\n");
+        return EXIT_BAD_INPUT;
+    }
     char splits_buf[4096];
     if (!splits) {
         const char *slash = strrchr(problems, '/');
@@ -155,6 +249,8 @@ static int eval_scienceqa(int argc, char **argv) {
         status = generate_answers(&cli, data, images, single_pred, batch_size, out_dir, &pred);
     }
     if (status == EXIT_OK) status = score_and_write(problems, splits, split, &pred, out_dir);
+    if (status == EXIT_OK && ensemble)
+        status = ensemble_and_write(problems, splits, split, &pred, ensemble, &judge, out_dir);
     sqa_predictions_free(&pred);
     return status;
 }
