@@ -14,7 +14,7 @@
 
 // ---- request body and response parsing ------------------------------------------------
 
-char *chat_request_body(const ChatConfig *cfg, const ChatMessage *msgs, int n) {
+char *chat_call_body(const ChatConfig *cfg, const ChatMessage *msgs, int n) {
     cJSON *root = cJSON_CreateObject();
     CHECK(root, "out of memory");
     cJSON_AddStringToObject(root, "model", cfg->model ? cfg->model : "");
@@ -51,7 +51,7 @@ char *chat_request_body(const ChatConfig *cfg, const ChatMessage *msgs, int n) {
 
 // A 200 body -> the first choice's content and the usage. 0 ok, -1 with a
 // reason (the body is not a chat completion: retried as a transient fault).
-static int parse_completion(const char *body, size_t len, ChatRequest *req) {
+static int parse_completion(const char *body, size_t len, ChatCall *req) {
     cJSON *root = cJSON_ParseWithLength(body, len);
     if (!root) {
         snprintf(req->error, sizeof req->error, "response body is not JSON (%zu bytes)", len);
@@ -151,7 +151,7 @@ static void scrub_key(const ChatClient *c, char *msg) {
 
 typedef enum { ATTEMPT_OK, ATTEMPT_RETRY, ATTEMPT_FAIL, ATTEMPT_STOP } AttemptResult;
 
-static AttemptResult attempt_once(ChatClient *c, CURL *h, const char *body, ChatRequest *req,
+static AttemptResult attempt_once(ChatClient *c, CURL *h, const char *body, ChatCall *req,
                                   double *retry_after) {
     Buf resp = {0};
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -205,6 +205,11 @@ static AttemptResult attempt_once(ChatClient *c, CURL *h, const char *body, Chat
         } else if (status == 408 || status == 429 || status >= 500) {
             out = ATTEMPT_RETRY;
         } else {
+            if (status == 400 && !c->cfg.fold_system && strstr(req->error, "system")) {
+                size_t l = strlen(req->error);
+                snprintf(req->error + l, sizeof req->error - l,
+                         " (for a server without a system role, --no-system-role sends it in the first user message)");
+            }
             out = ATTEMPT_FAIL;
         }
     }
@@ -232,8 +237,8 @@ static double backoff_delay(const ChatConfig *cfg, int retry, double retry_after
     return d;
 }
 
-static void request_execute(ChatClient *c, CURL *h, ChatRequest *req, Rng *rng) {
-    char *body = chat_request_body(&c->cfg, req->messages, req->n_messages);
+static void request_execute(ChatClient *c, CURL *h, ChatCall *req, Rng *rng) {
+    char *body = chat_call_body(&c->cfg, req->messages, req->n_messages);
     req->ok = 0;
     req->attempts = 0;
     req->error[0] = 0;
@@ -274,7 +279,7 @@ static void request_execute(ChatClient *c, CURL *h, ChatRequest *req, Rng *rng) 
 
 typedef struct {
     ChatClient *c;
-    ChatRequest *reqs;
+    ChatCall *reqs;
     int n, next, failed;
     ChatDoneFn done;
     void *ctx;
@@ -286,7 +291,7 @@ typedef struct {
     int index;
 } Worker;
 
-static void finish_request(ChatClient *c, ChatRequest *req) {
+static void finish_request(ChatClient *c, ChatCall *req) {
     // Caller holds c->lock.
     c->usage.requests++;
     if (req->ok) {
@@ -310,7 +315,7 @@ static void *worker_main(void *arg) {
         int i = p->next < p->n ? p->next++ : -1;
         pthread_mutex_unlock(&c->lock);
         if (i < 0) break;
-        ChatRequest *req = &p->reqs[i];
+        ChatCall *req = &p->reqs[i];
         if (!h) {
             req->ok = 0;
             snprintf(req->error, sizeof req->error, "curl_easy_init failed (out of memory?)");
@@ -327,7 +332,7 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-int chat_client_run(ChatClient *c, ChatRequest *reqs, int n, ChatDoneFn done, void *ctx) {
+int chat_client_run(ChatClient *c, ChatCall *reqs, int n, ChatDoneFn done, void *ctx) {
     if (n <= 0) return 0;
     Pool p = {.c = c, .reqs = reqs, .n = n, .done = done, .ctx = ctx};
     int nw = c->cfg.concurrency < n ? c->cfg.concurrency : n;
@@ -346,9 +351,9 @@ int chat_client_run(ChatClient *c, ChatRequest *reqs, int n, ChatDoneFn done, vo
     return p.failed;
 }
 
-int chat_client_send(ChatClient *c, ChatRequest *req) { return chat_client_run(c, req, 1, NULL, NULL) == 0 ? 0 : -1; }
+int chat_client_send(ChatClient *c, ChatCall *req) { return chat_client_run(c, req, 1, NULL, NULL) == 0 ? 0 : -1; }
 
-void chat_request_free(ChatRequest *req) {
+void chat_call_free(ChatCall *req) {
     free(req->text);
     req->text = NULL;
 }

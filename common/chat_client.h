@@ -57,7 +57,7 @@ typedef struct {
     char error[512];    // why it failed (the last attempt's reason) when !ok
     long prompt_tokens; // from "usage", 0 when absent
     long completion_tokens;
-} ChatRequest;
+} ChatCall;
 
 typedef struct {
     long requests, succeeded, failed, retries;
@@ -80,13 +80,13 @@ void chat_client_free(ChatClient *c);
 
 // Called once per request when it finished (ok or not), one call at a time
 // (under the client's lock), in completion order.
-typedef void (*ChatDoneFn)(ChatRequest *req, void *ctx);
+typedef void (*ChatDoneFn)(ChatCall *req, void *ctx);
 
 // Runs the requests with the concurrency limit; returns how many failed.
-int chat_client_run(ChatClient *c, ChatRequest *reqs, int n, ChatDoneFn done, void *ctx);
+int chat_client_run(ChatClient *c, ChatCall *reqs, int n, ChatDoneFn done, void *ctx);
 // Convenience for one request on the calling thread.
-int chat_client_send(ChatClient *c, ChatRequest *req);
-void chat_request_free(ChatRequest *req);
+int chat_client_send(ChatClient *c, ChatCall *req);
+void chat_call_free(ChatCall *req);
 
 // "usage: 12 requests (12 ok, 0 failed, 3 retries), 1234 prompt + 567
 // completion = 1801 tokens[, cost $0.0541 at ...]"
@@ -96,6 +96,6 @@ void chat_client_print_usage(const ChatClient *c, FILE *out);
 // "temperature"?, "max_tokens"?} as compact JSON (malloc'd). With
 // fold_system, a leading system message becomes "SYSTEM\n\nUSER" of the first
 // user message.
-char *chat_request_body(const ChatConfig *cfg, const ChatMessage *msgs, int n);
+char *chat_call_body(const ChatConfig *cfg, const ChatMessage *msgs, int n);
 
 #endif

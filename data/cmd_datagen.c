@@ -94,6 +94,16 @@ int cmd_datagen(int argc, char **argv) {
                  slash ? "/" : "");
         report = report_buf;
     }
+    // The output's folder is made here, so a typo in it costs no request.
+    char out_dir[4096];
+    const char *slash = strrchr(out, '/');
+    if (slash && slash != out) {
+        snprintf(out_dir, sizeof out_dir, "%.*s", (int)(slash - out), out);
+        if (make_dirs(out_dir, &err) != 0) {
+            fprintf(stderr, "llava datagen: %s\n", err.msg);
+            return EXIT_ERROR;
+        }
+    }
     int status = EXIT_BAD_INPUT;
     PromptFolder folders[DATAGEN_N_TYPES] = {{0}};
     DatagenRun run = {.seed = (uint64_t)seed, .limit = limit, .out_path = out, .report_path = report,

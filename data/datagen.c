@@ -107,7 +107,7 @@ static void report(Ctx *c, const char *id, const char *image, const char *type, 
     cJSON_Delete(o);
 }
 
-static void on_done(ChatRequest *req, void *ctx) {
+static void on_done(ChatCall *req, void *ctx) {
     Ctx *c = ctx;
     Job *j = &c->jobs[(intptr_t)req->tag];
     const char *tname = datagen_type_name(j->type);
@@ -251,17 +251,17 @@ int datagen_run(const DatagenRun *run, ChatClient *client, DatagenStats *st, Err
     int batch = run->batch > 0 ? run->batch : 32;
     for (int b0 = 0; b0 < n_jobs && !ctx.io_error; b0 += batch) {
         int nb = n_jobs - b0 < batch ? n_jobs - b0 : batch;
-        ChatRequest *reqs = xcalloc((size_t)nb, sizeof *reqs);
+        ChatCall *reqs = xcalloc((size_t)nb, sizeof *reqs);
         for (int k = 0; k < nb; k++) {
             Job *j = &jobs[b0 + k];
             j->context = datagen_context(j->img, run->with_boxes[j->type]);
             j->msgs = prompt_folder_messages(run->prompts[j->type], j->context, &j->n_msgs);
-            reqs[k] = (ChatRequest){.messages = j->msgs, .n_messages = j->n_msgs, .tag = (void *)(intptr_t)(b0 + k)};
+            reqs[k] = (ChatCall){.messages = j->msgs, .n_messages = j->n_msgs, .tag = (void *)(intptr_t)(b0 + k)};
         }
         chat_client_run(client, reqs, nb, on_done, &ctx);
         if (fsync(out_fd) != 0 || fsync(report_fd) != 0) ctx.io_error = errno;
         for (int k = 0; k < nb; k++) {
-            chat_request_free(&reqs[k]);
+            chat_call_free(&reqs[k]);
             free(jobs[b0 + k].context);
             free(jobs[b0 + k].msgs);
         }

@@ -53,7 +53,7 @@ typedef struct {
     int io_error;
 } Ctx;
 
-static void on_done(ChatRequest *req, void *ctx) {
+static void on_done(ChatCall *req, void *ctx) {
     Ctx *c = ctx;
     Review *r = &c->reviews[(intptr_t)req->tag];
     if (!req->ok) {
@@ -85,7 +85,7 @@ int judge_run(const JudgeFiles *f, ChatClient *client, JudgeStats *st, Error *er
     strmap_init(&ans_by_q);
     strmap_init(&done);
     Review *reviews = NULL;
-    ChatRequest *reqs = NULL;
+    ChatCall *reqs = NULL;
     int n_reviews = 0, rc = -1;
     FILE *out = NULL;
     if (!(qs = jsonl_load(f->questions, err)) || !(ctxs = jsonl_load(f->context, err)) ||
@@ -185,7 +185,7 @@ int judge_run(const JudgeFiles *f, ChatClient *client, JudgeStats *st, Error *er
     }
     reqs = xcalloc((size_t)(n_reviews ? n_reviews : 1), sizeof *reqs);
     for (int k = 0; k < n_reviews; k++)
-        reqs[k] = (ChatRequest){.messages = reviews[k].msgs, .n_messages = 2, .tag = (void *)(intptr_t)k};
+        reqs[k] = (ChatCall){.messages = reviews[k].msgs, .n_messages = 2, .tag = (void *)(intptr_t)k};
     Ctx ctx = {reviews, out, st, 0};
     st->asked = n_reviews;
     chat_client_run(client, reqs, n_reviews, on_done, &ctx);
@@ -199,7 +199,7 @@ done:
     for (int k = 0; k < n_reviews; k++) {
         free(reviews[k].prompt);
         cJSON_Delete(reviews[k].record);
-        if (reqs) chat_request_free(&reqs[k]);
+        if (reqs) chat_call_free(&reqs[k]);
     }
     free(reviews);
     free(reqs);

@@ -43,7 +43,7 @@ typedef struct {
     int io_error;
 } Ctx;
 
-static void on_done(ChatRequest *req, void *ctx) {
+static void on_done(ChatCall *req, void *ctx) {
     Ctx *c = ctx;
     Ask *a = &c->asks[(intptr_t)req->tag];
     if (!req->ok) {
@@ -83,7 +83,7 @@ int sqa_ensemble_run(const char *problems_json, char *const *pids, int n_pids, c
     Ask *asks = xcalloc((size_t)(n_pids ? n_pids : 1), sizeof *asks);
     int n_asks = 0, rc = -1;
     FILE *jf = NULL;
-    ChatRequest *reqs = NULL;
+    ChatCall *reqs = NULL;
     if (!problems) goto done;
     if (file_exists(judge_path) &&
         (jsonl_cut_torn_line(judge_path, err) != 0 || sqa_predictions_load(&replies, judge_path, err) != 0))
@@ -128,7 +128,7 @@ int sqa_ensemble_run(const char *problems_json, char *const *pids, int n_pids, c
         }
         reqs = xcalloc((size_t)n_asks, sizeof *reqs);
         for (int k = 0; k < n_asks; k++)
-            reqs[k] = (ChatRequest){.messages = asks[k].msgs, .n_messages = 2, .tag = (void *)(intptr_t)k};
+            reqs[k] = (ChatCall){.messages = asks[k].msgs, .n_messages = 2, .tag = (void *)(intptr_t)k};
         Ctx ctx = {asks, jf, &replies, 0};
         chat_client_run(client, reqs, n_asks, on_done, &ctx);
         if (ctx.io_error || fsync(fileno(jf)) != 0) {
@@ -163,7 +163,7 @@ done:
     if (jf && fclose(jf) != 0 && rc == 0) rc = err_set(err, "%s: %s", judge_path, strerror(errno));
     for (int k = 0; k < n_asks; k++) {
         free(asks[k].prompt);
-        if (reqs) chat_request_free(&reqs[k]);
+        if (reqs) chat_call_free(&reqs[k]);
     }
     free(asks);
     free(reqs);

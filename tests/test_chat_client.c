@@ -25,10 +25,10 @@ static ChatConfig config_for(int port, char *url, size_t cap) {
 static const ChatMessage HELLO[2] = {{"system", "be brief"}, {"user", "hello"}};
 
 // One request through a fresh client; returns the request (caller frees text).
-static ChatRequest send_one(const ChatConfig *cfg, const ChatMessage *msgs, int n, ChatUsage *usage) {
+static ChatCall send_one(const ChatConfig *cfg, const ChatMessage *msgs, int n, ChatUsage *usage) {
     ChatClient c;
     Error err = {{0}};
-    ChatRequest r = {.messages = msgs, .n_messages = n};
+    ChatCall r = {.messages = msgs, .n_messages = n};
     if (chat_client_init(&c, cfg, &err) != 0) {
         EXPECT(0, "init: %s", err.msg);
         return r;
@@ -45,14 +45,14 @@ static void test_success_body_and_usage(void) {
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
     ChatUsage u;
-    ChatRequest r = send_one(&cfg, HELLO, 2, &u);
+    ChatCall r = send_one(&cfg, HELLO, 2, &u);
     EXPECT(r.ok && r.text && strcmp(r.text, "Hi there.") == 0, "answer: %s", r.text ? r.text : r.error);
     EXPECT(r.attempts == 1 && r.http_status == 200, "attempts %d status %d", r.attempts, r.http_status);
     EXPECT(u.prompt_tokens == 11 && u.completion_tokens == 7 && u.requests == 1, "usage %ld %ld",
            u.prompt_tokens, u.completion_tokens);
     EXPECT(fake_server_count(s) == 1, "server saw %d requests", fake_server_count(s));
     // The body the server received is the one built for these messages, in order.
-    char *want = chat_request_body(&cfg, HELLO, 2);
+    char *want = chat_call_body(&cfg, HELLO, 2);
     const char *got = fake_server_body(s, 0);
     EXPECT(got && strcmp(got, want) == 0, "body %s vs %s", got, want);
     EXPECT(strstr(want, "\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\","
@@ -62,11 +62,11 @@ static void test_success_body_and_usage(void) {
     free(want);
     // --no-system-role: the system text heads the first user message.
     cfg.fold_system = 1;
-    char *folded = chat_request_body(&cfg, HELLO, 2);
+    char *folded = chat_call_body(&cfg, HELLO, 2);
     EXPECT(strstr(folded, "\"messages\":[{\"role\":\"user\",\"content\":\"be brief\\n\\nhello\"}]") != NULL,
            "folded: %s", folded);
     free(folded);
-    chat_request_free(&r);
+    chat_call_free(&r);
     fake_server_stop(s);
 }
 
@@ -76,14 +76,14 @@ static void test_retry_after_is_honoured(void) {
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
     ChatUsage u;
-    ChatRequest r = send_one(&cfg, HELLO, 2, &u);
+    ChatCall r = send_one(&cfg, HELLO, 2, &u);
     EXPECT(r.ok && strcmp(r.text, "after the wait") == 0, "429 then ok: %s", r.ok ? r.text : r.error);
     EXPECT(r.attempts == 2 && u.retries == 1, "attempts %d retries %ld", r.attempts, u.retries);
     // Correctness, not speed: the backoff alone is 10-50 ms, so a retry that
     // arrives a second later proves the Retry-After header was obeyed.
     double gap = fake_server_time(s, 1) - fake_server_time(s, 0);
     EXPECT(gap >= 0.95, "retry came %.3f s after the 429 with Retry-After: 1", gap);
-    chat_request_free(&r);
+    chat_call_free(&r);
     fake_server_stop(s);
 }
 
@@ -107,11 +107,11 @@ static void test_transient_faults_are_retried(void) {
         char url[128];
         ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
         cfg.timeout_s = 0.5;
-        ChatRequest r = send_one(&cfg, HELLO, 2, NULL);
+        ChatCall r = send_one(&cfg, HELLO, 2, NULL);
         EXPECT(r.ok && strcmp(r.text, "recovered") == 0 && r.attempts == 2, "%s then ok: ok=%d attempts=%d %s",
                cases[i].what, r.ok, r.attempts, r.ok ? r.text : r.error);
         EXPECT(fake_server_count(s) == 2, "%s: server saw %d requests", cases[i].what, fake_server_count(s));
-        chat_request_free(&r);
+        chat_call_free(&r);
         fake_server_stop(s);
         // Then: the fault every time -> reported with its reason after all retries.
         FakeRule always = cases[i].first;
@@ -123,7 +123,7 @@ static void test_transient_faults_are_retried(void) {
         r = send_one(&cfg, HELLO, 2, NULL);
         EXPECT(!r.ok && r.attempts == 3 && strstr(r.error, cases[i].reason) && strstr(r.error, "after 3 attempts"),
                "%s always: ok=%d attempts=%d error '%s'", cases[i].what, r.ok, r.attempts, r.error);
-        chat_request_free(&r);
+        chat_call_free(&r);
         fake_server_stop(s);
     }
 }
@@ -133,11 +133,11 @@ static void test_client_errors_are_not_retried(void) {
     FakeServer *s = fake_server_start(rules, 1, NULL, NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
-    ChatRequest r = send_one(&cfg, HELLO, 2, NULL);
+    ChatCall r = send_one(&cfg, HELLO, 2, NULL);
     EXPECT(!r.ok && r.attempts == 1 && r.http_status == 400 && strstr(r.error, "scripted failure"),
            "400: ok=%d attempts=%d '%s'", r.ok, r.attempts, r.error);
     EXPECT(fake_server_count(s) == 1, "400 sent %d times", fake_server_count(s));
-    chat_request_free(&r);
+    chat_call_free(&r);
     fake_server_stop(s);
 }
 
@@ -149,17 +149,17 @@ static void test_wrong_key_stops_the_batch(void) {
     // The right key works.
     cfg.api_key = "right-key-123";
     cfg.api_key_env = "TEST_KEY";
-    ChatRequest r = send_one(&cfg, HELLO, 2, NULL);
+    ChatCall r = send_one(&cfg, HELLO, 2, NULL);
     EXPECT(r.ok, "right key: %s", r.error);
-    chat_request_free(&r);
+    chat_call_free(&r);
     // No key and a wrong key: 401, not retried, the rest of the batch not sent.
     for (int with_key = 0; with_key < 2; with_key++) {
         cfg.api_key = with_key ? "Incorrect" : NULL;
         ChatClient c;
         Error err = {{0}};
         EXPECT(chat_client_init(&c, &cfg, &err) == 0, "init: %s", err.msg);
-        ChatRequest reqs[5];
-        for (int i = 0; i < 5; i++) reqs[i] = (ChatRequest){.messages = HELLO, .n_messages = 2};
+        ChatCall reqs[5];
+        for (int i = 0; i < 5; i++) reqs[i] = (ChatCall){.messages = HELLO, .n_messages = 2};
         int before = fake_server_count(s);
         int failed = chat_client_run(&c, reqs, 5, NULL, NULL);
         EXPECT(failed == 5, "401 batch: %d failed", failed);
@@ -171,7 +171,7 @@ static void test_wrong_key_stops_the_batch(void) {
         // wrong key here: it must be masked.
         EXPECT(!with_key || !strstr(reqs[0].error, "Incorrect"), "key leaked into '%s'", reqs[0].error);
         EXPECT(c.usage.retries == 0, "401 retried");
-        for (int i = 0; i < 5; i++) chat_request_free(&reqs[i]);
+        for (int i = 0; i < 5; i++) chat_call_free(&reqs[i]);
         chat_client_free(&c);
     }
     fake_server_stop(s);
@@ -189,10 +189,10 @@ static void test_endpoint_down(void) {
     char url[128];
     ChatConfig cfg = config_for(ntohs(a.sin_port), url, sizeof url);
     cfg.max_retries = 2;
-    ChatRequest r = send_one(&cfg, HELLO, 2, NULL);
+    ChatCall r = send_one(&cfg, HELLO, 2, NULL);
     EXPECT(!r.ok && r.attempts == 3 && r.http_status == 0 && strstr(r.error, "onnect"), "down: attempts %d '%s'",
            r.attempts, r.error);
-    chat_request_free(&r);
+    chat_call_free(&r);
 }
 
 typedef struct {
@@ -200,7 +200,7 @@ typedef struct {
     int seen[64];
 } DoneLog;
 
-static void on_done(ChatRequest *req, void *ctx) {
+static void on_done(ChatCall *req, void *ctx) {
     DoneLog *d = ctx;
     d->calls++;
     d->seen[(int)(intptr_t)req->tag]++;
@@ -215,11 +215,11 @@ static void test_concurrent_batch_exactly_once(void) {
     enum { N = 20 };
     char texts[N][32];
     ChatMessage msgs[N][1];
-    ChatRequest reqs[N];
+    ChatCall reqs[N];
     for (int i = 0; i < N; i++) {
         snprintf(texts[i], sizeof texts[i], "question #%d", i);
         msgs[i][0] = (ChatMessage){"user", texts[i]};
-        reqs[i] = (ChatRequest){.messages = msgs[i], .n_messages = 1, .tag = (void *)(intptr_t)i};
+        reqs[i] = (ChatCall){.messages = msgs[i], .n_messages = 1, .tag = (void *)(intptr_t)i};
     }
     ChatClient c;
     Error err = {{0}};
@@ -232,7 +232,7 @@ static void test_concurrent_batch_exactly_once(void) {
         snprintf(want, sizeof want, "echo: question #%d", i);
         EXPECT(d.seen[i] == 1 && reqs[i].ok && strcmp(reqs[i].text, want) == 0, "request %d: %d calls, '%s'", i,
                d.seen[i], reqs[i].ok ? reqs[i].text : reqs[i].error);
-        chat_request_free(&reqs[i]);
+        chat_call_free(&reqs[i]);
     }
     EXPECT(fake_server_count(s) == N + 1, "server saw %d requests for %d + 1 retry", fake_server_count(s), N);
     EXPECT(fake_server_max_inflight(s) <= 3 && fake_server_max_inflight(s) >= 2,
