@@ -12,6 +12,27 @@
 #include "eval/sqa_run.h"
 #include "train/commands.h"
 
+// result.json, output.json, scores.json of one score into dir (made if
+// needed); prints the error and returns -1 on failure.
+static int write_result_files(const SqaScore *s, const char *dir) {
+    Error err = {{0}};
+    char path[4096];
+    const char *names[3] = {"result.json", "output.json", "scores.json"};
+    int (*writers[3])(const SqaScore *, const char *, Error *) = {sqa_write_result_json, sqa_write_output_json,
+                                                                  sqa_write_scores_json};
+    if (make_dirs(dir, &err) != 0) {
+        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (path_join(path, sizeof path, dir, names[i]) != 0 || writers[i](s, path, &err) != 0) {
+            fprintf(stderr, "llava eval scienceqa: %s\n", err.msg[0] ? err.msg : "output path too long");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 // Writes result.json, output.json, scores.json into out_dir and prints the
 // summary.
 static int score_and_write(const char *problems_path, const char *splits_path, const char *split,
@@ -30,21 +51,9 @@ static int score_and_write(const char *problems_path, const char *splits_path, c
         fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
         goto done;
     }
-    char path[4096];
-    const char *names[3] = {"result.json", "output.json", "scores.json"};
-    int (*writers[3])(const SqaScore *, const char *, Error *) = {sqa_write_result_json, sqa_write_output_json,
-                                                                  sqa_write_scores_json};
-    if (make_dirs(out_dir, &err) != 0) {
-        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
+    if (write_result_files(&s, out_dir) != 0) {
         status = EXIT_ERROR;
         goto done;
-    }
-    for (int i = 0; i < 3; i++) {
-        if (path_join(path, sizeof path, out_dir, names[i]) != 0 || writers[i](&s, path, &err) != 0) {
-            fprintf(stderr, "llava eval scienceqa: %s\n", err.msg[0] ? err.msg : "output path too long");
-            status = EXIT_ERROR;
-            goto done;
-        }
     }
     sqa_print_summary(&s, stdout);
     printf("wrote %s/{result,output,scores}.json\n", out_dir);
@@ -142,21 +151,9 @@ static int ensemble_and_write(const char *problems_path, const char *splits_path
             goto done;
         }
     }
-    char path[4096];
-    const char *names[3] = {"result.json", "output.json", "scores.json"};
-    int (*writers[3])(const SqaScore *, const char *, Error *) = {sqa_write_result_json, sqa_write_output_json,
-                                                                  sqa_write_scores_json};
-    if (make_dirs(ens_dir, &err) != 0) {
-        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
+    if (write_result_files(&s[2], ens_dir) != 0) {
         status = EXIT_ERROR;
         goto done;
-    }
-    for (int i = 0; i < 3; i++) {
-        if (path_join(path, sizeof path, ens_dir, names[i]) != 0 || writers[i](&s[2], path, &err) != 0) {
-            fprintf(stderr, "llava eval scienceqa: %s\n", err.msg[0] ? err.msg : "output path too long");
-            status = EXIT_ERROR;
-            goto done;
-        }
     }
     printf("\nensemble: %d agree, %d disagree: judge answer used %d, no usable letter %d (first answer kept), "
            "request failed %d, from an earlier run %d\n",

@@ -10,23 +10,8 @@ set -u
 llava=$1
 src=$2
 build=$3
-server_bin=$build/tests/fake_chat_server
 fx=$src/tests/fixtures/datagen
-tmp=$(mktemp -d /tmp/llava_datagen_cli.XXXXXX)
-server_pid=
-stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2> /dev/null; wait "$server_pid" 2> /dev/null; fi; server_pid=; }
-trap 'stop_server; rm -rf "$tmp"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-# start_server RULES LOG [KEY]: sets $port
-start_server() {
-  rm -f "$tmp/port"
-  "$server_bin" "$1" "$tmp/port" "$2" ${3:+"$3"} &
-  server_pid=$!
-  for _ in $(seq 1 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
-  port=$(cat "$tmp/port")
-}
+. "$src/tests/fake_server_lib.sh" llava_datagen_cli
 
 gen() {
   "$llava" datagen --coco-captions "$fx/captions_tiny.json" --coco-instances "$fx/instances_tiny.json" \

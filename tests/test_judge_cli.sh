@@ -10,20 +10,9 @@ set -u
 llava=$1
 src=$2
 build=$3
-server_bin=$build/tests/fake_chat_server
 fx=$src/tests/fixtures/judge
-tmp=$(mktemp -d /tmp/llava_judge_cli.XXXXXX)
-server_pid=
-stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2> /dev/null; wait "$server_pid" 2> /dev/null; fi; server_pid=; }
-trap 'stop_server; rm -rf "$tmp"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-rm -f "$tmp/port"
-"$server_bin" "$fx/server_rules.json" "$tmp/port" "$tmp/log.jsonl" &
-server_pid=$!
-for _ in $(seq 1 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
-port=$(cat "$tmp/port")
+. "$src/tests/fake_server_lib.sh" llava_judge_cli
+start_server "$fx/server_rules.json" "$tmp/log.jsonl"
 
 judge() {
   "$llava" judge --questions "$fx/questions.jsonl" --context "$fx/context.jsonl" --reference "$fx/answers_ref.jsonl" \
