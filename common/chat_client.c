@@ -257,7 +257,7 @@ static void request_execute(ChatClient *c, CURL *h, ChatCall *req, Rng *rng) {
         }
         if (r == ATTEMPT_STOP) {
             pthread_mutex_lock(&c->lock);
-            if (!c->stop) snprintf(c->stop_reason, sizeof c->stop_reason, "%s", req->error);
+            if (!c->stop) snprintf(c->stop_reason, sizeof c->stop_reason, "%.399s", req->error);
             c->stop = 1;
             pthread_mutex_unlock(&c->lock);
             break;

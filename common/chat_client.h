@@ -71,7 +71,7 @@ typedef struct {
     pthread_mutex_t lock;  // usage, stop, the done callback, the job cursor
     ChatUsage usage;
     int stop;             // set after a 401/403: nothing more is sent
-    char stop_reason[256];
+    char stop_reason[400];
 } ChatClient;
 
 // Checks the config (URL scheme, positive limits) and resolves the URL.
