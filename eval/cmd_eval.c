@@ -10,6 +10,7 @@
 #include "eval/scienceqa.h"
 #include "eval/sqa_ensemble.h"
 #include "eval/sqa_run.h"
+#include "eval/vqa.h"
 #include "train/commands.h"
 
 // result.json, output.json, scores.json of one score into dir (made if
@@ -254,8 +255,10 @@ static int eval_scienceqa(int argc, char **argv) {
 
 int cmd_eval(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "scienceqa") == 0) return eval_scienceqa(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "vqa") == 0) return eval_vqa(argc - 1, argv + 1);
     FILE *out = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) ? stdout : stderr;
     fprintf(out, "usage: llava eval <benchmark> [options]   (llava eval <benchmark> --help)\n\nbenchmarks:\n"
-                 "  scienceqa   ScienceQA: LLaVA's answer parsing, result files and the leaderboard table\n");
+                 "  scienceqa   ScienceQA: LLaVA's answer parsing, result files and the leaderboard table\n"
+                 "  vqa         answer a question file as LLaVA's model_vqa.py (LLaVA-Bench, MM-Vet; then llava judge)\n");
     return out == stdout ? EXIT_OK : EXIT_BAD_INPUT;
 }

@@ -12,8 +12,11 @@ static int write_answer(FILE *f, const SqaQuestion *q, const char *text, const c
     cJSON *o = cJSON_CreateObject();
     char answer_id[64];
     snprintf(answer_id, sizeof answer_id, "%s-%d", q->id, line);
-    cJSON_AddStringToObject(o, "question_id", q->id);
-    cJSON_AddStringToObject(o, "prompt", q->qs);
+    if (q->numeric_id)
+        cJSON_AddNumberToObject(o, "question_id", strtod(q->id, NULL));
+    else
+        cJSON_AddStringToObject(o, "question_id", q->id);
+    cJSON_AddStringToObject(o, "prompt", q->prompt ? q->prompt : q->qs);
     cJSON_AddStringToObject(o, "text", text);
     cJSON_AddStringToObject(o, "answer_id", answer_id);
     cJSON_AddStringToObject(o, "model_id", model_id);
@@ -44,7 +47,7 @@ int sqa_run(const SqaRun *r, const SqaQuestion *q, int n, const char *answers_pa
         memcpy(ids[i], built, (size_t)n_ids[i] * sizeof(int32_t));
         T_max = n_ids[i] > T_max ? n_ids[i] : T_max;
     }
-    FILE *f = rc == 0 ? fopen(answers_path, "w") : NULL;
+    FILE *f = rc == 0 ? fopen(answers_path, r->append ? "a" : "w") : NULL;
     if (rc == 0 && !f) rc = err_set(err, "%s: cannot write the answers file", answers_path);
     Generator g = {0};
     if (rc == 0) rc = gen_init(&g, r->m, B, T_max + r->opt.max_new_tokens, err);
@@ -78,13 +81,14 @@ int sqa_run(const SqaRun *r, const SqaQuestion *q, int n, const char *answers_pa
             char *text = text_prompt_answer(r->tp, out[b].ids, out[b].n);
             if (write_answer(f, &q[start + b], text, r->model_id, start + b) != 0)
                 rc = err_set(err, "%s: write failed", answers_path);
-            sqa_predictions_add(pred, q[start + b].id, q[start + b].qs, text);
+            if (pred) sqa_predictions_add(pred, q[start + b].id, q[start + b].qs, text);
             free(text);
         }
         for (int b = 0; b < nb; b++) gen_output_free(&out[b]);
         if (rc == 0 && fflush(f) != 0) rc = err_set(err, "%s: write failed", answers_path);
         const int done = start + nb;
-        fprintf(stderr, "\rscienceqa: %d/%d answered (%.1f questions/s)", done, n, done / (now_seconds() - t0));
+        fprintf(stderr, "\r%s: %d/%d answered (%.1f questions/s)", r->label ? r->label : "scienceqa", done, n,
+                done / (now_seconds() - t0));
         if (done == n) fprintf(stderr, "\n");
     }
     if (f && fclose(f) != 0 && rc == 0) rc = err_set(err, "%s: write failed", answers_path);

@@ -20,6 +20,8 @@ typedef struct {
     int batch_size;
     GenOptions opt;         // sampling, max_new_tokens (eos is the tokenizer's)
     const char *model_id;   // "model_id" of each answer line
+    int append;             // add to the answers file (a resumed run) instead of replacing it
+    const char *label;      // progress lines' name (NULL: "scienceqa")
 } SqaRun;
 
 // Answers the questions in order, batch_size at a time; appends each answer

@@ -4,7 +4,8 @@
 # the COCO-format fixture writes a data file `llava prep` accepts, and a report
 # of what it could not parse (the tiny model writes noise: detailed
 # descriptions parse, conversations do not); `llava judge` prints LLaVA's
-# summary (noise reviews are unparseable: -1 -1, counted); the ScienceQA
+# summary (noise reviews are unparseable: -1 -1, counted), also on answers
+# that `llava eval vqa` wrote (= llava generate's; resumable); the ScienceQA
 # ensemble prints its table. The faults themselves are tested against the
 # fake server (test_chat_client, test_datagen_cli, test_judge_cli).
 # usage: test_llm_serve.sh LLAVA_BINARY SOURCE_DIR BUILD_DIR
@@ -69,6 +70,31 @@ grep -q '^all ' "$tmp/judge.txt" && grep -q '^llava_bench_conv ' "$tmp/judge.txt
   fail "no LLaVA summary: $(cat "$tmp/judge.txt")"
 u=$(grep -c '"tuple":\[-1,-1\]' "$tmp/review.jsonl")
 grep -q "^all .* 5 *$u$" "$tmp/judge.txt" || fail "unparseable count ($u) not in the table: $(cat "$tmp/judge.txt")"
+
+# ---- llava eval vqa (the answers), then llava judge on them: LLaVA-Bench end to end ----
+cat > "$tmp/vqa_q.jsonl" <<'Q'
+{"question_id": 0, "image": "example.png", "text": "What is shown in this image?", "category": "conv"}
+{"question_id": 1, "image": "example.png", "text": "Describe the photo in detail.", "category": "detail"}
+{"question_id": 2, "image": "example.png", "text": "What might happen next?", "category": "complex"}
+Q
+printf '{"image": "example.png", "caption": ["A small test picture."]}\n' > "$tmp/vqa_c.jsonl"
+for i in 0 1 2; do printf '{"question_id": %d, "text": "A reference answer.", "answer_id": "r%d"}\n' $i $i; done > "$tmp/vqa_ref.jsonl"
+"$llava" eval vqa --model "$M" --questions "$tmp/vqa_q.jsonl" --images "$M" --out "$tmp/vqa_a.jsonl" \
+  --max-new-tokens 16 --threads 1 --batch-size 2 > "$tmp/vqa.txt" 2>&1 || fail "eval vqa: $(cat "$tmp/vqa.txt")"
+[ "$(wc -l < "$tmp/vqa_a.jsonl")" -eq 3 ] || fail "eval vqa wrote $(wc -l < "$tmp/vqa_a.jsonl") answers"
+# model_vqa's prompt is run_llava's: the answer equals llava generate's.
+want=$("$llava" generate --model "$M" --threads 1 --image "$M/example.png" --prompt "What is shown in this image?" \
+  --max-new-tokens 16 2> /dev/null)
+grep -F "\"question_id\":0,\"prompt\":\"What is shown in this image?\",\"text\":\"$want\"" "$tmp/vqa_a.jsonl" > /dev/null ||
+  fail "eval vqa answer differs from llava generate's ($want): $(head -1 "$tmp/vqa_a.jsonl")"
+"$llava" eval vqa --model "$M" --questions "$tmp/vqa_q.jsonl" --images "$M" --out "$tmp/vqa_a.jsonl" \
+  --max-new-tokens 16 --threads 1 > "$tmp/vqa2.txt" 2>&1
+grep -q "all 3 questions already answered" "$tmp/vqa2.txt" || fail "eval vqa resume: $(cat "$tmp/vqa2.txt")"
+"$llava" judge --questions "$tmp/vqa_q.jsonl" --context "$tmp/vqa_c.jsonl" --reference "$tmp/vqa_ref.jsonl" \
+  --answers "$tmp/vqa_a.jsonl" --rules "$jf/rule.json" --out "$tmp/vqa_review.jsonl" "${common[@]}" \
+  > "$tmp/vqa_judge.txt" 2>&1 || fail "judge on eval vqa answers: $(cat "$tmp/vqa_judge.txt")"
+grep -q '^llava_bench_complex ' "$tmp/vqa_judge.txt" && grep -q '^all ' "$tmp/vqa_judge.txt" ||
+  fail "no summary for the eval vqa answers: $(cat "$tmp/vqa_judge.txt")"
 
 # ---- ScienceQA ensemble with the tiny model as the judge ----
 sq=$src/tests/fixtures/scienceqa
