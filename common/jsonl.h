@@ -8,8 +8,13 @@
 
 #include "common/util.h"
 
-// A JSONL file -> a cJSON array of its objects (blank lines skipped); errors
-// name the line.
+// Calls fn on each object of a JSONL file in order, one line in memory at a
+// time (outputs of a long run can be larger than memory as a tree). fn owns
+// the object; a non-zero return stops. Blank lines are skipped; a line that
+// is not a JSON object is an error naming path:line.
+typedef int (*JsonlFn)(cJSON *obj, long lineno, void *ctx, Error *err);
+int jsonl_each(const char *path, JsonlFn fn, void *ctx, Error *err);
+// A JSONL file -> a cJSON array of its objects (for small inputs).
 cJSON *jsonl_load(const char *path, Error *err);
 // Cuts a last line that has no newline (the process died inside a write):
 // records are one write of one line each, so only that line can be torn.

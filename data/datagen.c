@@ -30,25 +30,25 @@ void datagen_choose(uint64_t seed, const char *sample_id, int n_questions, int *
 
 // Reads the ids of out_path into done after cutting a torn last line; any
 // other line that is not a record is an error (not ours, or edited).
+static int note_done(cJSON *o, long lineno, void *ctx, Error *err) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+    int rc = 0;
+    if (!cJSON_IsString(id))
+        rc = err_set(err, "line %ld has no \"id\" string: not our output? Move it away to start over", lineno);
+    else
+        strmap_put(ctx, id->valuestring, 1);
+    cJSON_Delete(o);
+    return rc;
+}
+
 static int load_done(const char *path, StrMap *done, Error *err) {
     if (!file_exists(path)) return 0;
     if (jsonl_cut_torn_line(path, err) != 0) return -1;
-    cJSON *arr = jsonl_load(path, err);
-    if (!arr) {
-        err_prefix(err, "the output to resume is damaged (move it away to start over): ");
+    if (jsonl_each(path, note_done, done, err) != 0) {
+        err_prefix(err, "the output to resume (%s) is damaged: ", path);
         return -1;
     }
-    int rc = 0, i = 0;
-    for (const cJSON *o = arr->child; o && rc == 0; o = o->next, i++) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
-        if (!cJSON_IsString(id))
-            rc = err_set(err, "%s: record %d has no \"id\" string: not our output? Move it away to start over", path,
-                         i + 1);
-        else
-            strmap_put(done, id->valuestring, 1);
-    }
-    cJSON_Delete(arr);
-    return rc;
+    return 0;
 }
 
 // ---- writing ------------------------------------------------------------------------
@@ -80,7 +80,7 @@ static int write_line(int fd, cJSON *obj) {
 typedef struct {
     const DatagenImage *img;
     DatagenType type;
-    char id[512];
+    char *id;
     char *context;
     ChatMessage *msgs;
     int n_msgs;
@@ -207,6 +207,7 @@ int datagen_run(const DatagenRun *run, ChatClient *client, DatagenStats *st, Err
     strmap_init(&done);
     int rc = -1, out_fd = -1, report_fd = -1;
     Job *jobs = NULL;
+    int n_jobs = 0;
     out_fd = open(run->out_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (out_fd < 0) {
         err_set(err, "%s: cannot open for appending: %s", run->out_path, strerror(errno));
@@ -225,7 +226,6 @@ int datagen_run(const DatagenRun *run, ChatClient *client, DatagenStats *st, Err
     }
     int n_img = run->limit > 0 && run->limit < run->images->n ? run->limit : run->images->n;
     jobs = xcalloc((size_t)n_img * DATAGEN_N_TYPES + 1, sizeof *jobs);
-    int n_jobs = 0;
     Ctx ctx = {run, jobs, out_fd, report_fd, 0, st, &done};
     for (int i = 0; i < n_img; i++) {
         const DatagenImage *img = &run->images->items[i];
@@ -245,7 +245,7 @@ int datagen_run(const DatagenRun *run, ChatClient *client, DatagenStats *st, Err
             Job *j = &jobs[n_jobs++];
             j->img = img;
             j->type = (DatagenType)t;
-            snprintf(j->id, sizeof j->id, "%s", id);
+            j->id = xstrdup(id);
         }
     }
     int batch = run->batch > 0 ? run->batch : 32;
@@ -283,6 +283,7 @@ int datagen_run(const DatagenRun *run, ChatClient *client, DatagenStats *st, Err
 done:
     if (out_fd >= 0 && close(out_fd) != 0 && rc == 0) rc = err_set(err, "%s: %s", run->out_path, strerror(errno));
     if (report_fd >= 0) close(report_fd);
+    for (int k = 0; jobs && k < n_jobs; k++) free(jobs[k].id);
     free(jobs);
     strmap_free(&done);
     return rc;
