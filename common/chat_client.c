@@ -188,10 +188,14 @@ static AttemptResult attempt_once(ChatClient *c, CURL *h, const char *body, Chat
     req->http_status = (int)status;
     AttemptResult out;
     if (rc != CURLE_OK) {
-        // Down, refused, reset, timed out, body shorter than Content-Length:
-        // all transient from here.
         snprintf(req->error, sizeof req->error, "%s (%s)", curl_easy_strerror(rc), c->url);
-        out = ATTEMPT_RETRY;
+        // Down, refused, reset, timed out, a body shorter than its
+        // Content-Length: transient. A bad URL or a certificate that does not
+        // verify will not get better by waiting.
+        out = rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT || rc == CURLE_PEER_FAILED_VERIFICATION ||
+                      rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_NOT_BUILT_IN
+                  ? ATTEMPT_FAIL
+                  : ATTEMPT_RETRY;
     } else if (status == 200) {
         out = parse_completion(resp.data ? resp.data : "", resp.len, req) == 0 ? ATTEMPT_OK : ATTEMPT_RETRY;
     } else {
