@@ -179,8 +179,14 @@ static void handle(FakeServer *s, int fd) {
         pthread_mutex_lock(&s->lock);
         s->inflight--;
         pthread_mutex_unlock(&s->lock);
-        char extra[64] = "";
+        char extra[96] = "";
         if (r->retry_after >= 0) snprintf(extra, sizeof extra, "Retry-After: %d\r\n", r->retry_after);
+        if (r->retry_after_date > 0) {
+            time_t when = time(NULL) + r->retry_after_date;
+            struct tm tm;
+            gmtime_r(&when, &tm);
+            strftime(extra, sizeof extra, "Retry-After: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        }
         int status = r->status ? r->status : 200;
         if (r->raw_body) {
             send_response(fd, status, extra, r->raw_body, r->truncate ? strlen(r->raw_body) + 100 : 0);
@@ -386,7 +392,8 @@ int fake_rules_load(const char *path, FakeRule **rules, int *n, void **keep) {
         const cJSON *o = cJSON_GetArrayItem(root, i);
         (*rules)[i] = (FakeRule){opt_str(o, "match"), opt_int(o, "times", -1), opt_int(o, "status", 200),
                                  opt_str(o, "content"), opt_str(o, "body"), opt_int(o, "retry_after", -1),
-                                 opt_int(o, "hang_ms", 0), opt_int(o, "truncate", 0), opt_str(o, "system")};
+                                 opt_int(o, "hang_ms", 0), opt_int(o, "truncate", 0), opt_str(o, "system"),
+                                 opt_int(o, "retry_after_date", 0)};
     }
     *keep = root;
     return 0;

@@ -18,6 +18,7 @@ typedef struct {
     int hang_ms;           // wait this long before answering
     int truncate;          // announce a longer Content-Length than sent, then close
     const char *system;    // also required: substring of the first message's content (NULL: any)
+    int retry_after_date;  // > 0: a Retry-After header as an HTTP date this many seconds ahead
 } FakeRule;
 
 typedef struct FakeServer FakeServer;
@@ -39,7 +40,7 @@ void fake_server_stop(FakeServer *s);
 
 // Loads rules from a JSON array of objects with the FakeRule field names
 // ("match", "times", "status", "content", "body", "retry_after", "hang_ms",
-// "truncate", "system"). The strings stay owned by the returned cJSON tree (*keep).
+// "truncate", "system", "retry_after_date"). The strings stay owned by the returned cJSON tree (*keep).
 int fake_rules_load(const char *path, FakeRule **rules, int *n, void **keep);
 
 #endif

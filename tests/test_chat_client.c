@@ -40,7 +40,7 @@ static ChatCall send_one(const ChatConfig *cfg, const ChatMessage *msgs, int n, 
 }
 
 static void test_success_body_and_usage(void) {
-    FakeRule rules[] = {{NULL, -1, 200, "Hi there.", NULL, -1, 0, 0, NULL}};
+    FakeRule rules[] = {{NULL, -1, 200, "Hi there.", NULL, -1, 0, 0, NULL, 0}};
     FakeServer *s = fake_server_start(rules, 1, NULL, NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -71,7 +71,7 @@ static void test_success_body_and_usage(void) {
 }
 
 static void test_retry_after_is_honoured(void) {
-    FakeRule rules[] = {{NULL, 1, 429, NULL, NULL, 1, 0, 0, NULL}, {NULL, -1, 200, "after the wait", NULL, -1, 0, 0, NULL}};
+    FakeRule rules[] = {{NULL, 1, 429, NULL, NULL, 1, 0, 0, NULL, 0}, {NULL, -1, 200, "after the wait", NULL, -1, 0, 0, NULL, 0}};
     FakeServer *s = fake_server_start(rules, 2, NULL, NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -85,6 +85,17 @@ static void test_retry_after_is_honoured(void) {
     EXPECT(gap >= 0.95, "retry came %.3f s after the 429 with Retry-After: 1", gap);
     chat_call_free(&r);
     fake_server_stop(s);
+    // The other form: an HTTP date 2 s ahead (second resolution: at least ~1 s of wait).
+    FakeRule dated[] = {{.times = 1, .status = 429, .retry_after = -1, .retry_after_date = 2},
+                        {.times = -1, .status = 200, .content = "after the date", .retry_after = -1}};
+    s = fake_server_start(dated, 2, NULL, NULL);
+    cfg = config_for(fake_server_port(s), url, sizeof url);
+    r = send_one(&cfg, HELLO, 2, NULL);
+    gap = fake_server_time(s, 1) - fake_server_time(s, 0);
+    EXPECT(r.ok && r.attempts == 2 && gap >= 0.9, "Retry-After date: ok %d attempts %d gap %.3f s", r.ok, r.attempts,
+           gap);
+    chat_call_free(&r);
+    fake_server_stop(s);
 }
 
 static void test_transient_faults_are_retried(void) {
@@ -93,16 +104,16 @@ static void test_transient_faults_are_retried(void) {
         FakeRule first;
         const char *reason;  // of the failure when retries run out
     } cases[] = {
-        {"500", {NULL, 1, 500, NULL, NULL, -1, 0, 0, NULL}, "HTTP 500"},
-        {"503", {NULL, 1, 503, NULL, NULL, -1, 0, 0, NULL}, "HTTP 503"},
-        {"hang past the timeout", {NULL, 1, 200, "late", NULL, -1, 3000, 0, NULL}, "Timeout"},
-        {"malformed JSON", {NULL, 1, 200, NULL, "{\"choices\": [ {\"message\": ", -1, 0, 0, NULL}, "not JSON"},
-        {"no content", {NULL, 1, 200, NULL, "{\"choices\": []}", -1, 0, 0, NULL}, "no choices[0].message.content"},
-        {"truncated body", {NULL, 1, 200, "cut", NULL, -1, 0, 1, NULL}, "ransfer"},
+        {"500", {NULL, 1, 500, NULL, NULL, -1, 0, 0, NULL, 0}, "HTTP 500"},
+        {"503", {NULL, 1, 503, NULL, NULL, -1, 0, 0, NULL, 0}, "HTTP 503"},
+        {"hang past the timeout", {NULL, 1, 200, "late", NULL, -1, 3000, 0, NULL, 0}, "Timeout"},
+        {"malformed JSON", {NULL, 1, 200, NULL, "{\"choices\": [ {\"message\": ", -1, 0, 0, NULL, 0}, "not JSON"},
+        {"no content", {NULL, 1, 200, NULL, "{\"choices\": []}", -1, 0, 0, NULL, 0}, "no choices[0].message.content"},
+        {"truncated body", {NULL, 1, 200, "cut", NULL, -1, 0, 1, NULL, 0}, "ransfer"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         // First: the fault once, then a good answer -> retried, answered once.
-        FakeRule rules[2] = {cases[i].first, {NULL, -1, 200, "recovered", NULL, -1, 0, 0, NULL}};
+        FakeRule rules[2] = {cases[i].first, {NULL, -1, 200, "recovered", NULL, -1, 0, 0, NULL, 0}};
         FakeServer *s = fake_server_start(rules, 2, NULL, NULL);
         char url[128];
         ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -129,7 +140,7 @@ static void test_transient_faults_are_retried(void) {
 }
 
 static void test_client_errors_are_not_retried(void) {
-    FakeRule rules[] = {{NULL, -1, 400, NULL, NULL, -1, 0, 0, NULL}};
+    FakeRule rules[] = {{NULL, -1, 400, NULL, NULL, -1, 0, 0, NULL, 0}};
     FakeServer *s = fake_server_start(rules, 1, NULL, NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -142,7 +153,7 @@ static void test_client_errors_are_not_retried(void) {
 }
 
 static void test_wrong_key_stops_the_batch(void) {
-    FakeRule rules[] = {{NULL, -1, 200, "ok", NULL, -1, 0, 0, NULL}};
+    FakeRule rules[] = {{NULL, -1, 200, "ok", NULL, -1, 0, 0, NULL, 0}};
     FakeServer *s = fake_server_start(rules, 1, "right-key-123", NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
@@ -207,7 +218,7 @@ static void on_done(ChatCall *req, void *ctx) {
 }
 
 static void test_concurrent_batch_exactly_once(void) {
-    FakeRule rules[] = {{"#7", 1, 500, NULL, NULL, -1, 0, 0, NULL}, {NULL, -1, 200, NULL, NULL, -1, 150, 0, NULL}};
+    FakeRule rules[] = {{"#7", 1, 500, NULL, NULL, -1, 0, 0, NULL, 0}, {NULL, -1, 200, NULL, NULL, -1, 150, 0, NULL, 0}};
     FakeServer *s = fake_server_start(rules, 2, NULL, NULL);
     char url[128];
     ChatConfig cfg = config_for(fake_server_port(s), url, sizeof url);
