@@ -228,7 +228,8 @@ static void sleep_seconds(double s) {
     }
 }
 
-// Full jitter: uniform in [0, min(max, base * 2^retry)], but never less than
+// Equal jitter: uniform in [cap/2, cap) with cap = min(max, base * 2^retry),
+// so concurrent workers spread out but none retries at once; never less than
 // the server's Retry-After.
 static double backoff_delay(const ChatConfig *cfg, int retry, double retry_after, Rng *rng) {
     double cap = cfg->backoff_s * pow(2.0, retry);

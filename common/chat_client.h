@@ -6,7 +6,7 @@
 // handle each). Each attempt has a whole-transfer timeout. Timeouts, refused
 // or reset connections, truncated bodies, HTTP 408/429/5xx and 200 responses
 // whose body is not a chat completion are retried with exponential backoff
-// and full jitter, waiting at least what a Retry-After header asks for. A 401
+// and jitter, waiting at least what a Retry-After header asks for. A 401
 // or 403 stops the batch (the key is wrong; every further request would fail
 // the same way); other 4xx fail the one request. The API key is only ever put
 // in the Authorization header: it is never printed, logged or stored.
