@@ -34,13 +34,16 @@ int cmd_serve(int argc, char **argv) {
     GenCli cli;
     gen_cli_default(&cli, 1.0f, 512);
     const char *host = "127.0.0.1", *image_root = NULL, *api_key_env = NULL, *model_name = NULL, *port_file = NULL;
-    int port = 8080, max_batch = 8, max_queue = 64, max_body_mb = 32, max_image_mpix = 40, step_delay_ms = 0;
+    int port = 8080, max_batch = 8, max_queue = 64, context = 0;
+    int max_body_mb = 32, max_image_mpix = 40, step_delay_ms = 0;
     ArgSpec specs[40];
     int n = model_source_args(&cli.src, specs, 0);
     specs[n++] = (ArgSpec){"host", ARG_STRING, &host, "address to listen on (default 127.0.0.1: this machine only)", 0};
     specs[n++] = (ArgSpec){"port", ARG_INT, &port, "TCP port, 0 = any free one (default 8080)", 0};
     specs[n++] = (ArgSpec){"port-file", ARG_STRING, &port_file, "write the port listened on to this file", 0};
     specs[n++] = (ArgSpec){"max-batch", ARG_INT, &max_batch, "sequences generated together (default 8)", 0};
+    specs[n++] = (ArgSpec){"context", ARG_INT, &context,
+                           "positions per sequence, prompt + answer (default: the model's max_position_embeddings)", 0};
     specs[n++] = (ArgSpec){"max-queue", ARG_INT, &max_queue,
                            "requests that may wait for a slot; more get 503 (default 64)", 0};
     specs[n++] = (ArgSpec){"image-root", ARG_STRING, &image_root,
@@ -65,10 +68,10 @@ int cmd_serve(int argc, char **argv) {
                         "finishes the requests already accepted, then exits. See docs/serve.md.",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;
-    if (max_batch < 1 || max_queue < 0 || port < 0 || port > 65535 || max_body_mb < 1 || max_image_mpix < 1 ||
-        step_delay_ms < 0) {
-        fprintf(stderr, "llava serve: need --max-batch >= 1, --max-queue >= 0, 0 <= --port <= 65535, --max-body-mb "
-                        ">= 1, --max-image-mpix >= 1, --step-delay-ms >= 0\n");
+    if (max_batch < 1 || max_queue < 0 || context < 0 || port < 0 || port > 65535 || max_body_mb < 1 ||
+        max_image_mpix < 1 || step_delay_ms < 0) {
+        fprintf(stderr, "llava serve: need --max-batch >= 1, --max-queue >= 0, --context >= 0, 0 <= --port <= 65535, "
+                        "--max-body-mb >= 1, --max-image-mpix >= 1, --step-delay-ms >= 0\n");
         return EXIT_BAD_INPUT;
     }
     const char *api_key = NULL;
@@ -109,7 +112,7 @@ int cmd_serve(int argc, char **argv) {
     memset(&h, 0, sizeof h);
     int sched_up = 0;
     if (text_prompt_init(&tp, gen_cli_tokenizer_dir(&cli), cli.template_name, &m.cfg, &err) != 0 ||
-        gen_init(&g, &m, max_batch, m.cfg.text.max_positions, &err) != 0)
+        gen_init(&g, &m, max_batch, context ? context : m.cfg.text.max_positions, &err) != 0)
         goto fail;
     {  // the image path is checked now rather than at the first request
         ImageInput probe;
@@ -134,9 +137,10 @@ int cmd_serve(int argc, char **argv) {
         status = EXIT_BAD_INPUT;
         goto fail;
     }
-    fprintf(stderr, "llava serve: listening on http://%s:%d (model %s, %d slots of %d positions, queue %d%s)\n",
-            host, http_server_port(&h), h.model.model_name, max_batch, g.T_cap, max_queue,
-            api_key ? ", API key required" : "");
+    const double cache_mib = 2.0 * g.L * g.B_cap * g.T_cap * g.KV * (double)m.ops->act_size / (1 << 20);
+    fprintf(stderr, "llava serve: listening on http://%s:%d (model %s, %d slots of %d positions, KV cache %.0f MiB, "
+                    "queue %d%s)\n", host, http_server_port(&h), h.model.model_name, max_batch, g.T_cap, cache_mib,
+            max_queue, api_key ? ", API key required" : "");
     if (port_file) {
         char text[16];
         int len = snprintf(text, sizeof text, "%d\n", http_server_port(&h));
