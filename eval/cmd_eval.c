@@ -72,36 +72,23 @@ static int generate_answers(GenCli *cli, const char *data, const char *images, i
     Error err = {{0}};
     SqaQuestion *q = NULL;
     int n_q = 0, status = EXIT_BAD_INPUT;
-    LlavaModel m;
-    if (sqa_questions_load(data, single_pred, &q, &n_q, &err) != 0 || gen_cli_load(cli, &m, &err) != 0) {
-        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
+    SqaModel sm;
+    char answers[4096];
+    if (sqa_questions_load(data, single_pred, &q, &n_q, &err) != 0 || make_dirs(out_dir, &err) != 0 ||
+        path_join(answers, sizeof answers, out_dir, "answers.jsonl") != 0 || sqa_model_open(&sm, cli, &err) != 0) {
+        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg[0] ? err.msg : "output path too long");
         sqa_questions_free(q, n_q);
         return EXIT_BAD_INPUT;
     }
-    TextPrompt tp = {0};
-    ImageInput img = {0};
-    char answers[4096];
-    if (make_dirs(out_dir, &err) != 0 || path_join(answers, sizeof answers, out_dir, "answers.jsonl") != 0 ||
-        text_prompt_init(&tp, gen_cli_tokenizer_dir(cli), cli->template_name, &m.cfg, &err) != 0 ||
-        image_input_init(&img, gen_cli_processor_dir(cli), &m.cfg, cli->aspect, &err) != 0) {
-        fprintf(stderr, "llava eval scienceqa: %s\n", err.msg[0] ? err.msg : "output path too long");
-        goto done;
-    }
-    const char *model_dir = cli->src.model_dir ? cli->src.model_dir : cli->src.llm_dir;
-    const char *slash = strrchr(model_dir, '/');
-    SqaRun run = {.m = &m, .tp = &tp, .images = &img, .image_dir = images, .batch_size = batch_size,
-                  .opt = gen_cli_options(cli, -1), .model_id = slash && slash[1] ? slash + 1 : model_dir};
+    SqaRun run = sqa_model_run(&sm, cli, images, batch_size, NULL);
     if (sqa_run(&run, q, n_q, answers, pred, &err) != 0) {
         fprintf(stderr, "llava eval scienceqa: %s\n", err.msg);
         status = EXIT_ERROR;
-        goto done;
+    } else {
+        printf("wrote %s (%d answers)\n", answers, n_q);
+        status = EXIT_OK;
     }
-    printf("wrote %s (%d answers)\n", answers, n_q);
-    status = EXIT_OK;
-done:
-    image_input_free(&img);
-    text_prompt_free(&tp);
-    model_free(&m);
+    sqa_model_close(&sm);
     sqa_questions_free(q, n_q);
     return status;
 }

@@ -110,35 +110,23 @@ int eval_vqa(int argc, char **argv) {
         sqa_questions_free(q, n_q);
         return EXIT_OK;
     }
-    LlavaModel m;
-    if (gen_cli_load(&cli, &m, &err) != 0) {
+    SqaModel sm;
+    if (sqa_model_open(&sm, &cli, &err) != 0) {
         fprintf(stderr, "llava eval vqa: %s\n", err.msg);
         sqa_questions_free(q, n_q);
         return EXIT_BAD_INPUT;
     }
-    TextPrompt tp = {0};
-    ImageInput img = {0};
-    if (text_prompt_init(&tp, gen_cli_tokenizer_dir(&cli), cli.template_name, &m.cfg, &err) != 0 ||
-        image_input_init(&img, gen_cli_processor_dir(&cli), &m.cfg, cli.aspect, &err) != 0) {
-        fprintf(stderr, "llava eval vqa: %s\n", err.msg);
-        goto done;
-    }
-    const char *model_dir = cli.src.model_dir ? cli.src.model_dir : cli.src.llm_dir;
-    const char *slash = strrchr(model_dir, '/');
-    SqaRun run = {.m = &m, .tp = &tp, .images = &img, .image_dir = images, .batch_size = batch_size,
-                  .opt = gen_cli_options(&cli, -1), .append = 1, .label = "eval vqa",
-                  .model_id = model_id ? model_id : slash && slash[1] ? slash + 1 : model_dir};
+    SqaRun run = sqa_model_run(&sm, &cli, images, batch_size, model_id);
+    run.append = 1;
+    run.label = "eval vqa";
     if (sqa_run(&run, q, n_q, out, NULL, &err) != 0) {
         fprintf(stderr, "llava eval vqa: %s\n", err.msg);
         status = EXIT_ERROR;
-        goto done;
+    } else {
+        printf("eval vqa: %d answers written to %s (%d already there)\n", n_q, out, skipped);
+        status = EXIT_OK;
     }
-    printf("eval vqa: %d answers written to %s (%d already there)\n", n_q, out, skipped);
-    status = EXIT_OK;
-done:
-    image_input_free(&img);
-    text_prompt_free(&tp);
-    model_free(&m);
+    sqa_model_close(&sm);
     sqa_questions_free(q, n_q);
     return status;
 }

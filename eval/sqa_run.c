@@ -101,3 +101,30 @@ int sqa_run(const SqaRun *r, const SqaQuestion *q, int n, const char *answers_pa
     free(pixels);
     return rc;
 }
+
+int sqa_model_open(SqaModel *sm, const GenCli *cli, Error *err) {
+    memset(sm, 0, sizeof *sm);
+    if (gen_cli_load(cli, &sm->m, err) != 0) return -1;
+    sm->have_model = 1;
+    if (text_prompt_init(&sm->tp, gen_cli_tokenizer_dir(cli), cli->template_name, &sm->m.cfg, err) != 0 ||
+        image_input_init(&sm->img, gen_cli_processor_dir(cli), &sm->m.cfg, cli->aspect, err) != 0) {
+        sqa_model_close(sm);
+        return -1;
+    }
+    return 0;
+}
+
+void sqa_model_close(SqaModel *sm) {
+    image_input_free(&sm->img);
+    text_prompt_free(&sm->tp);
+    if (sm->have_model) model_free(&sm->m);
+    memset(sm, 0, sizeof *sm);
+}
+
+SqaRun sqa_model_run(SqaModel *sm, const GenCli *cli, const char *image_dir, int batch_size, const char *model_id) {
+    const char *model_dir = cli->src.model_dir ? cli->src.model_dir : cli->src.llm_dir;
+    const char *slash = strrchr(model_dir, '/');
+    return (SqaRun){.m = &sm->m, .tp = &sm->tp, .images = &sm->img, .image_dir = image_dir,
+                    .batch_size = batch_size, .opt = gen_cli_options(cli, -1),
+                    .model_id = model_id ? model_id : slash && slash[1] ? slash + 1 : model_dir};
+}
