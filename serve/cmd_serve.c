@@ -120,7 +120,9 @@ int cmd_serve(int argc, char **argv) {
         image_input_free(&probe);
     }
     status = EXIT_ERROR;
-    if (sched_start(&sched, &g, tp.tok, tp.eos_id, max_queue, step_delay_ms, &err) != 0) goto fail;
+    SchedConfig sc = {.tok = tp.tok, .eos_id = tp.eos_id, .max_queue = max_queue, .step_delay_ms = step_delay_ms,
+                      .threads = cli.threads};
+    if (sched_start(&sched, &g, &sc, &err) != 0) goto fail;
     sched_up = 1;
     char default_name[128];
     model_name_of(cli.src.model_dir, default_name, sizeof default_name);

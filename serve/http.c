@@ -361,7 +361,12 @@ static MhdResult on_request(void *cls, struct MHD_Connection *c, const char *url
         snprintf(r->url, sizeof r->url, "%s", url);
         *con_cls = r;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > h->max_body) r->too_big = 1;
+        // Refused before its body is read: the response goes out at once and
+        // MHD closes the connection instead of reading the rest.
+        if (cl && strtoull(cl, NULL, 10) > h->max_body) {
+            r->too_big = 1;
+            return route(c, r, url, method);
+        }
         return MHD_YES;
     }
     if (*upload_size) {

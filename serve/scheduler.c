@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/util.h"
+#include "kernels/backend.h"
 
 const char *serve_finish_name(ServeFinish f) {
     switch (f) {
@@ -152,6 +153,7 @@ static void *sched_main(void *arg) {
     Generator *g = s->g;
     const int V = g->m->cfg.text.vocab;
     int32_t *feed = xmalloc((size_t)g->B_cap * sizeof(int32_t));
+    backend_set_threads(s->threads);
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->stopping && !s->head && g->B == 0) pthread_cond_wait(&s->work, &s->mu);
@@ -193,14 +195,14 @@ static void *sched_main(void *arg) {
     return NULL;
 }
 
-int sched_start(Scheduler *s, Generator *g, const Tokenizer *tok, int eos_id, int max_queue, int step_delay_ms,
-                Error *err) {
+int sched_start(Scheduler *s, Generator *g, const SchedConfig *cfg, Error *err) {
     memset(s, 0, sizeof *s);
     s->g = g;
-    s->tok = tok;
-    s->eos_id = eos_id;
-    s->max_queue = max_queue;
-    s->step_delay_ms = step_delay_ms;
+    s->tok = cfg->tok;
+    s->eos_id = cfg->eos_id;
+    s->max_queue = cfg->max_queue;
+    s->step_delay_ms = cfg->step_delay_ms;
+    s->threads = cfg->threads;
     s->slot_job = xcalloc((size_t)g->B_cap, sizeof(ServeJob *));
     s->logits = xmalloc((size_t)g->B_cap * g->m->cfg.text.vocab * sizeof(float));
     if (pthread_mutex_init(&s->mu, NULL) != 0 || pthread_cond_init(&s->work, NULL) != 0 ||

@@ -64,6 +64,7 @@ typedef struct {
     int eos_id;
     int max_queue;
     int step_delay_ms;  // sleep after each step (to watch batching; tests and demos), 0: none
+    int threads;
     pthread_mutex_t mu;
     pthread_cond_t work;      // the scheduler waits here for jobs
     pthread_cond_t progress;  // submitters wait here for tokens
@@ -76,9 +77,16 @@ typedef struct {
     SchedStats stats;
 } Scheduler;
 
+typedef struct {
+    const Tokenizer *tok;  // decodes answers for stop strings; may be NULL
+    int eos_id;
+    int max_queue;
+    int step_delay_ms;
+    int threads;  // CPU threads for the model (OpenMP's count is per thread: set again in the scheduler's); 0: default
+} SchedConfig;
+
 // Starts the scheduler thread over g (already gen_init'ed with B_cap slots).
-int sched_start(Scheduler *s, Generator *g, const Tokenizer *tok, int eos_id, int max_queue, int step_delay_ms,
-                Error *err);
+int sched_start(Scheduler *s, Generator *g, const SchedConfig *cfg, Error *err);
 // Finishes every queued and running job, then stops the thread and frees.
 void sched_drain_and_stop(Scheduler *s);
 // Waits until no job is queued or running.

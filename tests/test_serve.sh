@@ -60,7 +60,8 @@ content() { jq -r '.choices[0].message.content' "$1"; }
 # The streamed answer: the concatenated delta contents of an SSE body.
 stream_text() { sed -n 's/^data: //p' "$1" | grep -v '^\[DONE\]$' | jq -j '.choices[0].delta.content // empty'; }
 
-start main --max-batch 8 --max-queue 32
+# A 5 ms step keeps the 16 concurrent requests in flight together however fast the machine.
+start main --max-batch 8 --max-queue 32 --step-delay-ms 5
 Q1="What is shown in this image?" Q2="Tell me a story about a cat."
 
 # ---- same answer as llava generate -------------------------------------------------
@@ -189,6 +190,8 @@ start small --max-batch 1 --max-queue 1 --max-body-mb 1 --step-delay-ms 20
 head -c 1500000 /dev/zero | tr '\0' 'a' | jq -Rs '{messages: [{role: "user", content: .}]}' >"$tmp/big.json"
 check "body over --max-body-mb: 413 request_too_large" \
   '[ "$(post "$tmp/big.json" "$tmp/big.out")" = 413 ] && [ "$(jq -r .error.code "$tmp/big.out")" = request_too_large ]'
+check "chunked body over --max-body-mb (no Content-Length): 413" \
+  '[ "$(post "$tmp/big.json" "$tmp/big.out" -H "Transfer-Encoding: chunked")" = 413 ]'
 body "$tmp/long.json" "$Q2" ',"max_tokens":400,"ignore_eos":true,"stream":true'
 curl -sN -H 'Content-Type: application/json' --data-binary @"$tmp/long.json" "$(URL /v1/chat/completions)" >"$tmp/long.sse" &
 long=$!
