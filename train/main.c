@@ -34,6 +34,8 @@ static const Command COMMANDS[] = {
     {"eval", cmd_eval, "evaluate on a benchmark (scienceqa)"},
     {"prep", cmd_prep, "prepare a LLaVA data set: HDF5 shards, manifest.json, report.json"},
     {"serve", cmd_serve, "an OpenAI-compatible chat server with a web chat page, batching requests"},
+    {"datagen", cmd_datagen, "generate instruction data from captions + boxes with a chat-completions model"},
+    {"judge", cmd_judge, "score answers against references with a chat-completions judge (LLaVA-Bench)"},
     {"inspect", cmd_inspect, "summarize a shard folder, or show one sample's ids, labels and text"},
 };
 
