@@ -62,8 +62,9 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
     const double N = in->world > 0 ? in->world : 1, A = in->act_bytes;
     const int gpu = in->act_bytes < 4;
     const double layers_all = (double)p->llm_layer * p->layers, llm_rest = (double)p->llm - layers_all;
-    const int llm_trains = in->stage >= 2;
-    const double trainable = (double)p->projector + (llm_trains ? (double)p->llm : 0);
+    const int llm_trains = in->stage >= 2 && in->lora_params <= 0;
+    const double lora = in->stage >= 2 ? in->lora_params : 0;
+    const double trainable = (double)p->projector + (llm_trains ? (double)p->llm : 0) + lora;
     memset(r, 0, sizeof *r);
     // weights
     double llm_w = (double)p->llm;
@@ -76,10 +77,11 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
         double layers = (double)p->vision_layer * p->vision_layers;
         vision_w = (double)p->vision - layers + layers / N + 2 * (double)p->vision_layer;
     }
-    r->weights = (vision_w + (double)p->projector + llm_w) * A;
+    r->weights = (vision_w + (double)p->projector + llm_w + lora) * A;
     // gradients
     if (zs >= 2 && N > 1) {
-        double resident = (double)p->projector + (llm_trains ? llm_rest + (double)p->llm_layer : 0);
+        // LoRA's adapters are one bucket, reduced after backward: whole until then
+        double resident = (double)p->projector + lora + (llm_trains ? llm_rest + (double)p->llm_layer : 0);
         r->grads = (trainable / N + resident) * 4;
     } else {
         r->grads = trainable * 4;

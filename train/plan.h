@@ -31,7 +31,8 @@ typedef struct {
     int micro_batch, max_length;
     int recompute;       // the run's setting (the table shows both)
     int act_bytes;       // 2 (CUDA, bf16) or 4 (CPU)
-    int shard_frozen;    // ZeRO-3 shards a frozen LLM too
+    int shard_frozen;    // ZeRO-3 shards the frozen modules' layers too
+    double lora_params;  // > 0: LoRA adapters train (this many elements) and the LLM is frozen
     double capacity;     // bytes per process; <= 0 = unknown
 } PlanInput;
 

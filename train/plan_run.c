@@ -1,5 +1,7 @@
 #include "train/plan_run.h"
 
+#include "train/lora.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,6 +31,21 @@ static int local_processes(int world) {
     return world;
 }
 
+// Elements of the LoRA adapters the run attaches: r x (in + out) per targeted
+// linear of every layer.
+static double lora_elements(const RunConfig *rc, const LlavaConfig *cfg) {
+    unsigned mask = 0;
+    Error err = {{0}};
+    if (rc->lora_r <= 0 || lora_parse_targets(rc->lora_targets, &mask, &err) != 0) return 0;
+    double n = 0;
+    for (int k = 0; k < LORA_TARGETS; k++)
+        if (mask & (1u << k)) {
+            LoraGeom g = lora_geometry(cfg, (LoraTarget)k);
+            n += (double)rc->lora_r * (g.K + g.N);
+        }
+    return n * cfg->text.layers;
+}
+
 void plan_input_from_run(PlanInput *in, const RunConfig *rc, const LlavaConfig *cfg, int world, int act_bytes) {
     memset(in, 0, sizeof *in);
     in->world = world;
@@ -39,6 +56,7 @@ void plan_input_from_run(PlanInput *in, const RunConfig *rc, const LlavaConfig *
     in->recompute = rc->recompute;
     in->act_bytes = act_bytes ? act_bytes : strcmp(rc->device, "cuda") == 0 ? 2 : 4;
     in->shard_frozen = rc->zero3_shard_frozen;
+    in->lora_params = lora_elements(rc, cfg);
     if (rc->memory_limit_gb > 0) {
         in->capacity = rc->memory_limit_gb * 1024.0 * 1024.0 * 1024.0;
     } else if (in->act_bytes == 4) {
