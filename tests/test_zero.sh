@@ -4,7 +4,7 @@
 #  - zero_stage 2 and 3 with 2 and 3 processes: weights after 5 steps bitwise
 #    those of zero_stage 0 with the same processes, losses equal; stage 1
 #    (the frozen LLM and vision tower sharded too) and stage 2 (with and
-#    without the vision tower sharded); recompute off;
+#    without the vision tower sharded); recompute off; LoRA adapters;
 #  - with gradient accumulation equal to fp32 rounding: ZeRO-2 reduces every
 #    micro-batch's gradients as backward makes them (that is its memory
 #    saving), zero_stage 0 sums the micro-batches locally first, so the sum
@@ -62,6 +62,10 @@ run 2 s1z2 --set stage=1 --set micro_batch=2 --set max_steps=5 --set zero_stage=
 run 2 s1z3 --set stage=1 --set micro_batch=2 --set max_steps=5 --set zero_stage=3 --set zero3_shard_frozen=true
 check "stage 1: zero_stage 2 == zero_stage 0 (bitwise)" same s1z2 s1z0
 check "stage 1: zero_stage 3 with the frozen LLM and vision tower sharded == zero_stage 0 (bitwise)" same s1z3 s1z0
+run 2 lz0 --set stage=2 --set micro_batch=2 --set max_steps=5 --set lora_r=4 --set zero_stage=0
+run 2 lz3 --set stage=2 --set micro_batch=2 --set max_steps=5 --set lora_r=4 --set zero_stage=3
+check "LoRA (r 4): zero_stage 3 == zero_stage 0 (the adapter file byte for byte, losses equal)" \
+  bash -c "cmp '$tmp/lz3/final/adapter_model.safetensors' '$tmp/lz0/final/adapter_model.safetensors' && diff <(grep -o '\"loss\": [0-9.]*' '$tmp/lz3/metrics.jsonl') <(grep -o '\"loss\": [0-9.]*' '$tmp/lz0/metrics.jsonl')"
 run 2 gaz0 --set stage=2 --set micro_batch=1 --set grad_accum=2 --set max_steps=5 --set zero_stage=0
 run 2 gaz3 --set stage=2 --set micro_batch=1 --set grad_accum=2 --set max_steps=5 --set zero_stage=3
 check "grad_accum 2: zero_stage 3 == zero_stage 0 to fp32 rounding (per-micro-batch reduction)" same gaz3 gaz0 --tol 1e-6
