@@ -123,5 +123,11 @@ out=$("$llava" plan "${mem[@]}" --world 3 --gpu-memory 0.1GB 2>&1); rc=$?
 check "llava plan: exit 3 and the same advice when the config's stage does not fit" \
   bash -c "[ $rc -eq 3 ] && grep -q 'does not fit: .*--set zero_stage=2' <<< \"\$0\"" "$out"
 
+out=$("$llava" plan --world 0 2>&1); rc=$?
+check "llava plan --world 0: exit 2 with the reason" bash -c "[ $rc -eq 2 ] && grep -q 'positive process count' <<< \"\$0\"" "$out"
+out=$("$llava" plan --set model="$tmp/nowhere" 2>&1); rc=$?
+check "llava plan without a model config: exit 2 naming the way out" bash -c "[ $rc -eq 2 ] && grep -q 'model-config' <<< \"\$0\"" "$out"
+check "llava plan --help" "$llava" plan --help
+
 echo "$failures failures"
 [ $failures -eq 0 ]

@@ -11,24 +11,21 @@
 
 // Zeroes [p, p + bytes) and returns its whole pages to the kernel: they read
 // as zeros afterwards and no longer count in the resident set.
-static size_t release_bytes(void *p, size_t bytes) {
-    if (!bytes) return 0;
+static void release_bytes(void *p, size_t bytes) {
+    if (!bytes) return;
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = (uintptr_t)p, e = a + bytes;
     uintptr_t lo = (a + page - 1) / page * page, hi = e / page * page;
     if (lo >= hi) {
         memset(p, 0, bytes);
-        return 0;
+        return;
     }
     memset(p, 0, lo - a);
     memset((void *)hi, 0, e - hi);
     // The buffer is private anonymous memory (the CPU backend's allocation):
     // MADV_DONTNEED makes its pages read as zeros from now on.
-    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) {
+    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0)
         memset((void *)lo, 0, hi - lo);  // still correct, only the memory is not given back
-        return 0;
-    }
-    return hi - lo;
 }
 
 static size_t clamp_lo(size_t a, size_t b) { return a > b ? a : b; }
@@ -36,16 +33,16 @@ static size_t clamp_hi(size_t a, size_t b) { return a < b ? a : b; }
 
 // Gives back elements [lo, hi) of a buffer of `elem`-byte elements except the
 // part [keep_lo, keep_hi) this process owns.
-static void release_except(Zero *z, void *buf, size_t elem, size_t lo, size_t hi, size_t keep_lo, size_t keep_hi) {
+static void release_except(void *buf, size_t elem, size_t lo, size_t hi, size_t keep_lo, size_t keep_hi) {
     char *b = buf;
     size_t a_hi = clamp_hi(hi, keep_lo), b_lo = clamp_lo(lo, keep_hi);
-    if (lo < a_hi) z->bytes_released += release_bytes(b + lo * elem, (a_hi - lo) * elem);
-    if (b_lo < hi) z->bytes_released += release_bytes(b + b_lo * elem, (hi - b_lo) * elem);
+    if (lo < a_hi) release_bytes(b + lo * elem, (a_hi - lo) * elem);
+    if (b_lo < hi) release_bytes(b + b_lo * elem, (hi - b_lo) * elem);
 }
 
 // ---- collectives on module ranges ----------------------------------------------------
 
-// Rank r's part of [lo, hi) in module mod: [*plo, *phi), possibly empty.
+// Rank r's part of [lo, hi) in module mod: its length (0: none), from *plo.
 static size_t owner_part(const Zero *z, ModuleId mod, int r, size_t lo, size_t hi, size_t *plo) {
     size_t a = clamp_lo(lo, z->own_lo[mod][r]), b = clamp_hi(hi, z->own_hi[mod][r]);
     *plo = a;
@@ -63,7 +60,7 @@ static void gather_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
 
 static void release_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
     int me = z->comm.rank;
-    release_except(z, z->m->weights[mod], z->m->ops->act_size, lo, hi, z->own_lo[mod][me], z->own_hi[mod][me]);
+    release_except(z->m->weights[mod], z->m->ops->act_size, lo, hi, z->own_lo[mod][me], z->own_hi[mod][me]);
 }
 
 // The reduce-scatter of gradient bucket [lo, hi) of module mod: each owner
@@ -75,7 +72,7 @@ static void reduce_scatter_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
         if (n) comm_reduce_sum_f32(&z->comm, g + plo, n, r);
     }
     int me = z->comm.rank;
-    release_except(z, g, sizeof(float), lo, hi, z->own_lo[mod][me], z->own_hi[mod][me]);
+    release_except(g, sizeof(float), lo, hi, z->own_lo[mod][me], z->own_hi[mod][me]);
 }
 
 // ---- the layer hook --------------------------------------------------------------------
@@ -259,7 +256,7 @@ void zero_begin_step(Zero *z) {
         if (!g) continue;
         size_t lo = z->own_lo[i][me], hi = z->own_hi[i][me];
         memset(g + lo, 0, (hi - lo) * sizeof(float));
-        release_except(z, g, sizeof(float), 0, z->m->params.module_numel[i], lo, hi);
+        release_except(g, sizeof(float), 0, z->m->params.module_numel[i], lo, hi);
     }
 }
 

@@ -61,7 +61,6 @@ typedef struct {
     // [world] per module: rank r owns elements [own_lo[mod][r], own_hi[mod][r]) of the
     // module (gradients of trainable modules; with ZeRO-3 also the sharded layers' weights)
     size_t *own_lo[MODULE_COUNT], *own_hi[MODULE_COUNT];
-    size_t bytes_released;        // running total, for the log
 } Zero;
 
 // stage 2 or 3; shard_frozen: ZeRO-3 shards the frozen modules' layers too. Call after the
