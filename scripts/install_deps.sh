@@ -6,7 +6,8 @@
 #   libjpeg-turbo, libpng, giflib, libarchive (WebDataset tars), OpenMPI, and
 #   the build tools; libcurl (the chat-completions client of llava datagen /
 #   judge); libmicrohttpd (llava serve's HTTP server), curl and jq (its tests),
-#   and chromium + chromium-driver (the headless browser test of its chat page).
+#   and chromium + chromium-driver (the headless browser test of its chat page);
+#   iproute2 and util-linux (the two-host launch test over network namespaces).
 set -euo pipefail
 
 packages=(
@@ -20,6 +21,7 @@ packages=(
   libcurl4-openssl-dev
   libmicrohttpd-dev curl jq
   chromium chromium-driver
+  iproute2 util-linux
 )
 
 missing=()
