@@ -76,8 +76,9 @@ int plan_check_run(const LlavaConfig *cfg, const PlanInput *in, int zs, FILE *ou
     plan_format_bytes(in->capacity, have, sizeof have);
     plan_suggest(cfg, in, zs, fix, sizeof fix);
     snprintf(msg, cap, "zero_stage %d needs %s per process but a process has %s (memory_limit_gb, or the %s's "
-             "memory): %s%s", zs, need, have, in->act_bytes < 4 ? "GPU" : "node",
+             "memory): %s%s. The plan sizes micro-batches of max_length %d tokens: if your longest sample is "
+             "shorter, set max_length to it", zs, need, have, in->act_bytes < 4 ? "GPU" : "node",
              fix[0] ? "change " : "nothing in the table fits: use more processes or a smaller model",
-             fix[0] ? fix : "");
+             fix[0] ? fix : "", in->max_length);
     return -1;
 }
