@@ -96,7 +96,7 @@ int cmd_plan(int argc, char **argv) {
     }
     PlanInput in;
     plan_input_from_run(&in, &rc, &mc, world, 0);
-    char msg[512];
+    char msg[768];
     int rc_fit;
     if (json) {
         Plan p;

@@ -286,17 +286,18 @@ static void setup_nccl(Trainer *t) {
 
 // The memory plan of this run (train/plan.h), printed by rank 0; a run that
 // cannot fit is refused now, with the setting to change, not hours later.
+// Every process checks its own capacity (nodes may differ); all refuse together.
 static int check_memory_plan(Trainer *t) {
     PlanInput in;
     plan_input_from_run(&in, &t->cfg, &t->model.cfg, t->comm.world, (int)t->ops->act_size);
-    char msg[512];
+    char msg[768];
     int rc = plan_check_run(&t->model.cfg, &in, t->cfg.zero_stage, t->comm.rank == 0 ? stdout : NULL, msg, sizeof msg);
     fflush(stdout);
     if (rc != 0 && t->comm.rank == 0) fprintf(stderr, "llava train: refused: %s\n", msg);
+    if (rc != 0 && t->comm.rank != 0) fprintf(stderr, "llava train: refused by rank %d: %s\n", t->comm.rank, msg);
     fflush(stderr);
-    // Every rank reaches the same verdict; none ends the job before rank 0 has said why.
-    if (rc != 0) comm_barrier(&t->comm);
-    return rc;
+    // Said before any rank ends the job.
+    return comm_all(&t->comm, rc == 0) ? 0 : -1;
 }
 
 int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
