@@ -14,7 +14,9 @@
 #include "serve/http.h"
 
 // The name /v1/models reports: the model folder's last component, or the
-// last two when the last says only which checkpoint ("stage2/final").
+// last two when the last says only which checkpoint ("stage2/final"). With
+// --adapter it is the adapter's folder: base + adapter is the fine-tune, and
+// clients that list several servers tell them apart by it.
 static void model_name_of(const char *dir, char *name, size_t cap) {
     if (!dir) {
         snprintf(name, cap, "llava");
@@ -62,10 +64,11 @@ int cmd_serve(int argc, char **argv) {
     specs[n++] = (ArgSpec){"threads", ARG_INT, &cli.threads, "CPU threads (default: all cores)", 0};
     specs[n++] = (ArgSpec){"step-delay-ms", ARG_INT, &step_delay_ms,
                            "sleep after each decode step, to watch batching and streaming (default 0)", 0};
-    int rc = args_parse(argc, argv, specs, n, "llava serve --model DIR [--host H] [--port P] [options]",
+    int rc = args_parse(argc, argv, specs, n, "llava serve --model DIR [--adapter DIR] [--host H] [--port P] [options]",
                         "An OpenAI-compatible chat-completions server (POST /v1/chat/completions, GET /v1/models,\n"
                         "GET /health) with a chat page at /, batching concurrent requests. SIGTERM or Ctrl-C\n"
-                        "finishes the requests already accepted, then exits. See docs/serve.md.",
+                        "finishes the requests already accepted, then exits. --adapter DIR serves a PEFT LoRA adapter\n"
+                        "merged onto the model at load (an adapter of another base is refused). See docs/serve.md.",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;
     if (max_batch < 1 || max_queue < 0 || context < 0 || port < 0 || port > 65535 || max_body_mb < 1 ||
@@ -125,7 +128,7 @@ int cmd_serve(int argc, char **argv) {
     if (sched_start(&sched, &g, &sc, &err) != 0) goto fail;
     sched_up = 1;
     char default_name[128];
-    model_name_of(cli.src.model_dir, default_name, sizeof default_name);
+    model_name_of(cli.src.adapter_dir ? cli.src.adapter_dir : cli.src.model_dir, default_name, sizeof default_name);
     h.model = (ServeModel){.m = &m, .tp = &tp, .model_name = model_name ? model_name : default_name,
                            .T_cap = g.T_cap,
                            .images = {.processor_dir = gen_cli_processor_dir(&cli), .aspect = cli.aspect,
@@ -140,9 +143,10 @@ int cmd_serve(int argc, char **argv) {
         goto fail;
     }
     const double cache_mib = 2.0 * g.L * g.B_cap * g.T_cap * g.KV * (double)m.ops->act_size / (1 << 20);
-    fprintf(stderr, "llava serve: listening on http://%s:%d (model %s, %d slots of %d positions, KV cache %.0f MiB, "
-                    "queue %d%s)\n", host, http_server_port(&h), h.model.model_name, max_batch, g.T_cap, cache_mib,
-            max_queue, api_key ? ", API key required" : "");
+    fprintf(stderr, "llava serve: listening on http://%s:%d (model %s%s%s, %d slots of %d positions, KV cache %.0f "
+                    "MiB, queue %d%s)\n", host, http_server_port(&h), h.model.model_name,
+            cli.src.adapter_dir ? ", adapter " : "", cli.src.adapter_dir ? cli.src.adapter_dir : "", max_batch,
+            g.T_cap, cache_mib, max_queue, api_key ? ", API key required" : "");
     if (port_file) {
         char text[16];
         int len = snprintf(text, sizeof text, "%d\n", http_server_port(&h));

@@ -27,8 +27,9 @@ for _ in $(seq 300); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 port=$(cat "$tmp/port" 2> /dev/null)
 [ -n "$port" ] || { echo "FAIL: llava serve did not start: $(cat "$tmp/serve.log")"; exit 1; }
 endpoint=http://127.0.0.1:$port/v1
-# llava serve's template has its own system prompt: --no-system-role.
-common=(--endpoint "$endpoint" --model tiny --no-system-role --max-tokens 12 --temperature 0 --concurrency 2)
+# No --no-system-role: llava serve takes the system message as the template's
+# system prompt, as an OpenAI endpoint takes it.
+common=(--endpoint "$endpoint" --model tiny --max-tokens 12 --temperature 0 --concurrency 2)
 
 # ---- datagen: short prompt folders (the tiny model has 512 positions) ----
 for t in conversation detail_description; do
@@ -50,6 +51,14 @@ grep -q '"id":"000000033471_conv".*unparseable response.*"raw":' "$tmp/gen/repor
 "$llava" datagen --coco-captions "$fx/captions_tiny.json" --coco-instances "$fx/instances_tiny.json" \
   --prompts "$tmp/prompts" --types conv,detail --out "$tmp/gen2/data.jsonl" "${common[@]}" > /dev/null 2>&1
 diff <(sort "$tmp/gen/data.jsonl") <(sort "$tmp/gen2/data.jsonl") > /dev/null || fail "datagen not reproducible"
+# The system message reached serve as one (it replaced vicuna's longer system
+# prompt): folded into the first user message, the same requests are longer.
+"$llava" datagen --coco-captions "$fx/captions_tiny.json" --coco-instances "$fx/instances_tiny.json" \
+  --prompts "$tmp/prompts" --types conv,detail --out "$tmp/gen3/data.jsonl" "${common[@]}" --no-system-role \
+  > "$tmp/gen3.txt" 2>&1 || fail "datagen --no-system-role: $(cat "$tmp/gen3.txt")"
+ptok() { sed -n 's/^usage: .*), \([0-9]*\) prompt + .*/\1/p' "$1"; }
+[ -n "$(ptok "$tmp/gen.txt")" ] && [ "$(ptok "$tmp/gen.txt")" -lt "$(ptok "$tmp/gen3.txt")" ] ||
+  fail "system role: $(ptok "$tmp/gen.txt") prompt tokens, not fewer than --no-system-role's $(ptok "$tmp/gen3.txt")"
 mkdir -p "$tmp/model" "$tmp/images"
 sed 's/"vocab_size": 160/"vocab_size": 4008/; s/"image_token_index": 150/"image_token_index": 4004/' \
   "$src/tests/fixtures/tiny_llava15/config.json" > "$tmp/model/config.json"
@@ -99,7 +108,7 @@ grep -q '^llava_bench_complex ' "$tmp/vqa_judge.txt" && grep -q '^all ' "$tmp/vq
 # ---- ScienceQA ensemble with the tiny model as the judge ----
 sq=$src/tests/fixtures/scienceqa
 "$llava" eval scienceqa --problems "$sq/problems.json" --answers "$sq/answers.jsonl" --ensemble "$sq/ensemble/other_answers.jsonl" \
-  --judge-endpoint "$endpoint" --judge-model tiny --judge-no-system-role --judge-max-tokens 12 --out "$tmp/sqa" \
+  --judge-endpoint "$endpoint" --judge-model tiny --judge-max-tokens 12 --out "$tmp/sqa" \
   > "$tmp/sqa.txt" 2> "$tmp/sqa.err" || fail "ensemble: $(cat "$tmp/sqa.err")"
 grep -q "^ensemble: 3 agree, 11 disagree" "$tmp/sqa.txt" || fail "ensemble counts: $(cat "$tmp/sqa.txt")"
 grep -q "^ensemble  *[0-9.]*  *" "$tmp/sqa.txt" && grep -q "^first " "$tmp/sqa.txt" || fail "ensemble table: $(cat "$tmp/sqa.txt")"

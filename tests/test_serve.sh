@@ -13,7 +13,11 @@
 #  - every bad-input class gets its 4xx and an OpenAI error object naming
 #    the field, and the server answers normally afterwards;
 #  - --api-key-env: 401 without the key; --image-root: files inside only;
-#  - SIGTERM: the running stream finishes, then the server exits 0.
+#  - SIGTERM: the running stream finishes, then the server exits 0;
+#  - --adapter (a LoRA adapter `llava train` writes in 4 steps): answers are
+#    `llava generate --adapter`'s (greedy, seeded, streamed) and not the
+#    base's; an adapter of another base is refused at start (exit 2, naming
+#    the tensor, no port opened).
 # usage: test_serve.sh LLAVA SOURCE_DIR BUILD_DIR
 set -u
 LLAVA=$1 SRC=$2
@@ -260,4 +264,40 @@ done
 ln -s "$tmp/outside.txt" "$tmp/root/link.png"; fileq "link.png"
 check "image-root: a symlink out of the root refused" '[ "$(post "$tmp/f.json" "$tmp/f.out" -H "Authorization: Bearer sk-test-123")" = 400 ]'
 kill -TERM "$SPID"; wait "$SPID"
+
+# ---- --adapter: base + LoRA, as llava generate --adapter ---------------------------------
+# lr 2e-2 for 4 steps moves the adapters far enough that the greedy answer changes.
+"$LLAVA" train --set model="$M" --set data=synthetic:16 --set max_length=96 --set lr=2e-2 --set projector_lr=1e-2 \
+  --set log_every=100 --set seed=5 --set stage=2 --set lora_r=4 --set lora_alpha=8 --set micro_batch=4 \
+  --set max_steps=4 --set threads=1 --set output_dir="$tmp/lora" >"$tmp/lora_train.log" 2>&1
+AD=$tmp/lora/final
+check "a LoRA adapter to serve (llava train, 4 steps)" '[ -s "$AD/adapter_model.safetensors" ]' || cat "$tmp/lora_train.log"
+"$LLAVA" generate --model "$M" --adapter "$AD" --threads 1 --image "$M/example.png" --prompt "$Q1" --max-new-tokens 24 \
+  >"$tmp/genl1.txt" 2>/dev/null
+"$LLAVA" generate --model "$M" --adapter "$AD" --threads 1 --prompt "$Q2" --max-new-tokens 20 --temperature 0.9 \
+  --top-p 0.95 --top-k 50 --sample-seed 7 >"$tmp/genl2.txt" 2>/dev/null
+check "the adapter changes llava generate's answer (else the checks below prove nothing)" \
+  '[ -s "$tmp/genl1.txt" ] && ! cmp -s "$tmp/genl1.txt" "$tmp/gen1.txt"'
+start lora --adapter "$AD" --max-batch 2
+post "$tmp/r1.json" "$tmp/l1.json" >/dev/null
+check "adapter: image question = llava generate --adapter's answer" \
+  '[ "$(content "$tmp/l1.json")" = "$(cat "$tmp/genl1.txt")" ]' || { content "$tmp/l1.json"; cat "$tmp/genl1.txt"; }
+post "$tmp/r2.json" "$tmp/l2.json" >/dev/null
+check "adapter: seeded sampling = llava generate --adapter --sample-seed's" \
+  '[ "$(content "$tmp/l2.json")" = "$(cat "$tmp/genl2.txt")" ]'
+post "$tmp/r3.json" "$tmp/l3.sse" >/dev/null
+check "adapter: stream deltas concatenate to it" '[ "$(stream_text "$tmp/l3.sse")" = "$(cat "$tmp/genl1.txt")" ]'
+check "adapter: /v1/models names the adapter's folder (lora/final)" \
+  '[ "$(curl -s "$(URL /v1/models)" | jq -r ".data[0].id")" = lora/final ]'
+check "adapter: the start line names it" 'grep -q "listening on .*adapter $AD" "$tmp/lora.log"'
+kill -TERM "$SPID"; wait "$SPID"; rc=$?
+check "adapter server: SIGTERM exits 0" '[ $rc -eq 0 ]'
+"$LLAVA" serve --model "$M" --adapter "$SRC/tests/fixtures/lora/tiny_llava15/adapter" --port 0 \
+  --port-file "$tmp/bad.port" --threads 1 >/dev/null 2>"$tmp/badad.log"; rc=$?
+check "an adapter of another base: exit 2 at start naming the tensor, no port opened" \
+  '[ $rc -eq 2 ] && grep -q "tensor base_model.model.model.language_model.layers.0.[a-z_.]*lora_[AB].weight has shape" "$tmp/badad.log" && [ ! -e "$tmp/bad.port" ]' \
+  || cat "$tmp/badad.log"
+"$LLAVA" serve --model "$M" --adapter "$tmp/no_such_adapter" --port 0 --threads 1 >/dev/null 2>"$tmp/noad.log"; rc=$?
+check "a missing adapter folder: exit 2 naming adapter_config.json" \
+  '[ $rc -eq 2 ] && grep -q "no_such_adapter/adapter_config.json" "$tmp/noad.log"'
 exit $fail
