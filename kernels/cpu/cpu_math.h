@@ -17,6 +17,7 @@
 #ifndef LLAVA_CPU_MATH_H
 #define LLAVA_CPU_MATH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -35,6 +36,17 @@ static inline double cpu_sum_lanes(const float *x, int n) {
     for (; j + 8 <= n; j += 8)
         for (int l = 0; l < 8; l++) acc[l] += (double)x[j + l];
     for (int l = 0; j < n; j++, l++) acc[l] += (double)x[j];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// Sum of x^2 in double, in the same 8 lanes.
+CPU_SIMD_CLONES
+static inline double cpu_sumsq_lanes(const float *x, size_t n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)x[j + l] * x[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += (double)x[j] * x[j];
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
@@ -73,6 +85,17 @@ static inline double cpu_sum_lanes(const float *x, int n) {
     for (; j + 8 <= n; j += 8)
         for (int l = 0; l < 8; l++) acc[l] += (double)x[j + l];
     for (int l = 0; j < n; j++, l++) acc[l] += (double)x[j];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// Sum of x^2 in double, in the same 8 lanes.
+CPU_SIMD_CLONES
+static inline double cpu_sumsq_lanes(const float *x, size_t n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)x[j + l] * x[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += (double)x[j] * x[j];
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 

@@ -73,17 +73,8 @@ void cpu_layernorm_backward(void *dinp_, float *dweight, float *dbias, const voi
 }
 
 // Row statistics of RMSNorm, summed in 8 interleaved double lanes (see
-// cpu_sum_lanes): sum x^2 for the forward, sum dy*w*x for the backward.
-CPU_SIMD_CLONES
-static double rms_sum_squares(const float *x, int C) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int c = 0;
-    for (; c + 8 <= C; c += 8)
-        for (int l = 0; l < 8; l++) acc[l] += (double)x[c + l] * x[c + l];
-    for (int l = 0; c < C; c++, l++) acc[l] += (double)x[c] * x[c];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
+// cpu_sum_lanes): sum x^2 for the forward (cpu_sumsq_lanes), sum dy*w*x for
+// the backward.
 CPU_SIMD_CLONES
 static double rms_dot3(const float *dy, const float *w, const float *x, int C) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -116,7 +107,7 @@ void cpu_rmsnorm_forward(void *out_, float *rstd, const void *inp_, const void *
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *x = inp + (size_t)m * C;
-        double ss = rms_sum_squares(x, C);
+        double ss = cpu_sumsq_lanes(x, (size_t)C);
         float rs = 1.0f / sqrtf((float)(ss / C) + eps);
         rms_scale_row(out + (size_t)m * C, x, w, rs, C);
         if (rstd) rstd[m] = rs;
