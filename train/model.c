@@ -109,6 +109,7 @@ void model_free(LlavaModel *m) {
 void model_set_stage(LlavaModel *m, int stage) {
     CHECK(stage >= 0 && stage <= 2, "stage %d", stage);
     int want[MODULE_COUNT] = {0, stage >= 1, stage >= 2};
+    if (want[MODULE_LLM] != m->trainable[MODULE_LLM]) acts_free(m);  // the plan depends on it: re-plan
     for (int i = 0; i < MODULE_COUNT; i++) {
         m->trainable[i] = want[i];
         if (want[i] && !m->grads[i]) m->grads[i] = m->ops->alloc(m->params.module_numel[i] * sizeof(float));
@@ -174,18 +175,24 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
     a->cls_drop_rows = carve(cv, (N ? (size_t)N * NP : 1) * I32);
     for (int l = 0; l <= t->layers; l++) a->x[l] = carve(cv, Mz * C * A);
     int n_layer_acts = m->recompute ? 1 : t->layers;
+    // The normed inputs of the qkv and gate/up matmuls and the swiglu output
+    // (the down matmul's input) are read by backward only for weight
+    // gradients: with the LLM frozen (stage 0 and 1) every layer writes them
+    // into layer 0's buffers (about a third of the saved activations).
+    const int weight_inputs_shared = !m->trainable[MODULE_LLM];
     for (int l = 0; l < n_layer_acts; l++) {
         LayerActs *L = &a->layer[l];
-        L->ln1 = carve(cv, Mz * C * A);
+        const int own = l == 0 || !weight_inputs_shared;
+        L->ln1 = own ? carve(cv, Mz * C * A) : a->layer[0].ln1;
         L->ln1_rstd = carve(cv, Mz * F);
         L->qkv = carve(cv, Mz * QKV * A);
         L->att = carve(cv, Mz * ATT * A);
         L->lse = carve(cv, Mz * t->heads * F);
         L->h = carve(cv, Mz * C * A);
-        L->ln2 = carve(cv, Mz * C * A);
+        L->ln2 = own ? carve(cv, Mz * C * A) : a->layer[0].ln2;
         L->ln2_rstd = carve(cv, Mz * F);
         L->gateup = carve(cv, Mz * 2 * I * A);
-        L->mlp = carve(cv, Mz * I * A);
+        L->mlp = own ? carve(cv, Mz * I * A) : a->layer[0].mlp;
     }
     a->lnf = carve(cv, Mz * C * A);
     a->lnf_rstd = carve(cv, Mz * F);
