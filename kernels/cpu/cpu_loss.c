@@ -8,20 +8,6 @@
 #include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_ops.h"
 
-// Max of x[0..n), n >= 1, in 16 lanes (max is exact in any order).
-CPU_SIMD_CLONES
-static float ce_row_max(const float *x, int n) {
-    float acc[16];
-    for (int l = 0; l < 16; l++) acc[l] = x[0];
-    int j = 0;
-    for (; j + 16 <= n; j += 16)
-        for (int l = 0; l < 16; l++) acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
-    float mx = x[0];
-    for (; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-    for (int l = 0; l < 16; l++) mx = acc[l] > mx ? acc[l] : mx;
-    return mx;
-}
-
 // e[j] = exp(x[j] - mx) (e may be x itself).
 CPU_SIMD_CLONES
 static void ce_row_exp(float *e, const float *x, float mx, int n) {
@@ -58,7 +44,7 @@ void cpu_cross_entropy(float *losses, void *dlogits_, const void *logits_, const
             if (dx) memset(dx, 0, (size_t)V * sizeof(float));
             continue;
         }
-        const float mx = ce_row_max(x, V), xt = x[t];
+        const float mx = cpu_max_lanes(x, V), xt = x[t];
         double sum;
         if (dx) {
             // x and dx may be the same memory: x[t] is read above, then

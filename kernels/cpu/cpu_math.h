@@ -25,31 +25,6 @@
 #define CPU_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CPU_SIMD_CLONES
-// Sum of x[0..n) in double, in 8 interleaved lanes (lane l takes the
-// elements j with j % 8 == l, in order) combined in a fixed order at the end:
-// the same bits for any vector width, and 8 independent add chains instead
-// of one (a sequential double sum costs an add's latency per element).
-CPU_SIMD_CLONES
-static inline double cpu_sum_lanes(const float *x, int n) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) acc[l] += (double)x[j + l];
-    for (int l = 0; j < n; j++, l++) acc[l] += (double)x[j];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-// Sum of x^2 in double, in the same 8 lanes.
-CPU_SIMD_CLONES
-static inline double cpu_sumsq_lanes(const float *x, size_t n) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) acc[l] += (double)x[j + l] * x[j + l];
-    for (int l = 0; j < n; j++, l++) acc[l] += (double)x[j] * x[j];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
 #endif
 
 static inline float cpu_expf_nonpos(float x) {
@@ -72,6 +47,20 @@ static inline float cpu_expf_nonpos(float x) {
     y *= scale;
     y = x < lo ? 0.0f : y;
     return x != x ? x : y;
+}
+
+// Max of x[0..n), n >= 1, in 16 lanes (max is exact in any order).
+CPU_SIMD_CLONES
+static inline float cpu_max_lanes(const float *x, int n) {
+    float acc[16];
+    for (int l = 0; l < 16; l++) acc[l] = x[0];
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
+    float mx = x[0];
+    for (; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    for (int l = 0; l < 16; l++) mx = acc[l] > mx ? acc[l] : mx;
+    return mx;
 }
 
 // Sum of x[0..n) in double, in 8 interleaved lanes (lane l takes the
