@@ -5,7 +5,8 @@
 // (libm's expf is a call per element). Cody-Waite range reduction
 // x = n ln2 + r, |r| <= ln2/2, and Cephes' degree-6 polynomial: within 2 ulp
 // of expf over [-87, 0]; exp(x) = 0 below -87.3 (where expf returns
-// denormals, which add nothing to a sum that is >= 1); NaN stays NaN.
+// denormals, which add nothing to a sum that is >= 1); NaN stays NaN (x above
+// 88 is clamped there: callers pass x <= 0, or tiny rounding excesses).
 // Every step is an elementwise IEEE operation, so a loop gives the same bits
 // whatever its vector width (the files are compiled without FP contraction
 // (ISO C mode) and without reassociation).
@@ -28,10 +29,11 @@
 #endif
 
 static inline float cpu_expf_nonpos(float x) {
-    const float lo = -87.3f;
-    float xc = x < lo ? lo : x;                                        // NaN passes through to the end
+    const float lo = -87.3f, hi = 88.0f;
+    float xc = x < lo ? lo : x > hi ? hi : x;
+    xc = xc == xc ? xc : 0.0f;  // NaN: any finite value here (the cast below needs one), NaN returned at the end
     const float magic = 12582912.0f;                                   // 1.5 * 2^23: round to nearest
-    float nf = (xc * 1.44269504088896341f + magic) - magic;          // round(x / ln2), in [-126, 0]
+    float nf = (xc * 1.44269504088896341f + magic) - magic;          // round(x / ln2), in [-126, 127]
     float r = (xc - nf * 0.693359375f) - nf * -2.12194440e-4f;       // x - n ln2 in two parts
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
