@@ -261,18 +261,31 @@ const char *st_metadata(const StFile *f, const char *key) {
     return NULL;
 }
 
+// Gives back the mapped pages of a tensor that has been read: file pages
+// of a mapping count in the process's RSS, so loading a checkpoint would
+// otherwise hold the whole file next to the weights it was copied into. A
+// later read of the same tensor pages it in again from the file. Failure
+// only means the pages stay resident, so its result is not an error.
+static void st_release_pages(const StFile *f, const StTensor *t) {
+    const long page_size = sysconf(_SC_PAGESIZE);
+    if (page_size <= 0) return;
+    const uintptr_t page = (uintptr_t)page_size, lo = ((uintptr_t)(f->data + t->begin) + page - 1) & ~(page - 1);
+    const uintptr_t hi = (uintptr_t)(f->data + t->end) & ~(page - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 int st_read_f32(const StFile *f, const StTensor *t, float *dst, Error *err) {
     const uint8_t *src = f->data + t->begin;
     int64_t n = t->numel;
     switch (t->dtype) {
-    case ST_F32: memcpy(dst, src, (size_t)n * 4); return 0;
+    case ST_F32: memcpy(dst, src, (size_t)n * 4); break;
     case ST_F64:
         for (int64_t i = 0; i < n; i++) {
             double d;
             memcpy(&d, src + 8 * i, 8);
             dst[i] = (float)d;
         }
-        return 0;
+        break;
     case ST_BF16:
     case ST_F16:
         for (int64_t i = 0; i < n; i++) {
@@ -280,11 +293,13 @@ int st_read_f32(const StFile *f, const StTensor *t, float *dst, Error *err) {
             memcpy(&h, src + 2 * i, 2);
             dst[i] = t->dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
         }
-        return 0;
+        break;
     default:
         return err_set(err, "%s: tensor '%s' has dtype %s, expected a floating type (F32, F16, BF16)", f->path,
                        t->name, st_dtype_name(t->dtype));
     }
+    st_release_pages(f, t);
+    return 0;
 }
 
 int st_read_i64(const StFile *f, const StTensor *t, int64_t *dst, Error *err) {
