@@ -20,12 +20,13 @@ shift || true
 targets=${*:-$FUZZ_TARGETS}
 build=$src/build-fuzz
 command -v clang > /dev/null || { echo "fuzz.sh: clang not found (apt-get install clang libomp-dev)"; exit 2; }
+mkdir -p "$build"
 flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
 cmake -S "$src" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="$flags" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DLLAVA_WITH_CUDA=OFF -DLLAVA_WITH_MPI=OFF \
-  -DLLAVA_ASAN_TESTS=OFF -DLLAVA_FUZZ=ON > "$build.cmake.log" 2>&1 || { cat "$build.cmake.log"; exit 1; }
+  -DLLAVA_ASAN_TESTS=OFF -DLLAVA_FUZZ=ON > "$build/cmake.log" 2>&1 || { cat "$build/cmake.log"; exit 1; }
 for t in $targets; do
-  cmake --build "$build" -j"$(nproc)" --target "fuzz_$t" > "$build.build.log" 2>&1 || { cat "$build.build.log"; exit 1; }
+  cmake --build "$build" -j"$(nproc)" --target "fuzz_$t" > "$build/build.log" 2>&1 || { cat "$build/build.log"; exit 1; }
 done
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 status=0
