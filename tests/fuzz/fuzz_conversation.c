@@ -32,6 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 for (int gen = 0; gen < 2; gen++) {
                     ConvOptions o = {(ConvTemplate)tmpl, 5, 4004, lim ? 24 : 0, gen};
                     ConvResult r;
+                    memset(&r, 0, sizeof r);  // conv_build reuses the buffers of a zeroed or earlier result
                     conv_build(tok, &c, &o, &r);
                     conv_result_free(&r);
                 }
