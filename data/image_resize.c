@@ -98,21 +98,45 @@ static inline uint8_t clip8(int32_t acc) {
 // other pixels are all `out`: dst[j] = sum_t row[bounds_j + t] * k_j[t].
 static void filter_row(const uint8_t *px, int b0, int b1, const uint8_t out[3], const AxisCoefs *c, int n_out,
                        uint8_t *dst) {
+    if (n_out > 0 && b0 <= c->bounds[0] && c->bounds[2 * (n_out - 1)] + c->bounds[2 * (n_out - 1) + 1] <= b1) {
+        // Every tap on a real pixel (no padding under this row): the plain loop.
+        for (int j = 0; j < n_out; j++) {
+            const int32_t *k = c->k + (size_t)j * c->ksize;
+            const uint8_t *p = px + (size_t)(c->bounds[2 * j] - b0) * 3;
+            const int cnt = c->bounds[2 * j + 1];
+            int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+            for (int t = 0; t < cnt; t++) {
+                s0 += p[3 * t + 0] * k[t];
+                s1 += p[3 * t + 1] * k[t];
+                s2 += p[3 * t + 2] * k[t];
+            }
+            dst[3 * j + 0] = clip8(s0);
+            dst[3 * j + 1] = clip8(s1);
+            dst[3 * j + 2] = clip8(s2);
+        }
+        return;
+    }
     for (int j = 0; j < n_out; j++) {
         const int xmin = c->bounds[2 * j], xend = xmin + c->bounds[2 * j + 1];
         const int lo = xmin > b0 ? xmin : b0, hi = xend < b1 ? xend : b1;
         const int32_t *k = c->k + (size_t)j * c->ksize;  // k[x - xmin] for input x
-        int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0, kin = 0;
-        for (int x = lo; x < hi; x++) {
-            const uint8_t *p = px + (size_t)(x - b0) * 3;
-            const int32_t kt = k[x - xmin];
-            s0 += p[0] * kt;
-            s1 += p[1] * kt;
-            s2 += p[2] * kt;
-            kin += kt;
+        const int n = hi - lo;  // taps on real pixels (may be <= 0)
+        const int32_t *kl = k + (n > 0 ? lo - xmin : 0);
+        int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
+        if (n > 0) {
+            const uint8_t *p = px + (size_t)(lo - b0) * 3;
+            for (int t = 0; t < n; t++) {
+                s0 += p[3 * t + 0] * kl[t];
+                s1 += p[3 * t + 1] * kl[t];
+                s2 += p[3 * t + 2] * kl[t];
+            }
         }
-        const int32_t kout = c->ksum[j] - kin;  // the taps on `out` pixels
-        if (kout) s0 += out[0] * kout, s1 += out[1] * kout, s2 += out[2] * kout;
+        if (lo != xmin || hi != xend) {  // some taps fall on `out` pixels: their weight times `out`
+            int32_t kin = 0;
+            for (int t = 0; t < n; t++) kin += kl[t];
+            const int32_t kout = c->ksum[j] - kin;
+            s0 += out[0] * kout, s1 += out[1] * kout, s2 += out[2] * kout;
+        }
         dst[3 * j + 0] = clip8(s0);
         dst[3 * j + 1] = clip8(s1);
         dst[3 * j + 2] = clip8(s2);
