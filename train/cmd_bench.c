@@ -31,16 +31,17 @@ int cmd_bench(int argc, char **argv) {
     ArgSpec specs[20];
     int n = model_source_args(&src, specs, 0);
     specs[n++] = (ArgSpec){"config", ARG_STRING, &config_path, "a LLaVA config.json to bench with random weights", 0};
-    specs[n++] = (ArgSpec){"batch", ARG_INT, &batch, "samples per step, each with one image (default 4)", 0};
-    specs[n++] = (ArgSpec){"text", ARG_INT, &text, "text tokens per sample besides the image tokens (default 64)", 0};
-    specs[n++] = (ArgSpec){"stage", ARG_INT, &stage, "1 or 2: what trains (default 2)", 0};
+    specs[n++] = (ArgSpec){"batch", ARG_INT, &batch, "samples per step, each with one image (default 4)", 0, 1, 4096};
+    specs[n++] = (ArgSpec){"text", ARG_INT, &text, "text tokens per sample besides the image tokens (default 64)", 0, 0, 1048576};
+    specs[n++] = (ArgSpec){"stage", ARG_INT, &stage, "1 or 2: what trains (default 2)", 0, 1, 2};
     specs[n++] = (ArgSpec){"lora-r", ARG_INT, &lora_r,
-                           "stage 2 with LoRA of this rank on every LLM linear (alpha 2r, dropout 0.05) (default 0: off)", 0};
-    specs[n++] = (ArgSpec){"steps", ARG_INT, &steps, "timed steps (default 5)", 0};
-    specs[n++] = (ArgSpec){"warmup", ARG_INT, &warmup, "untimed steps first (default 1)", 0};
-    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute, "gradient checkpointing 0|1 (default 0)", 0};
+                           "stage 2 with LoRA of this rank on every LLM linear (alpha 2r, dropout 0.05) (default 0: off)", 0,
+                           0, 65536};
+    specs[n++] = (ArgSpec){"steps", ARG_INT, &steps, "timed steps (default 5)", 0, 1, 1000000};
+    specs[n++] = (ArgSpec){"warmup", ARG_INT, &warmup, "untimed steps first (default 1)", 0, 0, 1000000};
+    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute, "gradient checkpointing 0|1 (default 0)", 0, 0, 1};
     specs[n++] = (ArgSpec){"device", ARG_STRING, &device, "cpu | cuda (default cpu)", 0};
-    specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all)", 0};
+    specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all)", 0, 0, 1024};
     int rc = args_parse(argc, argv, specs, n, "llava bench (--model DIR | --config CONFIG.json) [options]",
                         "Times full training steps on synthetic data of a fixed shape (every sample: BOS, one image,\n"
                         "`text` tokens) and prints one JSON line: wall and CPU seconds per step (CPU: all threads of\n"
