@@ -18,9 +18,7 @@
 #include "train/save.h"
 #include "train/synthetic.h"
 
-#ifdef LLAVA_HAVE_CUDA
-#include "kernels/cuda/cuda_nccl.h"
-#endif
+#include "kernels/nccl.h"
 
 // Set by the signal handler, read by the loop: the one piece of process-wide
 // mutable state, because a signal handler can reach nothing else.
