@@ -14,6 +14,7 @@
 #include "data/prep_model.h"
 #include "kernels/backend.h"
 #include "train/checkpoint.h"
+#include "train/flops.h"
 #include "train/hf_files.h"
 #include "train/save.h"
 #include "train/synthetic.h"
@@ -157,28 +158,6 @@ static int open_data(Trainer *t, Error *err) {
     return loader_source_open(&t->data, &o, err);
 }
 
-// FLOPs of one forward+backward, per text token and per image (an estimate
-// in the spirit of the PaLM/llm.c MFU: matmuls 2*params, attention 4*T*C per
-// layer, backward twice the forward where weights train, once where only
-// activation gradients flow; the vision tower runs forward only).
-static void estimate_flops(Trainer *t) {
-    const LlavaConfig *c = &t->model.cfg;
-    const TextConfig *x = &c->text;
-    const VisionConfig *v = &c->vision;
-    double C = x->hidden, HS = x->head_dim, I = x->intermediate;
-    double layer = C * (x->heads + 2 * x->kv_heads) * HS + x->heads * HS * C + 3 * C * I;
-    double llm_fwd = 2.0 * (x->layers * layer + (double)x->vocab * C) + 4.0 * x->layers * C * t->cfg.max_length / 2;
-    double llm_mult = t->model.trainable[MODULE_LLM] ? 3.0 : 2.0;
-    t->flops_per_token = llm_fwd * llm_mult;
-    double D = v->hidden, NT = c->patches + 1;
-    double vis_layer = 4 * D * D + 2 * D * v->intermediate;
-    double vis = 2.0 * NT * (c->vision_layers_run * vis_layer + 3.0 * v->patch_size * v->patch_size * D) +
-                 4.0 * c->vision_layers_run * NT * NT * D;
-    double proj = 2.0 * c->image_tokens * (D * C + (c->projector == PROJECTOR_MLP2X_GELU ? C * C : 0)) * 3.0;
-    t->flops_per_image = vis + proj;
-    t->peak_flops = t->cfg.peak_tflops > 0 ? t->cfg.peak_tflops * 1e12 : 0.0;
-}
-
 static int write_json_file(const char *path, cJSON *root, Error *err) {
     char *s = cJSON_Print(root);
     int rc = write_file_atomic(path, s, strlen(s), err);
@@ -282,7 +261,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale,
                sharded ? comm->rank : 0, sharded ? comm->world : 1);
     t->opt.stochastic_rounding = c->stochastic_rounding;
-    estimate_flops(t);
+    t->peak_flops = t->cfg.peak_tflops > 0 ? t->cfg.peak_tflops * 1e12 : 0.0;
 
     char resume_dir[4096] = "";
     long found_step = 0;
@@ -427,6 +406,7 @@ static double max_rss_gb(void) {
 
 typedef struct {
     double loss, norm, lr, seconds;
+    double flops;  // model FLOPs of the step, all ranks (train/flops.h)
     int64_t tokens, counted, images;
     int skipped;  // non-finite loss or gradient: no update
     int empty;    // no counted token in the whole global batch: no update
@@ -437,8 +417,7 @@ static void log_step(Trainer *t, const StepStats *s) {
     double elapsed = now_seconds() - t->t_start;
     double eta = t->steps_this_run ? elapsed / (double)t->steps_this_run * (double)(t->total_steps - t->step) : 0;
     double tok_s = s->tokens / s->seconds, img_s = s->images / s->seconds;
-    double flops = (double)s->tokens * t->flops_per_token + (double)s->images * t->flops_per_image;
-    double mfu = t->peak_flops > 0 ? flops / s->seconds / (t->peak_flops * t->comm.world) : -1.0;
+    double mfu = t->peak_flops > 0 ? s->flops / s->seconds / (t->peak_flops * t->comm.world) : -1.0;
     DataPosition pos = t->data.position(&t->data);
     // JSON has no NaN or Infinity: a non-finite loss or norm is written as null.
     char loss_s[32] = "null", norm_s[32] = "null";
@@ -554,17 +533,19 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
     }
     comm_allreduce_sum_i64(&t->comm, counts, 3);
     model_zero_grads(m);
-    double loss_sum = 0.0;
+    double sums[2] = {0.0, 0.0};  // loss sum, model FLOPs
+    for (int i = 0; i < n; i++) sums[1] += flops_micro_batch(&m->cfg, m->trainable[MODULE_LLM], &micro[i]);
     float scale = counts[0] > 0 ? 1.0f / (float)counts[0] : 0.0f;
     for (int i = 0; i < n; i++) {
         if (model_forward(m, &micro[i], err) != 0) return -1;
-        loss_sum += m->loss_sum;
+        sums[0] += m->loss_sum;
         if (counts[0] > 0) model_backward(m, scale);
     }
     for (int i = 0; i < MODULE_COUNT; i++)
         if (m->grads[i]) allreduce_grads(t, m->grads[i], m->params.module_numel[i]);
-    comm_allreduce_sum_f64(&t->comm, &loss_sum, 1);
-    s->loss = counts[0] > 0 ? loss_sum / (double)counts[0] : NAN;
+    comm_allreduce_sum_f64(&t->comm, sums, 2);
+    s->loss = counts[0] > 0 ? sums[0] / (double)counts[0] : NAN;
+    s->flops = sums[1];
     s->norm = optim_grad_norm(m);
     s->lr = c->lr * schedule_lr_factor(c->schedule, t->step, t->total_steps, t->warmup_steps);
     s->empty = counts[0] == 0;

@@ -2,8 +2,9 @@
 // (sizes that are not multiples of any tile, unaligned pointers for the scalar
 // paths), on random inputs; then the timing table and the flash-attention
 // benchmark (gpu_bench.c). Run by tests/gpu/run.sh on a machine with a GPU:
-//   test_gpu_ops [--checks-only | --bench-only] [-v]
-// Exit 0 when every check passed; without a usable GPU it says so and exits 0.
+//   test_gpu_ops [--checks-only | --bench-only | --probe] [-v]
+// Exit 0 when every check passed; without a usable GPU it says so and exits 0
+// (--probe: only loads the backend; exits 77 without a GPU).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -650,14 +651,15 @@ void run_checks(Harness *h) {
 #endif
 
 int main(int argc, char **argv) {
-    int checks = 1, bench = 1;
+    int checks = 1, bench = 1, probe = 0;
     Harness *h = xcalloc(1, sizeof *h);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--checks-only") == 0) bench = 0;
         else if (strcmp(argv[i], "--bench-only") == 0) checks = 0;
+        else if (strcmp(argv[i], "--probe") == 0) probe = 1;
         else if (strcmp(argv[i], "-v") == 0) h->verbose = 1;
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: %s [--checks-only | --bench-only] [-v]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--checks-only | --bench-only | --probe] [-v]\n", argv[0]);
             return 2;
         }
     }
@@ -665,6 +667,14 @@ int main(int argc, char **argv) {
     h->gpu = backend_select("cuda", &err);  // the plugin, as `llava --device cuda` loads it
     if (!h->gpu) {
         printf("test_gpu_ops: skipped: %s\n", err.msg);
+        free(h);
+        // --probe (tests/gpu/run.sh's setup): 77 = no usable GPU, 1 = the
+        // backend itself could not be loaded (a library, a missing plugin).
+        if (probe) return strstr(err.msg, "no usable CUDA device") ? 77 : 1;
+        return 0;
+    }
+    if (probe) {
+        printf("test_gpu_ops: the CUDA backend is ready\n");
         free(h);
         return 0;
     }
