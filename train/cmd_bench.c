@@ -22,6 +22,7 @@ static int bench_stage(LlavaModel *m, int stage, int batch, int text, int steps,
     const Ops *ops = m->ops;
     model_set_stage(m, stage);
     model_set_recompute(m, recompute);
+    model_set_head_labeled_only(m, 1);  // as llava train runs it
     Optimizer opt;
     optim_init(&opt, m, 0.9, 0.999, 1e-8, 0.0, 1.0, 0, 1);
     BatchSource data;

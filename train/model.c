@@ -124,6 +124,8 @@ void model_set_recompute(LlavaModel *m, int on) {
     m->recompute = !!on;
 }
 
+void model_set_head_labeled_only(LlavaModel *m, int on) { m->head_labeled_only = !!on; }
+
 void model_zero_grads(LlavaModel *m) {
     for (int i = 0; i < MODULE_COUNT; i++)
         if (m->grads[i]) m->ops->zero(m->grads[i], m->params.module_numel[i] * sizeof(float));
@@ -190,6 +192,9 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
     a->lnf = carve(cv, Mz * C * A);
     a->lnf_rstd = carve(cv, Mz * F);
     a->logits = carve(cv, Mz * V * A);
+    a->head_rows = carve(cv, Mz * I32);
+    a->head_targets = carve(cv, Mz * I32);
+    a->head_in = carve(cv, Mz * C * A);
     a->losses = carve(cv, Mz * F);
     a->dres = carve(cv, Mz * C * A);
     a->dln = carve(cv, Mz * C * A);
@@ -300,6 +305,7 @@ static int upload_batch(LlavaModel *m, const LlavaBatch *b) {
     int32_t *ids = xmalloc((size_t)M * sizeof(int32_t)), *targets = xmalloc((size_t)M * sizeof(int32_t));
     int32_t *pos = xmalloc((size_t)M * sizeof(int32_t));
     int32_t *rows = xmalloc((size_t)(b->n_images * c->image_tokens + 1) * sizeof(int32_t));
+    int32_t *head_rows = xmalloc((size_t)M * sizeof(int32_t)), *head_targets = xmalloc((size_t)M * sizeof(int32_t));
     int n_rows = 0, counted = 0;
     for (int i = 0; i < M; i++) {
         int t = i % T;
@@ -309,11 +315,20 @@ static int upload_batch(LlavaModel *m, const LlavaBatch *b) {
         pos[i] = b->pos ? b->pos[i] : t;
         int tgt = target_at(b, i);
         targets[i] = tgt < 0 ? -1 : tgt;
+        if (tgt >= 0) {
+            head_rows[counted] = i;
+            head_targets[counted] = tgt;
+        }
         counted += tgt >= 0;
     }
+    a->K = counted;
     const Ops *o = m->ops;
     o->upload(a->ids, ids, (size_t)M * sizeof(int32_t));
     o->upload(a->targets, targets, (size_t)M * sizeof(int32_t));
+    if (m->head_labeled_only && counted) {
+        o->upload(a->head_rows, head_rows, (size_t)counted * sizeof(int32_t));
+        o->upload(a->head_targets, head_targets, (size_t)counted * sizeof(int32_t));
+    }
     o->upload(a->pos, pos, (size_t)M * sizeof(int32_t));
     a->has_seg = b->seg != NULL;
     if (b->seg) o->upload(a->seg, b->seg, (size_t)M * sizeof(int32_t));
@@ -331,6 +346,8 @@ static int upload_batch(LlavaModel *m, const LlavaBatch *b) {
     free(targets);
     free(pos);
     free(rows);
+    free(head_rows);
+    free(head_targets);
     return counted;
 }
 
@@ -487,13 +504,24 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     for (int l = 0; l < t->layers; l++)
         llm_layer_forward(m, l, &a->layer[m->recompute ? 0 : l], a->x[l], a->x[l + 1]);
     o->rmsnorm_forward(a->lnf, a->lnf_rstd, a->x[t->layers], W(m, MODULE_LLM, m->off.norm_w), M, C, t->eps);
-    o->matmul_forward(a->logits, a->lnf, W(m, MODULE_LLM, m->off.head), NULL, M, C, t->vocab);
-    o->cross_entropy(a->losses, NULL, a->logits, a->targets, 0.0f, M, t->vocab);
-    float *losses = xmalloc((size_t)M * sizeof(float));
-    o->download(losses, a->losses, (size_t)M * sizeof(float));
+    // The head on every row, or on the K labeled rows gathered first.
+    int R = m->head_labeled_only ? a->K : M;
+    const void *head_in = a->lnf;
+    const int32_t *head_targets = a->targets;
+    if (m->head_labeled_only) {
+        if (R) o->gather_rows(a->head_in, a->lnf, a->head_rows, R, C);
+        head_in = a->head_in;
+        head_targets = a->head_targets;
+    }
     double sum = 0.0;
-    for (int i = 0; i < M; i++) sum += losses[i];
-    free(losses);
+    if (R) {
+        o->matmul_forward(a->logits, head_in, W(m, MODULE_LLM, m->off.head), NULL, R, C, t->vocab);
+        o->cross_entropy(a->losses, NULL, a->logits, head_targets, 0.0f, R, t->vocab);
+        float *losses = xmalloc((size_t)R * sizeof(float));
+        o->download(losses, a->losses, (size_t)R * sizeof(float));
+        for (int i = 0; i < R; i++) sum += losses[i];
+        free(losses);
+    }
     m->loss_sum = sum;
     return 0;
 }
@@ -508,9 +536,23 @@ void model_backward(LlavaModel *m, float dloss_scale) {
     const ModuleId LM = MODULE_LLM;
     const ModelOffsets *off = &m->off;
 
-    // dlogits overwrite the logits in place.
-    o->cross_entropy(a->losses, a->logits, a->logits, a->targets, dloss_scale, M, t->vocab);
-    o->matmul_backward(a->dln, G(m, LM, off->head), NULL, a->logits, a->lnf, W(m, LM, off->head), M, C, t->vocab);
+    // dlogits overwrite the logits in place. Labeled-only: the head's input
+    // gradient for the K rows lands in dres first, then is scattered into
+    // dln (zero elsewhere: a row without a target gets no gradient here).
+    if (!m->head_labeled_only) {
+        o->cross_entropy(a->losses, a->logits, a->logits, a->targets, dloss_scale, M, t->vocab);
+        o->matmul_backward(a->dln, G(m, LM, off->head), NULL, a->logits, a->lnf, W(m, LM, off->head), M, C,
+                           t->vocab);
+    } else {
+        const int K = a->K;
+        o->zero(a->dln, (size_t)M * C * o->act_size);
+        if (K) {
+            o->cross_entropy(a->losses, a->logits, a->logits, a->head_targets, dloss_scale, K, t->vocab);
+            o->matmul_backward(a->dres, G(m, LM, off->head), NULL, a->logits, a->head_in, W(m, LM, off->head), K, C,
+                               t->vocab);
+            o->scatter_rows(a->dln, a->dres, a->head_rows, K, C);
+        }
+    }
     o->zero(a->dres, (size_t)M * C * o->act_size);
     o->rmsnorm_backward(a->dres, G(m, LM, off->norm_w), a->dln, a->x[t->layers], W(m, LM, off->norm_w), a->lnf_rstd,
                         M, C);

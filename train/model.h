@@ -56,7 +56,11 @@ typedef struct {
     LayerActs *layer;        // [L], or [1] shared scratch when recomputing
     void *lnf;               // [M, C]
     float *lnf_rstd;         // [M]
-    void *logits;            // [M, V]; holds dlogits after backward
+    void *logits;            // [M, V] ([K, V] labeled-only); holds dlogits after backward
+    int K;                   // labeled-only mode: rows with a target in this batch
+    int32_t *head_rows;      // [M] (first K used) those rows, ascending
+    int32_t *head_targets;   // [M] (first K used) their targets
+    void *head_in;           // [M, C] (first K used) the final norm's output at those rows
     float *losses;           // [M]
     // backward scratch
     void *dres, *dln, *dqkv, *datt, *dgateup, *dmlp;
@@ -100,6 +104,7 @@ typedef struct {
     float *grads[MODULE_COUNT];   // fp32, NULL for frozen modules
     int trainable[MODULE_COUNT];
     int recompute;                // gradient checkpointing per LLM layer
+    int head_labeled_only;        // LM head + loss only on rows with a target (training)
     Activations acts;
     int n_counted;                // targets counted by the last forward
     double loss_sum;              // sum of token losses of the last forward
@@ -112,6 +117,12 @@ void model_free(LlavaModel *m);
 // The vision tower never trains. Allocates gradients for trainable modules.
 void model_set_stage(LlavaModel *m, int stage);
 void model_set_recompute(LlavaModel *m, int on);
+// Training: the LM head and the cross-entropy run only on the rows that have a
+// target (gathered first): image tokens, prompts and padding never need
+// logits. Same loss and gradients as all rows, a fraction of the head's FLOPs
+// and none of its wasted [M, V] traffic. Off (every row's logits) by default,
+// for `llava forward`, generation and anything that reads model_logits.
+void model_set_head_labeled_only(LlavaModel *m, int on);
 void model_zero_grads(LlavaModel *m);
 size_t model_num_params(const LlavaModel *m, int trainable_only);
 // Pointer to a tensor's weights / gradient (NULL if frozen), by canonical name.
@@ -131,7 +142,8 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err);
 // losses): 1/n_counted gives the mean; the trainer passes 1/(tokens counted
 // over the whole global batch). Gradients accumulate into m->grads.
 void model_backward(LlavaModel *m, float dloss_scale);
-// Logits of the last forward, [B*T, V] in act dtype (valid until backward).
+// Logits of the last forward, [B*T, V] in act dtype (valid until backward);
+// with model_set_head_labeled_only, [K, V] for the labeled rows only.
 const void *model_logits(const LlavaModel *m);
 
 #endif

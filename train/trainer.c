@@ -240,6 +240,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     }
     model_set_stage(&t->model, c->stage);
     model_set_recompute(&t->model, c->recompute);
+    model_set_head_labeled_only(&t->model, 1);  // training never reads the logits of unlabeled rows
     if (c->max_length == 0)  // the default, as LLaVA's model_max_length 2048, within the model's reach
         c->max_length = t->model.cfg.text.max_positions < 2048 ? t->model.cfg.text.max_positions : 2048;
     if (c->max_length > t->model.cfg.text.max_positions) {

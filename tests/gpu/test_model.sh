@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `llava forward --device cuda` on the golden fixtures against transformers'
 # fp32 outputs, at bf16 tolerances (logits 2e-2, loss 1e-2, gradients 5e-2,
-# norm-wise), for stage 2 and stage 1; gradient checkpointing must not
+# norm-wise), for stage 2 (also with the LM head on labeled rows only, as
+# training runs it) and stage 1; gradient checkpointing must not
 # change a single bit (the ops are deterministic); and `llava generate
 # --verify` (KV-cache steps against the full forward).
 #   bash tests/gpu/test_model.sh LLAVA_BINARY SOURCE_DIR BUILD_DIR
@@ -39,6 +40,11 @@ for model in tiny_llava15 tiny_llava_v1; do
     echo "FAIL: $model: --recompute 1 changed the outputs (must be bitwise identical)"
     fail=1
   fi
+  # Training's mode: the LM head and the loss only on the labeled rows.
+  echo "== $model, stage 2, --labeled-only 1 (the head on labeled rows, as llava train runs it)"
+  "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s2l.safetensors" \
+    --stage 2 --labeled-only 1 --device cuda >/dev/null
+  "$compare" "$tmp/s2l.safetensors" "$dir/golden.safetensors" 2e-2 1e-2 5e-2 || fail=1
   echo "== $model, stage 1"
   "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s1.safetensors" \
     --stage 1 --device cuda >/dev/null
