@@ -11,7 +11,8 @@
 # The whole script keeps to LLAVA_GPU_BUDGET seconds (default 400, for a
 # device call of timeout_s 460): each step runs under `timeout`, capped by
 # what is left, and a step that cannot start in time is reported as not run.
-# Everything is printed as it comes and written to $OUT/gpu.log, with one
+# LLAVA_GPU_STEPS=4,5 runs only those steps after the setup (a second,
+# shorter call). Everything is printed as it comes and written to $OUT/gpu.log, with one
 # line per step in $OUT/summary.txt, so a call cut short still returns them.
 # Without a GPU it stops after step 0 (the dry run: tests/test_gpu_dry_run.sh)
 # and exits 0; a library that cannot be resolved fails step 0.
@@ -32,6 +33,10 @@ summary() { echo "$*" | tee -a "$out/summary.txt"; }
 step() {
   local name=$1 cap=$2
   shift 2
+  case ",${LLAVA_GPU_STEPS:-1,2,3,4,5}," in
+    *",${name%%/*},"*) ;;
+    *) summary "$name: skipped (LLAVA_GPU_STEPS=${LLAVA_GPU_STEPS})"; return ;;
+  esac
   local t=$(($(left) - 5))
   [ "$t" -gt "$cap" ] && t=$cap
   echo
