@@ -93,7 +93,8 @@ int cmd_bench(int argc, char **argv) {
                            0};
     specs[n++] = (ArgSpec){"steps", ARG_INT, &steps, "timed steps (default 5)", 0};
     specs[n++] = (ArgSpec){"warmup", ARG_INT, &warmup, "untimed steps first (default 1)", 0};
-    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute, "gradient checkpointing 0|1 (default 0)", 0};
+    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute,
+                           "gradient checkpointing: 0 off, 1 full, 2 selective (default 0)", 0};
     specs[n++] = (ArgSpec){"device", ARG_STRING, &device, "cpu | cuda (default cpu)", 0};
     specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all)", 0};
     int rc = args_parse(argc, argv, specs, n, "llava bench (--model DIR | --config CONFIG.json) [options]",
@@ -108,8 +109,9 @@ int cmd_bench(int argc, char **argv) {
         else if (*p != ',') n_stages = 3;  // malformed
         if (n_stages > 2) break;
     }
-    if (batch < 1 || text < 1 || steps < 1 || warmup < 0 || n_stages < 1 || n_stages > 2) {
-        fprintf(stderr, "llava bench: bad --batch/--text/--steps/--warmup/--stage\n");
+    if (batch < 1 || text < 1 || steps < 1 || warmup < 0 || n_stages < 1 || n_stages > 2 || recompute < 0 ||
+        recompute > 2) {
+        fprintf(stderr, "llava bench: bad --batch/--text/--steps/--warmup/--stage/--recompute\n");
         return EXIT_BAD_INPUT;
     }
     backend_set_threads(threads);

@@ -67,7 +67,8 @@ int cmd_forward(int argc, char **argv) {
     specs[n++] = (ArgSpec){"out", ARG_STRING, &out_path, "output safetensors: logits, loss, grad.<name>", 1};
     specs[n++] = (ArgSpec){"stage", ARG_INT, &stage,
                            "0 = no gradients, 1 = projector, 2 = projector + LLM (default 2)", 0};
-    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute, "gradient checkpointing per LLM layer, 0|1 (default 0)", 0};
+    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute,
+                           "gradient checkpointing per LLM layer: 0 off, 1 full, 2 selective (default 0)", 0};
     specs[n++] = (ArgSpec){"labeled-only", ARG_INT, &labeled_only,
                            "1: the LM head and loss only on labeled rows, as training runs them; writes labeled_logits "
                            "[K,V] and labeled_rows [K] instead of logits (default 0)", 0};
@@ -79,8 +80,8 @@ int cmd_forward(int argc, char **argv) {
                         "(mean over counted labels), num_tokens and grad.<tensor name> for every trainable tensor.",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;
-    if (stage < 0 || stage > 2 || (recompute != 0 && recompute != 1)) {
-        fprintf(stderr, "llava forward: --stage must be 0, 1 or 2 and --recompute 0 or 1\n");
+    if (stage < 0 || stage > 2 || recompute < 0 || recompute > 2) {
+        fprintf(stderr, "llava forward: --stage must be 0, 1 or 2 and --recompute 0, 1 or 2\n");
         return EXIT_BAD_INPUT;
     }
     backend_set_threads(threads);

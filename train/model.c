@@ -119,12 +119,16 @@ void model_set_stage(LlavaModel *m, int stage) {
     }
 }
 
-void model_set_recompute(LlavaModel *m, int on) {
-    if (m->recompute != !!on) acts_free(m);  // the plan differs: re-plan on next forward
-    m->recompute = !!on;
+void model_set_recompute(LlavaModel *m, int mode) {
+    CHECK(mode >= RECOMPUTE_OFF && mode <= RECOMPUTE_SELECTIVE, "recompute mode %d", mode);
+    if (m->recompute != mode) acts_free(m);  // the plan differs: re-plan on next forward
+    m->recompute = mode;
 }
 
 void model_set_head_labeled_only(LlavaModel *m, int on) { m->head_labeled_only = !!on; }
+
+static void acts_reserve(LlavaModel *m, int M, int N);
+void model_reserve(LlavaModel *m, int rows, int images) { acts_reserve(m, rows, images); }
 
 void model_zero_grads(LlavaModel *m) {
     for (int i = 0; i < MODULE_COUNT; i++)
@@ -175,9 +179,21 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
     a->image_rows = carve(cv, (NF ? NF : 1) * I32);
     a->cls_drop_rows = carve(cv, (N ? (size_t)N * NP : 1) * I32);
     for (int l = 0; l <= t->layers; l++) a->x[l] = carve(cv, Mz * C * A);
-    int n_layer_acts = m->recompute ? 1 : t->layers;
+    int n_layer_acts = m->recompute == RECOMPUTE_FULL ? 1 : t->layers;
     for (int l = 0; l < n_layer_acts; l++) {
         LayerActs *L = &a->layer[l];
+        if (m->recompute == RECOMPUTE_SELECTIVE && l > 0) {
+            // Kept per layer: the matmul outputs (qkv after RoPE, att, h,
+            // gateup) and lse. Recomputed in backward from them: both norms
+            // and SwiGLU, in layer 0's buffers shared by every layer.
+            *L = a->layer[0];
+            L->qkv = carve(cv, Mz * QKV * A);
+            L->att = carve(cv, Mz * ATT * A);
+            L->lse = carve(cv, Mz * t->heads * F);
+            L->h = carve(cv, Mz * C * A);
+            L->gateup = carve(cv, Mz * 2 * I * A);
+            continue;
+        }
         L->ln1 = carve(cv, Mz * C * A);
         L->ln1_rstd = carve(cv, Mz * F);
         L->qkv = carve(cv, Mz * QKV * A);
@@ -231,7 +247,7 @@ static void acts_reserve(LlavaModel *m, int M, int N) {
     int M_cap = M > a->M_cap ? M : a->M_cap, N_cap = N > a->N_cap ? N : a->N_cap;
     acts_free(m);
     a->x = xcalloc((size_t)m->cfg.text.layers + 1, sizeof(void *));
-    a->layer = xcalloc(m->recompute ? 1 : (size_t)m->cfg.text.layers, sizeof(LayerActs));
+    a->layer = xcalloc(m->recompute == RECOMPUTE_FULL ? 1 : (size_t)m->cfg.text.layers, sizeof(LayerActs));
     Carver sizing = {0, 0};
     plan(m, &sizing, M_cap, N_cap);
     a->arena = m->ops->alloc(sizing.used);
@@ -458,6 +474,19 @@ static void llm_layer_forward(LlavaModel *m, int l, LayerActs *L, const void *x_
     o->residual_forward(x_out, x_out, L->h, (size_t)M * C);
 }
 
+// Selective recompute: what llm_layer_forward computed without a matmul
+// (ln1, ln2 with their rstd, the SwiGLU output), again from the kept inputs:
+// the same ops on the same values, so bitwise what the forward had.
+static void llm_layer_recompute_cheap(LlavaModel *m, int l, LayerActs *L, const void *x_in) {
+    const Ops *o = m->ops;
+    const TextConfig *t = &m->cfg.text;
+    const LlmLayerOffsets *w = &m->off.llm[l];
+    const int M = m->acts.M, C = t->hidden;
+    o->rmsnorm_forward(L->ln1, L->ln1_rstd, x_in, W(m, MODULE_LLM, w->ln1_w), M, C, t->eps);
+    o->rmsnorm_forward(L->ln2, L->ln2_rstd, L->h, W(m, MODULE_LLM, w->ln2_w), M, C, t->eps);
+    o->swiglu_forward(L->mlp, L->gateup, M, t->intermediate);
+}
+
 // On entry acts.dres holds d(x_out); on exit d(x_in).
 static void llm_layer_backward(LlavaModel *m, int l, LayerActs *L, const void *x_in) {
     const Ops *o = m->ops;
@@ -502,7 +531,7 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     o->embedding_forward(a->x[0], a->ids, W(m, MODULE_LLM, m->off.embed), M, C);
     if (NF > 0) o->scatter_rows(a->x[0], a->pout, a->image_rows, NF, C);
     for (int l = 0; l < t->layers; l++)
-        llm_layer_forward(m, l, &a->layer[m->recompute ? 0 : l], a->x[l], a->x[l + 1]);
+        llm_layer_forward(m, l, &a->layer[m->recompute == RECOMPUTE_FULL ? 0 : l], a->x[l], a->x[l + 1]);
     o->rmsnorm_forward(a->lnf, a->lnf_rstd, a->x[t->layers], W(m, MODULE_LLM, m->off.norm_w), M, C, t->eps);
     // The head on every row, or on the K labeled rows gathered first.
     int R = m->head_labeled_only ? a->K : M;
@@ -557,10 +586,11 @@ void model_backward(LlavaModel *m, float dloss_scale) {
     o->rmsnorm_backward(a->dres, G(m, LM, off->norm_w), a->dln, a->x[t->layers], W(m, LM, off->norm_w), a->lnf_rstd,
                         M, C);
     for (int l = t->layers - 1; l >= 0; l--) {
-        LayerActs *L = &a->layer[m->recompute ? 0 : l];
+        LayerActs *L = &a->layer[m->recompute == RECOMPUTE_FULL ? 0 : l];
         // Recompute the layer from its saved input. It rewrites x[l+1] with
         // bitwise the same values, which nothing reads any more.
-        if (m->recompute) llm_layer_forward(m, l, L, a->x[l], a->x[l + 1]);
+        if (m->recompute == RECOMPUTE_FULL) llm_layer_forward(m, l, L, a->x[l], a->x[l + 1]);
+        if (m->recompute == RECOMPUTE_SELECTIVE) llm_layer_recompute_cheap(m, l, L, a->x[l]);
         llm_layer_backward(m, l, L, a->x[l]);
     }
     // a->dres now holds d(inputs_embeds).

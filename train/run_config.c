@@ -57,6 +57,7 @@ static const KeySpec KEYS[] = {
     D(adam_eps, "AdamW epsilon"),
     D(max_grad_norm, "clip the global gradient norm to this (<= 0: no clipping)"),
     B(recompute, "gradient checkpointing: recompute each LLM layer in backward"),
+    B(selective_recompute, "with recompute false: keep the matmul outputs, recompute only norms and SwiGLU"),
     I(zero_stage, "0: every process holds the optimizer state; 1: ZeRO-1, each holds 1/N of it"),
     B(stochastic_rounding, "CUDA: round the bf16 weights stochastically from the fp32 masters (default: nearest)"),
     S(device, "cpu | cuda"),

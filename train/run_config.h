@@ -36,6 +36,7 @@ typedef struct {
     double max_grad_norm;     // <= 0: no clipping
     // execution
     int recompute;
+    int selective_recompute;  // recompute false: keep matmul outputs, recompute norms + SwiGLU
     int zero_stage;           // 0: optimizer state on every process; 1: sharded (ZeRO-1)
     int stochastic_rounding;  // bf16 weights rounded stochastically from the fp32 masters
     char device[16];

@@ -239,7 +239,9 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         return EXIT_BAD_INPUT;
     }
     model_set_stage(&t->model, c->stage);
-    model_set_recompute(&t->model, c->recompute);
+    model_set_recompute(&t->model, c->recompute             ? RECOMPUTE_FULL
+                                   : c->selective_recompute ? RECOMPUTE_SELECTIVE
+                                                            : RECOMPUTE_OFF);
     model_set_head_labeled_only(&t->model, 1);  // training never reads the logits of unlabeled rows
     if (c->max_length == 0)  // the default, as LLaVA's model_max_length 2048, within the model's reach
         c->max_length = t->model.cfg.text.max_positions < 2048 ? t->model.cfg.text.max_positions : 2048;
@@ -254,6 +256,9 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         return EXIT_BAD_INPUT;
     }
     t->micro = xcalloc((size_t)t->data.max_micro, sizeof(LlavaBatch));
+    // The activation arena once, for the longest micro-batch (one image per
+    // sample, as LLaVA's data has): variable lengths never reallocate it.
+    model_reserve(&t->model, c->micro_batch * c->max_length, c->micro_batch);
     long per_epoch = t->data.steps_per_epoch;
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);

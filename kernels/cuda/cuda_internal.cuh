@@ -60,6 +60,13 @@ typedef struct CudaContext {
     size_t lt_workspace_size;
     void *scratch;                 // see cuda_scratch
     size_t scratch_size;
+    // Pinned host staging for uploads (cuda_backend.cu): a ring the host
+    // copies into and the stream copies out of asynchronously; stage_done is
+    // recorded after every copy out of it, and waited for only when the ring
+    // wraps, so a step's uploads never stop the host.
+    unsigned char *stage;
+    size_t stage_size, stage_used;
+    cudaEvent_t stage_done;
 } CudaContext;
 
 CudaContext *cuda_ctx(void);
