@@ -6,9 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #ifdef LLAVA_HAVE_CUDA
 #include <dlfcn.h>
-#include <unistd.h>
 
 #include "common/dynlib.h"
 
@@ -16,6 +17,7 @@
 // the kernels on the CPU emulator); NULL otherwise, and the plugin is loaded.
 extern const Ops *ops_cuda_create(char *msg, size_t cap) __attribute__((weak));
 extern void *ops_cuda_stream(void) __attribute__((weak));
+extern int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) __attribute__((weak));
 
 typedef const Ops *(*CudaCreateFn)(char *msg, size_t cap);
 typedef void *(*CudaStreamFn)(void);
@@ -94,9 +96,27 @@ void *backend_cuda_stream(void) {
     if (!stream) *(void **)&stream = cuda_symbol("ops_cuda_stream", msg, sizeof msg);
     return stream ? stream() : NULL;
 }
+
+static int cuda_memory(size_t *free_bytes, size_t *total_bytes) {
+    char msg[1024] = {0};
+    int (*fn)(size_t *, size_t *) = ops_cuda_memory;
+    if (!fn) *(void **)&fn = cuda_symbol("ops_cuda_memory", msg, sizeof msg);
+    return fn ? fn(free_bytes, total_bytes) : -1;
+}
 #else
 void *backend_cuda_stream(void) { return NULL; }
 #endif
+
+int backend_device_memory(const Ops *ops, size_t *free_bytes, size_t *total_bytes) {
+#ifdef LLAVA_HAVE_CUDA
+    if (strcmp(ops->name, "cuda") == 0) return cuda_memory(free_bytes, total_bytes);
+#endif
+    long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || size <= 0) return -1;
+    *total_bytes = (size_t)pages * (size_t)size;
+    *free_bytes = avail > 0 ? (size_t)avail * (size_t)size : *total_bytes;
+    return 0;
+}
 
 const Ops *backend_select(const char *device, Error *err) {
     if (!device || strcmp(device, "cpu") == 0) return ops_cpu();

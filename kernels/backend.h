@@ -14,6 +14,9 @@ const Ops *backend_select(const char *device, Error *err);
 // The cudaStream_t every CUDA op runs on, for code that must order its own
 // work after the ops' (NCCL); NULL before backend_select("cuda") succeeded.
 void *backend_cuda_stream(void);
+// The memory of the device ops runs on (the GPU's, or the machine's RAM for
+// the CPU backend): total and currently free bytes. 0, or -1 if unknown.
+int backend_device_memory(const Ops *ops, size_t *free_bytes, size_t *total_bytes);
 // Sets the OpenMP and BLAS thread counts (n <= 0: leave the defaults).
 void backend_set_threads(int n);
 

@@ -15,6 +15,27 @@
 #include "train/optim.h"
 #include "train/synthetic.h"
 
+// The memory plan at this shape: training state + activations for `batch`
+// samples of `seq` tokens (one image each), and the largest micro-batch whose
+// plan fits in 90% of the device's memory (the rest: CUDA's context,
+// cuBLASLt's workspace, scratch, fragmentation). Appends JSON fields.
+static void memory_plan(const LlavaModel *m, int batch, int seq, char *out, size_t cap) {
+    size_t state = model_training_state_bytes(m), free_b = 0, total_b = 0;
+    double gb = 1024.0 * 1024.0 * 1024.0;
+    size_t act = model_activation_bytes(m, batch * seq, batch);
+    int n = snprintf(out, cap, ", \"state_gb\": %.3f, \"activations_gb\": %.3f", state / gb, act / gb);
+    if (backend_device_memory(m->ops, &free_b, &total_b) != 0 || n < 0 || (size_t)n >= cap) return;
+    double budget = 0.9 * (double)total_b;
+    int lo = 0, hi = 1;  // largest B with state + act(B) <= budget: grow, then bisect
+    while (hi <= (1 << 20) / seq + 1 && state + model_activation_bytes(m, hi * seq, hi) <= budget) lo = hi, hi *= 2;
+    while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2;
+        if (state + model_activation_bytes(m, mid * seq, mid) <= budget) lo = mid;
+        else hi = mid;
+    }
+    snprintf(out + n, cap - (size_t)n, ", \"device_gb\": %.1f, \"max_micro_batch\": %d", total_b / gb, lo);
+}
+
 // Times `steps` training steps of one stage after `warmup` untimed ones and
 // prints the JSON line. EXIT_OK, or EXIT_BAD_INPUT with err.
 static int bench_stage(LlavaModel *m, int stage, int batch, int text, int steps, int warmup, int recompute,
@@ -60,14 +81,15 @@ static int bench_stage(LlavaModel *m, int stage, int batch, int text, int steps,
     }
     if (status == EXIT_OK) {
         double tf = flops / t_total / 1e12;
-        char mfu[48] = "";
+        char mfu[48] = "", mem[256] = "";
         if (peak_tflops > 0) snprintf(mfu, sizeof mfu, ", \"mfu\": %.4f", tf / peak_tflops);
+        memory_plan(m, batch, 1 + m->cfg.image_tokens + text, mem, sizeof mem);
         printf("{\"device\": \"%s\", \"stage\": %d, \"batch\": %d, \"seq\": %d, \"params\": %zu, \"trainable\": %zu, "
                "\"recompute\": %d, \"steps\": %d, \"s_per_step\": %.6f, \"best_s_per_step\": %.6f, "
-               "\"tokens_per_s\": %.1f, \"images_per_s\": %.2f, \"model_tflops_per_s\": %.3f%s}\n",
+               "\"tokens_per_s\": %.1f, \"images_per_s\": %.2f, \"model_tflops_per_s\": %.3f%s%s}\n",
                ops->name, stage, batch, 1 + m->cfg.image_tokens + text, model_num_params(m, 0),
                model_num_params(m, 1), recompute, steps, t_total / steps, best, tokens / t_total, images / t_total, tf,
-               mfu);
+               mfu, mem);
         fflush(stdout);
     }
     data.close(&data);
@@ -100,7 +122,8 @@ int cmd_bench(int argc, char **argv) {
     int rc = args_parse(argc, argv, specs, n, "llava bench (--model DIR | --config CONFIG.json) [options]",
                         "Times full training steps on synthetic data of a fixed shape (every sample: BOS, one image,\n"
                         "`text` tokens) and prints one JSON line per stage: seconds per step, tokens/s, images/s, model\n"
-                        "TFLOP/s from the real lengths (train/flops.h).",
+                        "TFLOP/s from the real lengths (train/flops.h), the memory plan (training state,\n"
+                        "activations) and the largest micro-batch of this shape that fits the device.",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;
     int stage_list[2], n_stages = 0;

@@ -127,9 +127,6 @@ void model_set_recompute(LlavaModel *m, int mode) {
 
 void model_set_head_labeled_only(LlavaModel *m, int on) { m->head_labeled_only = !!on; }
 
-static void acts_reserve(LlavaModel *m, int M, int N);
-void model_reserve(LlavaModel *m, int rows, int images) { acts_reserve(m, rows, images); }
-
 void model_zero_grads(LlavaModel *m) {
     for (int i = 0; i < MODULE_COUNT; i++)
         if (m->grads[i]) m->ops->zero(m->grads[i], m->params.module_numel[i] * sizeof(float));
@@ -255,6 +252,26 @@ static void acts_reserve(LlavaModel *m, int M, int N) {
     plan(m, &real, M_cap, N_cap);
     a->M_cap = M_cap;
     a->N_cap = N_cap;
+}
+
+void model_reserve(LlavaModel *m, int rows, int images) { acts_reserve(m, rows, images); }
+
+size_t model_activation_bytes(const LlavaModel *m, int rows, int images) {
+    LlavaModel scratch = *m;  // plan() writes pointers into acts: never the live ones
+    memset(&scratch.acts, 0, sizeof scratch.acts);
+    scratch.acts.x = xcalloc((size_t)m->cfg.text.layers + 1, sizeof(void *));
+    scratch.acts.layer = xcalloc((size_t)m->cfg.text.layers, sizeof(LayerActs));
+    Carver sizing = {0, 0};
+    plan(&scratch, &sizing, rows, images);
+    free(scratch.acts.x);
+    free(scratch.acts.layer);
+    return sizing.used;
+}
+
+size_t model_training_state_bytes(const LlavaModel *m) {
+    size_t all = model_num_params(m, 0), trainable = model_num_params(m, 1);
+    size_t master = m->ops->act_size < sizeof(float) ? sizeof(float) : 0;
+    return all * m->ops->act_size + trainable * (sizeof(float) * 3 + master);
 }
 
 // ---- batch checks and host-side preparation ---------------------------------------

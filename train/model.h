@@ -135,6 +135,13 @@ void model_set_head_labeled_only(LlavaModel *m, int on);
 // mid-run (on a GPU a reallocation synchronizes). A larger batch later still
 // grows it.
 void model_reserve(LlavaModel *m, int rows, int images);
+// Bytes of the activation arena for micro-batches of `rows` rows and `images`
+// images under the current recompute mode (the plan, sized without
+// allocating), and of everything else training holds: weights, fp32
+// gradients of the trainable modules and AdamW's state (m, v, and fp32 master
+// weights where parameters are bf16), unsharded.
+size_t model_activation_bytes(const LlavaModel *m, int rows, int images);
+size_t model_training_state_bytes(const LlavaModel *m);
 void model_zero_grads(LlavaModel *m);
 size_t model_num_params(const LlavaModel *m, int trainable_only);
 // Pointer to a tensor's weights / gradient (NULL if frozen), by canonical name.

@@ -277,3 +277,8 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
 }
 
 extern "C" void *ops_cuda_stream(void) { return g_ready ? (void *)g_ctx.stream : NULL; }
+
+extern "C" int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) {
+    if (!g_ready) return -1;
+    return cudaMemGetInfo(free_bytes, total_bytes) == cudaSuccess ? 0 : -1;
+}
