@@ -248,6 +248,7 @@ static void acts_reserve(LlavaModel *m, int M, int N) {
     Carver sizing = {0, 0};
     plan(m, &sizing, M_cap, N_cap);
     a->arena = m->ops->alloc(sizing.used);
+    a->arena_bytes = sizing.used;
     Carver real = {(uintptr_t)a->arena, 0};
     plan(m, &real, M_cap, N_cap);
     a->M_cap = M_cap;

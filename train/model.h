@@ -48,6 +48,7 @@ typedef struct {
     int M_cap, N_cap;        // capacity: rows B*T and images
     int B, T, M, N;          // shape of the current batch
     void *arena;             // one allocation for everything below
+    size_t arena_bytes;      // its size
     int32_t *ids, *targets, *pos, *seg;  // [M] backend copies
     int32_t *image_rows;     // [N * image_tokens] rows of the spliced features
     int32_t *cls_drop_rows;  // [N * patches] rows of features kept when CLS is dropped
