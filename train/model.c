@@ -484,8 +484,12 @@ static void llm_layer_forward(LlavaModel *m, int l, LayerActs *L, const void *x_
     o->rope_forward(L->qkv, m->acts.pos, M, t->heads, t->kv_heads, HS, t->rope_theta);
     o->attention_forward(L->att, L->lse, L->qkv, &as);
     o->matmul_forward(L->h, L->att, W(m, LM, w->o_w), NULL, M, ATT, C);
-    o->residual_forward(L->h, L->h, x_in, (size_t)M * C);
-    o->rmsnorm_forward(L->ln2, L->ln2_rstd, L->h, W(m, LM, w->ln2_w), M, C, t->eps);
+    if (o->residual_rmsnorm_forward) {  // h += x_in; ln2 = rmsnorm(h), in one pass
+        o->residual_rmsnorm_forward(L->h, L->ln2, L->ln2_rstd, L->h, x_in, W(m, LM, w->ln2_w), M, C, t->eps);
+    } else {
+        o->residual_forward(L->h, L->h, x_in, (size_t)M * C);
+        o->rmsnorm_forward(L->ln2, L->ln2_rstd, L->h, W(m, LM, w->ln2_w), M, C, t->eps);
+    }
     o->matmul_forward(L->gateup, L->ln2, W(m, LM, w->gateup_w), NULL, M, C, 2 * I);
     o->swiglu_forward(L->mlp, L->gateup, M, I);
     o->matmul_forward(x_out, L->mlp, W(m, LM, w->down_w), NULL, M, I, C);

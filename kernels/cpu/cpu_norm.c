@@ -83,6 +83,13 @@ void cpu_rmsnorm_forward(void *out_, float *rstd, const void *inp_, const void *
     }
 }
 
+// The reference is the two ops themselves, so fused and unfused agree exactly.
+void cpu_residual_rmsnorm_forward(void *res, void *out, float *rstd, const void *a, const void *b, const void *weight,
+                                  int M, int C, float eps) {
+    cpu_residual_forward(res, a, b, (size_t)M * C);
+    cpu_rmsnorm_forward(out, rstd, res, weight, M, C, eps);
+}
+
 void cpu_rmsnorm_backward(void *dinp_, float *dweight, const void *dout_, const void *inp_, const void *weight_,
                           const float *rstd, int M, int C) {
     float *dinp = dinp_;

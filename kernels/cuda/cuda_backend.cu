@@ -176,6 +176,7 @@ static void fill_table(Ops *o) {
     o->layernorm_backward = cuda_layernorm_backward;
     o->rmsnorm_forward = cuda_rmsnorm_forward;
     o->rmsnorm_backward = cuda_rmsnorm_backward;
+    o->residual_rmsnorm_forward = cuda_residual_rmsnorm_forward;
     o->residual_forward = cuda_residual_forward;
     o->accumulate = cuda_accumulate;
     o->gelu_forward = cuda_gelu_forward;
