@@ -24,6 +24,9 @@ out=${OUT:-$src/build-gpu/out}
 mkdir -p "$out"
 : >"$out/summary.txt"
 exec > >(tee "$out/gpu.log") 2>&1
+tee_pid=$!
+# On every exit, let tee write its last lines before the call collects $OUT.
+trap 'exec 1>&- 2>&-; wait "$tee_pid" 2>/dev/null' EXIT
 budget=${LLAVA_GPU_BUDGET:-400}
 start=$(date +%s)
 status=0
