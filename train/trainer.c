@@ -256,9 +256,12 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         return EXIT_BAD_INPUT;
     }
     t->micro = xcalloc((size_t)t->data.max_micro, sizeof(LlavaBatch));
-    // The activation arena once, for the longest micro-batch (one image per
-    // sample, as LLaVA's data has): variable lengths never reallocate it.
-    model_reserve(&t->model, c->micro_batch * c->max_length, c->micro_batch);
+    // On a GPU the activation arena is sized once, for the longest micro-batch
+    // (one image per sample, as LLaVA's data has): variable lengths never
+    // reallocate it, which would synchronize. On the CPU growing costs nothing
+    // and keeps the memory to what the batches really need.
+    if (strcmp(t->ops->name, "cpu") != 0)
+        model_reserve(&t->model, c->micro_batch * c->max_length, c->micro_batch);
     long per_epoch = t->data.steps_per_epoch;
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
