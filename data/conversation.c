@@ -253,7 +253,8 @@ static void build_prompt(const ConvOptions *o, const Messages *m, Prompt *p) {
         }
         return;
     }
-    prompt_add(p, SYSTEM[o->tmpl], strlen(SYSTEM[o->tmpl]), 0);
+    const char *system = o->system ? o->system : SYSTEM[o->tmpl];
+    prompt_add(p, system, strlen(system), 0);
     prompt_add(p, " ", 1, 0);
     for (int j = 0; j < m->n; j++) {
         if (m->role[j] == CONV_HUMAN) {

@@ -41,6 +41,11 @@ typedef enum {
     PROBLEM_IMAGE_TRUNCATED,         // truncation would cut through the image tokens
     PROBLEM_MASK_MISMATCH,           // our tokens differ from tokenizing the whole prompt
     PROBLEM_TRUNCATED,               // written, cut to the maximum length
+    // WebDataset tar shards (data/webdataset.h)
+    PROBLEM_MISSING_CAPTION,         // no .txt member / no caption field in the .json member
+    PROBLEM_CORRUPT_ARCHIVE,         // a tar that ends early or has a damaged header
+    PROBLEM_DUPLICATE_KEY,           // a key seen before in the same tar
+    PROBLEM_UNSAFE_MEMBER,           // a member name with "..", an absolute path, or too big a size
     PROBLEM_COUNT
 } ProblemReason;
 
@@ -62,6 +67,8 @@ typedef struct {
     char *image;          // NULL for a text-only sample
     int n_turns;
     DatasetTurn *turns;   // [n_turns], in file order (a leading gpt turn is kept)
+    uint8_t *image_data;  // the image's bytes when they come from an archive (image names
+    size_t image_len;     // the member then), NULL when the image is a file to read
 } DatasetSample;
 
 typedef struct {

@@ -206,7 +206,8 @@ int manifest_read(Manifest *m, const char *dir, Error *err) {
             err_prefix(err, "shard entry %d: ", m->n_shards);
             goto fail;
         }
-        if (strchr(s.file, '/') || s.samples < 0) {
+        // Relative, inside the folder ("part-00000-of-00002/shard-00000.h5" after a merge).
+        if (s.file[0] == '/' || strstr(s.file, "..") || s.samples < 0) {
             err_set(err, "%s: shard entry %d is invalid", w, m->n_shards);
             goto fail;
         }

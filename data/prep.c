@@ -444,8 +444,30 @@ static int fill_source(Manifest *m, const char *data_path, Error *err) {
     return 0;
 }
 
+// The default PrepSource: a LLaVA JSON / JSONL file.
+typedef struct {
+    const char *path;
+    DatasetReader *r;
+} JsonSource;
+
+static int json_describe(void *ctx, Manifest *m, Error *err) { return fill_source(m, ((JsonSource *)ctx)->path, err); }
+static int json_open(void *ctx, const DatasetPos *pos, Error *err) {
+    JsonSource *js = ctx;
+    if (!(js->r = dataset_open(js->path, err))) return -1;
+    return pos ? dataset_seek(js->r, pos, err) : 0;
+}
+static int json_next(void *ctx, DatasetSample *s, DatasetProblem *q, Error *err) {
+    return dataset_next(((JsonSource *)ctx)->r, s, q, err);
+}
+static void json_tell(void *ctx, DatasetPos *pos) { dataset_tell(((JsonSource *)ctx)->r, pos); }
+static void json_close(void *ctx) {
+    JsonSource *js = ctx;
+    dataset_close(js->r);
+    js->r = NULL;
+}
+
 // Reads items into slots until the end of the file (main thread).
-static void read_items(Prep *p, DatasetReader *r) {
+static void read_items(Prep *p, const PrepSource *src) {
     int64_t seq = 0;
     for (;; seq++) {
         PrepSlot *s = &p->slots[seq % p->W];
@@ -455,13 +477,13 @@ static void read_items(Prep *p, DatasetReader *r) {
         pthread_mutex_unlock(&p->mu);
         if (fatal) break;
         Error err = {{0}};
-        const int rc = dataset_next(r, &s->sample, &s->parse_problem, &err);
+        const int rc = src->next(src->ctx, &s->sample, &s->parse_problem, &err);
         if (rc == DATASET_END) break;
         if (rc == DATASET_ERROR) {
             set_fatal(p, &err);
             break;
         }
-        dataset_tell(r, &s->end_pos);
+        src->tell(src->ctx, &s->end_pos);
         s->kind = rc;
         s->seq = seq;
         pthread_mutex_lock(&p->mu);
@@ -490,7 +512,10 @@ int prep_run(const PrepOptions *o, const Manifest *recipe_in, const PrepProcesso
     recipe.n_shards = 0;
     recipe.shard_max_samples = o->shard_max_samples;
     recipe.shard_max_mb = o->shard_max_mb;
-    if (fill_source(&recipe, o->data_path, err) != 0) return -1;
+    JsonSource json = {o->data_path, NULL};
+    const PrepSource json_source = {&json, json_describe, json_open, json_next, json_tell, json_close};
+    const PrepSource *src = o->source ? o->source : &json_source;
+    if (src->describe(src->ctx, &recipe, err) != 0) return -1;
     Prep *p = xcalloc(1, sizeof *p);
     p->o = o;
     p->proc = proc;
@@ -498,7 +523,7 @@ int prep_run(const PrepOptions *o, const Manifest *recipe_in, const PrepProcesso
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     int rc = start_or_resume(p, &recipe, err);
-    DatasetReader *reader = NULL;
+    int opened = 0;
     if (rc == 1) {
         sum->already_complete = 1;
         rc = 0;
@@ -508,7 +533,8 @@ int prep_run(const PrepOptions *o, const Manifest *recipe_in, const PrepProcesso
     p->shards_at_start = p->man.n_shards;
     DatasetPos pos;
     int fresh = resume_position(p, &pos, err);
-    if (fresh < 0 || !(reader = dataset_open(o->data_path, err)) || (!fresh && dataset_seek(reader, &pos, err) != 0)) {
+    opened = fresh >= 0;  // close() is also safe after a failed open()
+    if (fresh < 0 || src->open(src->ctx, fresh ? NULL : &pos, err) != 0) {
         rc = -1;
         goto done;
     }
@@ -527,7 +553,7 @@ int prep_run(const PrepOptions *o, const Manifest *recipe_in, const PrepProcesso
         wargs[i] = (PrepWorker){p, i};
         if (pthread_create(&workers[i], NULL, worker_main, &wargs[i]) != 0) FATAL("cannot start prep worker %d", i);
     }
-    read_items(p, reader);
+    read_items(p, src);
     pthread_join(writer, NULL);
     pthread_mutex_lock(&p->mu);
     p->stop_workers = 1;
@@ -559,7 +585,7 @@ done:
     sum->tokens = p->man.tokens;
     sum->shards = p->man.n_shards;
     sum->seconds = now_seconds() - t0;
-    dataset_close(reader);
+    if (opened) src->close(src->ctx);
     manifest_free(&p->man);
     free(p->slots);
     pthread_mutex_destroy(&p->mu);

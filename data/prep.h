@@ -51,8 +51,24 @@ typedef struct {
     int (*process)(void *ctx, int worker, const DatasetSample *s, PrepResult *out, Error *err);
 } PrepProcessor;
 
+// Where the items come from. PrepOptions.source NULL: the LLaVA data file at
+// data_path (data/dataset.h); data/webdataset.h is the other one.
 typedef struct {
-    const char *data_path;      // JSON list or JSONL
+    void *ctx;
+    // Fills recipe->data_path, data_size, data_mtime_ns: what identifies the
+    // input, so that a resume on changed input is refused.
+    int (*describe)(void *ctx, Manifest *recipe, Error *err);
+    // Starts reading at pos (one tell() returned earlier), or at the start (NULL).
+    int (*open)(void *ctx, const DatasetPos *pos, Error *err);
+    // dataset_next's contract: DATASET_SAMPLE, DATASET_BAD_ITEM, DATASET_END, DATASET_ERROR.
+    int (*next)(void *ctx, DatasetSample *s, DatasetProblem *problem, Error *err);
+    void (*tell)(void *ctx, DatasetPos *pos);  // position after the last item returned
+    void (*close)(void *ctx);                 // also after a failed open()
+} PrepSource;
+
+typedef struct {
+    const char *data_path;      // JSON list or JSONL (or what source->describe names)
+    const PrepSource *source;   // NULL: read data_path with data/dataset.h
     const char *out_dir;
     int workers;                // worker threads (0 = prep_default_workers())
     int64_t shard_max_samples;  // close a shard at this many samples (0 = no limit)

@@ -112,8 +112,30 @@ static int build_tokens(ModelPrep *mp, WorkerState *ws, const DatasetSample *s, 
     return 1;
 }
 
+// An image whose bytes came with the sample (a tar member): the same decode
+// and preprocessing as a file, named by the member.
+static int load_image_bytes(ModelPrep *mp, WorkerState *ws, const DatasetSample *s, PrepResult *out) {
+    Error ierr = {{0}};
+    if (image_decode(s->image_data, s->image_len, s->image, mp->rq->max_pixels, &ws->rgb, &ierr) != 0)
+        return skip(out, PROBLEM_CORRUPT_IMAGE, s->image, "%s", ierr.msg);
+    if (mp->rq->store == STORE_ENCODED) {
+        out->encoded = xmalloc(s->image_len);
+        memcpy(out->encoded, s->image_data, s->image_len);
+        out->encoded_len = s->image_len;
+        return 0;
+    }
+    out->pixels = xmalloc((size_t)3 * mp->S * mp->S);
+    if (image_preprocess_u8(&ws->rgb, &mp->icfg, mp->rq->aspect, &ws->work, out->pixels, &ierr) != 0) {
+        free(out->pixels);
+        out->pixels = NULL;
+        return skip(out, PROBLEM_CORRUPT_IMAGE, s->image, "%s", ierr.msg);
+    }
+    return 0;
+}
+
 // The image: pixels or validated bytes.
 static int load_image(ModelPrep *mp, WorkerState *ws, const DatasetSample *s, PrepResult *out) {
+    if (s->image_data) return load_image_bytes(mp, ws, s, out);
     char path[PATH_MAX * 2];
     if (s->image[0] == '/') snprintf(path, sizeof path, "%s", s->image);  // as os.path.join does
     else snprintf(path, sizeof path, "%s/%s", mp->images_dir, s->image);
@@ -273,7 +295,7 @@ int prep_from_model(const PrepRequest *rq, PrepSummary *sum, Error *err) {
     if (rc == 0) {
         mp.workers = rq->workers > 0 ? rq->workers : prep_default_workers();
         mp.w = xcalloc((size_t)mp.workers, sizeof *mp.w);
-        PrepOptions o = {.data_path = rq->data_path, .out_dir = rq->out_dir, .workers = mp.workers,
+        PrepOptions o = {.data_path = rq->data_path, .source = rq->source, .out_dir = rq->out_dir, .workers = mp.workers,
                          .shard_max_samples = rq->shard_max_samples, .shard_max_mb = rq->shard_max_mb,
                          .progress = rq->progress, .prepare_folder = prepare_folder, .prepare_ctx = &mp,
                          .crash_after_shards = rq->crash_after_shards};

@@ -10,7 +10,8 @@
 #include "data/shards.h"
 
 typedef struct {
-    const char *data_path;      // LLaVA JSON list or JSONL
+    const char *data_path;      // LLaVA JSON list or JSONL (or what `source` names)
+    const PrepSource *source;   // NULL: read data_path (data/dataset.h); else e.g. data/webdataset.h
     const char *images_dir;     // NULL: the data file's folder
     const char *model_dir;      // config.json (+ tokenizer files, preprocessor_config.json)
     const char *tokenizer_dir;  // NULL: model_dir

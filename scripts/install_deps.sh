@@ -3,7 +3,10 @@
 # Does nothing when everything is already present. Safe to run repeatedly.
 #   cJSON, HDF5 (serial), OpenBLAS (OpenMP variant: its threads and ours share
 #   one pool instead of oversubscribing the cores), OpenMP (from gcc),
-#   libjpeg-turbo, libpng, giflib, OpenMPI, and the build tools.
+#   libjpeg-turbo, libpng, giflib, libarchive (WebDataset tars), OpenMPI, and
+#   the build tools; libcurl (the chat-completions client of llava datagen /
+#   judge); libmicrohttpd (llava serve's HTTP server), curl and jq (its tests),
+#   and chromium + chromium-driver (the headless browser test of its chat page).
 set -euo pipefail
 
 packages=(
@@ -12,7 +15,11 @@ packages=(
   libhdf5-dev
   libopenblas-openmp-dev
   libjpeg-dev libpng-dev libgif-dev
+  libarchive-dev
   libopenmpi-dev openmpi-bin
+  libcurl4-openssl-dev
+  libmicrohttpd-dev curl jq
+  chromium chromium-driver
 )
 
 missing=()

@@ -33,6 +33,10 @@ struct BatchSource {
     DataPosition (*position)(const BatchSource *s);
     int (*seek)(BatchSource *s, DataPosition pos, Error *err);
     void (*close)(BatchSource *s);
+    // Optional (NULL): JSON members (`"key": value, ...`, no braces) about the
+    // global batches so far, appended to the step's metrics.jsonl line (the
+    // mixture's per-source counts, data/mixture.h). 0, or -1 when cap is short.
+    int (*step_info)(const BatchSource *s, char *buf, size_t cap);
 };
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "common/json.h"
 #include "common/rng.h"
+#include "train/hf_files.h"
 
 // ---- folders of safetensors files ------------------------------------------------
 
@@ -356,9 +357,12 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
         cfg.image_token_index = opt->image_token_index;
     } else {
         // Append <image> and <pad> as llava-hf does (32000, 32001 -> vocab 32064).
-        int V = cfg.text.vocab, pad_to = opt->pad_vocab_to > 0 ? opt->pad_vocab_to : 1;
+        // The pad id is the tokenizer's, not config.json's: Vicuna-1.5 says
+        // pad_token_id 0 (<unk>) with no pad token, and HF numbers <pad> V + 1.
+        int V = cfg.text.vocab, pad_to = opt->pad_vocab_to > 0 ? opt->pad_vocab_to : 1, tok_pad = -1;
+        if (hf_tokenizer_pad_id(opt->llm_dir, &tok_pad, err) != 0) return -1;
         cfg.image_token_index = V;
-        if (cfg.text.pad_id < 0) cfg.text.pad_id = V + 1;
+        cfg.text.pad_id = tok_pad >= 0 ? tok_pad : V + 1;
         cfg.text.vocab = (V + 2 + pad_to - 1) / pad_to * pad_to;
         resize = 1;
     }

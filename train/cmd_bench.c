@@ -11,6 +11,7 @@
 #include "train/checkpoint.h"
 #include "train/commands.h"
 #include "train/flops.h"
+#include "train/lora.h"
 #include "train/model_source.h"
 #include "train/optim.h"
 #include "train/synthetic.h"
@@ -76,7 +77,7 @@ static int bench_stage(LlavaModel *m, int stage, int batch, int text, int steps,
             best = dt < best ? dt : best;
             tokens += (long)b.B * b.T;
             images += b.n_images;
-            flops += flops_micro_batch(&m->cfg, m->trainable[MODULE_LLM], &b);
+            flops += flops_micro_batch(&m->cfg, m->trainable[MODULE_LLM], m->params.module_numel[MODULE_LORA], &b);
         }
     }
     if (status == EXIT_OK) {
@@ -86,10 +87,11 @@ static int bench_stage(LlavaModel *m, int stage, int batch, int text, int steps,
         memory_plan(m, batch, 1 + m->cfg.image_tokens + text, mem, sizeof mem);
         printf("{\"device\": \"%s\", \"stage\": %d, \"batch\": %d, \"seq\": %d, \"params\": %zu, \"trainable\": %zu, "
                "\"recompute\": %d, \"steps\": %d, \"s_per_step\": %.6f, \"best_s_per_step\": %.6f, "
-               "\"tokens_per_s\": %.1f, \"images_per_s\": %.2f, \"model_tflops_per_s\": %.3f%s%s}\n",
+               "\"tokens_per_s\": %.1f, \"images_per_s\": %.2f, \"model_tflops_per_s\": %.3f, \"lora_r\": %d, "
+               "\"max_rss_gb\": %.3f%s%s}\n",
                ops->name, stage, batch, 1 + m->cfg.image_tokens + text, model_num_params(m, 0),
                model_num_params(m, 1), recompute, steps, t_total / steps, best, tokens / t_total, images / t_total, tf,
-               mfu, mem);
+               m->lora.r, max_rss_gb(), mfu, mem);
         fflush(stdout);
     }
     data.close(&data);
@@ -102,7 +104,7 @@ int cmd_bench(int argc, char **argv) {
     model_source_default(&src);
     const char *config_path = NULL, *device = "cpu";
     const char *stages = "2";
-    int batch = 4, text = 64, steps = 5, warmup = 1, recompute = 0, threads = 0;
+    int batch = 4, text = 64, steps = 5, warmup = 1, recompute = 0, threads = 0, lora_r = 0;
     float peak_tflops = 0;
     ArgSpec specs[20];
     int n = model_source_args(&src, specs, 0);
@@ -113,6 +115,8 @@ int cmd_bench(int argc, char **argv) {
                            "1, 2 or 1,2: what trains (default 2); 1,2 benches both on one initialized model", 0};
     specs[n++] = (ArgSpec){"peak-tflops", ARG_FLOAT, &peak_tflops, "the device's peak, for an mfu field (default: none)",
                            0};
+    specs[n++] = (ArgSpec){"lora-r", ARG_INT, &lora_r,
+                           "stage 2 with LoRA of this rank on every LLM linear (alpha 2r, dropout 0.05) (default 0: off)", 0};
     specs[n++] = (ArgSpec){"steps", ARG_INT, &steps, "timed steps (default 5)", 0};
     specs[n++] = (ArgSpec){"warmup", ARG_INT, &warmup, "untimed steps first (default 1)", 0};
     specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute,
@@ -156,6 +160,17 @@ int cmd_bench(int argc, char **argv) {
     } else if (model_source_load(&src, &m, ops, &err) != 0) {
         fprintf(stderr, "llava bench: %s\n", err.msg);
         return EXIT_BAD_INPUT;
+    }
+    if (lora_r > 0) {
+        if (n_stages != 1 || stage_list[0] != 2 || !ops->dropout) {
+            fprintf(stderr, "llava bench: --lora-r needs --stage 2 and a backend with the LoRA ops\n");
+            model_free(&m);
+            return EXIT_BAD_INPUT;
+        }
+        LoraSpec spec = {.r = lora_r, .alpha = 2.0f * lora_r, .dropout = 0.05f, .targets = (1u << LORA_TARGETS) - 1};
+        lora_attach(&m, &spec);
+        m.lora.dropout_active = 1;
+        lora_init_weights(&m, "kaiming", 1, &err);
     }
     int status = EXIT_OK;
     for (int si = 0; si < n_stages && status == EXIT_OK; si++)

@@ -1,6 +1,6 @@
 #include "train/flops.h"
 
-double flops_micro_batch(const LlavaConfig *c, int llm_trains, const LlavaBatch *b) {
+double flops_micro_batch(const LlavaConfig *c, int llm_trains, size_t adapter_params, const LlavaBatch *b) {
     const TextConfig *x = &c->text;
     double C = x->hidden, HS = x->head_dim, I = x->intermediate, L = x->layers;
     double layer = C * (x->heads + 2.0 * x->kv_heads) * HS + x->heads * HS * C + 3.0 * C * I;
@@ -24,7 +24,7 @@ double flops_micro_batch(const LlavaConfig *c, int llm_trains, const LlavaBatch 
     }
     double mult = llm_trains ? 3.0 : 2.0;
     double llm = 2.0 * L * layer * tokens * mult + 3.0 * 4.0 * L * x->heads * HS * pairs +
-                 2.0 * (double)x->vocab * C * labeled * mult;
+                 2.0 * (double)x->vocab * C * labeled * mult + 6.0 * (double)adapter_params * tokens;
     const VisionConfig *v = &c->vision;
     double D = v->hidden, NT = c->patches + 1;
     double vis_layer = 4.0 * D * D + 2.0 * D * v->intermediate;

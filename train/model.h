@@ -30,6 +30,10 @@ typedef struct {
     const float *pixels;       // [n_images, 3, S, S], normalized
 } LlavaBatch;
 
+// LoRA on the LLM's linear layers: out += scale * B (A dropout(x)), A [r, in],
+// B [out, r], in MODULE_LORA. Targets in layer order (PEFT's module names).
+typedef enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_TARGETS } LoraTarget;
+
 // Per-layer activations of the LLM saved for backward (M = B*T rows).
 typedef struct {
     void *ln1;        // [M, C]
@@ -42,6 +46,7 @@ typedef struct {
     float *ln2_rstd;  // [M]
     void *gateup;     // [M, 2I]
     void *mlp;        // [M, I] silu(gate) * up
+    void *lora_u[LORA_TARGETS];  // [M, r] per LoRA target: dropout(x) A^T (NULL when not targeted)
 } LayerActs;
 
 typedef struct {
@@ -76,6 +81,11 @@ typedef struct {
     void *feat;              // [NF, Dv] selected vision features
     void *ph1, *pg, *pout;   // [NF, C] projector pre-activation, gelu, output
     void *dpout, *dpg;       // [NF, C]
+    // LoRA scratch (only with adapters): K = widest input, N = widest output
+    void *lora_x;            // [M, K] dropout(x)
+    void *lora_y;            // [M, N] u B^T (forward), scale * d(out) (backward)
+    void *lora_du;           // [M, r]
+    void *lora_dx;           // [M, K]
 } Activations;
 
 // Element offsets of each layer's tensors inside the module buffers (the
@@ -96,6 +106,18 @@ typedef struct {
     LlmLayerOffsets *llm;                        // [llm layers]
 } ModelOffsets;
 
+
+typedef struct {
+    int r;                 // rank; 0 = no adapters
+    float alpha, dropout;
+    int rslora;            // scale = alpha / sqrt(r) instead of alpha / r
+    unsigned targets;      // bit mask of 1 << LoraTarget
+    float scale;
+    size_t *a_off, *b_off; // [layers * LORA_TARGETS] offsets in MODULE_LORA, SIZE_MAX when absent
+    int dropout_active;    // training: apply dropout (inference never does)
+    uint64_t dropout_seed; // set by the trainer before every forward (seed, step, micro-batch, rank)
+} LoraState;
+
 typedef struct {
     LlavaConfig cfg;
     const Ops *ops;
@@ -106,6 +128,7 @@ typedef struct {
     int trainable[MODULE_COUNT];
     int recompute;                // RECOMPUTE_*: gradient checkpointing per LLM layer
     int head_labeled_only;        // LM head + loss only on rows with a target (training)
+    LoraState lora;               // adapters (train/lora.h), r = 0 when none
     Activations acts;
     int n_counted;                // targets counted by the last forward
     double loss_sum;              // sum of token losses of the last forward
@@ -114,7 +137,8 @@ typedef struct {
 // Lays out parameters and allocates weights (zero). Loading fills them.
 void model_init(LlavaModel *m, const LlavaConfig *cfg, const Ops *ops);
 void model_free(LlavaModel *m);
-// Stage 0: nothing trains (inference). 1: projector. 2: projector + LLM.
+// Stage 0: nothing trains (inference). 1: projector. 2: projector + LLM, or
+// with LoRA adapters attached projector + adapters (the LLM stays frozen).
 // The vision tower never trains. Allocates gradients for trainable modules.
 void model_set_stage(LlavaModel *m, int stage);
 // Gradient checkpointing of the LLM layers. FULL keeps only each layer's
@@ -122,7 +146,8 @@ void model_set_stage(LlavaModel *m, int stage);
 // memory). SELECTIVE keeps the matmul outputs (qkv, att, h, gateup, and lse)
 // and recomputes only the norms and SwiGLU (no matmul; per row and layer it
 // saves 2C + I of the 7C + 3I activations, about 30% for LLaMA-7B). All three
-// give bitwise the same results.
+// give bitwise the same results, with LoRA adapters too (their r-wide u is
+// kept per layer in SELECTIVE; their inputs are the recomputed values).
 enum { RECOMPUTE_OFF = 0, RECOMPUTE_FULL = 1, RECOMPUTE_SELECTIVE = 2 };
 void model_set_recompute(LlavaModel *m, int mode);
 // Training: the LM head and the cross-entropy run only on the rows that have a
@@ -137,12 +162,15 @@ void model_set_head_labeled_only(LlavaModel *m, int on);
 // grows it.
 void model_reserve(LlavaModel *m, int rows, int images);
 // Bytes of the activation arena for micro-batches of `rows` rows and `images`
-// images under the current recompute mode (the plan, sized without
+// images under the current recompute mode, LoRA buffers included when
+// adapters are attached (the plan, sized without
 // allocating), and of everything else training holds: weights, fp32
 // gradients of the trainable modules and AdamW's state (m, v, and fp32 master
 // weights where parameters are bf16), unsharded.
 size_t model_activation_bytes(const LlavaModel *m, int rows, int images);
 size_t model_training_state_bytes(const LlavaModel *m);
+// Drops the activation plan (the next forward plans again): after the layout changes (LoRA attached).
+void model_replan(LlavaModel *m);
 void model_zero_grads(LlavaModel *m);
 size_t model_num_params(const LlavaModel *m, int trainable_only);
 // Pointer to a tensor's weights / gradient (NULL if frozen), by canonical name.

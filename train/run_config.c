@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "data/mixture.h"
+#include "train/lora.h"
 
 typedef enum { K_STR, K_INT, K_DBL, K_BOOL } KeyType;
 
@@ -31,7 +33,8 @@ static const KeySpec KEYS[] = {
     S(projector_type, "linear | mlp2x_gelu, for composition"),
     I(image_token, "composition: id of <image> in the LLM vocabulary; -1 = append <image>, <pad>"),
     I(stage, "1 = projector only, 2 = projector + LLM (the vision tower never trains)"),
-    S(data, "shard folder from `llava prep`, or a LLaVA .json/.jsonl (prepped into data_cache first)"),
+    S(data, "shard folder from `llava prep`, a LLaVA .json/.jsonl (prepped into data_cache first), or a mixture "
+            "[{\"path\": DIR, \"weight\": W}, ...]"),
     S(images, "image folder for a .json/.jsonl data file"),
     S(data_cache, "where a .json/.jsonl is prepped (default: <output_dir>/data)"),
     {"template", K_STR, offsetof(RunConfig, template_name), sizeof(((RunConfig *)0)->template_name),
@@ -56,6 +59,12 @@ static const KeySpec KEYS[] = {
     D(adam_beta2, "AdamW beta2"),
     D(adam_eps, "AdamW epsilon"),
     D(max_grad_norm, "clip the global gradient norm to this (<= 0: no clipping)"),
+    I(lora_r, "> 0: LoRA rank; trains adapters on the LLM's linear layers instead of the LLM (stage 2)"),
+    D(lora_alpha, "LoRA alpha: the adapter output is scaled by alpha / r"),
+    D(lora_dropout, "dropout on the adapters' input while training"),
+    S(lora_targets, "LLM linears that get adapters: all (LLaVA's find_all_linear_names) or a list of q,k,v,o,gate,up,down"),
+    S(lora_init, "kaiming (PEFT's default: A Kaiming-uniform, B zero) | gaussian (A normal 1/r, B zero)"),
+    B(lora_rslora, "rank-stabilized LoRA: scale alpha / sqrt(r)"),
     B(recompute, "gradient checkpointing: recompute each LLM layer in backward"),
     B(selective_recompute, "with recompute false: keep the matmul outputs, recompute only norms and SwiGLU"),
     I(zero_stage, "0: every process holds the optimizer state; 1: ZeRO-1, each holds 1/N of it"),
@@ -95,6 +104,10 @@ void run_config_default(RunConfig *c) {
     c->adam_beta2 = 0.999;
     c->adam_eps = 1e-8;
     c->max_grad_norm = 1.0;
+    c->lora_alpha = 16;
+    c->lora_dropout = 0.05;
+    snprintf(c->lora_targets, sizeof c->lora_targets, "all");
+    snprintf(c->lora_init, sizeof c->lora_init, "kaiming");
     c->recompute = 1;
     snprintf(c->device, sizeof c->device, "cpu");
     c->seed = 42;
@@ -114,6 +127,15 @@ static const KeySpec *find_key(const char *key) {
 
 static int apply(RunConfig *c, const KeySpec *k, const cJSON *v, const char *where, Error *err) {
     char *field = (char *)c + k->offset;
+    // "data" may be a mixture list: kept as its JSON text, parsed by data/mixture.h.
+    if (k->offset == offsetof(RunConfig, data) && cJSON_IsArray(v)) {
+        char *text = cJSON_PrintUnformatted(v);
+        CHECK(text, "cJSON_PrintUnformatted failed");
+        const int fits = strlen(text) < k->size;
+        if (fits) snprintf(field, k->size, "%s", text);
+        cJSON_free(text);
+        return fits ? 0 : err_set(err, "%s: the \"data\" list is longer than %zu characters", where, k->size - 1);
+    }
     switch (k->type) {
     case K_STR:
         if (!cJSON_IsString(v)) return err_set(err, "%s: \"%s\" must be a string", where, k->key);
@@ -195,6 +217,11 @@ int run_config_validate(const RunConfig *c, Error *err) {
         return err_set(err, "set either \"model\" or \"vision\" + \"llm\", not both");
     if (c->stage != 1 && c->stage != 2) return err_set(err, "\"stage\" must be 1 or 2");
     if (!c->data[0]) return err_set(err, "no data: set \"data\" (a shard folder or a LLaVA .json/.jsonl)");
+    Mixture mix;
+    if (mixture_is_list(c->data)) {
+        if (mixture_parse(c->data, &mix, err) != 0) return -1;
+        mixture_free(&mix);
+    }
     if (!one_of(c->template_name, (const char *const[]){"plain", "vicuna_v1", "v1", "llava_v1", NULL}))
         return err_set(err, "\"template\" must be plain, vicuna_v1, v1 or llava_v1");
     if (!one_of(c->aspect, (const char *const[]){"square", "pad", NULL}))
@@ -217,6 +244,15 @@ int run_config_validate(const RunConfig *c, Error *err) {
     if (c->log_every < 1) return err_set(err, "log_every must be >= 1");
     if (c->max_bad_steps < 1) return err_set(err, "max_bad_steps must be >= 1");
     if (!c->output_dir[0]) return err_set(err, "output_dir must be set");
+    if (c->lora_r < 0) return err_set(err, "lora_r must be >= 0 (0 = no LoRA)");
+    if (c->lora_r > 0 && c->stage != 2)
+        return err_set(err, "lora_r is set but stage is %d: LoRA trains the LLM's layers, a stage-2 setting", c->stage);
+    if (c->lora_dropout < 0 || c->lora_dropout >= 1) return err_set(err, "lora_dropout must be in [0, 1)");
+    if (c->lora_r > 0 && !(c->lora_alpha > 0)) return err_set(err, "lora_alpha must be > 0");
+    if (!one_of(c->lora_init, (const char *const[]){"kaiming", "gaussian", NULL}))
+        return err_set(err, "\"lora_init\" must be kaiming or gaussian");
+    unsigned mask;
+    if (lora_parse_targets(c->lora_targets, &mask, err) != 0) return -1;
     return 0;
 }
 
@@ -225,6 +261,11 @@ char *run_config_to_json(const RunConfig *c) {
     for (int i = 0; i < N_KEYS; i++) {
         const KeySpec *k = &KEYS[i];
         const char *field = (const char *)c + k->offset;
+        cJSON *list = k->offset == offsetof(RunConfig, data) && mixture_is_list(field) ? cJSON_Parse(field) : NULL;
+        if (list) {
+            cJSON_AddItemToObject(root, k->key, list);
+            continue;
+        }
         switch (k->type) {
         case K_STR: cJSON_AddStringToObject(root, k->key, field); break;
         case K_INT: cJSON_AddNumberToObject(root, k->key, *(const int *)field); break;

@@ -13,7 +13,8 @@ typedef struct {
     int image_token;          // composition: id of <image>, -1 = append
     int stage;                // 1: projector; 2: projector + LLM
     // data
-    char data[1024];          // shard folder, or a LLaVA .json / .jsonl (prepped first)
+    char data[4096];          // shard folder, a LLaVA .json / .jsonl (prepped first), or a
+                              // mixture: the JSON text of a [{"path", "weight"}, ...] list (data/mixture.h)
     char images[1024];        // image folder of a .json / .jsonl
     char data_cache[1024];    // where a .json is prepped (default <output_dir>/data)
     char template_name[32];   // plain | vicuna_v1 | v1 | llava_v1
@@ -34,6 +35,13 @@ typedef struct {
     int warmup_steps;         // > 0 overrides warmup_ratio
     double weight_decay, adam_beta1, adam_beta2, adam_eps;
     double max_grad_norm;     // <= 0: no clipping
+    // LoRA (train/lora.h): lora_r > 0 trains adapters on the LLM's linears
+    // instead of the LLM itself (stage 2); the projector still trains in full
+    int lora_r;
+    double lora_alpha, lora_dropout;
+    char lora_targets[128];   // all | comma list of q, k, v, o, gate, up, down
+    char lora_init[16];       // kaiming (PEFT's default) | gaussian
+    int lora_rslora;          // scale alpha / sqrt(r) instead of alpha / r
     // execution
     int recompute;
     int selective_recompute;  // recompute false: keep matmul outputs, recompute norms + SwiGLU

@@ -60,6 +60,9 @@ static const Ops CPU_OPS = {
     .patchify = cpu_patchify,
     .vision_embed = cpu_vision_embed,
     .cross_entropy = cpu_cross_entropy,
+    .dropout = cpu_dropout,
+    .add_columns = cpu_add_columns,
+    .copy_columns = cpu_copy_columns,
     .sum_squares = cpu_sum_squares,
     .adamw_update = cpu_adamw_update,
 };

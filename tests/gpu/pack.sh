@@ -6,7 +6,10 @@
 #
 #   bash tests/gpu/pack.sh
 #       builds build-gpu-pack/ (CUDA 13, sm_80 + sm_90, HDF5 / OpenBLAS /
-#       image codecs linked statically: LLAVA_STATIC_DEPS) and packs it
+#       image codecs / libarchive linked statically: LLAVA_STATIC_DEPS; no
+#       libcurl or libmicrohttpd, whose TLS chains a GPU run never uses:
+#       LLAVA_GPU_BUNDLE, so datagen, judge and serve say this build lacks
+#       them) and packs it
 #   bash tests/gpu/pack.sh --from BUILD_DIR [--out DIR] [--gzip]
 #       packs an existing CUDA build as it is (the ctest dry run does this with
 #       its own build and --gzip, which is fast; the libraries then travel as
@@ -31,7 +34,7 @@ done
 export PATH="/usr/local/cuda/bin:$PATH"
 if [ -z "$from" ]; then
   from=$src/build-gpu-pack
-  cmake -S . -B "$from" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="80;90" -DLLAVA_STATIC_DEPS=ON \
+  cmake -S . -B "$from" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="80;90" -DLLAVA_STATIC_DEPS=ON -DLLAVA_GPU_BUNDLE=ON \
     -DLLAVA_WITH_MPI=OFF -DLLAVA_ASAN_TESTS=OFF >/dev/null
   cmake --build "$from" -j "$(nproc)" --target llava llava_cuda test_gpu_ops compare_golden
 fi
