@@ -2,7 +2,8 @@
 // shapes alone) against what a real forward + backward on the CPU makes
 // resident: the high-water mark of the resident set during one micro-batch,
 // minus the resident set before it, within 10% for several shapes (text
-// only and with images; recompute on and off). Also: the plan's parameter
+// only and with images; recompute full, selective and off; LoRA adapters),
+// and to the byte what the model's own arena sizing says. Also: the plan's parameter
 // counts are the model's, and the per-process total falls with zero_stage
 // and with the process count.
 #include <malloc.h>
@@ -14,11 +15,12 @@
 #include "kernels/backend.h"
 #include "tests/testlib.h"
 #include "train/checkpoint.h"
+#include "train/lora.h"
 #include "train/memstat.h"
 #include "train/plan.h"
 
 typedef struct {
-    int B, T, images, recompute;
+    int B, T, images, recompute, lora_r;  // recompute: PLAN_RECOMPUTE_*
 } Shape;
 
 // Measured resident growth of one forward + backward of shape s, in bytes.
@@ -29,6 +31,8 @@ static double measure(const char *dir, const Shape *s, double *planned) {
         fprintf(stderr, "%s\n", err.msg);
         exit(1);
     }
+    LoraSpec spec = {.r = s->lora_r, .alpha = 16, .dropout = 0, .targets = (1u << LORA_TARGETS) - 1};
+    if (s->lora_r) lora_attach(&m, &spec);
     model_set_stage(&m, 2);
     model_set_recompute(&m, s->recompute);
     const LlavaConfig *c = &m.cfg;
@@ -51,7 +55,10 @@ static double measure(const char *dir, const Shape *s, double *planned) {
     EXPECT(model_forward(&m, &batch, &err) == 0, "forward: %s", err.msg);
     model_backward(&m, 1.0f / (float)M);
     double grown = memstat_peak_bytes() - before;
-    *planned = plan_activation_bytes(c, M, s->images, s->recompute, 4);
+    *planned = plan_activation_bytes(c, M, s->images, s->recompute, s->lora_r, spec.targets, 4);
+    // the model's own sizing of its arena (written separately) agrees to the byte
+    EXPECT((double)model_activation_bytes(&m, M, s->images) == *planned, "planned %.0f, the model sizes %zu",
+           *planned, model_activation_bytes(&m, M, s->images));
     model_free(&m);
     free(ids);
     free(labels);
@@ -70,15 +77,16 @@ int main(int argc, char **argv) {
     backend_set_threads(1);
     // The first run also warms up BLAS's own buffers: not measured.
     double planned;
-    Shape warm = {2, 64, 1, 1};
+    Shape warm = {2, 64, 1, 1, 0};
     measure(dir, &warm, &planned);
-    const Shape shapes[] = {{8, 256, 8, 1}, {8, 256, 8, 0}, {4, 256, 0, 1}, {16, 128, 4, 0}, {12, 200, 6, 1}};
+    const Shape shapes[] = {{8, 256, 8, 1, 0}, {8, 256, 8, 0, 0}, {4, 256, 0, 1, 0}, {16, 128, 4, 0, 0},
+                            {12, 200, 6, 2, 0}, {8, 256, 8, 2, 8}, {8, 200, 4, 0, 8}};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         const Shape *s = &shapes[i];
         double grown = measure(dir, s, &planned);
         double rel = fabs(grown - planned) / planned;
-        printf("B %2d x T %3d, %2d images, recompute %d: planned %.2f MiB, measured %.2f MiB (%+.1f%%)\n", s->B, s->T,
-               s->images, s->recompute, planned / 1048576, grown / 1048576, 100 * (grown - planned) / planned);
+        printf("B %2d x T %3d, %2d images, recompute %d, LoRA r %d: planned %.2f MiB, measured %.2f MiB (%+.1f%%)\n", s->B, s->T,
+               s->images, s->recompute, s->lora_r, planned / 1048576, grown / 1048576, 100 * (grown - planned) / planned);
         EXPECT(rel <= 0.10, "shape %zu: planned %.0f, measured %.0f bytes", i, planned, grown);
     }
 
@@ -86,7 +94,8 @@ int main(int argc, char **argv) {
     LlavaModel m;
     Error err = {{0}};
     EXPECT(checkpoint_load_llava(&m, dir, ops_cpu(), &err) == 0, "%s", err.msg);
-    PlanInput in = {.world = 2, .stage = 2, .micro_batch = 4, .max_length = 128, .recompute = 1, .act_bytes = 4};
+    PlanInput in = {.world = 2, .stage = 2, .micro_batch = 4, .max_length = 128, .recompute = PLAN_RECOMPUTE_FULL,
+                    .act_bytes = 4};
     Plan p, p3;
     plan_compute(&p, &m.cfg, &in);
     EXPECT(p.vision + p.projector + p.llm == model_num_params(&m, 0), "parameter count");

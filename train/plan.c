@@ -9,7 +9,8 @@
 // Buffers of the arena start on 256-byte boundaries.
 static double buf(double bytes) { return (double)(((size_t)bytes + 255) & ~(size_t)255); }
 
-double plan_activation_bytes(const LlavaConfig *cfg, int Mi, int Ni, int recompute, int act_bytes) {
+double plan_activation_bytes(const LlavaConfig *cfg, int Mi, int Ni, int recompute, int lora_r, unsigned lora_targets,
+                             int act_bytes) {
     const TextConfig *t = &cfg->text;
     const VisionConfig *v = &cfg->vision;
     const double A = act_bytes, F = 4, I32 = 4, M = Mi, N = Ni;
@@ -17,18 +18,35 @@ double plan_activation_bytes(const LlavaConfig *cfg, int Mi, int Ni, int recompu
     const double ATT = (double)t->heads * t->head_dim, I = t->intermediate, V = t->vocab;
     const double NP = cfg->patches, NT = NP + 1, NV = N * NT, NF = N * cfg->image_tokens, Dv = v->hidden;
     const double S = v->image_size, PP = 3.0 * v->patch_size * v->patch_size;
+    int adapters = 0;
+    for (unsigned k = lora_r > 0 ? lora_targets : 0; k; k &= k - 1) adapters++;
     // batch copies: ids, targets, positions, segments, splice rows
     double b = 4 * buf(M * I32) + buf((NF > 0 ? NF : 1) * I32) + buf((N > 0 ? N * NP : 1) * I32);
     // the residual stream at every layer boundary
     b += (t->layers + 1) * buf(M * C * A);
-    // what one layer keeps for backward: all layers, or one shared when recomputing
-    double layer = 3 * buf(M * C * A) + 2 * buf(M * F) + buf(M * QKV * A) + buf(M * ATT * A) + buf(M * t->heads * F) +
-                   buf(M * 2 * I * A) + buf(M * I * A);
-    b += (recompute ? 1 : t->layers) * layer;
-    // final norm, logits, losses
-    b += buf(M * C * A) + buf(M * F) + buf(M * V * A) + buf(M * F);
-    // backward scratch of one layer
-    b += 2 * buf(M * C * A) + buf(M * QKV * A) + buf(M * ATT * A) + buf(M * 2 * I * A) + buf(M * I * A);
+    // What a layer keeps for backward. The normed matmul inputs and the SwiGLU
+    // output exist once (every layer writes them into layer 0's, backward
+    // recomputes them); selective recompute keeps only the matmul outputs and
+    // lse per layer; full recompute one layer of everything.
+    const double kept = buf(M * QKV * A) + buf(M * ATT * A) + buf(M * t->heads * F) + buf(M * C * A) +
+                        buf(M * 2 * I * A) + adapters * buf(M * lora_r * A);
+    const double shared = 2 * buf(M * C * A) + buf(M * I * A);
+    const double rstds = 2 * buf(M * F);
+    if (recompute == PLAN_RECOMPUTE_FULL)
+        b += shared + rstds + kept;
+    else if (recompute == PLAN_RECOMPUTE_SELECTIVE)
+        b += shared + rstds + t->layers * kept;
+    else
+        b += shared + t->layers * (rstds + kept);
+    if (lora_r > 0) {  // the adapters' scratch: three of the widest input/output, one r wide
+        double wide = C > ATT ? C : ATT;
+        wide = wide > I ? wide : I;
+        b += 3 * buf(M * wide * A) + buf(M * lora_r * A);
+    }
+    // final norm, logits, the labeled rows' index, targets and inputs, losses
+    b += buf(M * C * A) + buf(M * F) + buf(M * V * A) + 2 * buf(M * I32) + buf(M * C * A) + buf(M * F);
+    // backward scratch of one layer (dqkv shares with dgateup, datt with dmlp)
+    b += 2 * buf(M * C * A) + buf(M * (QKV > 2 * I ? QKV : 2 * I) * A) + buf(M * (ATT > I ? ATT : I) * A);
     if (N > 0) {  // vision tower (forward only, one layer of scratch) and projector
         b += buf(N * 3 * S * S * A) + buf(N * NP * PP * A) + buf(N * NP * Dv * A);
         b += 4 * buf(NV * Dv * A) + buf(NV * 3 * Dv * A) + buf(NV * v->intermediate * A) + 2 * buf(NV * F) +
@@ -90,9 +108,12 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
     double per = 8 + (A < 4 ? 4 : 0);
     r->optimizer = trainable * per / (zs >= 1 ? N : 1);
     int M = in->micro_batch * in->max_length, imgs = in->micro_batch;
-    r->acts_recompute = plan_activation_bytes(cfg, M, imgs, 1, in->act_bytes);
-    r->acts_no_recompute = plan_activation_bytes(cfg, M, imgs, 0, in->act_bytes);
-    r->acts = in->recompute ? r->acts_recompute : r->acts_no_recompute;
+    r->acts_recompute = plan_activation_bytes(cfg, M, imgs, PLAN_RECOMPUTE_FULL, in->lora_r, in->lora_targets, in->act_bytes);
+    r->acts_no_recompute = plan_activation_bytes(cfg, M, imgs, PLAN_RECOMPUTE_OFF, in->lora_r, in->lora_targets, in->act_bytes);
+    r->acts = in->recompute == PLAN_RECOMPUTE_FULL ? r->acts_recompute
+              : in->recompute == PLAN_RECOMPUTE_OFF
+                  ? r->acts_no_recompute
+                  : plan_activation_bytes(cfg, M, imgs, in->recompute, in->lora_r, in->lora_targets, in->act_bytes);
     r->workspace = gpu ? 1.0 * GIB : 0;
     if (gpu) {
         r->comm = N > 1 ? 0.5 * GIB : 0;
@@ -147,7 +168,8 @@ void plan_print(const Plan *p, const PlanInput *in, int mark, FILE *out) {
         fprintf(out, "%s %-6d %11s %11s %11s %13s %13s %10s %10s %11s  %s\n", zs == mark ? "*" : " ", zs, s[0], s[1],
                 s[2], s[3], s[4], s[5], s[6], s[7], r->fits < 0 ? "?" : r->fits ? "yes" : "NO");
     }
-    fprintf(out, "  (total counts activations %s recompute; * = this run)\n", in->recompute ? "with" : "without");
+    static const char *modes[] = {"without", "with full", "with selective"};
+    fprintf(out, "  (total counts activations %s recompute; * = this run)\n", modes[in->recompute % 3]);
 }
 
 void plan_print_json(const Plan *p, const PlanInput *in, FILE *out) {
@@ -176,8 +198,8 @@ void plan_suggest(const LlavaConfig *cfg, const PlanInput *in, int zs, char *out
             return;
         }
     PlanInput t = *in;
-    if (!in->recompute) {
-        t.recompute = 1;
+    if (in->recompute != PLAN_RECOMPUTE_FULL) {
+        t.recompute = PLAN_RECOMPUTE_FULL;
         plan_compute(&p, cfg, &t);
         if (p.row[zs].fits == 1) {
             snprintf(out, cap, "--set recompute=true");

@@ -25,14 +25,19 @@
 
 #include "train/config.h"
 
+// The model's recompute modes (train/model.h: RECOMPUTE_OFF/FULL/SELECTIVE).
+enum { PLAN_RECOMPUTE_OFF = 0, PLAN_RECOMPUTE_FULL = 1, PLAN_RECOMPUTE_SELECTIVE = 2 };
+
 typedef struct {
     int world;           // processes (GPUs)
     int stage;           // 1 or 2: what trains
     int micro_batch, max_length;
-    int recompute;       // the run's setting (the table shows both)
+    int recompute;       // PLAN_RECOMPUTE_*: the run's setting (the table shows full and none)
     int act_bytes;       // 2 (CUDA, bf16) or 4 (CPU)
     int shard_frozen;    // ZeRO-3 shards the frozen modules' layers too
     double lora_params;  // > 0: LoRA adapters train (this many elements) and the LLM is frozen
+    int lora_r;          // their rank and targets (bit mask of 1 << LoraTarget), for the activations
+    unsigned lora_targets;
     double capacity;     // bytes per process; <= 0 = unknown
 } PlanInput;
 
@@ -49,8 +54,11 @@ typedef struct {
 } Plan;
 
 void plan_compute(Plan *p, const LlavaConfig *cfg, const PlanInput *in);
-// Bytes of the activation arena of M rows and N images (the model's layout).
-double plan_activation_bytes(const LlavaConfig *cfg, int M, int N, int recompute, int act_bytes);
+// Bytes of the activation arena of M rows and N images (the model's layout),
+// recompute a PLAN_RECOMPUTE_* mode, LoRA adapters of rank lora_r on the
+// targets in the mask (0: none).
+double plan_activation_bytes(const LlavaConfig *cfg, int M, int N, int recompute, int lora_r, unsigned lora_targets,
+                             int act_bytes);
 void plan_print(const Plan *p, const PlanInput *in, int mark_stage, FILE *out);
 void plan_print_json(const Plan *p, const PlanInput *in, FILE *out);
 // When zero_stage `zs` does not fit: the first change that makes it fit, as

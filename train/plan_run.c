@@ -33,10 +33,12 @@ static int local_processes(int world) {
 
 // Elements of the LoRA adapters the run attaches: r x (in + out) per targeted
 // linear of every layer.
-static double lora_elements(const RunConfig *rc, const LlavaConfig *cfg) {
+static double lora_elements(const RunConfig *rc, const LlavaConfig *cfg, unsigned *targets) {
     unsigned mask = 0;
     Error err = {{0}};
+    *targets = 0;
     if (rc->lora_r <= 0 || lora_parse_targets(rc->lora_targets, &mask, &err) != 0) return 0;
+    *targets = mask;
     double n = 0;
     for (int k = 0; k < LORA_TARGETS; k++)
         if (mask & (1u << k)) {
@@ -53,10 +55,13 @@ void plan_input_from_run(PlanInput *in, const RunConfig *rc, const LlavaConfig *
     in->micro_batch = rc->micro_batch;
     in->max_length = rc->max_length > 0 ? rc->max_length
                                         : (cfg->text.max_positions < 2048 ? cfg->text.max_positions : 2048);
-    in->recompute = rc->recompute;
+    in->recompute = rc->recompute             ? PLAN_RECOMPUTE_FULL
+                    : rc->selective_recompute ? PLAN_RECOMPUTE_SELECTIVE
+                                              : PLAN_RECOMPUTE_OFF;
     in->act_bytes = act_bytes ? act_bytes : strcmp(rc->device, "cuda") == 0 ? 2 : 4;
     in->shard_frozen = rc->zero3_shard_frozen;
-    in->lora_params = lora_elements(rc, cfg);
+    in->lora_params = lora_elements(rc, cfg, &in->lora_targets);
+    in->lora_r = in->lora_params > 0 ? rc->lora_r : 0;
     if (rc->memory_limit_gb > 0) {
         in->capacity = rc->memory_limit_gb * 1024.0 * 1024.0 * 1024.0;
     } else if (in->act_bytes == 4) {

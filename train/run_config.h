@@ -44,9 +44,10 @@ typedef struct {
     int lora_rslora;          // scale alpha / sqrt(r) instead of alpha / r
     // execution
     int recompute;
+    int selective_recompute;  // recompute false: keep matmul outputs, recompute norms + SwiGLU
     int zero_stage;           // 0: optimizer state on every process; 1: sharded (ZeRO-1); 2: + gradients; 3: + weights
     int zero3_shard_frozen;   // ZeRO-3: the frozen modules (vision tower, a stage-1 LLM) sharded too
-    double memory_limit_gb;   // capacity of one process for the memory plan, 0 = automatic   // ZeRO-3: a frozen LLM sharded too
+    double memory_limit_gb;   // capacity of one process for the memory plan, 0 = automatic
     int stochastic_rounding;  // bf16 weights rounded stochastically from the fp32 masters
     char device[16];
     int threads;

@@ -14,6 +14,7 @@
 #include "data/prep_model.h"
 #include "kernels/backend.h"
 #include "train/checkpoint.h"
+#include "train/flops.h"
 #include "train/hf_files.h"
 #include "train/memstat.h"
 #include "train/plan_run.h"
@@ -22,9 +23,7 @@
 #include "train/save.h"
 #include "train/synthetic.h"
 
-#ifdef LLAVA_HAVE_CUDA
-#include "kernels/cuda/cuda_nccl.h"
-#endif
+#include "kernels/nccl.h"
 
 // Set by the signal handler, read by the loop: the one piece of process-wide
 // mutable state, because a signal handler can reach nothing else.
@@ -186,29 +185,6 @@ static int open_data(Trainer *t, Error *err) {
     return loader_source_open(&t->data, &o, err);
 }
 
-// FLOPs of one forward+backward, per text token and per image (an estimate
-// in the spirit of the PaLM/llm.c MFU: matmuls 2*params, attention 4*T*C per
-// layer, backward twice the forward where weights train, once where only
-// activation gradients flow; the vision tower runs forward only).
-static void estimate_flops(Trainer *t) {
-    const LlavaConfig *c = &t->model.cfg;
-    const TextConfig *x = &c->text;
-    const VisionConfig *v = &c->vision;
-    double C = x->hidden, HS = x->head_dim, I = x->intermediate;
-    double layer = C * (x->heads + 2 * x->kv_heads) * HS + x->heads * HS * C + 3 * C * I;
-    double llm_fwd = 2.0 * (x->layers * layer + (double)x->vocab * C) + 4.0 * x->layers * C * t->cfg.max_length / 2;
-    double llm_mult = t->model.trainable[MODULE_LLM] ? 3.0 : 2.0;
-    // LoRA adapters: 2 FLOPs per weight forward, 4 backward (input and weight gradients)
-    t->flops_per_token = llm_fwd * llm_mult + 6.0 * (double)t->model.params.module_numel[MODULE_LORA];
-    double D = v->hidden, NT = c->patches + 1;
-    double vis_layer = 4 * D * D + 2 * D * v->intermediate;
-    double vis = 2.0 * NT * (c->vision_layers_run * vis_layer + 3.0 * v->patch_size * v->patch_size * D) +
-                 4.0 * c->vision_layers_run * NT * NT * D;
-    double proj = 2.0 * c->image_tokens * (D * C + (c->projector == PROJECTOR_MLP2X_GELU ? C * C : 0)) * 3.0;
-    t->flops_per_image = vis + proj;
-    t->peak_flops = t->cfg.peak_tflops > 0 ? t->cfg.peak_tflops * 1e12 : 0.0;
-}
-
 static int write_json_file(const char *path, cJSON *root, Error *err) {
     char *s = cJSON_Print(root);
     int rc = write_file_atomic(path, s, strlen(s), err);
@@ -327,7 +303,10 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         return EXIT_BAD_INPUT;
     }
     model_set_stage(&t->model, c->stage);
-    model_set_recompute(&t->model, c->recompute);
+    model_set_recompute(&t->model, c->recompute             ? RECOMPUTE_FULL
+                                   : c->selective_recompute ? RECOMPUTE_SELECTIVE
+                                                            : RECOMPUTE_OFF);
+    model_set_head_labeled_only(&t->model, 1);  // training never reads the logits of unlabeled rows
     if (c->max_length == 0)  // the default, as LLaVA's model_max_length 2048, within the model's reach
         c->max_length = t->model.cfg.text.max_positions < 2048 ? t->model.cfg.text.max_positions : 2048;
     if (c->max_length > t->model.cfg.text.max_positions) {
@@ -342,6 +321,12 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         return EXIT_BAD_INPUT;
     }
     t->micro = xcalloc((size_t)t->data.max_micro, sizeof(LlavaBatch));
+    // On a GPU the activation arena is sized once, for the longest micro-batch
+    // (one image per sample, as LLaVA's data has): variable lengths never
+    // reallocate it, which would synchronize. On the CPU growing costs nothing
+    // and keeps the memory to what the batches really need.
+    if (strcmp(t->ops->name, "cpu") != 0)
+        model_reserve(&t->model, c->micro_batch * c->max_length, c->micro_batch);
     long per_epoch = t->data.steps_per_epoch;
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
@@ -361,7 +346,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale,
                sharded ? comm->rank : 0, sharded ? comm->world : 1);
     t->opt.stochastic_rounding = c->stochastic_rounding;
-    estimate_flops(t);
+    t->peak_flops = t->cfg.peak_tflops > 0 ? t->cfg.peak_tflops * 1e12 : 0.0;
 
     char resume_dir[4096] = "";
     long found_step = 0;
@@ -396,12 +381,15 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         char *json = run_config_to_json(c);
         int rc = write_file_atomic(path, json, strlen(json), &err);
         free(json);
-        snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
-        t->metrics = rc == 0 ? fopen(path, "a") : NULL;
-        if (!t->metrics) {
-            fprintf(stderr, "llava train: cannot write in %s: %s\n", c->output_dir, rc ? err.msg : "fopen failed");
+        int cut = 0;
+        if (rc == 0) rc = metrics_open(&t->metrics, c->output_dir, t->step, &cut, &err);
+        if (rc != 0) {
+            fprintf(stderr, "llava train: cannot write in %s: %s\n", c->output_dir, err.msg);
             return EXIT_ERROR;
         }
+        if (cut)
+            printf("llava train: %d record(s) of metrics.jsonl after step %ld (or torn) moved to "
+                   "metrics.jsonl.superseded\n", cut, t->step);
     }
     LOG0(t, "llava train: stage %d on %s x%d, %zu trainable of %zu parameters, %ld steps (%ld per epoch), global "
             "batch %d = %d x %d x %d\n",
@@ -417,7 +405,7 @@ void trainer_free(Trainer *t) {
 #ifdef LLAVA_HAVE_CUDA
     if (t->nccl) nccl_leave(t->nccl);
 #endif
-    if (t->metrics) fclose(t->metrics);
+    metrics_close(&t->metrics);
     zero_free(&t->zero);
     if (t->data.close) t->data.close(&t->data);
     free(t->micro);
@@ -443,12 +431,32 @@ static int save_model_outputs(Trainer *t, const char *dir, Error *err) {
     return save_full_model(t, dir, err);
 }
 
+// 1 when every trainable weight is finite on every rank (the fp32 masters
+// where the weights are low precision; each rank checks its slice).
+static int weights_finite(Trainer *t) {
+    const LlavaModel *m = &t->model;
+    double sum = 0.0;
+    if (t->opt.master) {
+        sum = t->ops->sum_squares(t->opt.master, t->opt.end - t->opt.begin);
+    } else {
+        for (int i = 0; i < MODULE_COUNT; i++)
+            if (m->trainable[i]) sum += t->ops->sum_squares((const float *)m->weights[i], m->params.module_numel[i]);
+    }
+    return comm_all(&t->comm, isfinite(sum));
+}
+
 // Rank 0 writes the model and the trainer state; the optimizer state is
 // written by rank 0 alone, or with ZeRO-1 by every rank (its own slice, into
 // the same folder: the run folder must be on a filesystem all ranks share).
-static int save_checkpoint(Trainer *t, Error *err) {
+// A checkpoint of diverged weights (non-finite ones, or `diverged` set at a
+// divergence stop) is written as checkpoint-N.diverged: kept to look at,
+// never resumed from or counted by keep_last. *resumable says which it was.
+static int save_checkpoint(Trainer *t, int diverged, int *resumable, Error *err) {
     char dir[4096], tmp[4200], path[4300];
+    const int finite = weights_finite(t);
+    *resumable = finite && !diverged;
     checkpoint_dir_name(dir, sizeof dir, t->cfg.output_dir, t->step);
+    if (!*resumable) strncat(dir, ".diverged", sizeof dir - strlen(dir) - 1);
     snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     int rc = 0;
     if (t->cfg.zero_stage >= 2) zero_gather_for_save(&t->zero);
@@ -478,6 +486,7 @@ static int save_checkpoint(Trainer *t, Error *err) {
         cJSON_AddNumberToObject(st, "world", t->comm.world);
         cJSON_AddNumberToObject(st, "stage", t->cfg.stage);
         cJSON_AddNumberToObject(st, "lora_r", t->cfg.lora_r);
+        cJSON_AddBoolToObject(st, "weights_finite", finite);
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
         rc = write_json_file(path, st, err);  // its presence marks the checkpoint complete
         cJSON_Delete(st);
@@ -485,7 +494,7 @@ static int save_checkpoint(Trainer *t, Error *err) {
             remove_tree(dir);  // a stale complete folder of the same step (resume=none)
             rc = rename_durable(tmp, dir, err);
         }
-        if (rc == 0) checkpoint_prune(t->cfg.output_dir, t->cfg.keep_last, t->step);
+        if (rc == 0 && *resumable) checkpoint_prune(t->cfg.output_dir, t->cfg.keep_last, t->step);
     }
     if (!comm_all(&t->comm, rc == 0)) return rc ? -1 : err_set(err, "rank 0 could not finish the checkpoint");
     return 0;
@@ -517,18 +526,20 @@ static int save_final(Trainer *t, Error *err) {
 
 typedef struct {
     double loss, norm, lr, seconds;
+    double flops;  // model FLOPs of the step, all ranks (train/flops.h)
     int64_t tokens, counted, images;
     int skipped;  // non-finite loss or gradient: no update
     int empty;    // no counted token in the whole global batch: no update
 } StepStats;
 
-static void log_step(Trainer *t, const StepStats *s) {
-    if (t->comm.rank != 0) return;
+// metrics.jsonl record and progress line of a step. -1 + err when the
+// record could not be written (a full disk): the caller stops the run.
+static int log_step(Trainer *t, const StepStats *s, Error *err) {
+    if (t->comm.rank != 0) return 0;
     double elapsed = now_seconds() - t->t_start;
     double eta = t->steps_this_run ? elapsed / (double)t->steps_this_run * (double)(t->total_steps - t->step) : 0;
     double tok_s = s->tokens / s->seconds, img_s = s->images / s->seconds;
-    double flops = (double)s->tokens * t->flops_per_token + (double)s->images * t->flops_per_image;
-    double mfu = t->peak_flops > 0 ? flops / s->seconds / (t->peak_flops * t->comm.world) : -1.0;
+    double mfu = t->peak_flops > 0 ? s->flops / s->seconds / (t->peak_flops * t->comm.world) : -1.0;
     DataPosition pos = t->data.position(&t->data);
     // JSON has no NaN or Infinity: a non-finite loss or norm is written as null.
     char loss_s[32] = "null", norm_s[32] = "null";
@@ -537,16 +548,17 @@ static void log_step(Trainer *t, const StepStats *s) {
     char info[4096] = "";
     if (t->data.step_info && t->data.step_info(&t->data, info + 2, sizeof info - 2) == 0) memcpy(info, ", ", 2);
     else info[0] = '\0';
-    fprintf(t->metrics,
+    char record[8192];
+    snprintf(record, sizeof record,
             "{\"step\": %ld, \"total_steps\": %ld, \"epoch\": %.4f, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, "
             "\"tokens\": %lld, \"counted_tokens\": %lld, \"images\": %lld, \"tokens_per_s\": %.1f, \"images_per_s\": "
             "%.2f, \"mfu\": %.4f, \"max_rss_gb\": %.3f, \"step_s\": %.4f, \"eta_s\": %.0f, \"skipped\": %d, "
-            "\"empty\": %d%s}\n",
+            "\"empty\": %d%s}",
             t->step, t->total_steps, (double)pos.epoch + (double)pos.step / (double)t->data.steps_per_epoch, loss_s,
             s->lr, norm_s, (long long)s->tokens, (long long)s->counted, (long long)s->images, tok_s, img_s, mfu,
             max_rss_gb(), s->seconds, eta, s->skipped, s->empty, info);
-    fflush(t->metrics);
-    if (t->step % t->cfg.log_every != 0 && t->step != t->total_steps && !s->skipped && !s->empty) return;
+    if (metrics_append(&t->metrics, record, err) != 0) return -1;
+    if (t->step % t->cfg.log_every != 0 && t->step != t->total_steps && !s->skipped && !s->empty) return 0;
     char mfu_s[16] = "-";
     if (mfu >= 0) snprintf(mfu_s, sizeof mfu_s, "%.1f%%", 100 * mfu);
     printf("step %ld/%ld | epoch %.2f | loss %.4f | lr %.3e | norm %.3f | %.0f tok/s | %.1f img/s | mfu %s | mem "
@@ -555,6 +567,7 @@ static void log_step(Trainer *t, const StepStats *s) {
            s->lr, s->norm, tok_s, img_s, mfu_s, max_rss_gb(), eta,
            s->skipped ? " | SKIPPED (non-finite)" : s->empty ? " | no update (no counted token)" : "");
     fflush(stdout);
+    return 0;
 }
 
 // Sums a gradient buffer over the processes. MPI works on host memory, so
@@ -651,22 +664,25 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
         zero_begin_step(&t->zero);
     else
         model_zero_grads(m);
-    double loss_sum = 0.0;
+    double sums[2] = {0.0, 0.0};  // loss sum, model FLOPs
+    const size_t adapters = m->params.module_numel[MODULE_LORA];
+    for (int i = 0; i < n; i++) sums[1] += flops_micro_batch(&m->cfg, m->trainable[MODULE_LLM], adapters, &micro[i]);
     float scale = counts[0] > 0 ? 1.0f / (float)counts[0] : 0.0f;
     for (int i = 0; i < n; i++) {
         // LoRA dropout masks: a function of (seed, step, micro-batch, rank), so resume and recompute redraw them
         m->lora.dropout_seed = lora_mask_hash(lora_mask_hash((uint64_t)c->seed, (uint64_t)t->step),
                                               (uint64_t)i * 65536u + (uint64_t)t->comm.rank);
         if (model_forward(m, &micro[i], err) != 0) return -1;
-        loss_sum += m->loss_sum;
+        sums[0] += m->loss_sum;
         if (counts[0] > 0) model_backward(m, scale);
         // ZeRO-2/3 reduce-scattered the layers' gradients during backward; the rest now.
         if (counts[0] > 0 && zero2) zero_after_backward(&t->zero);
     }
     for (int i = 0; i < MODULE_COUNT && !zero2; i++)
         if (m->grads[i]) allreduce_grads(t, m->grads[i], m->params.module_numel[i]);
-    comm_allreduce_sum_f64(&t->comm, &loss_sum, 1);
-    s->loss = counts[0] > 0 ? loss_sum / (double)counts[0] : NAN;
+    comm_allreduce_sum_f64(&t->comm, sums, 2);
+    s->loss = counts[0] > 0 ? sums[0] / (double)counts[0] : NAN;
+    s->flops = sums[1];
     s->norm = zero2 ? zero_grad_norm(&t->zero) : optim_grad_norm(m);
     s->lr = c->lr * schedule_lr_factor(c->schedule, t->step, t->total_steps, t->warmup_steps);
     s->empty = counts[0] == 0;
@@ -706,6 +722,30 @@ static void report_loop_peak(Trainer *t, int peak_reset) {
     free(peak);
 }
 
+// After max_bad_steps non-finite steps in a row (steps first..t->step; the
+// weights stopped changing at step first - 1, whose update may be what
+// diverged): the checkpoints of step first - 1 and later are set aside as
+// *.diverged, so that rerunning with a lower learning rate (resume "auto")
+// starts from the newest checkpoint saved before that update. Says which.
+static void report_divergence(Trainer *t) {
+    const char *run = t->cfg.output_dir;
+    const long first = t->step - t->bad_streak + 1;
+    const int moved = checkpoint_set_aside_after(run, first - 2, ".diverged");
+    char good[4096];
+    long good_step = 0;
+    fprintf(stderr, "llava train: %d non-finite steps in a row (loss or gradient NaN/inf, steps %ld-%ld); stopped. "
+            "The weights of step %ld are in %s/checkpoint-%08ld.diverged",
+            t->bad_streak, first, t->step, t->step, run, t->step);
+    if (moved) fprintf(stderr, "; %d checkpoint(s) from step %ld on set aside as *.diverged", moved, first - 1);
+    if (checkpoint_find_latest(run, good, sizeof good, &good_step))
+        fprintf(stderr, ".\nResume from %s (step %ld, the last checkpoint with finite weights saved before the update "
+                "of step %ld): lower the learning rate (or check the data) and rerun; resume \"auto\" picks it.\n",
+                good, good_step, first - 1);
+    else
+        fprintf(stderr, ".\nNo checkpoint was saved before the update of step %ld: lower the learning rate (or check "
+                "the data) and start over (set save_every to keep earlier checkpoints).\n", first - 1);
+}
+
 int trainer_run(Trainer *t) {
     Error err = {{0}};
     int peak_reset = memstat_reset_peak() == 0;
@@ -719,22 +759,30 @@ int trainer_run(Trainer *t) {
             fprintf(stderr, "llava train: step %ld: %s\n", t->step + 1, err.msg);
             return EXIT_BAD_INPUT;
         }
-        log_step(t, &s);
+        if (!comm_all(&t->comm, log_step(t, &s, &err) == 0)) {
+            fprintf(stderr, "llava train: step %ld: %s; stopped. Free space and rerun: the run resumes from its last "
+                    "checkpoint and metrics.jsonl is cut back to it\n", t->step,
+                    t->comm.rank == 0 ? err.msg : "rank 0 could not write metrics.jsonl");
+            return EXIT_ERROR;
+        }
         int stop = !comm_all(&t->comm, stop_signal == 0);
         int too_bad = t->bad_streak >= t->cfg.max_bad_steps;
         int periodic = t->cfg.save_every > 0 && t->step % t->cfg.save_every == 0;
         if (periodic || stop || too_bad) {
-            if (save_checkpoint(t, &err) != 0) {
+            int resumable = 0;
+            if (save_checkpoint(t, too_bad, &resumable, &err) != 0) {
                 fprintf(stderr, "llava train: saving step %ld failed: %s\n", t->step, err.msg);
                 return EXIT_ERROR;
             }
             last_saved = t->step;
-            LOG0(t, "saved checkpoint at step %ld\n", t->step);
+            if (resumable)
+                LOG0(t, "saved checkpoint at step %ld\n", t->step);
+            else if (!too_bad)
+                LOG0(t, "step %ld: the weights are not finite: saved as checkpoint-%08ld.diverged (not resumable)\n",
+                     t->step, t->step);
         }
         if (too_bad) {
-            fprintf(stderr, "llava train: %d non-finite steps in a row (loss or gradient NaN/inf); stopped at step %ld "
-                    "with a checkpoint. Lower the learning rate or check the data, then rerun to resume.\n",
-                    t->bad_streak, t->step);
+            if (t->comm.rank == 0) report_divergence(t);
             return EXIT_ERROR;
         }
         if (stop) {
@@ -745,7 +793,8 @@ int trainer_run(Trainer *t) {
         }
     }
     report_loop_peak(t, peak_reset);
-    if (last_saved != t->step && save_checkpoint(t, &err) != 0) {
+    int resumable = 0;
+    if (last_saved != t->step && save_checkpoint(t, 0, &resumable, &err) != 0) {
         fprintf(stderr, "llava train: saving the last checkpoint failed: %s\n", err.msg);
         return EXIT_ERROR;
     }
