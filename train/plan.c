@@ -158,7 +158,7 @@ void plan_print(const Plan *p, const PlanInput *in, int mark, FILE *out) {
             in->world, in->stage, in->micro_batch, in->max_length, in->act_bytes < 4 ? "bf16 weights" : "fp32",
             cap);
     fprintf(out, "  %-6s %11s %11s %11s %13s %13s %10s %10s %11s  %s\n", "zero", "weights", "gradients", "optim",
-            "acts(recomp)", "acts(full)", "workspace", "comm", "total", "fits");
+            "acts(recomp)", "acts(none)", "workspace", "comm", "total", "fits");
     for (int zs = 0; zs < 4; zs++) {
         const PlanRow *r = &p->row[zs];
         double v[9] = {r->weights, r->grads, r->optimizer, r->acts_recompute, r->acts_no_recompute, r->workspace,
@@ -179,7 +179,7 @@ void plan_print_json(const Plan *p, const PlanInput *in, FILE *out) {
     for (int zs = 0; zs < 4; zs++) {
         const PlanRow *r = &p->row[zs];
         fprintf(out, "%s{\"zero_stage\": %d, \"weights\": %.0f, \"gradients\": %.0f, \"optimizer\": %.0f, "
-                "\"activations\": %.0f, \"activations_recompute\": %.0f, \"activations_full\": %.0f, "
+                "\"activations\": %.0f, \"activations_recompute\": %.0f, \"activations_no_recompute\": %.0f, "
                 "\"workspace\": %.0f, \"comm\": %.0f, \"total\": %.0f, \"fits\": %s}",
                 zs ? ", " : "", zs, r->weights, r->grads, r->optimizer, r->acts, r->acts_recompute,
                 r->acts_no_recompute, r->workspace, r->comm, r->total,
