@@ -125,6 +125,19 @@ static void check_fixture(const char *name) {
         if (plain.grads) result_free(&plain, m.params.n);
         if (recomputed.grads) result_free(&recomputed, m.params.n);
     }
+    const StTensor *rf = st_find(&golden, "rope_inv_freq");
+    if (rf) {  // the modern fixtures: scaled RoPE frequencies as transformers computes them
+        int half = m.cfg.text.head_dim / 2;
+        float *gold = read_f32(&golden, "rope_inv_freq", NULL), *ours = malloc((size_t)half * sizeof(float));
+        config_rope_inv_freq(&m.cfg.text, ours);
+        EXPECT(rf->numel == half && gold, "%s: rope_inv_freq shape", name);
+        if (gold && rf->numel == half) {
+            double e = rel_error(ours, gold, (size_t)half);
+            EXPECT(e < 1e-6, "%s: rope inv_freq rel error %.3e", name, e);
+        }
+        free(gold);
+        free(ours);
+    }
     st_close(&golden);
     batch_file_free(&bf);
     model_free(&m);
@@ -239,6 +252,8 @@ int main(int argc, char **argv) {
     src_dir = argc > 1 ? argv[1] : ".";
     check_fixture("tiny_llava15");
     check_fixture("tiny_llava_v1");
+    check_fixture("tiny_siglip_qwen2");  // SigLIP + Qwen2 (q/k/v bias, tanh GELU, no CLS)
+    check_fixture("tiny_clip_llama3");   // CLIP + Llama-3 (rope llama3, attention/mlp bias)
     check_compose();
     check_refusals();
     return test_summary("test_model_golden");

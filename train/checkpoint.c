@@ -362,8 +362,11 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
         cfg.text.vocab = (V + 2 + pad_to - 1) / pad_to * pad_to;
         resize = 1;
     }
+    // A SigLIP tower has no CLS: its features are the full patch grid (as
+    // LLaVA-OneVision uses it); strategy default would drop the first patch.
+    if (cfg.vision.kind == VISION_SIGLIP) cfg.keep_cls = 1;
     int grid = cfg.vision.image_size / cfg.vision.patch_size;
-    cfg.image_seq_length = grid * grid + (cfg.keep_cls ? 1 : 0);
+    cfg.image_seq_length = grid * grid + (cfg.vision.kind == VISION_CLIP ? 1 : 0) - (cfg.keep_cls ? 0 : 1);
     if (config_finish(&cfg, err) != 0) return -1;
 
     model_init(m, &cfg, ops);

@@ -122,6 +122,27 @@ int hf_write_processor_files(const char *clip_dir, const char *dst, const LlavaC
         if (file_exists(path) && copy_if_present(clip_dir, dst, "preprocessor_config.json", err) != 0) return -1;
     }
     path_join(path, sizeof path, dst, "preprocessor_config.json");
+    if (!file_exists(path) && cfg->vision.kind == VISION_SIGLIP) {
+        // SiglipImageProcessor: a square resize without crop, mean/std 0.5.
+        int S = cfg->vision.image_size;
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "image_processor_type", "SiglipImageProcessor");
+        cJSON_AddBoolToObject(p, "do_resize", 1);
+        cJSON *size = cJSON_AddObjectToObject(p, "size");
+        cJSON_AddNumberToObject(size, "height", S);
+        cJSON_AddNumberToObject(size, "width", S);
+        cJSON_AddNumberToObject(p, "resample", 3);
+        cJSON_AddBoolToObject(p, "do_rescale", 1);
+        cJSON_AddNumberToObject(p, "rescale_factor", 1.0 / 255.0);
+        cJSON_AddBoolToObject(p, "do_normalize", 1);
+        const double half[3] = {0.5, 0.5, 0.5};
+        cJSON_AddItemToObject(p, "image_mean", cJSON_CreateDoubleArray(half, 3));
+        cJSON_AddItemToObject(p, "image_std", cJSON_CreateDoubleArray(half, 3));
+        cJSON_AddBoolToObject(p, "do_convert_rgb", 1);
+        int rc = save_json(path, p, err);
+        cJSON_Delete(p);
+        if (rc) return -1;
+    }
     if (!file_exists(path)) {
         // CLIPImageProcessor with the OpenAI CLIP statistics, as LLaVA uses.
         int S = cfg->vision.image_size;
@@ -150,7 +171,7 @@ int hf_write_processor_files(const char *clip_dir, const char *dst, const LlavaC
     cJSON_AddStringToObject(pc, "processor_class", "LlavaProcessor");
     cJSON_AddStringToObject(pc, "image_token", "<image>");
     cJSON_AddNumberToObject(pc, "patch_size", cfg->vision.patch_size);
-    cJSON_AddNumberToObject(pc, "num_additional_image_tokens", 1);  // CLS
+    cJSON_AddNumberToObject(pc, "num_additional_image_tokens", cfg->vision.kind == VISION_CLIP ? 1 : 0);  // CLS
     cJSON_AddStringToObject(pc, "vision_feature_select_strategy", cfg->keep_cls ? "full" : "default");
     path_join(path, sizeof path, dst, "processor_config.json");
     int rc = save_json(path, pc, err);

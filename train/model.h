@@ -81,10 +81,11 @@ typedef struct {
 
 typedef struct {
     size_t ln1_w, qkv_w, o_w, ln2_w, gateup_w, down_w;
+    size_t qkv_b, o_b, gateup_b, down_b;  // SIZE_MAX when the config has no such bias
 } LlmLayerOffsets;
 
 typedef struct {
-    size_t cls, patch_w, pos_emb, pre_w, pre_b;  // vision
+    size_t cls, patch_w, patch_b, pos_emb, pre_w, pre_b;  // vision (CLIP: no patch_b; SigLIP: no cls, pre_*)
     VisionLayerOffsets *vis;                     // [vision layers]
     size_t w1, b1, w2, b2;                       // projector (b* = SIZE_MAX when absent)
     size_t embed, norm_w, head;                  // llm (head = embed when tied)
@@ -100,6 +101,7 @@ typedef struct {
     float *grads[MODULE_COUNT];   // fp32, NULL for frozen modules
     int trainable[MODULE_COUNT];
     int recompute;                // gradient checkpointing per LLM layer
+    float *rope_inv_freq;         // [head_dim/2] backend fp32, only for scaled RoPE (linear, llama3)
     Activations acts;
     int n_counted;                // targets counted by the last forward
     double loss_sum;              // sum of token losses of the last forward
@@ -131,6 +133,10 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err);
 // losses): 1/n_counted gives the mean; the trainer passes 1/(tokens counted
 // over the whole global batch). Gradients accumulate into m->grads.
 void model_backward(LlavaModel *m, float dloss_scale);
+// RoPE on the q and k heads of qkv[M, (NH+2NKV)*HS] at positions pos[M]
+// (backend memory), with the config's scaling; direction +1 forward, -1 the
+// inverse (backward). Shared with generation (eval/generate.c).
+void model_rope(const LlavaModel *m, void *qkv, const int32_t *pos, int M, int direction);
 // Logits of the last forward, [B*T, V] in act dtype (valid until backward).
 const void *model_logits(const LlavaModel *m);
 

@@ -59,6 +59,10 @@ static const Ops CPU_OPS = {
     .patchify = cpu_patchify,
     .vision_embed = cpu_vision_embed,
     .cross_entropy = cpu_cross_entropy,
+    .gelu_tanh_forward = cpu_gelu_tanh_forward,
+    .gelu_tanh_backward = cpu_gelu_tanh_backward,
+    .rope_freq_forward = cpu_rope_freq_forward,
+    .rope_freq_backward = cpu_rope_freq_backward,
     .sum_squares = cpu_sum_squares,
     .adamw_update = cpu_adamw_update,
 };
