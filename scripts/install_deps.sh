@@ -3,7 +3,8 @@
 # Does nothing when everything is already present. Safe to run repeatedly.
 #   cJSON, HDF5 (serial), OpenBLAS (OpenMP variant: its threads and ours share
 #   one pool instead of oversubscribing the cores), OpenMP (from gcc),
-#   libjpeg-turbo, libpng, giflib, libarchive (WebDataset tars), OpenMPI, and
+#   libjpeg-turbo, libpng, giflib, libarchive (WebDataset tars), PCRE2 and
+#   utf8proc (byte-level BPE: Split regexes, NFC), OpenMPI, and
 #   the build tools.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ packages=(
   libopenblas-openmp-dev
   libjpeg-dev libpng-dev libgif-dev
   libarchive-dev
+  libpcre2-dev libutf8proc-dev
   libopenmpi-dev openmpi-bin
 )
 

@@ -248,6 +248,118 @@ static void check_refusals(void) {
     if (system(cmd) != 0) EXPECT(0, "cleanup");
 }
 
+// Issue 10 item 8b: an original LLaVA folder saved with its tower
+// (model.vision_tower.vision_tower.vision_model.*) gives that tower, not the
+// --vision folder's weights.
+static void check_tower_in_llava_folder(void) {
+    char tmp[256], cmd[8192], path[4200];
+    snprintf(tmp, sizeof tmp, "/tmp/llava_test_tower_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/tests/fixtures/tiny_parts/llama/config.json %s/", tmp,
+             tmp, src_dir, tmp);
+    EXPECT(system(cmd) == 0, "copy config");
+    StFile llm, clip;
+    Error err = {{0}};
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny_parts/llama/model.safetensors", src_dir);
+    EXPECT(st_open(&llm, path, &err) == 0, "open llama: %s", err.msg);
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny_parts/clip/model.safetensors", src_dir);
+    EXPECT(st_open(&clip, path, &err) == 0, "open clip: %s", err.msg);
+    StWriter w;
+    st_writer_init(&w);
+    for (int i = 0; i < llm.n; i++) {
+        const StTensor *t = &llm.tensors[i];
+        st_writer_add(&w, t->name, t->dtype, t->ndim, t->shape, llm.data + t->begin);
+    }
+    float **bufs = calloc((size_t)clip.n, sizeof(float *));
+    for (int i = 0; i < clip.n; i++) {  // the folder's own tower: the CLIP weights x 2
+        const StTensor *t = &clip.tensors[i];
+        bufs[i] = malloc((size_t)t->numel * sizeof(float));
+        st_read_f32(&clip, t, bufs[i], &err);
+        for (int64_t k = 0; k < t->numel; k++) bufs[i][k] *= 2.0f;
+        char name[300];
+        snprintf(name, sizeof name, "model.vision_tower.vision_tower.vision_model.%s", t->name);
+        st_writer_add_copy(&w, name, ST_F32, t->ndim, t->shape, bufs[i]);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    EXPECT(st_writer_save(&w, path, NULL, &err) == 0, "save: %s", err.msg);
+    st_writer_free(&w);
+    ComposeOptions o;
+    compose_options_default(&o);
+    char clip_dir[4096], proj[4096];
+    snprintf(clip_dir, sizeof clip_dir, "%s/tests/fixtures/tiny_parts/clip", src_dir);
+    snprintf(proj, sizeof proj, "%s/tests/fixtures/tiny_parts/mm_projector.safetensors", src_dir);
+    o.vision_dir = clip_dir;
+    o.llm_dir = tmp;
+    o.projector_path = proj;
+    o.image_token_index = 150;
+    LlavaModel m;
+    int rc = checkpoint_compose(&m, &o, ops_cpu(), &err);
+    EXPECT(rc == 0, "compose with the folder's own tower: %s", err.msg);
+    if (rc == 0) {
+        const ParamInfo *p = params_find(&m.params, "vision.encoder.layers.0.mlp.fc1.weight");
+        const float *got = model_weight(&m, p);
+        int found = 0;
+        for (int i = 0; i < clip.n; i++)
+            if (strcmp(clip.tensors[i].name, "encoder.layers.0.mlp.fc1.weight") == 0) {
+                found = 1;
+                EXPECT(memcmp(got, bufs[i], p->numel * sizeof(float)) == 0, "the tower is the LLaVA folder's");
+            }
+        EXPECT(found, "fc1 in the CLIP fixture");
+        model_free(&m);
+    }
+    for (int i = 0; i < clip.n; i++) free(bufs[i]);
+    free(bufs);
+    st_close(&llm);
+    st_close(&clip);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) EXPECT(0, "cleanup");
+}
+
+// Issue 10 item 8a: a tied config whose file carries an lm_head.weight. The
+// same values as embed_tokens load (tied); different values are refused,
+// naming both tensors, since transformers 5 would use the file's head.
+static void check_tied_head(void) {
+    char tmp[256], cmd[8192], src[4200], dst[4200];
+    snprintf(tmp, sizeof tmp, "/tmp/llava_test_tied_%d", (int)getpid());
+    for (int differ = 0; differ <= 1; differ++) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/tests/fixtures/tiny_siglip_qwen2/config.json %s/",
+                 tmp, tmp, src_dir, tmp);
+        EXPECT(system(cmd) == 0, "copy config");
+        snprintf(src, sizeof src, "%s/tests/fixtures/tiny_siglip_qwen2/model.safetensors", src_dir);
+        snprintf(dst, sizeof dst, "%s/model.safetensors", tmp);
+        StFile f;
+        Error err = {{0}};
+        EXPECT(st_open(&f, src, &err) == 0, "open: %s", err.msg);
+        StWriter w;
+        st_writer_init(&w);
+        float *head = NULL;
+        for (int i = 0; i < f.n; i++) {
+            const StTensor *t = &f.tensors[i];
+            st_writer_add(&w, t->name, t->dtype, t->ndim, t->shape, f.data + t->begin);
+            if (strcmp(t->name, "language_model.model.embed_tokens.weight") == 0) {
+                head = malloc((size_t)t->numel * sizeof(float));
+                st_read_f32(&f, t, head, &err);
+                if (differ) head[7] += 0.25f;
+                st_writer_add(&w, "language_model.lm_head.weight", ST_F32, t->ndim, t->shape, head);
+            }
+        }
+        EXPECT(st_writer_save(&w, dst, NULL, &err) == 0, "save: %s", err.msg);
+        st_writer_free(&w);
+        st_close(&f);
+        free(head);
+        LlavaModel m;
+        int rc = checkpoint_load_llava(&m, tmp, ops_cpu(), &err);
+        if (differ)
+            EXPECT(rc == -1 && strstr(err.msg, "tie_word_embeddings") && strstr(err.msg, "language_model.lm_head.weight") &&
+                       strstr(err.msg, "embed_tokens.weight"),
+                   "a differing head in a tied model is refused: %s", err.msg);
+        else
+            EXPECT(rc == 0, "an lm_head equal to embed_tokens loads tied: %s", err.msg);
+        if (rc == 0) model_free(&m);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) EXPECT(0, "cleanup");
+}
+
 int main(int argc, char **argv) {
     src_dir = argc > 1 ? argv[1] : ".";
     check_fixture("tiny_llava15");
@@ -256,5 +368,7 @@ int main(int argc, char **argv) {
     check_fixture("tiny_clip_llama3");   // CLIP + Llama-3 (rope llama3, attention/mlp bias)
     check_compose();
     check_refusals();
+    check_tied_head();
+    check_tower_in_llava_folder();
     return test_summary("test_model_golden");
 }

@@ -183,11 +183,39 @@ static void upload_resized(LlavaModel *m, const ParamInfo *p, float *host, int64
     free(full);
 }
 
+// A tied config whose file still carries a head: transformers 5 uses the
+// file's lm_head, so one that differs from embed_tokens is refused instead of
+// being silently replaced by the embedding.
+static int check_tied_head(const LlavaModel *m, const StFile *f, const StTensor *head, Error *err) {
+    const ParamInfo *emb = params_find(&m->params, "llm.embed_tokens.weight");
+    if (head->ndim != 2 || head->shape[1] != emb->shape[1] || head->shape[0] > emb->shape[0])
+        return err_set(err, "%s: tie_word_embeddings is true but '%s' has a shape unlike '%s'", f->path, head->name,
+                       emb->file_name);
+    float *h = xmalloc((size_t)head->numel * sizeof(float)), *e = xmalloc(emb->numel * sizeof(float));
+    int rc = st_read_f32(f, head, h, err);
+    if (rc == 0) {
+        m->ops->download_act(e, model_weight(m, emb), emb->numel);
+        double diff = 0.0;
+        for (int64_t k = 0; k < head->numel; k++) diff = fmax(diff, fabs((double)h[k] - e[k]));
+        if (diff > 0.0)
+            rc = err_set(err,
+                         "%s: config.json says tie_word_embeddings true, but '%s' differs from '%s' (max |diff| "
+                         "%g); transformers would use the file's head: set tie_word_embeddings to false to keep "
+                         "both, or drop '%s' from the file to tie them",
+                         f->path, head->name, emb->file_name, diff, head->name);
+    }
+    free(h);
+    free(e);
+    return rc;
+}
+
 int checkpoint_load_modules(LlavaModel *m, const CheckpointDir *d, unsigned modules, int record_names,
                             int resize_vocab, Error *err) {
     const ParamTable *t = &m->params;
     char *loaded = xcalloc((size_t)t->n, 1);
     int rc = -1, unknown = 0;
+    const StFile *tied_head_file = NULL;  // an lm_head in a tied model's files: checked once all is loaded
+    const StTensor *tied_head = NULL;
     for (int fi = 0; fi < d->n_files; fi++) {
         const StFile *f = &d->files[fi];
         for (int i = 0; i < f->n; i++) {
@@ -203,7 +231,11 @@ int checkpoint_load_modules(LlavaModel *m, const CheckpointDir *d, unsigned modu
             if (!p) {
                 // A tied model may still carry an lm_head copy; anything else
                 // is a tensor the config does not describe.
-                if (strcmp(canon, "llm.lm_head.weight") == 0 && m->cfg.text.tied) continue;
+                if (strcmp(canon, "llm.lm_head.weight") == 0 && m->cfg.text.tied) {
+                    tied_head_file = f;
+                    tied_head = st;
+                    continue;
+                }
                 if (strncmp(canon, "projector.", 10) == 0 && !(modules & (1u << MODULE_PROJECTOR))) continue;
                 err_set(err, "%s: tensor '%s' does not exist in the model config.json describes (too many layers, "
                         "or a projector/bias the config does not have?)", f->path, st->name);
@@ -254,6 +286,8 @@ int checkpoint_load_modules(LlavaModel *m, const CheckpointDir *d, unsigned modu
                 st_shape_str(p->shape, p->ndim, sh, sizeof sh));
         goto done;
     }
+    if (tied_head && (modules & (1u << MODULE_LLM)) && check_tied_head(m, tied_head_file, tied_head, err) != 0)
+        goto done;
     rc = 0;
 done:
     free(loaded);
@@ -328,12 +362,14 @@ void checkpoint_init_random(LlavaModel *m, unsigned long long seed) {
     checkpoint_init_projector(m, seed);
 }
 
-static int has_projector_tensors(const CheckpointDir *d) {
+// 1 when the folder holds tensors of the module whose canonical names start
+// with `prefix` ("projector.", "vision.").
+static int has_module_tensors(const CheckpointDir *d, const char *prefix) {
     for (int fi = 0; fi < d->n_files; fi++)
         for (int i = 0; i < d->files[fi].n; i++) {
             char canon[160];
             if (names_to_canonical(d->files[fi].tensors[i].name, canon, sizeof canon) == NAME_PARAM &&
-                strncmp(canon, "projector.", 10) == 0)
+                strncmp(canon, prefix, strlen(prefix)) == 0)
                 return 1;
         }
     return 0;
@@ -371,15 +407,28 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
 
     model_init(m, &cfg, ops);
     CheckpointDir d;
-    if (ckpt_dir_open(&d, opt->vision_dir, err) != 0) goto fail;
-    int rc = checkpoint_load_modules(m, &d, 1u << MODULE_VISION, 0, 0, err);
-    ckpt_dir_close(&d);
-    if (rc) goto fail;
+    // An original LLaVA folder carries its projector beside the LLM weights,
+    // and, when it was saved with its tower, the tower too
+    // (model.vision_tower.vision_tower.*): those weights win over --vision's,
+    // whose config still describes the tower.
     if (ckpt_dir_open(&d, opt->llm_dir, err) != 0) goto fail;
-    // An original LLaVA folder carries its projector beside the LLM weights.
+    int vision_in_llm = has_module_tensors(&d, "vision.");
+    int projector_in_llm = !opt->projector_path && has_module_tensors(&d, "projector.");
+    ckpt_dir_close(&d);
+    int rc;
+    if (!vision_in_llm) {
+        if (ckpt_dir_open(&d, opt->vision_dir, err) != 0) goto fail;
+        rc = checkpoint_load_modules(m, &d, 1u << MODULE_VISION, 0, 0, err);
+        ckpt_dir_close(&d);
+        if (rc) goto fail;
+    }
+    fprintf(stderr, "llava: vision tower weights from %s%s (config from %s)\n",
+            vision_in_llm ? opt->llm_dir : opt->vision_dir, vision_in_llm ? " (the LLaVA folder's own tower)" : "",
+            opt->vision_dir);
+    if (ckpt_dir_open(&d, opt->llm_dir, err) != 0) goto fail;
     unsigned llm_modules = 1u << MODULE_LLM;
-    int projector_in_llm = !opt->projector_path && has_projector_tensors(&d);
     if (projector_in_llm) llm_modules |= 1u << MODULE_PROJECTOR;
+    if (vision_in_llm) llm_modules |= 1u << MODULE_VISION;
     rc = checkpoint_load_modules(m, &d, llm_modules, 0, resize, err);
     ckpt_dir_close(&d);
     if (rc) goto fail;

@@ -186,7 +186,10 @@ static NameKind llm_rest(const char *rest, char *out, size_t cap) {
 }
 
 NameKind names_to_canonical(const char *f, char *out, size_t cap) {
-    static const char *vision_prefixes[] = {"model.vision_tower.vision_model.", "vision_tower.vision_model.",
+    // The original LLaVA repo's folders nest the CLIP tower once more
+    // (model.vision_tower.vision_tower.vision_model.*).
+    static const char *vision_prefixes[] = {"model.vision_tower.vision_tower.vision_model.",
+                                            "model.vision_tower.vision_model.", "vision_tower.vision_model.",
                                             "model.vision_tower.", "vision_tower.", "vision_model."};
     for (size_t i = 0; i < sizeof vision_prefixes / sizeof *vision_prefixes; i++)
         if (starts_with(f, vision_prefixes[i])) return vision_rest(f + strlen(vision_prefixes[i]), out, cap);
