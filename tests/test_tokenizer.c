@@ -1,7 +1,9 @@
 // data/tokenizer.c against Hugging Face tokenizers: the ids, decoded texts
 // and skip-special decodes that scripts/make_tokenizer_fixtures.py recorded
 // for a corpus of ~2,000 strings, on a legacy-normalizer and a Metaspace
-// tokenizer.json; add_eos_token; forced word breaks; load errors.
+// tokenizer.json, and (scripts/make_bytelevel_tokenizer_fixtures.py) on
+// Llama-3 and Qwen2 style byte-level BPE; add_eos_token; forced word breaks;
+// load errors.
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,11 +65,14 @@ static const char *str_or(const cJSON *obj, int i, const char *def) {
 }
 
 // Every corpus string: ids, ids without specials, round trip, skip-special
-// decode, and that forced breaks keep the text.
-static void check_corpus(const char *src, const char *form, const Text *corpus, int n) {
+// decode, and that forced breaks keep the text. `fixtures` is the folder
+// under tests/fixtures (tokenizer: the SentencePiece-style forms, with their
+// eos / unk variants; tokenizer_bytelevel: Llama-3 / Qwen2 byte-level BPE,
+// from scripts/make_bytelevel_tokenizer_fixtures.py).
+static void check_corpus(const char *src, const char *fixtures, const char *form, const Text *corpus, int n) {
     char path[4096], dir[4096];
-    snprintf(dir, sizeof dir, "%s/tests/fixtures/tokenizer/%s", src, form);
-    snprintf(path, sizeof path, "%s/tests/fixtures/tokenizer/expected_%s.json", src, form);
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/%s/%s", src, fixtures, form);
+    snprintf(path, sizeof path, "%s/tests/fixtures/%s/expected_%s.json", src, fixtures, form);
     Error err = {{0}};
     Tokenizer *t = NULL;
     EXPECT(tokenizer_load(&t, dir, &err) == 0, "load %s: %s", dir, err.msg);
@@ -78,6 +83,8 @@ static void check_corpus(const char *src, const char *form, const Text *corpus, 
     const cJSON *decoded = cJSON_GetObjectItemCaseSensitive(exp, "decoded");
     const cJSON *decoded_skip = cJSON_GetObjectItemCaseSensitive(exp, "decoded_skip");
     CHECK(cJSON_GetArraySize(all) == n, "corpus and %s disagree in length", path);
+    const cJSON *prefix_item = cJSON_GetObjectItemCaseSensitive(exp, "prefix");
+    const int prefix = prefix_item ? prefix_item->valueint : 1;  // ids the post-processor puts first (BOS)
     EXPECT(tokenizer_vocab_size(t) == cJSON_GetObjectItemCaseSensitive(exp, "vocab_size")->valueint,
            "%s: vocab size %d", form, tokenizer_vocab_size(t));
     int bad_ids = 0, bad_dec = 0, bad_skip = 0, bad_breaks = 0, round_trips = 0;
@@ -89,7 +96,7 @@ static void check_corpus(const char *src, const char *form, const Text *corpus, 
         token_ids_clear(&bare);
         tokenizer_encode(t, corpus[i].s, corpus[i].n, TOK_ADD_SPECIAL, &ids);
         tokenizer_encode(t, corpus[i].s, corpus[i].n, 0, &bare);
-        if (!ids_equal(&ids, want, 0) || !ids_equal(&bare, want, 1)) {
+        if (!ids_equal(&ids, want, 0) || !ids_equal(&bare, want, prefix)) {
             if (bad_ids++ < 5) {
                 fprintf(stderr, "%s: string %d %.80s\n", form, i, corpus[i].s);
                 print_ids("got ", ids.data, ids.n);
@@ -147,6 +154,15 @@ static void check_corpus(const char *src, const char *form, const Text *corpus, 
     EXPECT(bad_breaks == 0, "%s: %d encodings with breaks lost text", form, bad_breaks);
     EXPECT(round_trips > n / 2, "%s: only %d strings round-trip", form, round_trips);
     printf("%s: %d strings, %d round-trip exactly\n", form, n, round_trips);
+    if (strcmp(fixtures, "tokenizer") != 0) {
+        token_ids_free(&ids);
+        token_ids_free(&bare);
+        token_ids_free(&broken);
+        token_ids_free(&segs);
+        cJSON_Delete(exp);
+        tokenizer_free(t);
+        return;
+    }
 
     // add_bos_token false, add_eos_token true: a config of our own beside a copy of tokenizer.json
     char tmp[] = "/tmp/llava_tok_XXXXXX", p2[4200], p1[4200];
@@ -264,7 +280,7 @@ static void check_errors(void) {
          "added_tokens[0]"},
         {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\", \"dropout\": 0.1}}", "dropout"},
         {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"pre_tokenizer\": "
-         "{\"type\": \"ByteLevel\"}}", "pre_tokenizer \"ByteLevel\""},
+         "{\"type\": \"Whitespace\"}}", "pre_tokenizer \"Whitespace\""},
         {"{\"model\": {\"vocab\": {\"a\": 0}, ", "malformed JSON"},
         {"{\"model\": {\"vocab\": {\"a\": 0, \"b\": 2000000000}, \"merges\": [], \"unk_token\": \"a\"}}", "model.vocab[\"b\"]"},
         {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"added_tokens\": "
@@ -396,8 +412,16 @@ int main(int argc, char **argv) {
     int n;
     Text *corpus = load_corpus(path, &n);
     EXPECT(n >= 2000, "corpus has %d strings", n);
-    check_corpus(src, "legacy", corpus, n);
-    check_corpus(src, "metaspace", corpus, n);
+    check_corpus(src, "tokenizer", "legacy", corpus, n);
+    check_corpus(src, "tokenizer", "metaspace", corpus, n);
+    snprintf(path, sizeof path, "%s/tests/fixtures/tokenizer_bytelevel/corpus.json", src);
+    int nb;
+    Text *bl_corpus = load_corpus(path, &nb);
+    EXPECT(nb >= 2000, "byte-level corpus has %d strings", nb);
+    check_corpus(src, "tokenizer_bytelevel", "llama3", bl_corpus, nb);
+    check_corpus(src, "tokenizer_bytelevel", "qwen2", bl_corpus, nb);
+    for (int i = 0; i < nb; i++) free(bl_corpus[i].s);
+    free(bl_corpus);
     check_lookups(src);
     check_errors();
     check_threads(src, corpus, n);
