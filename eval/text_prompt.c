@@ -9,7 +9,7 @@ int text_prompt_init(TextPrompt *tp, const char *dir, const char *template_name,
                      Error *err) {
     memset(tp, 0, sizeof *tp);
     if (conv_template_from_name(template_name, &tp->tmpl) != 0)
-        return err_set(err, "unknown template '%s' (plain, vicuna_v1, v1, llava_v1)", template_name);
+        return err_set(err, "unknown template '%s' (plain, vicuna_v1, v1, llava_v1, qwen_2, llama_3)", template_name);
     if (tokenizer_load(&tp->tok, dir, err) != 0) return -1;
     const int tv = tokenizer_vocab_size(tp->tok);
     if (tv > cfg->text.vocab) {

@@ -1,7 +1,8 @@
 // data/conversation.c: the LLaVA conversations of tests/fixtures/conversation
 // (made by scripts/make_conversation_fixtures.py: LLaVA's preprocess_plain /
 // preprocess_v1 reimplemented with HF tokenizers, and an offset-based
-// construction), then every edge case of the templates one by one.
+// construction), then every edge case of the templates one by one; and the
+// LLaVA-NeXT chat templates against tests/fixtures/conversation_chat.
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -270,9 +271,70 @@ static void check_mismatch(void) {
     tokenizer_free(t);
 }
 
+// The LLaVA-NeXT chat templates (qwen_2, llama_3) on the byte-level fixture
+// tokenizers, against scripts/make_chat_conversation_fixtures.py's
+// reimplementation of NeXT's preprocess_qwen / preprocess_llama3.
+static void check_chat_fixtures(const char *src) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/conversation_chat/cases.json", src);
+    Error err = {{0}};
+    cJSON *root = json_parse_file(path, &err);
+    CHECK(root, "%s", err.msg);
+    Tokenizer *tok[2] = {load_tok(src, "../tokenizer_bytelevel/qwen2"), load_tok(src, "../tokenizer_bytelevel/llama3")};
+    ConvResult r = {0};
+    int n = 0, truncated = 0, with_image = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
+        const char *id = cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring;
+        const char *form = cJSON_GetObjectItemCaseSensitive(c, "tokenizer")->valuestring;
+        ConvTurn tv[32];
+        int nt = 0;
+        const cJSON *tu;
+        cJSON_ArrayForEach(tu, cJSON_GetObjectItemCaseSensitive(c, "turns")) {
+            CHECK(nt < 32, "too many turns");
+            tv[nt].role = (ConvRole)conv_role_from_name(cJSON_GetArrayItem(tu, 0)->valuestring);
+            tv[nt].text = cJSON_GetArrayItem(tu, 1)->valuestring;
+            tv[nt].len = strlen(tv[nt].text);
+            nt++;
+        }
+        Conversation conv = {tv, nt, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "has_image"))};
+        ConvOptions o = {0};
+        CHECK(conv_template_from_name(cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring, &o.tmpl) == 0,
+              "template");
+        o.image_seq_length = cJSON_GetObjectItemCaseSensitive(c, "image_seq_length")->valueint;
+        o.image_token_index = cJSON_GetObjectItemCaseSensitive(c, "image_token_index")->valueint;
+        o.max_length = cJSON_GetObjectItemCaseSensitive(c, "max_length")->valueint;
+        ConvStatus st = conv_build(tok[strcmp(form, "llama3") == 0], &conv, &o, &r);
+        EXPECT(st == CONV_OK || (r.truncated && st != CONV_MALFORMED), "%s: status %s (%s)", id,
+               conv_status_reason(st), r.reason);
+        EXPECT(same_ids(&r.ids, cJSON_GetObjectItemCaseSensitive(c, "ids")), "%s: input ids differ from NeXT's", id);
+        EXPECT(same_ids(&r.labels, cJSON_GetObjectItemCaseSensitive(c, "labels")), "%s: labels differ from NeXT's", id);
+        truncated += r.truncated;
+        with_image += conv.has_image;
+        n++;
+    }
+    printf("chat template fixtures: %d cases (%d with an image, %d truncated)\n", n, with_image, truncated);
+    EXPECT(n >= 100 && truncated >= 20 && with_image >= 50, "chat fixture coverage");
+    // A generation prompt ends with the assistant header and has no labels.
+    ConvTurn q = {CONV_HUMAN, "<image>\nWhat is it?", 19};
+    Conversation conv = {&q, 1, 1};
+    ConvOptions o = {CONV_QWEN_2, 8, tokenizer_token_to_id(tok[0], "<image>"), 0, 1};
+    EXPECT(conv_build(tok[0], &conv, &o, &r) == CONV_OK && r.n_targets == 0, "qwen_2 generation prompt: %s", r.reason);
+    char *text = tokenizer_decode(tok[0], r.ids.data, r.ids.n, 0, NULL);
+    const char *tail = "<|im_start|>assistant\n";
+    EXPECT(strlen(text) > strlen(tail) && strcmp(text + strlen(text) - strlen(tail), tail) == 0,
+           "qwen_2 prompt ends with the assistant header: %s", text);
+    free(text);
+    conv_result_free(&r);
+    tokenizer_free(tok[0]);
+    tokenizer_free(tok[1]);
+    cJSON_Delete(root);
+}
+
 int main(int argc, char **argv) {
     const char *src = argc > 1 ? argv[1] : ".";
     check_fixtures(src);
+    check_chat_fixtures(src);
     check_edge_cases(src);
     check_mismatch();
     return test_summary("test_conversation");
