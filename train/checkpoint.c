@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "data/tokenizer.h"
 #include "common/rng.h"
 
 // ---- folders of safetensors files ------------------------------------------------
@@ -388,8 +389,25 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
     path_join(path, sizeof path, opt->llm_dir, "config.json");
     if (config_load_llama(&cfg.text, &cfg, path, err) != 0) return -1;
     int resize = 0;
-    if (opt->image_token_index >= 0) {
-        cfg.image_token_index = opt->image_token_index;
+    // A tokenizer that already has <image> inside the vocabulary (LLaVA-NeXT
+    // style Qwen2 / Llama-3 folders) keeps it; the vocabulary is not grown.
+    int32_t existing_image = -1, existing_pad = -1;
+    char tok_json[4096];
+    if (opt->image_token_index < 0 && path_join(tok_json, sizeof tok_json, opt->llm_dir, "tokenizer.json") == 0 &&
+        file_exists(tok_json)) {
+        Tokenizer *tok = NULL;
+        Error terr = {{0}};
+        if (tokenizer_load(&tok, opt->llm_dir, &terr) == 0) {
+            existing_image = tokenizer_token_to_id(tok, "<image>");
+            existing_pad = tokenizer_pad_id(tok);
+            tokenizer_free(tok);
+        }
+        if (existing_image >= cfg.text.vocab) existing_image = -1;
+    }
+    if (opt->image_token_index >= 0 || existing_image >= 0) {
+        cfg.image_token_index = opt->image_token_index >= 0 ? opt->image_token_index : existing_image;
+        if (existing_image >= 0 && cfg.text.pad_id < 0 && existing_pad >= 0 && existing_pad < cfg.text.vocab)
+            cfg.text.pad_id = existing_pad;
     } else {
         // Append <image> and <pad> as llava-hf does (32000, 32001 -> vocab 32064).
         int V = cfg.text.vocab, pad_to = opt->pad_vocab_to > 0 ? opt->pad_vocab_to : 1;
