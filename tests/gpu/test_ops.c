@@ -560,6 +560,46 @@ static void check_stochastic_rounding(Harness *h, size_t n) {
     h_release(h);
 }
 
+// The modern backbones' ops (kernels/cuda/cuda_modern.cu): tanh GELU both
+// ways (in place too), and RoPE from an inverse-frequency table as llama3
+// scaling makes it (a third of the frequencies divided by 8, a smooth band).
+static void check_modern(Harness *h, size_t n, int M, int NH, int NKV, int HS) {
+    const Ops *c = h->cpu, *g = h->gpu;
+    check_map1(h, "gelu_tanh", c->gelu_tanh_forward, g->gelu_tanh_forward, n, 0);
+    check_map1(h, "gelu_tanh", c->gelu_tanh_forward, g->gelu_tanh_forward, n, 1);
+    check_map2(h, "gelu_tanh_backward", c->gelu_tanh_backward, g->gelu_tanh_backward, n, 1, 1);
+    char op[80];
+    snprintf(op, sizeof op, "rope_freq M=%d %d/%d heads HS=%d", M, NH, NKV, HS);
+    const int half = HS / 2;
+    float *table = xmalloc((size_t)half * sizeof(float));
+    for (int i = 0; i < half; i++) {
+        float f = 1.0f / powf(500000.0f, (float)(2 * i) / (float)HS);
+        table[i] = i < half / 3 ? f : i < 2 * half / 3 ? f * (0.125f + 0.875f * (float)i / (float)half) : f / 8.0f;
+    }
+    float *dtable = h->gpu->alloc((size_t)half * sizeof(float));
+    h->gpu->upload(dtable, table, (size_t)half * sizeof(float));
+    const size_t nq = (size_t)M * (NH + 2 * NKV) * HS;
+    int32_t *pos = h_ids(h, M, 0, 8192);
+    void *dpos = d_i32(h, pos, M);
+    for (int dir = 0; dir < 2; dir++) {
+        float *x = h_rand(h, nq, 1.0f), *ref = h_copy(x, nq);
+        void *dx = d_act(h, x, nq);
+        if (dir == 0) {
+            c->rope_freq_forward(ref, pos, table, M, NH, NKV, HS);
+            g->rope_freq_forward(dx, dpos, dtable, M, NH, NKV, HS);
+        } else {
+            c->rope_freq_backward(ref, pos, table, M, NH, NKV, HS);
+            g->rope_freq_backward(dx, dpos, dtable, M, NH, NKV, HS);
+        }
+        float *got = down_act(h, dx, nq);
+        h_check(h, op, dir == 0 ? "forward" : "backward", got, ref, nq, TOL_BF16);
+        free(x), free(ref), free(got);
+    }
+    h->gpu->free(dtable);
+    free(table), free(pos);
+    h_release(h);
+}
+
 #ifndef LLAVA_GPU_EMU
 // On the GPU: realistic shapes (LLaVA-7B / CLIP-L sized rows) and odd ones.
 void run_checks(Harness *h) {
@@ -578,6 +618,7 @@ void run_checks(Harness *h) {
     check_swiglu(h, 512, 1376);
     check_rope(h, 2 * 37, 4, 2, 16, 10000.0f);
     check_rope(h, 512, 32, 8, 128, 500000.0f);
+    check_modern(h, (size_t)1152 * 4304 + 3, 512, 32, 8, 128);  // SigLIP-so400m MLP rows, Llama-3-8B heads
     // attention: generic path (odd head sizes, unaligned), flash path (64, 128)
     check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
     check_attention(h, 2, 45, 5, 1, 80, 1, 1, 0);
@@ -624,6 +665,7 @@ void run_checks(Harness *h) {
     check_swiglu(h, 17, 64);
     check_rope(h, 2 * 37, 4, 2, 16, 10000.0f);
     check_rope(h, 16, 4, 2, 128, 500000.0f);
+    check_modern(h, 10007, 2 * 37, 4, 2, 16);
     check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
     check_attention(h, 2, 45, 5, 1, 80, 1, 1, 0);
     check_attention(h, 2, 77, 2, 2, 64, 0, 0, 1);
