@@ -223,7 +223,7 @@ static int make_broken_copy(const char *tmp, const char *sed_expr, const char *d
 }
 
 static void check_refusals(void) {
-    char tmp[256];
+    char tmp[256], cmd_sed[8192];
     snprintf(tmp, sizeof tmp, "/tmp/llava_test_golden_%d", (int)getpid());
     LlavaModel m;
     Error err = {{0}};
@@ -243,6 +243,34 @@ static void check_refusals(void) {
     make_broken_copy(tmp, "s/\"image_seq_length\": 16/\"image_seq_length\": 17/", NULL);
     EXPECT(checkpoint_load_llava(&m, tmp, ops_cpu(), &err) == -1 && strstr(err.msg, "image_seq_length"),
            "image_seq_length disagrees with the vision tower: %s", err.msg);
+    // What transformers computes and we do not is refused by name (docs/models.md).
+    static const struct {
+        const char *sed, *needle;
+    } refused[] = {
+        {"s/\"rope_type\": \"default\"/\"rope_type\": \"yarn\"/", "\"yarn\" is not supported"},
+        {"s/\"model_type\": \"llama\"/\"model_type\": \"mistral\"/", "\"mistral\" is not supported"},
+        {"s/\"model_type\": \"clip_vision_model\"/\"model_type\": \"siglip2_vision_model\"/",
+         "\"siglip2_vision_model\" is not supported"},
+        {"s/\"model_type\": \"llama\"/\"model_type\": \"qwen2\", \"use_sliding_window\": true/",
+         "sliding-window attention"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        make_broken_copy(tmp, refused[i].sed, NULL);
+        EXPECT(checkpoint_load_llava(&m, tmp, ops_cpu(), &err) == -1 && strstr(err.msg, refused[i].needle),
+               "refused by name (%s): %s", refused[i].needle, err.msg);
+    }
+    // SigLIP with strategy default: transformers drops the first patch, so
+    // an image is (S/P)^2 - 1 tokens.
+    LlavaConfig cfg;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny_siglip_qwen2/config.json", src_dir);
+    snprintf(cmd_sed, sizeof cmd_sed,
+             "mkdir -p %s && sed -e 's/\"full\"/\"default\"/; s/\"image_seq_length\": 16/\"image_seq_length\": 15/' %s "
+             "> %s/config.json", tmp, path, tmp);
+    EXPECT(system(cmd_sed) == 0, "sed");
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    EXPECT(config_load_llava(&cfg, path, &err) == 0 && cfg.image_tokens == 15 && cfg.vision_tokens == 16,
+           "SigLIP + default: 15 image tokens: %s", err.msg);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) EXPECT(0, "cleanup");
