@@ -324,6 +324,16 @@ static int encode_chunk(const Tokenizer *t, const Prompt *p, size_t a, size_t b,
     return diff;
 }
 
+// image_seq_length positions of image_token_index, no loss (the HF LLaVA
+// processor's layout); the first marks image_start.
+static void push_image(const ConvOptions *o, ConvResult *r) {
+    if (r->image_start < 0) r->image_start = r->ids.n;
+    for (int k = 0; k < o->image_seq_length; k++) {
+        token_ids_push(&r->ids, o->image_token_index);
+        token_ids_push(&r->labels, CONV_IGNORE_INDEX);
+    }
+}
+
 // ---- LLaVA-NeXT chat templates (qwen_2, llama_3) ---------------------------
 
 // One message tokenized on its own, split at <image> (an added token, so
@@ -337,11 +347,7 @@ static void encode_message(const Tokenizer *t, const ConvOptions *o, const char 
         tokenizer_encode(t, s + a, b - a, 0, &r->ids);
         for (int i = n0; i < r->ids.n; i++) token_ids_push(&r->labels, target ? r->ids.data[i] : CONV_IGNORE_INDEX);
         if (!hit) break;
-        if (r->image_start < 0) r->image_start = r->ids.n;
-        for (int k = 0; k < o->image_seq_length; k++) {
-            token_ids_push(&r->ids, o->image_token_index);
-            token_ids_push(&r->labels, CONV_IGNORE_INDEX);
-        }
+        push_image(o, r);
         a = b + IMAGE_LEN;
     }
 }
@@ -434,11 +440,7 @@ ConvStatus conv_build(const Tokenizer *t, const Conversation *c, const ConvOptio
         int diff = encode_chunk(t, &p, a, b, r, &whole);
         if (diff >= 0 && r->mismatch_at < 0) r->mismatch_at = diff;
         if (!hit) break;
-        if (r->image_start < 0) r->image_start = r->ids.n;
-        for (int k = 0; k < o->image_seq_length; k++) {
-            token_ids_push(&r->ids, o->image_token_index);
-            token_ids_push(&r->labels, CONV_IGNORE_INDEX);
-        }
+        push_image(o, r);
         a = b + IMAGE_LEN;
     }
     token_ids_free(&whole);

@@ -107,19 +107,9 @@ def main():
         with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
             json.dump(FORMS[form]["config"], f, indent=2)
         tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))  # exactly the file the C code reads
-        prefix = 1 if form == "llama3" else 0
-        ids, decoded, decoded_skip = [], {}, {}
-        for i, s in enumerate(corpus):
-            e = tok.encode(s).ids
-            bare = tok.encode(s, add_special_tokens=False).ids
-            assert e[prefix:] == bare, (form, s)
-            ids.append(e)
-            d = tok.decode(bare, skip_special_tokens=False)
-            if d != s:
-                decoded[str(i)] = d
-            ds = tok.decode(e, skip_special_tokens=True)
-            if ds != d:
-                decoded_skip[str(i)] = ds
+        bos = [tok.token_to_id("<|begin_of_text|>")] if form == "llama3" else []
+        prefix = len(bos)
+        ids, decoded, decoded_skip = base.encode_corpus(tok, corpus, bos)
         with open(os.path.join(out, "expected_%s.json" % form), "w", encoding="utf-8") as f:
             json.dump({"tokenizer": form, "vocab_size": tok.get_vocab_size(with_added_tokens=True), "prefix": prefix,
                        "ids": ids, "decoded": decoded, "decoded_skip": decoded_skip}, f, ensure_ascii=False,

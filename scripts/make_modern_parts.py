@@ -13,27 +13,17 @@ end-to-end test of `llava init --vision SIGLIP --llm QWEN2` (tests/test_modern_e
 import json
 import os
 import shutil
+import sys
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_reference import randomize  # noqa: E402  (O(1) activations, as the golden fixtures)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "fixtures", "tiny_parts_modern")
 TOK = os.path.join(HERE, "..", "tests", "fixtures", "tokenizer_bytelevel", "qwen2")
-
-
-def randomize(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-            elif p.dim() == 1:
-                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
-            elif "embed" in name:
-                p.copy_(0.5 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
 
 
 def main():

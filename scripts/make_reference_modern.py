@@ -31,7 +31,7 @@ from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForCo
                           SiglipVisionConfig)
 
 sys.path.insert(0, os.path.dirname(__file__))
-from make_reference import make_batch  # noqa: E402  (the same batch layout as the other fixtures)
+from make_reference import golden_outputs, make_batch, randomize  # noqa: E402  (as the other fixtures)
 
 VARIANTS = {
     "q": dict(
@@ -75,20 +75,7 @@ def build_model(v):
                       vision_feature_layer=v["feature_layer"], vision_feature_select_strategy=v["strategy"],
                       tie_word_embeddings=v["text"]["tie_word_embeddings"])
     model = LlavaForConditionalGeneration(cfg)
-    # O(1) activations so that every gradient carries signal (as make_reference.py).
-    g = torch.Generator().manual_seed(v["seed"] + 100)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
-            elif p.dim() == 1:
-                base = 0.0 if "class_embedding" in name or "probe" in name else 1.0
-                p.copy_(base + 0.2 * torch.randn(p.shape, generator=g))
-            elif "embed_tokens" in name or "position_embedding" in name:
-                p.copy_(0.5 * torch.randn(p.shape, generator=g))
-            else:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+    randomize(model, v["seed"] + 100)
     model.tie_weights()
     return model, tokens
 
@@ -107,20 +94,7 @@ def run(v, out_dir):
         names[mem] = hits[0] if len(hits) == 1 else None
     batch = make_batch(v, tokens, v["seed"] + 7)
     save_file({k: t.contiguous() for k, t in batch.items()}, os.path.join(folder, "batch.safetensors"))
-    for n, p in model.named_parameters():  # trainable: projector + LLM (stage 2)
-        p.requires_grad_(not n.startswith("model.vision_tower."))
-    model.train()
-    out = model(**batch)
-    out.loss.backward()
-    golden = {"logits": out.logits.detach().float().contiguous(), "loss": out.loss.detach().float().reshape(())}
-    golden["num_tokens"] = torch.tensor((batch["labels"][:, 1:] != -100).sum().item(), dtype=torch.int64)
-    for n, p in model.named_parameters():
-        if p.grad is None:
-            continue
-        if v["text"]["tie_word_embeddings"] and n == "lm_head.weight":
-            continue  # the same tensor as embed_tokens
-        assert names[n], n
-        golden["grad." + names[n]] = p.grad.detach().float().contiguous()
+    golden, out = golden_outputs(model, batch, names, v["text"]["tie_word_embeddings"])
     rot = model.model.language_model.rotary_emb
     golden["rope_inv_freq"] = rot.inv_freq.detach().float().contiguous()
     save_file(golden, os.path.join(folder, "golden.safetensors"))

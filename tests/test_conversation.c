@@ -27,6 +27,26 @@ static int same_ids(const TokenIds *a, const cJSON *b) {
     return 1;
 }
 
+// A fixture case's turns (into tv[32]), conversation and options.
+static void read_case(const cJSON *c, ConvTurn *tv, Conversation *conv, ConvOptions *o) {
+    int nt = 0;
+    const cJSON *tu;
+    cJSON_ArrayForEach(tu, cJSON_GetObjectItemCaseSensitive(c, "turns")) {
+        CHECK(nt < 32, "too many turns");
+        tv[nt].role = (ConvRole)conv_role_from_name(cJSON_GetArrayItem(tu, 0)->valuestring);
+        tv[nt].text = cJSON_GetArrayItem(tu, 1)->valuestring;
+        tv[nt].len = strlen(tv[nt].text);
+        nt++;
+    }
+    *conv = (Conversation){tv, nt, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "has_image"))};
+    memset(o, 0, sizeof *o);
+    CHECK(conv_template_from_name(cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring, &o->tmpl) == 0,
+          "template");
+    o->image_seq_length = cJSON_GetObjectItemCaseSensitive(c, "image_seq_length")->valueint;
+    o->image_token_index = cJSON_GetObjectItemCaseSensitive(c, "image_token_index")->valueint;
+    o->max_length = cJSON_GetObjectItemCaseSensitive(c, "max_length")->valueint;
+}
+
 static void check_fixtures(const char *src) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tests/fixtures/conversation/cases.json", src);
@@ -40,22 +60,10 @@ static void check_fixtures(const char *src) {
     cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
         const char *id = cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring;
         const char *form = cJSON_GetObjectItemCaseSensitive(c, "tokenizer")->valuestring;
-        const cJSON *turns = cJSON_GetObjectItemCaseSensitive(c, "turns"), *tu;
         ConvTurn tv[32];
-        int nt = 0;
-        cJSON_ArrayForEach(tu, turns) {
-            CHECK(nt < 32, "too many turns");
-            tv[nt].role = (ConvRole)conv_role_from_name(cJSON_GetArrayItem(tu, 0)->valuestring);
-            tv[nt].text = cJSON_GetArrayItem(tu, 1)->valuestring;
-            tv[nt].len = strlen(tv[nt].text);
-            nt++;
-        }
-        Conversation conv = {tv, nt, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "has_image"))};
-        ConvOptions o = {0};
-        CHECK(conv_template_from_name(cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring, &o.tmpl) == 0, "template");
-        o.image_seq_length = cJSON_GetObjectItemCaseSensitive(c, "image_seq_length")->valueint;
-        o.image_token_index = cJSON_GetObjectItemCaseSensitive(c, "image_token_index")->valueint;
-        o.max_length = cJSON_GetObjectItemCaseSensitive(c, "max_length")->valueint;
+        Conversation conv;
+        ConvOptions o;
+        read_case(c, tv, &conv, &o);
         const cJSON *llava = cJSON_GetObjectItemCaseSensitive(c, "llava");
         const cJSON *cons = cJSON_GetObjectItemCaseSensitive(c, "construct");
         const cJSON *cons_labels = cJSON_GetObjectItemCaseSensitive(cons, "labels");
@@ -288,22 +296,9 @@ static void check_chat_fixtures(const char *src) {
         const char *id = cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring;
         const char *form = cJSON_GetObjectItemCaseSensitive(c, "tokenizer")->valuestring;
         ConvTurn tv[32];
-        int nt = 0;
-        const cJSON *tu;
-        cJSON_ArrayForEach(tu, cJSON_GetObjectItemCaseSensitive(c, "turns")) {
-            CHECK(nt < 32, "too many turns");
-            tv[nt].role = (ConvRole)conv_role_from_name(cJSON_GetArrayItem(tu, 0)->valuestring);
-            tv[nt].text = cJSON_GetArrayItem(tu, 1)->valuestring;
-            tv[nt].len = strlen(tv[nt].text);
-            nt++;
-        }
-        Conversation conv = {tv, nt, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "has_image"))};
-        ConvOptions o = {0};
-        CHECK(conv_template_from_name(cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring, &o.tmpl) == 0,
-              "template");
-        o.image_seq_length = cJSON_GetObjectItemCaseSensitive(c, "image_seq_length")->valueint;
-        o.image_token_index = cJSON_GetObjectItemCaseSensitive(c, "image_token_index")->valueint;
-        o.max_length = cJSON_GetObjectItemCaseSensitive(c, "max_length")->valueint;
+        Conversation conv;
+        ConvOptions o;
+        read_case(c, tv, &conv, &o);
         ConvStatus st = conv_build(tok[strcmp(form, "llama3") == 0], &conv, &o, &r);
         EXPECT(st == CONV_OK || (r.truncated && st != CONV_MALFORMED), "%s: status %s (%s)", id,
                conv_status_reason(st), r.reason);

@@ -44,30 +44,15 @@ static void cuda_gelu_tanh_backward(void *dinp, const void *inp, const void *dou
     CUDA_LAUNCH_CHECK();
 }
 
-// Thread per (row m, frequency i): one sincos, applied to every q and k head.
-__global__ void rope_freq_kernel(bf16 *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV,
-                                 int HS, float direction) {
-    const int half = HS / 2;
-    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= (size_t)M * half) return;
-    const size_t m = t / half;
-    const int i = (int)(t % half);
-    float s, c;
-    sincosf((float)pos[m] * inv_freq[i], &s, &c);
-    s *= direction;
-    bf16 *row = qkv + m * (size_t)(NH + 2 * NKV) * HS;
-    for (int h = 0; h < NH + NKV; h++) {
-        bf16 *x = row + (size_t)h * HS;
-        float a = __bfloat162float(x[i]), b = __bfloat162float(x[i + half]);
-        x[i] = __float2bfloat16_rn(a * c - b * s);
-        x[i + half] = __float2bfloat16_rn(b * c + a * s);
-    }
-}
+// cuda_elementwise.cu's RoPE kernel (thread per row and frequency, the table
+// given): the scaled tables of linear / llama3 RoPE go through it unchanged.
+__global__ void rope_kernel(bf16 *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS,
+                            float direction);
 
 static void rope_freq_apply(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS,
                             float dir) {
     if (M <= 0 || HS < 2) return;
-    rope_freq_kernel<<<cuda_blocks((size_t)M * (HS / 2), MODERN_THREADS), MODERN_THREADS, 0, cuda_ctx()->stream>>>(
+    rope_kernel<<<cuda_blocks((size_t)M * (HS / 2), MODERN_THREADS), MODERN_THREADS, 0, cuda_ctx()->stream>>>(
         (bf16 *)qkv, pos, inv_freq, M, NH, NKV, HS, dir);
     CUDA_LAUNCH_CHECK();
 }

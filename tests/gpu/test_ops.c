@@ -237,16 +237,29 @@ static void check_swiglu(Harness *h, int M, int FF) {
     h_release(h);
 }
 
-static void check_rope(Harness *h, int M, int NH, int NKV, int HS, float theta) {
-    char op[64];
-    snprintf(op, sizeof op, "rope M=%d %d/%d heads HS=%d", M, NH, NKV, HS);
+// RoPE with theta's frequencies (rope_forward/backward), or with the table
+// given (rope_freq_forward/backward: the scaled RoPE of Llama-3 and linear).
+static void check_rope_with(Harness *h, int M, int NH, int NKV, int HS, float theta, const float *table) {
+    char op[80];
+    snprintf(op, sizeof op, "%s M=%d %d/%d heads HS=%d", table ? "rope_freq" : "rope", M, NH, NKV, HS);
     const size_t n = (size_t)M * (NH + 2 * NKV) * HS;
-    int32_t *pos = h_ids(h, M, 0, 4096);
+    int32_t *pos = h_ids(h, M, 0, table ? 8192 : 4096);
     void *dpos = d_i32(h, pos, M);
+    float *dtable = NULL;
+    if (table) {
+        dtable = h->gpu->alloc((size_t)(HS / 2) * sizeof(float));
+        h->gpu->upload(dtable, table, (size_t)(HS / 2) * sizeof(float));
+    }
     for (int dir = 0; dir < 2; dir++) {
         float *x = h_rand(h, n, 1.0f), *ref = h_copy(x, n);
         void *dx = d_act(h, x, n);
-        if (dir == 0) {
+        if (table && dir == 0) {
+            h->cpu->rope_freq_forward(ref, pos, table, M, NH, NKV, HS);
+            h->gpu->rope_freq_forward(dx, dpos, dtable, M, NH, NKV, HS);
+        } else if (table) {
+            h->cpu->rope_freq_backward(ref, pos, table, M, NH, NKV, HS);
+            h->gpu->rope_freq_backward(dx, dpos, dtable, M, NH, NKV, HS);
+        } else if (dir == 0) {
             h->cpu->rope_forward(ref, pos, M, NH, NKV, HS, theta);
             h->gpu->rope_forward(dx, dpos, M, NH, NKV, HS, theta);
         } else {
@@ -257,8 +270,13 @@ static void check_rope(Harness *h, int M, int NH, int NKV, int HS, float theta) 
         h_check(h, op, dir == 0 ? "forward" : "backward", g, ref, n, TOL_BF16);
         free(x), free(ref), free(g);
     }
+    if (dtable) h->gpu->free(dtable);
     free(pos);
     h_release(h);
+}
+
+static void check_rope(Harness *h, int M, int NH, int NKV, int HS, float theta) {
+    check_rope_with(h, M, NH, NKV, HS, theta, NULL);
 }
 
 // ---- attention ---------------------------------------------------------------------------
@@ -568,36 +586,14 @@ static void check_modern(Harness *h, size_t n, int M, int NH, int NKV, int HS) {
     check_map1(h, "gelu_tanh", c->gelu_tanh_forward, g->gelu_tanh_forward, n, 0);
     check_map1(h, "gelu_tanh", c->gelu_tanh_forward, g->gelu_tanh_forward, n, 1);
     check_map2(h, "gelu_tanh_backward", c->gelu_tanh_backward, g->gelu_tanh_backward, n, 1, 1);
-    char op[80];
-    snprintf(op, sizeof op, "rope_freq M=%d %d/%d heads HS=%d", M, NH, NKV, HS);
     const int half = HS / 2;
     float *table = xmalloc((size_t)half * sizeof(float));
     for (int i = 0; i < half; i++) {
         float f = 1.0f / powf(500000.0f, (float)(2 * i) / (float)HS);
         table[i] = i < half / 3 ? f : i < 2 * half / 3 ? f * (0.125f + 0.875f * (float)i / (float)half) : f / 8.0f;
     }
-    float *dtable = h->gpu->alloc((size_t)half * sizeof(float));
-    h->gpu->upload(dtable, table, (size_t)half * sizeof(float));
-    const size_t nq = (size_t)M * (NH + 2 * NKV) * HS;
-    int32_t *pos = h_ids(h, M, 0, 8192);
-    void *dpos = d_i32(h, pos, M);
-    for (int dir = 0; dir < 2; dir++) {
-        float *x = h_rand(h, nq, 1.0f), *ref = h_copy(x, nq);
-        void *dx = d_act(h, x, nq);
-        if (dir == 0) {
-            c->rope_freq_forward(ref, pos, table, M, NH, NKV, HS);
-            g->rope_freq_forward(dx, dpos, dtable, M, NH, NKV, HS);
-        } else {
-            c->rope_freq_backward(ref, pos, table, M, NH, NKV, HS);
-            g->rope_freq_backward(dx, dpos, dtable, M, NH, NKV, HS);
-        }
-        float *got = down_act(h, dx, nq);
-        h_check(h, op, dir == 0 ? "forward" : "backward", got, ref, nq, TOL_BF16);
-        free(x), free(ref), free(got);
-    }
-    h->gpu->free(dtable);
-    free(table), free(pos);
-    h_release(h);
+    check_rope_with(h, M, NH, NKV, HS, 0.0f, table);
+    free(table);
 }
 
 #ifndef LLAVA_GPU_EMU
