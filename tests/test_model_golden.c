@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/safetensors.h"
 #include "train/batch_file.h"
 #include "train/checkpoint.h"
@@ -342,6 +343,58 @@ static void check_tower_in_llava_folder(void) {
     if (system(cmd) != 0) EXPECT(0, "cleanup");
 }
 
+// Composing with a tokenizer that ends inside the embedding rows (as
+// Qwen2.5's: 151665 ids, 151936 rows) puts <image> right after its last id,
+// which is the id tokenizers gives a new added token, and grows nothing.
+static void check_compose_padded_vocab(void) {
+    char tmp[256], cmd[8192], path[4200];
+    snprintf(tmp, sizeof tmp, "/tmp/llava_test_padvocab_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/tests/fixtures/tiny_parts_modern/qwen2/* %s/", tmp, tmp,
+             src_dir, tmp);
+    EXPECT(system(cmd) == 0, "copy the Qwen2 folder");
+    // The fixture tokenizer without <image> (2573), the later added tokens renumbered down.
+    snprintf(path, sizeof path, "%s/tokenizer.json", tmp);
+    Error err = {{0}};
+    cJSON *tok = json_parse_file(path, &err);
+    EXPECT(tok != NULL, "%s", err.msg);
+    if (!tok) return;
+    cJSON *added = cJSON_GetObjectItemCaseSensitive(tok, "added_tokens");
+    int n = cJSON_GetArraySize(added), removed = -1;
+    for (int i = 0; i < n; i++) {
+        cJSON *t = cJSON_GetArrayItem(added, i);
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(t, "content")->valuestring, "<image>") == 0) removed = i;
+    }
+    EXPECT(removed >= 0, "the fixture tokenizer has <image>");
+    int removed_id = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(added, removed), "id")->valueint;
+    cJSON_DeleteItemFromArray(added, removed);
+    cJSON *t;
+    cJSON_ArrayForEach(t, added) {
+        cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "id");
+        if (id->valueint > removed_id) cJSON_SetNumberValue(id, id->valueint - 1);
+    }
+    char *text = cJSON_Print(tok);
+    EXPECT(write_file_atomic(path, text, strlen(text), &err) == 0, "%s", err.msg);
+    free(text);
+    cJSON_Delete(tok);
+    ComposeOptions o;
+    compose_options_default(&o);
+    char vis[4096];
+    snprintf(vis, sizeof vis, "%s/tests/fixtures/tiny_parts_modern/siglip", src_dir);
+    o.vision_dir = vis;
+    o.llm_dir = tmp;
+    LlavaModel m;
+    int rc = checkpoint_compose(&m, &o, ops_cpu(), &err);
+    EXPECT(rc == 0, "compose: %s", err.msg);
+    if (rc == 0) {
+        // 2576 ids in the tokenizer, 2577 rows: <image> = 2576, pad = <|endoftext|> (2570), no growth.
+        EXPECT(m.cfg.image_token_index == 2576 && m.cfg.text.vocab == 2577 && m.cfg.text.pad_id == 2570,
+               "image %d, vocab %d, pad %d", m.cfg.image_token_index, m.cfg.text.vocab, m.cfg.text.pad_id);
+        model_free(&m);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) EXPECT(0, "cleanup");
+}
+
 // Issue 10 item 8a: a tied config whose file carries an lm_head.weight. The
 // same values as embed_tokens load (tied); different values are refused,
 // naming both tensors, since transformers 5 would use the file's head.
@@ -398,5 +451,6 @@ int main(int argc, char **argv) {
     check_refusals();
     check_tied_head();
     check_tower_in_llava_folder();
+    check_compose_padded_vocab();
     return test_summary("test_model_golden");
 }

@@ -391,7 +391,7 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
     int resize = 0;
     // A tokenizer that already has <image> inside the vocabulary (LLaVA-NeXT
     // style Qwen2 / Llama-3 folders) keeps it; the vocabulary is not grown.
-    int32_t existing_image = -1, existing_pad = -1;
+    int32_t existing_image = -1, existing_pad = -1, tokenizer_size = -1;
     char tok_json[4096];
     if (opt->image_token_index < 0 && path_join(tok_json, sizeof tok_json, opt->llm_dir, "tokenizer.json") == 0 &&
         file_exists(tok_json)) {
@@ -399,7 +399,9 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
         Error terr = {{0}};
         if (tokenizer_load(&tok, opt->llm_dir, &terr) == 0) {
             existing_image = tokenizer_token_to_id(tok, "<image>");
-            existing_pad = tokenizer_pad_id(tok);
+            // A pad token of its own (not the unk fallback), e.g. Qwen2's <|endoftext|>.
+            existing_pad = tokenizer_pad_id(tok) != tokenizer_unk_id(tok) ? tokenizer_pad_id(tok) : -1;
+            tokenizer_size = tokenizer_vocab_size(tok);
             tokenizer_free(tok);
         }
         if (existing_image >= cfg.text.vocab) existing_image = -1;
@@ -409,12 +411,20 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
         if (existing_image >= 0 && cfg.text.pad_id < 0 && existing_pad >= 0 && existing_pad < cfg.text.vocab)
             cfg.text.pad_id = existing_pad;
     } else {
-        // Append <image> and <pad> as llava-hf does (32000, 32001 -> vocab 32064).
+        // Append <image> and <pad> as llava-hf does (32000, 32001 -> vocab
+        // 32064). They go right after the tokenizer's last id, because that
+        // is the id tokenizers gives a new added token whatever the file
+        // says: Qwen2.5's tokenizer ends at 151665 inside 151936 embedding
+        // rows, so <image> is 151665 and the rows are not grown.
         int V = cfg.text.vocab, pad_to = opt->pad_vocab_to > 0 ? opt->pad_vocab_to : 1;
-        cfg.image_token_index = V;
-        if (cfg.text.pad_id < 0) cfg.text.pad_id = V + 1;
-        cfg.text.vocab = (V + 2 + pad_to - 1) / pad_to * pad_to;
-        resize = 1;
+        int first = tokenizer_size >= 0 && tokenizer_size < V ? tokenizer_size : V;
+        cfg.image_token_index = first;
+        if (cfg.text.pad_id < 0) cfg.text.pad_id = existing_pad >= 0 && existing_pad < V ? existing_pad : first + 1;
+        int needed = cfg.text.pad_id > first ? first + 2 : first + 1;
+        if (needed > V) {
+            cfg.text.vocab = (needed + pad_to - 1) / pad_to * pad_to;
+            resize = 1;
+        }
     }
     // A SigLIP tower has no CLS: its features are the full patch grid (as
     // LLaVA-OneVision uses it); strategy default would drop the first patch.
