@@ -320,6 +320,16 @@ static void check_chat_fixtures(const char *src) {
     EXPECT(strlen(text) > strlen(tail) && strcmp(text + strlen(text) - strlen(tail), tail) == 0,
            "qwen_2 prompt ends with the assistant header: %s", text);
     free(text);
+    o.tmpl = CONV_LLAMA_3;
+    o.image_token_index = tokenizer_token_to_id(tok[1], "<image>");
+    EXPECT(conv_build(tok[1], &conv, &o, &r) == CONV_OK && r.n_targets == 0 &&
+               r.ids.data[0] == tokenizer_token_to_id(tok[1], "<|begin_of_text|>"),
+           "llama_3 generation prompt: %s", r.reason);
+    text = tokenizer_decode(tok[1], r.ids.data, r.ids.n, 0, NULL);
+    tail = "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    EXPECT(strlen(text) > strlen(tail) && strcmp(text + strlen(text) - strlen(tail), tail) == 0,
+           "llama_3 prompt ends with the assistant header: %s", text);
+    free(text);
     conv_result_free(&r);
     tokenizer_free(tok[0]);
     tokenizer_free(tok[1]);
