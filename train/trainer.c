@@ -188,7 +188,7 @@ static void estimate_flops(Trainer *t) {
     double llm_fwd = 2.0 * (x->layers * layer + (double)x->vocab * C) + 4.0 * x->layers * C * t->cfg.max_length / 2;
     double llm_mult = t->model.trainable[MODULE_LLM] ? 3.0 : 2.0;
     t->flops_per_token = llm_fwd * llm_mult;
-    double D = v->hidden, NT = c->patches + 1;
+    double D = v->hidden, NT = c->vision_tokens;  // rows per image in the tower (CLIP: + CLS)
     double vis_layer = 4 * D * D + 2 * D * v->intermediate;
     double vis = 2.0 * NT * (c->vision_layers_run * vis_layer + 3.0 * v->patch_size * v->patch_size * D) +
                  4.0 * c->vision_layers_run * NT * NT * D;
