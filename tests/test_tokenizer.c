@@ -273,6 +273,12 @@ static void check_errors(void) {
         {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\", \"dropout\": 0.1}}", "dropout"},
         {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"pre_tokenizer\": "
          "{\"type\": \"Whitespace\"}}", "pre_tokenizer \"Whitespace\""},
+        {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"pre_tokenizer\": "
+         "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a\"}, \"behavior\": \"Isolated\"}}", "does not compile with PCRE2"},
+        {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"pre_tokenizer\": "
+         "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, \"behavior\": \"MergedWithNext\"}}", "MergedWithNext"},
+        {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+         "lacks the character for byte 0x00"},
         {"{\"model\": {\"vocab\": {\"a\": 0}, ", "malformed JSON"},
         {"{\"model\": {\"vocab\": {\"a\": 0, \"b\": 2000000000}, \"merges\": [], \"unk_token\": \"a\"}}", "model.vocab[\"b\"]"},
         {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"added_tokens\": "
