@@ -11,7 +11,9 @@ static void print_usage(FILE *out, const ArgSpec *specs, int n, const char *usag
     fprintf(out, "\noptions:\n");
     for (int i = 0; i < n; i++) {
         char head[64];
-        const char *meta = specs[i].type == ARG_FLAG ? "" : specs[i].type == ARG_STRING ? " VALUE" : " N";
+        const char *meta = specs[i].type == ARG_FLAG ? "" : specs[i].type == ARG_STRING ? " VALUE"
+                           : specs[i].type == ARG_FLOAT  ? " X"
+                                                         : " N";
         snprintf(head, sizeof head, "--%s%s", specs[i].name, meta);
         fprintf(out, "  %-24s %s%s\n", head, specs[i].help, specs[i].required ? " (required)" : "");
     }

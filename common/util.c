@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -232,4 +233,10 @@ uint16_t f32_to_f16(float f) {
     if (rounded & 0x800000u) { rounded = 0; exp++; }
     if (exp >= 31) return (uint16_t)(sign | 0x7c00u);
     return (uint16_t)(sign | ((uint32_t)exp << 10) | (rounded >> 13));
+}
+
+double max_rss_gb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1.0;
+    return (double)ru.ru_maxrss / (1024.0 * 1024.0);
 }

@@ -49,6 +49,8 @@ int make_dirs(const char *path, Error *err);
 int path_join(char *dst, size_t cap, const char *a, const char *b);
 
 double now_seconds(void);
+// Peak resident memory of this process so far (getrusage ru_maxrss), in GB.
+double max_rss_gb(void);
 
 // fp32 <-> bf16/fp16 conversions (round-to-nearest-even for bf16).
 float bf16_to_f32(uint16_t h);

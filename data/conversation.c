@@ -273,7 +273,8 @@ static void build_prompt(const ConvOptions *o, const Messages *m, Prompt *p) {
         }
         return;
     }
-    prompt_add(p, SYSTEM[o->tmpl], strlen(SYSTEM[o->tmpl]), 0);
+    const char *system = o->system ? o->system : SYSTEM[o->tmpl];
+    prompt_add(p, system, strlen(system), 0);
     prompt_add(p, " ", 1, 0);
     for (int j = 0; j < m->n; j++) {
         if (m->role[j] == CONV_HUMAN) {
@@ -377,7 +378,7 @@ static void chat_message(ConvTemplate tmpl, const char *role, const char *s, siz
 static void build_chat(const Tokenizer *t, const ConvOptions *o, const Messages *m, ConvResult *r) {
     const int qwen = o->tmpl == CONV_QWEN_2;
     Buf msg = {0};
-    const char *sys = qwen ? QWEN_SYSTEM : LLAMA3_SYSTEM;
+    const char *sys = o->system ? o->system : qwen ? QWEN_SYSTEM : LLAMA3_SYSTEM;
     chat_message(o->tmpl, "system", sys, strlen(sys), 1, &msg);
     encode_message(t, o, msg.b, msg.n, 0, r);
     for (int j = 0; j < m->n; j++) {

@@ -72,6 +72,8 @@ typedef struct {
     int max_length;             // model_max_length: keep the first max_length tokens; <= 0: no limit
     int generation_prompt;      // 1: a prompt to generate from (last turn human, ends in "ASSISTANT:",
                                 // no labels, never truncated); 0: a training sample
+    const char *system;         // NULL: the template's system prompt; else this text in its place, as
+                                // LLaVA's serving code sets conv.system (not for plain, which has none)
 } ConvOptions;
 
 typedef enum {

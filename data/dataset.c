@@ -301,7 +301,7 @@ static int parse_turns(const cJSON *conv, DatasetSample *s, DatasetProblem *p) {
     int n = cJSON_GetArraySize(conv);
     if (n == 0) return problem_set(p, PROBLEM_MALFORMED_CONVERSATION, "\"conversations\" is empty");
     s->turns = xcalloc((size_t)n, sizeof *s->turns);
-    int k = 0, n_gpt = 0;
+    int k = 0;
     const cJSON *turn;
     cJSON_ArrayForEach(turn, conv) {
         if (!cJSON_IsObject(turn))
@@ -324,24 +324,13 @@ static int parse_turns(const cJSON *conv, DatasetSample *s, DatasetProblem *p) {
         if (!cJSON_IsString(value))
             return problem_set(p, PROBLEM_MALFORMED_CONVERSATION, "turn %d: \"value\" is %s, not a string", k,
                                value ? json_type_name(value) : "missing");
-        // LLaVA drops a leading gpt turn, then requires human, gpt, human, ...
-        int first = s->turns[0].role == ROLE_GPT && k > 0 ? 1 : 0;
-        if (k > first) {
-            TurnRole want = (k - first) % 2 == 0 ? ROLE_HUMAN : ROLE_GPT;
-            if (role != want)
-                return problem_set(p, PROBLEM_MALFORMED_CONVERSATION,
-                                   "turn %d is from %s where %s was expected (turns must alternate human, gpt)", k,
-                                   from->valuestring, want == ROLE_HUMAN ? "human" : "gpt");
-        }
-        if (role == ROLE_GPT && k > 0) n_gpt++;
+        // The order of the roles is the template's business (data/conversation.c):
+        // vicuna_v1 drops a leading gpt turn and needs human, gpt, ...; plain
+        // takes two turns whatever their roles, as LLaVA's preprocess_plain.
         s->turns[k].role = role;
         s->turns[k].value = xstrdup(value->valuestring);
         s->n_turns = ++k;
     }
-    if (n_gpt == 0)
-        return problem_set(p, PROBLEM_MALFORMED_CONVERSATION,
-                           "no gpt turn: there is no answer to train on%s",
-                           s->turns[0].role == ROLE_GPT ? " (a leading gpt turn is dropped as LLaVA does)" : "");
     return 0;
 }
 

@@ -115,20 +115,9 @@ static int char_len(const char *s, size_t n, uint32_t *cp) {
 
 // ---- 1. added tokens -----------------------------------------------------
 
-// The regex class \w that single_word tokens test next to a match: exact for
-// ASCII (letters, digits, '_'); other characters count as word characters
-// unless they are whitespace or in the common punctuation / symbol blocks.
-static int word_char(uint32_t cp) {
-    if (cp < 0x80) return (cp >= '0' && cp <= '9') || ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') || cp == '_';
-    if (cp == 0xFFFFFFFFu || unicode_is_space(cp)) return 0;
-    if (cp <= 0xBF) return cp == 0xAA || cp == 0xB2 || cp == 0xB3 || cp == 0xB5 || cp == 0xB9 || cp == 0xBA ||
-                           (cp >= 0xBC && cp <= 0xBE);
-    if (cp == 0xD7 || cp == 0xF7) return 0;
-    if ((cp >= 0x2000 && cp <= 0x2BFF) || (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFE30 && cp <= 0xFE4F) ||
-        (cp >= 0xFF00 && cp <= 0xFF0F) || (cp >= 0x1F000 && cp <= 0x1FAFF))
-        return 0;
-    return 1;
-}
+// The regex class \w that single_word tokens test next to a match (an
+// invalid byte, 0xFFFFFFFF, is no word character).
+static int word_char(uint32_t cp) { return cp != 0xFFFFFFFFu && unicode_is_word(cp); }
 
 // The character that ends at buf[end): its start, or `end` when none is valid.
 static size_t prev_char(const char *buf, size_t end, uint32_t *cp) {

@@ -139,6 +139,11 @@ struct Tokenizer {
 int utf8_char(const unsigned char *s, size_t n, uint32_t *cp);
 // Unicode White_Space (Rust's char::is_whitespace, used by lstrip / rstrip).
 int unicode_is_space(uint32_t cp);
+// The regex class \w as HF tokenizers tests it around single_word added
+// tokens (Rust regex, Unicode mode): a table generated from the Unicode
+// properties and checked against tokenizers (data/unicode_word.c,
+// scripts/make_word_char_table.py).
+int unicode_is_word(uint32_t cp);
 
 // ---- tokenizer_bytelevel.c --------------------------------------------------
 typedef struct cJSON cJSON;

@@ -113,12 +113,16 @@ static void step_reserve(Generator *g, int rows) {
 
 // ---- prefill ------------------------------------------------------------------------
 
-int gen_prefill(Generator *g, const GenPrompt *prompts, int B, float *logits, Error *err) {
+// Runs B prompts through model_forward and writes their keys and values into
+// cache slots first .. first + B - 1; the slots below `first` keep theirs.
+static int prefill_into(Generator *g, const GenPrompt *prompts, int B, int first, float *logits, Error *err) {
     LlavaModel *m = g->m;
     const Ops *o = g->ops;
     const LlavaConfig *c = &m->cfg;
     const TextConfig *t = &c->text;
-    if (B <= 0 || B > g->B_cap) return err_set(err, "%d prompts for a generation cache of %d sequences", B, g->B_cap);
+    if (B <= 0 || first + B > g->B_cap)
+        return err_set(err, "%d prompts after %d sequences for a generation cache of %d sequences", B, first,
+                       g->B_cap);
     int T = 0, N = 0;
     for (int b = 0; b < B; b++) {
         if (prompts[b].n <= 0) return err_set(err, "prompt %d is empty", b);
@@ -142,7 +146,7 @@ int gen_prefill(Generator *g, const GenPrompt *prompts, int B, float *logits, Er
             size_t r = (size_t)b * T + i;
             ids[r] = i < p->n ? p->ids[i] : pad_id;
             seg[r] = i < p->n;
-            slots[r] = i < p->n ? b * g->T_cap + i : -1;
+            slots[r] = i < p->n ? (first + b) * g->T_cap + i : -1;
             has_pad |= i >= p->n;
         }
         if (p->n_images) memcpy(pixels + (size_t)n_img * img, p->pixels, (size_t)p->n_images * img * sizeof(float));
@@ -160,11 +164,11 @@ int gen_prefill(Generator *g, const GenPrompt *prompts, int B, float *logits, Er
                               t->head_dim);
         o->synchronize();
         o->free(d_slots);
-        g->B = B;
+        g->B = first + B;
         for (int b = 0; b < B; b++) {
-            g->lens[b] = prompts[b].n;
+            g->lens[first + b] = prompts[b].n;
             for (int i = 0; i < g->T_cap; i++)
-                g->tokens[(size_t)b * g->T_cap + i] = i < prompts[b].n ? ids[(size_t)b * T + i] : -1;
+                g->tokens[(size_t)(first + b) * g->T_cap + i] = i < prompts[b].n ? ids[(size_t)b * T + i] : -1;
             if (logits)
                 o->download_act(logits + (size_t)b * t->vocab,
                                 act_at(g, model_logits(m), ((size_t)b * T + prompts[b].n - 1) * t->vocab),
@@ -181,6 +185,41 @@ int gen_prefill(Generator *g, const GenPrompt *prompts, int B, float *logits, Er
     free(slots);
     free(pixels);
     return rc;
+}
+
+int gen_prefill(Generator *g, const GenPrompt *prompts, int B, float *logits, Error *err) {
+    return prefill_into(g, prompts, B, 0, logits, err);
+}
+
+// ---- continuous batching: sequences join and leave between steps ------------------
+
+int gen_join(Generator *g, const GenPrompt *prompt, float *logits, Error *err) {
+    if (g->B >= g->B_cap) return err_set(err, "the generation cache is full (%d sequences)", g->B_cap);
+    const int slot = g->B;
+    return prefill_into(g, prompt, 1, slot, logits, err) == 0 ? slot : -1;
+}
+
+int gen_leave(Generator *g, int b) {
+    CHECK(b >= 0 && b < g->B, "gen_leave(%d) with %d sequences", b, g->B);
+    const int last = g->B - 1;
+    const size_t T = (size_t)g->T_cap;
+    if (b != last) {
+        // The last sequence takes the freed slot: its cache rows, length and
+        // tokens move down, so slots 0 .. B-1 stay the ones gen_step runs.
+        const size_t row_bytes = (size_t)g->KV * g->ops->act_size, n = (size_t)g->lens[last];
+        for (int l = 0; l < g->L; l++) {
+            g->ops->copy(act_at(g, g->k[l], (size_t)b * T * g->KV), act_at(g, g->k[l], (size_t)last * T * g->KV),
+                         n * row_bytes);
+            g->ops->copy(act_at(g, g->v[l], (size_t)b * T * g->KV), act_at(g, g->v[l], (size_t)last * T * g->KV),
+                         n * row_bytes);
+        }
+        memcpy(g->tokens + (size_t)b * T, g->tokens + (size_t)last * T, T * sizeof(int32_t));
+        g->lens[b] = g->lens[last];
+    }
+    for (size_t i = 0; i < T; i++) g->tokens[(size_t)last * T + i] = -1;
+    g->lens[last] = 0;
+    g->B = last;
+    return b != last ? last : -1;
 }
 
 // ---- decode step --------------------------------------------------------------------

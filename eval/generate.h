@@ -93,6 +93,16 @@ int gen_step(Generator *g, const int32_t *tokens, int Tq, float *logits, Error *
 // can be extended from a shared prefix (chat turns).
 void gen_truncate(Generator *g, int b, int n);
 
+// Continuous batching (llava serve): a sequence joins between steps by
+// prefilling its prompt alone into slot B (the others keep their cache rows)
+// and leaves by handing its slot to the last sequence, so slots 0 .. B-1 are
+// always the ones gen_step runs. gen_join returns the new slot (-1 + err when
+// the cache is full or the prompt is refused) and writes the logits of its
+// first new token to logits[V]. gen_leave frees slot b and returns the slot
+// whose sequence moved into b (-1 when none moved).
+int gen_join(Generator *g, const GenPrompt *prompt, float *logits, Error *err);
+int gen_leave(Generator *g, int b);
+
 // Prefill + decode until every sequence stops (eos, max_new_tokens, or the
 // cache is full). out[B] is filled; free each with gen_output_free.
 int gen_generate(Generator *g, const GenPrompt *prompts, int B, const GenOptions *opt, GenOutput *out,

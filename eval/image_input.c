@@ -31,6 +31,15 @@ int image_input_load(ImageInput *in, const char *path, float *out, Error *err) {
     return 0;
 }
 
+int image_input_decode(ImageInput *in, const uint8_t *bytes, size_t len, const char *name, int64_t max_pixels,
+                       float *out, Error *err) {
+    if (image_decode(bytes, len, name, max_pixels, &in->im, err) != 0 ||
+        image_preprocess_u8(&in->im, &in->cfg, in->aspect, &in->work, in->u8, err) != 0)
+        return -1;
+    image_normalize(in->u8, in->S, &in->cfg, out);
+    return 0;
+}
+
 void image_input_free(ImageInput *in) {
     rgb_image_free(&in->im);
     image_work_free(&in->work);

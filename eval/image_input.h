@@ -24,6 +24,10 @@ typedef struct {
 int image_input_init(ImageInput *in, const char *dir, const LlavaConfig *mc, const char *aspect, Error *err);
 // Decodes and preprocesses one image into out[3 * S * S].
 int image_input_load(ImageInput *in, const char *path, float *out, Error *err);
+// The same from encoded bytes in memory (`name` starts error messages);
+// images over max_pixels pixels are refused before decoding.
+int image_input_decode(ImageInput *in, const uint8_t *bytes, size_t len, const char *name, int64_t max_pixels,
+                       float *out, Error *err);
 void image_input_free(ImageInput *in);
 
 #endif

@@ -123,6 +123,7 @@ void sqa_questions_free(SqaQuestion *q, int n) {
         free(q[i].id);
         free(q[i].image);
         free(q[i].qs);
+        free(q[i].prompt);
     }
     free(q);
 }

@@ -12,7 +12,10 @@ typedef struct {
     char *id;          // the problem id
     char *image;       // relative to the image folder, or NULL
     char *qs;          // the user turn: ["<image>\n"] + text [+ "\n" + SQA_SINGLE_PRED_PROMPT];
-                       // also the "prompt" the answers file records
+                       // also the "prompt" the answers file records, unless:
+    char *prompt;      // what the answers file records as "prompt" (NULL: qs); model_vqa
+                       // records the question's text without "<image>\n"
+    int numeric_id;    // write "question_id" as a number (the question file had one)
 } SqaQuestion;
 
 // Reads the list; for each item takes the first turn's value, removes every

@@ -37,20 +37,29 @@ void text_prompt_free(TextPrompt *tp) {
 
 int text_prompt_build(TextPrompt *tp, const char *const *turns, int n, int has_image, const int32_t **ids,
                       int *n_ids, Error *err) {
+    if (text_prompt_build_into(tp, turns, n, has_image, NULL, &tp->r, err) != 0) return -1;
+    *ids = tp->r.ids.data;
+    *n_ids = tp->r.ids.n;
+    return 0;
+}
+
+int text_prompt_build_into(const TextPrompt *tp, const char *const *turns, int n, int has_image, const char *system,
+                           ConvResult *r, Error *err) {
+    if (system && tp->tmpl == CONV_PLAIN)
+        return err_set(err, "the plain template has no system prompt to replace");
     ConvTurn *ct = xcalloc((size_t)(n > 0 ? n : 1), sizeof(ConvTurn));
     for (int i = 0; i < n; i++) ct[i] = (ConvTurn){.role = i % 2 ? CONV_GPT : CONV_HUMAN, .text = turns[i],
                                                    .len = strlen(turns[i])};
     Conversation c = {.turns = ct, .n_turns = n, .has_image = has_image};
     ConvOptions o = {.tmpl = tp->tmpl, .image_seq_length = tp->image_seq_length,
-                     .image_token_index = tp->image_token_index, .max_length = 0, .generation_prompt = 1};
-    ConvStatus st = conv_build(tp->tok, &c, &o, &tp->r);
+                     .image_token_index = tp->image_token_index, .max_length = 0, .generation_prompt = 1,
+                     .system = system};
+    ConvStatus st = conv_build(tp->tok, &c, &o, r);
     free(ct);
     if (st != CONV_OK && st != CONV_MASK_MISMATCH)
-        return err_set(err, "cannot build the prompt: %s (%s)", conv_status_reason(st), tp->r.reason);
+        return err_set(err, "cannot build the prompt: %s (%s)", conv_status_reason(st), r->reason);
     if (st == CONV_MASK_MISMATCH)  // only possible with earlier answers in the prompt
-        fprintf(stderr, "warning: %s; generating from the piecewise tokenization\n", tp->r.reason);
-    *ids = tp->r.ids.data;
-    *n_ids = tp->r.ids.n;
+        fprintf(stderr, "warning: %s; generating from the piecewise tokenization\n", r->reason);
     return 0;
 }
 

@@ -32,6 +32,11 @@ void text_prompt_free(TextPrompt *tp);
 // valid until the next build.
 int text_prompt_build(TextPrompt *tp, const char *const *turns, int n, int has_image, const int32_t **ids,
                       int *n_ids, Error *err);
+// The same into the caller's result (thread-safe: several threads may build
+// prompts with one TextPrompt at once, each with its own ConvResult), with
+// `system` (NULL: the template's) as the system prompt.
+int text_prompt_build_into(const TextPrompt *tp, const char *const *turns, int n, int has_image, const char *system,
+                           ConvResult *r, Error *err);
 // The answer text: ids decoded with special tokens skipped, then stripped
 // (Python's str.strip), as LLaVA's scripts do. Caller frees.
 char *text_prompt_answer(const TextPrompt *tp, const int32_t *ids, int n);

@@ -2,7 +2,9 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef LLAVA_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
@@ -29,4 +31,19 @@ void backend_set_threads(int n) {
     if (n <= 0) return;
     omp_set_num_threads(n);
     openblas_set_num_threads(n);
+}
+
+void backend_default_wait_policy(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;  // the user's choice (active, passive) wins
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    // No /proc (or exec refused): run on with the runtime's default, as before.
+}
+
+const char *backend_compiled(void) {
+#ifdef LLAVA_HAVE_CUDA
+    return "cpu cuda";
+#else
+    return "cpu";
+#endif
 }

@@ -168,6 +168,16 @@ typedef struct Ops {
     void (*rope_freq_forward)(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS);
     void (*rope_freq_backward)(void *dqkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV,
                                int HS);
+    // ---- LoRA (train/lora.c) -------------------------------------------------
+    // Inverted dropout: out[i] = keep(seed, i) ? inp[i] / (1 - p) : 0, with the
+    // mask of kernels/lora_mask.h (a pure function of seed and i, the same on
+    // every backend). Its backward is the same call on the gradient. out may
+    // alias inp. 0 <= p < 1.
+    void (*dropout)(void *out, const void *inp, size_t n, float p, uint64_t seed);
+    // dst[m, col0 + j] += scale * src[m, j] for m < M, j < N; dst has ld columns.
+    void (*add_columns)(void *dst, int ld, int col0, const void *src, int M, int N, float scale);
+    // dst[m, j] = scale * src[m, col0 + j]; src has ld columns, dst N.
+    void (*copy_columns)(void *dst, const void *src, int ld, int col0, int M, int N, float scale);
 
     // ---- optimizer ----------------------------------------------------------
     // Sum of squares of grad[n], reduced in a fixed order (deterministic).

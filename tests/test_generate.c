@@ -6,7 +6,10 @@
 //  2. teacher-forced on those tokens, every step's logits match transformers'
 //     (rel. error < 1e-4 per row);
 //  3. the KV-cache path (prefill + one-token steps, and multi-token chunks)
-//     gives the logits of a full forward over the whole sequence at every step.
+//     gives the logits of a full forward over the whole sequence at every step;
+//  4. continuous batching (gen_join / gen_leave, as llava serve runs it):
+//     sequences that join late and leave early, their slots moving down as
+//     others leave, still produce transformers' tokens.
 #include <stdlib.h>
 #include <string.h>
 
@@ -251,6 +254,67 @@ static void check_continue(LlavaModel *m, const Case *c, const StFile *golden) {
     free(pixels);
 }
 
+// 4: the batch case run as llava serve's scheduler runs it: sequence b joins
+// after 2b steps; each leaves as soon as it is done (freeing its slot, which
+// the last slot's sequence moves into); tokens must be transformers'.
+static void check_join_leave(LlavaModel *m, const Case *c, const StFile *golden) {
+    char key[192];
+    snprintf(key, sizeof key, "%s.pixel_values", c->name);
+    float *pixels = read_f32(golden, key, NULL);
+    const int V = m->cfg.text.vocab;
+    GenPrompt p[3];
+    case_prompts(c, pixels, 3 * m->cfg.vision.image_size * m->cfg.vision.image_size, p);
+    Generator g;
+    Error err = {{0}};
+    EXPECT(gen_init(&g, m, c->B, 256, &err) == 0, "%s", err.msg);
+    float *logits = malloc((size_t)c->B * V * sizeof(float));
+    int32_t *out[3], n_out[3] = {0}, seq_of[3], feed[3];
+    int joined = 0, left = 0, moves = 0;
+    for (int b = 0; b < c->B; b++) out[b] = malloc((size_t)c->max_new * sizeof(int32_t));
+    SampleParams greedy = {.temperature = 0.0f, .top_p = 1.0f};
+    Rng rng;
+    rng_seed(&rng, 1);
+    for (int step = 0; left < c->B && step < 1000; step++) {
+        if (joined < c->B && step >= 2 * joined) {  // a late joiner: prefilled alone into slot g.B
+            int slot = gen_join(&g, &p[joined], logits + (size_t)g.B * V, &err);
+            EXPECT(slot == g.B - 1, "%s: join gave slot %d (%s)", c->name, slot, err.msg);
+            if (slot < 0) break;
+            seq_of[slot] = joined++;
+            out[seq_of[slot]][n_out[seq_of[slot]]++] =
+                sample_token(logits + (size_t)slot * V, V, &greedy, &rng, g.sample_scratch);
+        }
+        for (int b = g.B - 1; b >= 0; b--) {  // leave when done: eos or max_new
+            int q = seq_of[b], last = out[q][n_out[q] - 1];
+            if (last != c->eos && n_out[q] < c->max_new) continue;
+            int moved = gen_leave(&g, b);
+            if (moved >= 0) {
+                seq_of[b] = seq_of[moved];
+                moves++;
+            }
+            left++;
+        }
+        if (g.B == 0) continue;
+        for (int b = 0; b < g.B; b++) feed[b] = out[seq_of[b]][n_out[seq_of[b]] - 1];
+        if (gen_step(&g, feed, 1, logits, &err) != 0) {
+            EXPECT(0, "%s: %s", c->name, err.msg);
+            break;
+        }
+        for (int b = 0; b < g.B; b++)
+            out[seq_of[b]][n_out[seq_of[b]]++] = sample_token(logits + (size_t)b * V, V, &greedy, &rng,
+                                                              g.sample_scratch);
+    }
+    for (int b = 0; b < c->B; b++) {
+        EXPECT(n_out[b] == c->n_want[b] && memcmp(out[b], c->want[b], (size_t)n_out[b] * sizeof(int32_t)) == 0,
+               "%s row %d: joined late / batched with others, %d tokens, differs from transformers'", c->name, b,
+               n_out[b]);
+        free(out[b]);
+    }
+    printf("%s: join/leave batching gives transformers' tokens (%d slot moves)\n", c->name, moves);
+    gen_free(&g);
+    free(logits);
+    free(pixels);
+}
+
 int main(int argc, char **argv) {
     const char *src = argc > 1 ? argv[1] : ".";
     char path[4096];
@@ -280,6 +344,7 @@ int main(int argc, char **argv) {
             check_cache_vs_full(&m, &cases[i], &golden, 1);
             if (strstr(cases[i].name, ".batch") || strstr(cases[i].name, ".image")) check_cache_vs_full(&m, &cases[i], &golden, 4);
             if (strstr(cases[i].name, ".image")) check_continue(&m, &cases[i], &golden);
+            if (cases[i].B > 1) check_join_leave(&m, &cases[i], &golden);
         }
         model_free(&m);
     }

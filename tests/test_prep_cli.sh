@@ -87,5 +87,22 @@ fi
 [ -f "$tmp/full/shard-00000.h5" ] && fail "a failed shard was left as shard-00000.h5"
 grep -q '"complete":[[:space:]]*true' "$tmp/full/manifest.json" && fail "manifest complete after a failed write"
 
+# plain ignores roles as LLaVA's preprocess_plain (issue 9, item 14): a pair
+# whose image prompt comes from gpt, or two human turns, is a caption sample.
+cat > "$tmp/plain.json" <<'EOF'
+[
+  {"id": "p1", "image": "cat.jpg", "conversations": [{"from": "gpt", "value": "<image>"}, {"from": "human", "value": "A cat."}]},
+  {"id": "p2", "image": "cat.jpg", "conversations": [{"from": "human", "value": "<image>\nDescribe."}, {"from": "human", "value": "A cat."}]},
+  {"id": "p3", "image": "cat.jpg", "conversations": [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": "A cat."}]}
+]
+EOF
+"$llava" prep --data "$tmp/plain.json" --images "$tmp/images" --model "$tmp/model" --template plain --out "$tmp/plain" \
+  --quiet > "$tmp/out.txt" 2> "$tmp/err.txt" || fail "plain prep: $(cat "$tmp/err.txt")"
+grep -q "3 items: 3 written (0 truncated), 0 skipped" "$tmp/out.txt" || fail "plain, roles ignored: $(cat "$tmp/out.txt")"
+for i in 0 1; do
+  "$llava" inspect "$tmp/plain" --sample $i > "$tmp/p$i.json" 2>&1
+  grep -q '"loss_text":[[:space:]]*"A cat.\\n"' "$tmp/p$i.json" || fail "plain sample $i: $(cat "$tmp/p$i.json")"
+done
+
 if [ $failures -ne 0 ]; then echo "test_prep_cli: $failures failures"; exit 1; fi
 echo "test_prep_cli: ok"

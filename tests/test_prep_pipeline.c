@@ -20,11 +20,18 @@
 #define S 3
 
 // Stand-in for templates + tokenizer + images: tokens from the text length,
+// one turn only -> malformed conversation (as a template refuses it),
 // "missing" in an image name -> missing image, "long" in the id -> truncated.
 static int fake_process(void *ctx, int worker, const DatasetSample *s, PrepResult *out, Error *err) {
     (void)ctx;
     (void)worker;
     (void)err;
+    if (s->n_turns < 2) {
+        out->has_problem = 1;
+        out->problem.reason = PROBLEM_MALFORMED_CONVERSATION;
+        snprintf(out->problem.detail, sizeof out->problem.detail, "no gpt turn");
+        return 0;
+    }
     if (s->image && strstr(s->image, "missing")) {
         out->has_problem = 1;
         out->problem.reason = PROBLEM_MISSING_IMAGE;

@@ -35,6 +35,8 @@ check "chat: two turns = LLaVA's answers" 'cmp -s "$tmp/chat.out" "$M/expected_c
   >"$tmp/sqa.out" 2>"$tmp/sqa.err"
 check "eval scienceqa --model exits 0 and writes answers.jsonl" '[ $? -eq 0 ] && [ -s "$tmp/ours/answers.jsonl" ]' \
   || cat "$tmp/sqa.err"
+check "its progress line in a captured log is plain lines (no carriage return)" \
+  'grep -q "answered" "$tmp/sqa.err" && ! grep -q $'"'"'\r'"'"' "$tmp/sqa.err"'
 "$LLAVA" eval scienceqa --answers "$M/scienceqa_answers.jsonl" --problems "$SQA/problems.json" --out "$tmp/llava" \
   >/dev/null 2>&1
 check "answers = model_vqa_science.py's (result.json: texts and parsed choices)" \

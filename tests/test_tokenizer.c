@@ -413,6 +413,75 @@ static void check_random_bytes(const char *src, const char *form) {
     tokenizer_free(t);
 }
 
+static int utf8_put(char *o, uint32_t cp) {
+    if (cp < 0x80) return o[0] = (char)cp, 1;
+    if (cp < 0x800) return o[0] = (char)(0xC0 | cp >> 6), o[1] = (char)(0x80 | (cp & 63)), 2;
+    if (cp < 0x10000)
+        return o[0] = (char)(0xE0 | cp >> 12), o[1] = (char)(0x80 | (cp >> 6 & 63)), o[2] = (char)(0x80 | (cp & 63)), 3;
+    o[0] = (char)(0xF0 | cp >> 18), o[1] = (char)(0x80 | (cp >> 12 & 63));
+    o[2] = (char)(0x80 | (cp >> 6 & 63)), o[3] = (char)(0x80 | (cp & 63));
+    return 4;
+}
+
+static int has_id(const TokenIds *v, int id) {
+    for (int i = 0; i < v->n; i++)
+        if (v->data[i] == id) return 1;
+    return 0;
+}
+
+// single_word added tokens next to letter-like symbols, joiners, marks,
+// superscripts ... and both sides of every boundary of the \w table, as
+// HF tokenizers matched them (scripts/make_word_char_table.py).
+static void check_single_word(const char *src) {
+    char path[4400], dir[4096];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/tokenizer/single_word", src);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    Tokenizer *t = NULL;
+    Error err = {{0}};
+    EXPECT(tokenizer_load_files(&t, path, NULL, &err) == 0, "single_word tokenizer: %s", err.msg);
+    snprintf(path, sizeof path, "%s/expected.json", dir);
+    cJSON *exp = json_parse_file(path, &err);
+    EXPECT(exp != NULL, "%s", err.msg);
+    if (!t || !exp) return;
+    const char *token = cJSON_GetObjectItem(exp, "token")->valuestring;
+    const int qid = cJSON_GetObjectItem(exp, "token_id")->valueint;
+    TokenIds ids = {0};
+    int bad = 0, n = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(exp, "probes")) {
+        const uint32_t cp = (uint32_t)cJSON_GetArrayItem(p, 0)->valuedouble;
+        for (int side = 0; side < 2; side++) {  // 0: the token after the character, 1: before it
+            char text[16];
+            int len = 0;
+            if (side) len += snprintf(text, sizeof text, "%s", token);
+            len += utf8_put(text + len, cp);
+            if (!side) len += snprintf(text + len, sizeof text - (size_t)len, "%s", token);
+            token_ids_clear(&ids);
+            tokenizer_encode(t, text, (size_t)len, 0, &ids);
+            const int want = cJSON_GetArrayItem(p, 1 + side)->valueint;
+            if (has_id(&ids, qid) != want && bad++ < 10)
+                fprintf(stderr, "  U+%04X %s \"%s\": tokenizers %s\n", cp, side ? "after" : "before", token,
+                        want ? "matches" : "does not match");
+            n++;
+        }
+    }
+    EXPECT(bad == 0 && n > 2000, "single_word next to %d characters: %d differ from tokenizers", n, bad);
+    bad = 0;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(exp, "encodings")) {
+        const char *text = cJSON_GetObjectItem(p, "text")->valuestring;
+        token_ids_clear(&ids);
+        tokenizer_encode(t, text, strlen(text), 0, &ids);
+        if (!ids_equal(&ids, cJSON_GetObjectItem(p, "ids"), 0) && bad++ < 5) {
+            fprintf(stderr, "  %s\n", text);
+            print_ids("ours", ids.data, ids.n);
+        }
+    }
+    EXPECT(bad == 0, "single_word encodings of the listed characters: %d differ from tokenizers", bad);
+    token_ids_free(&ids);
+    cJSON_Delete(exp);
+    tokenizer_free(t);
+}
+
 int main(int argc, char **argv) {
     const char *src = argc > 1 ? argv[1] : ".";
     char path[4096];
@@ -436,6 +505,7 @@ int main(int argc, char **argv) {
     check_random_bytes(src, "tokenizer/metaspace");
     check_random_bytes(src, "tokenizer_bytelevel/llama3");
     check_random_bytes(src, "tokenizer_bytelevel/qwen2");
+    check_single_word(src);
     for (int i = 0; i < n; i++) free(corpus[i].s);
     free(corpus);
     return test_summary("test_tokenizer");

@@ -41,6 +41,16 @@ check "stage 2: projector and LLM changed" \
   "$st_diff" "$tmp/s2/final/model.safetensors" "$model/model.safetensors" --skip vision_tower. \
   --expect-diff multi_modal_projector. --expect-diff language_model.
 
+# --- a run shorter than its warmup: LR 0 at step 1 as in transformers, and a warning ----
+train --set stage=2 --set output_dir="$tmp/w1" --set micro_batch=4 --set max_steps=1 > "$tmp/w1.log" 2>&1 || fail "warmup run"
+check "one step, all warmup: the warning says it runs at LR 0" grep -q "warning: the warmup (1 steps) covers the whole run (1 steps): its only step runs at LR 0" "$tmp/w1.log"
+check "and metrics.jsonl records lr 0 (transformers: lr_lambda(0) = 0)" grep -q '"lr": 0.000000e+00' "$tmp/w1/metrics.jsonl"
+train --set stage=2 --set output_dir="$tmp/w0" --set micro_batch=4 --set max_steps=1 --set warmup_ratio=0 > "$tmp/w0.log" 2>&1 || fail "no-warmup run"
+check "warmup_ratio=0: no warning, step 1 at the peak lr" \
+  bash -c "! grep -q 'covers the whole run' '$tmp/w0.log' && grep -q '\"lr\": 2.000000e-03' '$tmp/w0/metrics.jsonl'"
+train --set stage=2 --set output_dir="$tmp/w4" --set micro_batch=4 --set max_steps=4 > "$tmp/w4.log" 2>&1 || fail "warmup run of 4"
+check "a run longer than its warmup: no warning" bash -c "! grep -q 'covers the whole run' '$tmp/w4.log'"
+
 # --- exact resume ------------------------------------------------------------------------
 resume=(--set stage=2 --set micro_batch=4 --set epochs=2 --set save_every=3 --set keep_last=3)
 train "${resume[@]}" --set output_dir="$tmp/ref" > "$tmp/ref.log" 2>&1 || { fail "reference run"; cat "$tmp/ref.log"; }

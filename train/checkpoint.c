@@ -8,6 +8,7 @@
 #include "common/json.h"
 #include "data/tokenizer.h"
 #include "common/rng.h"
+#include "train/hf_files.h"
 
 // ---- folders of safetensors files ------------------------------------------------
 
@@ -391,7 +392,7 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
     int resize = 0;
     // A tokenizer that already has <image> inside the vocabulary (LLaVA-NeXT
     // style Qwen2 / Llama-3 folders) keeps it; the vocabulary is not grown.
-    int32_t existing_image = -1, existing_pad = -1, tokenizer_size = -1;
+    int32_t existing_image = -1, tokenizer_size = -1;
     char tok_json[4096];
     if (opt->image_token_index < 0 && path_join(tok_json, sizeof tok_json, opt->llm_dir, "tokenizer.json") == 0 &&
         file_exists(tok_json)) {
@@ -399,31 +400,36 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
         Error terr = {{0}};
         if (tokenizer_load(&tok, opt->llm_dir, &terr) == 0) {
             existing_image = tokenizer_token_to_id(tok, "<image>");
-            // A pad token of its own (not the unk fallback), e.g. Qwen2's <|endoftext|>.
-            existing_pad = tokenizer_pad_id(tok) != tokenizer_unk_id(tok) ? tokenizer_pad_id(tok) : -1;
             tokenizer_size = tokenizer_vocab_size(tok);
             tokenizer_free(tok);
         }
         if (existing_image >= cfg.text.vocab) existing_image = -1;
     }
-    if (opt->image_token_index >= 0 || existing_image >= 0) {
-        cfg.image_token_index = opt->image_token_index >= 0 ? opt->image_token_index : existing_image;
-        if (existing_image >= 0 && cfg.text.pad_id < 0 && existing_pad >= 0 && existing_pad < cfg.text.vocab)
-            cfg.text.pad_id = existing_pad;
+    if (opt->image_token_index >= 0) {
+        cfg.image_token_index = opt->image_token_index;
     } else {
-        // Append <image> and <pad> as llava-hf does (32000, 32001 -> vocab
-        // 32064). They go right after the tokenizer's last id, because that
-        // is the id tokenizers gives a new added token whatever the file
-        // says: Qwen2.5's tokenizer ends at 151665 inside 151936 embedding
-        // rows, so <image> is 151665 and the rows are not grown.
-        int V = cfg.text.vocab, pad_to = opt->pad_vocab_to > 0 ? opt->pad_vocab_to : 1;
-        int first = tokenizer_size >= 0 && tokenizer_size < V ? tokenizer_size : V;
-        cfg.image_token_index = first;
-        if (cfg.text.pad_id < 0) cfg.text.pad_id = existing_pad >= 0 && existing_pad < V ? existing_pad : first + 1;
-        int needed = cfg.text.pad_id > first ? first + 2 : first + 1;
-        if (needed > V) {
-            cfg.text.vocab = (needed + pad_to - 1) / pad_to * pad_to;
-            resize = 1;
+        // The pad id is the tokenizer's, not config.json's: Vicuna-1.5 says
+        // pad_token_id 0 (<unk>) with no pad token, and HF numbers <pad> V + 1;
+        // Qwen2's is <|endoftext|>.
+        int V = cfg.text.vocab, pad_to = opt->pad_vocab_to > 0 ? opt->pad_vocab_to : 1, tok_pad = -1;
+        if (hf_tokenizer_pad_id(opt->llm_dir, &tok_pad, err) != 0) return -1;
+        if (existing_image >= 0) {
+            cfg.image_token_index = existing_image;
+            if (tok_pad >= 0 && tok_pad < V) cfg.text.pad_id = tok_pad;
+        } else {
+            // Append <image> and <pad> as llava-hf does (32000, 32001 -> vocab
+            // 32064), right after the tokenizer's last id: that is the id
+            // tokenizers gives a new added token whatever the file says.
+            // Qwen2.5's tokenizer ends at 151665 inside 151936 embedding rows,
+            // so <image> is 151665 and the rows are not grown.
+            int first = tokenizer_size >= 0 && tokenizer_size < V ? tokenizer_size : V;
+            cfg.image_token_index = first;
+            cfg.text.pad_id = tok_pad >= 0 ? tok_pad : first + 1;
+            int needed = cfg.text.pad_id > first ? first + 2 : first + 1;
+            if (needed > V) {
+                cfg.text.vocab = (needed + pad_to - 1) / pad_to * pad_to;
+                resize = 1;
+            }
         }
     }
     // A SigLIP tower has no CLS: its features are the full patch grid (as

@@ -9,6 +9,7 @@
 #include "common/args.h"
 #include "kernels/backend.h"
 #include "train/checkpoint.h"
+#include "train/lora.h"
 #include "train/commands.h"
 #include "train/model_source.h"
 #include "train/optim.h"
@@ -18,13 +19,15 @@ int cmd_bench(int argc, char **argv) {
     ModelSource src;
     model_source_default(&src);
     const char *config_path = NULL, *device = "cpu";
-    int batch = 4, text = 64, stage = 2, steps = 5, warmup = 1, recompute = 0, threads = 0;
+    int batch = 4, text = 64, stage = 2, steps = 5, warmup = 1, recompute = 0, threads = 0, lora_r = 0;
     ArgSpec specs[20];
     int n = model_source_args(&src, specs, 0);
     specs[n++] = (ArgSpec){"config", ARG_STRING, &config_path, "a LLaVA config.json to bench with random weights", 0};
     specs[n++] = (ArgSpec){"batch", ARG_INT, &batch, "samples per step, each with one image (default 4)", 0};
     specs[n++] = (ArgSpec){"text", ARG_INT, &text, "text tokens per sample besides the image tokens (default 64)", 0};
     specs[n++] = (ArgSpec){"stage", ARG_INT, &stage, "1 or 2: what trains (default 2)", 0};
+    specs[n++] = (ArgSpec){"lora-r", ARG_INT, &lora_r,
+                           "stage 2 with LoRA of this rank on every LLM linear (alpha 2r, dropout 0.05) (default 0: off)", 0};
     specs[n++] = (ArgSpec){"steps", ARG_INT, &steps, "timed steps (default 5)", 0};
     specs[n++] = (ArgSpec){"warmup", ARG_INT, &warmup, "untimed steps first (default 1)", 0};
     specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute, "gradient checkpointing 0|1 (default 0)", 0};
@@ -58,6 +61,17 @@ int cmd_bench(int argc, char **argv) {
     } else if (model_source_load(&src, &m, ops, &err) != 0) {
         fprintf(stderr, "llava bench: %s\n", err.msg);
         return EXIT_BAD_INPUT;
+    }
+    if (lora_r > 0) {
+        if (stage != 2 || !ops->dropout) {
+            fprintf(stderr, "llava bench: --lora-r needs --stage 2 and a backend with the LoRA ops\n");
+            model_free(&m);
+            return EXIT_BAD_INPUT;
+        }
+        LoraSpec spec = {.r = lora_r, .alpha = 2.0f * lora_r, .dropout = 0.05f, .targets = (1u << LORA_TARGETS) - 1};
+        lora_attach(&m, &spec);
+        m.lora.dropout_active = 1;
+        lora_init_weights(&m, "kaiming", 1, &err);
     }
     model_set_stage(&m, stage);
     model_set_recompute(&m, recompute);
@@ -99,9 +113,10 @@ int cmd_bench(int argc, char **argv) {
     if (status == EXIT_OK)
         printf("{\"device\": \"%s\", \"stage\": %d, \"batch\": %d, \"seq\": %d, \"params\": %zu, \"trainable\": %zu, "
                "\"recompute\": %d, \"steps\": %d, \"s_per_step\": %.6f, \"best_s_per_step\": %.6f, "
-               "\"tokens_per_s\": %.1f, \"images_per_s\": %.2f}\n",
+               "\"tokens_per_s\": %.1f, \"images_per_s\": %.2f, \"lora_r\": %d, \"max_rss_gb\": %.3f}\n",
                ops->name, stage, batch, 1 + m.cfg.image_tokens + text, model_num_params(&m, 0),
-               model_num_params(&m, 1), recompute, steps, t_total / steps, best, tokens / t_total, images / t_total);
+               model_num_params(&m, 1), recompute, steps, t_total / steps, best, tokens / t_total, images / t_total,
+               lora_r, max_rss_gb());
     data.close(&data);
     optim_free(&opt, &m);
     model_free(&m);

@@ -45,6 +45,7 @@ static int write_outputs(LlavaModel *m, const LlavaBatch *b, float loss, int wit
 int cmd_forward(int argc, char **argv) {
     ModelSource src;
     model_source_default(&src);
+    src.keep_adapter = 1;  // gradients of the adapters themselves, as PEFT computes them
     const char *batch_path = NULL, *out_path = NULL, *device = "cpu";
     int stage = 2, recompute = 0, threads = 0;
     ArgSpec specs[16];
@@ -59,7 +60,8 @@ int cmd_forward(int argc, char **argv) {
     int rc = args_parse(argc, argv, specs, n,
                         "llava forward --model DIR --batch IN.safetensors --out OUT.safetensors [options]",
                         "Runs one batch forward and, for stage 1 or 2, backward; writes logits [B,T,V], loss\n"
-                        "(mean over counted labels), num_tokens and grad.<tensor name> for every trainable tensor.",
+                        "(mean over counted labels), num_tokens and grad.<tensor name> for every trainable tensor.\n"
+                        "With --adapter, stage 2 trains the projector and the adapters (the LLM is frozen).",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;
     if (stage < 0 || stage > 2 || (recompute != 0 && recompute != 1)) {

@@ -25,7 +25,7 @@ int cmd_init(int argc, char **argv) {
                            "a LlavaForConditionalGeneration config.json: random weights of those shapes", 0};
     specs[n++] = (ArgSpec){"tokenizer", ARG_STRING, &tokenizer, "with --config: folder whose tokenizer files to copy", 0};
     specs[n++] = (ArgSpec){"dtype", ARG_STRING, &dtype, "auto (as the inputs) | bf16 | f32 (default auto)", 0};
-    n = model_source_args(&src, specs, n);
+    n = model_source_args_compose(&src, specs, n);
     int rc = args_parse(argc, argv, specs, n,
                         "llava init --out DIR (--config CONFIG.json [--tokenizer DIR] | --vision CLIP_DIR --llm LLM_DIR "
                         "[--projector FILE]) [options]",
@@ -34,7 +34,7 @@ int cmd_init(int argc, char **argv) {
                         "--image-token names an existing id; the projector is freshly initialized (seeded) unless given.",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;
-    if (!!config_path == !!(src.vision_dir || src.llm_dir) || src.model_dir) {
+    if (!!config_path == !!(src.vision_dir || src.llm_dir)) {
         fprintf(stderr, "llava init: give either --config FILE or --vision DIR --llm DIR\n");
         return EXIT_BAD_INPUT;
     }
@@ -69,9 +69,9 @@ int cmd_init(int argc, char **argv) {
         fprintf(stderr, "llava init: warning: no tokenizer.json in %s; the folder gets no tokenizer\n", tok_src);
         tok_src = NULL;
     }
+    // Composition writes what training a composed model writes into final/.
     if (save_model_folder(&m, out, NULL, dtype, 5000000000ull, &err) != 0 ||
-        (tok_src && hf_write_tokenizer_files(tok_src, out, m.cfg.image_token_index, m.cfg.text.pad_id, &err) != 0) ||
-        hf_write_processor_files(src.vision_dir, out, &m.cfg, &err) != 0) {
+        hf_write_model_files(src.vision_dir, tok_src, out, &m.cfg, &err) != 0) {
         fprintf(stderr, "llava init: %s\n", err.msg);
         status = EXIT_ERROR;
     } else {

@@ -15,5 +15,9 @@ int cmd_eval(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_datagen(int argc, char **argv);
+int cmd_judge(int argc, char **argv);
+int cmd_serve(int argc, char **argv);  // serve/cmd_serve.c
 
 #endif

@@ -52,66 +52,189 @@ static int find_added(const cJSON *added, const char *content) {
     return -1;
 }
 
-int hf_write_tokenizer_files(const char *src, const char *dst, int image_token_id, int pad_id, Error *err) {
+// The id of a token: an added token, else an entry of the model's vocab; -1.
+static int token_id(const cJSON *tok, const char *content) {
+    int id = find_added(cJSON_GetObjectItemCaseSensitive(tok, "added_tokens"), content);
+    if (id >= 0) return id;
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tok, "model");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(model, "vocab"), content);
+    return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+// The token with this id (an added token or a vocab entry), or NULL.
+static const char *token_at(const cJSON *tok, int id) {
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(tok, "added_tokens")) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(t, "content");
+        const cJSON *i = cJSON_GetObjectItemCaseSensitive(t, "id");
+        if (cJSON_IsString(c) && cJSON_IsNumber(i) && i->valueint == id) return c->valuestring;
+    }
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tok, "model"), "vocab"))
+        if (cJSON_IsNumber(t) && t->valueint == id) return t->string;
+    return NULL;
+}
+
+// A special token in tokenizer_config.json / special_tokens_map.json: a
+// string or an AddedToken object {"content": ...}; NULL when null or absent.
+static const char *special_content(const cJSON *o, const char *key) {
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+    if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+// The tokenizer files of a folder, parsed: tokenizer.json, and
+// tokenizer_config.json / special_tokens_map.json when present (else NULL).
+typedef struct {
+    cJSON *tok, *cfg, *map;
+} TokenizerFiles;
+
+static void tokenizer_files_free(TokenizerFiles *f) {
+    cJSON_Delete(f->tok);
+    cJSON_Delete(f->cfg);
+    cJSON_Delete(f->map);
+    memset(f, 0, sizeof *f);
+}
+
+static int tokenizer_files_load(TokenizerFiles *f, const char *dir, Error *err) {
+    memset(f, 0, sizeof *f);
     char path[4096];
-    path_join(path, sizeof path, src, "tokenizer.json");
-    cJSON *tok = json_parse_file(path, err);
-    if (!tok) return -1;
-    path_join(path, sizeof path, src, "tokenizer_config.json");
-    cJSON *cfg = file_exists(path) ? json_parse_file(path, err) : cJSON_CreateObject();
-    if (!cfg) {
-        cJSON_Delete(tok);
-        return -1;
+    path_join(path, sizeof path, dir, "tokenizer.json");
+    if (!(f->tok = json_parse_file(path, err))) return -1;
+    path_join(path, sizeof path, dir, "tokenizer_config.json");
+    if (file_exists(path) && !(f->cfg = json_parse_file(path, err))) goto fail;
+    path_join(path, sizeof path, dir, "special_tokens_map.json");
+    if (file_exists(path) && !(f->map = json_parse_file(path, err))) goto fail;
+    return 0;
+fail:
+    tokenizer_files_free(f);
+    return -1;
+}
+
+// The pad token transformers loads (special_tokens_map.json overrides
+// tokenizer_config.json), unless it is missing, null or the unknown token
+// (Vicuna's "<unk>"): a real pad token, in short. NULL when there is none.
+static const char *real_pad_token(const TokenizerFiles *f) {
+    const char *pad = special_content(f->map, "pad_token");
+    if (!pad) pad = special_content(f->cfg, "pad_token");
+    if (!pad) return NULL;
+    const char *unk = special_content(f->map, "unk_token");
+    if (!unk) unk = special_content(f->cfg, "unk_token");
+    if (!unk) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(f->tok, "model"), "unk_token");
+        unk = cJSON_IsString(u) ? u->valuestring : NULL;
     }
-    int rc = -1;
-    cJSON *added = cJSON_GetObjectItemCaseSensitive(tok, "added_tokens");
+    return unk && strcmp(pad, unk) == 0 ? NULL : pad;
+}
+
+int hf_tokenizer_pad_id(const char *dir, int *pad_id, Error *err) {
+    *pad_id = -1;
+    char path[4096];
+    path_join(path, sizeof path, dir, "tokenizer.json");
+    if (!file_exists(path)) return 0;
+    TokenizerFiles f;
+    if (tokenizer_files_load(&f, dir, err) != 0) return -1;
+    const char *pad = real_pad_token(&f);
+    int rc = 0;
+    if (pad && (*pad_id = token_id(f.tok, pad)) < 0)
+        rc = err_set(err, "%s: the pad token '%.64s' is not in tokenizer.json", dir, pad);
+    tokenizer_files_free(&f);
+    return rc;
+}
+
+static void set_pad_token(cJSON *o, const char *content) {
+    if (!o) return;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "pad_token");
+    cJSON_AddStringToObject(o, "pad_token", content);
+}
+
+// Adds an added token (special, not normalized) to tokenizer.json and to
+// tokenizer_config.json's added_tokens_decoder.
+static void add_special_token(TokenizerFiles *f, int id, const char *content) {
+    cJSON *added = cJSON_GetObjectItemCaseSensitive(f->tok, "added_tokens");
     if (!cJSON_IsArray(added)) {
-        added = cJSON_CreateArray();
-        cJSON_AddItemToObject(tok, "added_tokens", added);
+        cJSON_DeleteItemFromObjectCaseSensitive(f->tok, "added_tokens");
+        added = cJSON_AddArrayToObject(f->tok, "added_tokens");
     }
-    cJSON *decoder = cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder");
+    cJSON_AddItemToArray(added, added_token(id, content));
+    cJSON *decoder = cJSON_GetObjectItemCaseSensitive(f->cfg, "added_tokens_decoder");
     if (!cJSON_IsObject(decoder)) {
-        decoder = cJSON_CreateObject();
-        cJSON_AddItemToObject(cfg, "added_tokens_decoder", decoder);
+        cJSON_DeleteItemFromObjectCaseSensitive(f->cfg, "added_tokens_decoder");
+        decoder = cJSON_AddObjectToObject(f->cfg, "added_tokens_decoder");
     }
-    struct {
-        const char *content;
-        int id;
-    } want[2] = {{"<image>", image_token_id}, {"<pad>", pad_id}};
-    const cJSON *pad_token = cJSON_GetObjectItemCaseSensitive(cfg, "pad_token");
-    for (int i = 0; i < 2; i++) {
-        if (want[i].id < 0) continue;
-        if (i == 1 && pad_token && !cJSON_IsNull(pad_token)) continue;  // keep an existing pad token
-        int have = find_added(added, want[i].content);
-        if (have >= 0 && have != want[i].id) {
-            err_set(err, "%s/tokenizer.json: %s already has id %d, the model uses %d", src, want[i].content, have,
-                    want[i].id);
+    char key[32];
+    snprintf(key, sizeof key, "%d", id);
+    if (!cJSON_GetObjectItemCaseSensitive(decoder, key)) {
+        cJSON *d = added_token(id, content);
+        cJSON_DeleteItemFromObject(d, "id");
+        cJSON_AddItemToObject(decoder, key, d);
+    }
+}
+
+// The pad token of the written files, so that transformers, our tokenizer and
+// config.json's pad_token_id agree: the tokenizer's own pad token (its id
+// must be pad_id); else the token already at pad_id (pad_token_id 0 with no
+// pad token: "<unk>"); else "<pad>" added at pad_id, as llava-hf does (32001).
+static int settle_pad(TokenizerFiles *f, const char *src, int pad_id, Error *err) {
+    if (pad_id < 0) return 0;
+    const char *pad = real_pad_token(f);
+    if (pad) {
+        int have = token_id(f->tok, pad);
+        if (have != pad_id)
+            return err_set(err, "%s: the tokenizer's pad token '%.64s' has id %d, the model's pad_token_id is %d", src,
+                           pad, have, pad_id);
+        return 0;
+    }
+    const char *at = token_at(f->tok, pad_id);
+    if (!at) {
+        int have = token_id(f->tok, "<pad>");
+        if (have >= 0)
+            return err_set(err, "%s/tokenizer.json: <pad> already has id %d, the model's pad_token_id is %d", src, have,
+                           pad_id);
+        add_special_token(f, pad_id, "<pad>");
+        at = "<pad>";
+    }
+    char content[256];
+    snprintf(content, sizeof content, "%s", at);  // `at` may live in the object set_pad_token replaces
+    set_pad_token(f->cfg, content);
+    set_pad_token(f->map, content);
+    return 0;
+}
+
+int hf_write_tokenizer_files(const char *src, const char *dst, int image_token_id, int pad_id, Error *err) {
+    TokenizerFiles f;
+    if (tokenizer_files_load(&f, src, err) != 0) return -1;
+    if (!f.cfg) f.cfg = cJSON_CreateObject();
+    int rc = -1;
+    if (image_token_id >= 0) {
+        int have = find_added(cJSON_GetObjectItemCaseSensitive(f.tok, "added_tokens"), "<image>");
+        if (have >= 0 && have != image_token_id) {
+            err_set(err, "%s/tokenizer.json: <image> already has id %d, the model uses %d", src, have, image_token_id);
             goto done;
         }
-        if (have < 0) cJSON_AddItemToArray(added, added_token(want[i].id, want[i].content));
-        char key[32];
-        snprintf(key, sizeof key, "%d", want[i].id);
-        if (!cJSON_GetObjectItemCaseSensitive(decoder, key)) {
-            cJSON *d = added_token(want[i].id, want[i].content);
-            cJSON_DeleteItemFromObject(d, "id");
-            cJSON_AddItemToObject(decoder, key, d);
-        }
-        if (i == 1) {
-            cJSON_DeleteItemFromObject(cfg, "pad_token");
-            cJSON_AddStringToObject(cfg, "pad_token", "<pad>");
-        }
+        if (have < 0) add_special_token(&f, image_token_id, "<image>");
     }
+    if (settle_pad(&f, src, pad_id, err) != 0) goto done;
+    char path[4096];
     if (make_dirs(dst, err) != 0) goto done;
     path_join(path, sizeof path, dst, "tokenizer.json");
-    if (save_json(path, tok, err) != 0) goto done;
+    if (save_json(path, f.tok, err) != 0) goto done;
     path_join(path, sizeof path, dst, "tokenizer_config.json");
-    if (save_json(path, cfg, err) != 0) goto done;
-    if (copy_if_present(src, dst, "special_tokens_map.json", err) != 0) goto done;
+    if (save_json(path, f.cfg, err) != 0) goto done;
+    path_join(path, sizeof path, dst, "special_tokens_map.json");
+    if (f.map && save_json(path, f.map, err) != 0) goto done;
     rc = copy_if_present(src, dst, "tokenizer.model", err);
 done:
-    cJSON_Delete(tok);
-    cJSON_Delete(cfg);
+    tokenizer_files_free(&f);
     return rc;
+}
+
+int hf_write_model_files(const char *clip_dir, const char *llm_dir, const char *dst, const LlavaConfig *cfg,
+                         Error *err) {
+    char path[4096];
+    if (llm_dir && path_join(path, sizeof path, llm_dir, "tokenizer.json") == 0 && file_exists(path) &&
+        hf_write_tokenizer_files(llm_dir, dst, cfg->image_token_index, cfg->text.pad_id, err) != 0)
+        return -1;
+    return hf_write_processor_files(clip_dir, dst, cfg, err);
 }
 
 int hf_write_processor_files(const char *clip_dir, const char *dst, const LlavaConfig *cfg, Error *err) {

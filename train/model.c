@@ -4,6 +4,8 @@
 // NF = N * image_tokens spliced rows, Dv vision width.
 #include "train/model.h"
 
+#include "train/lora.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -93,7 +95,8 @@ void model_init(LlavaModel *m, const LlavaConfig *cfg, const Ops *ops) {
     m->cfg = *cfg;
     m->ops = ops;
     params_build(&m->params, cfg);
-    for (int i = 0; i < MODULE_COUNT; i++) m->weights[i] = ops->alloc(m->params.module_numel[i] * ops->act_size);
+    for (int i = 0; i < MODULE_COUNT; i++)
+        if (m->params.module_numel[i]) m->weights[i] = ops->alloc(m->params.module_numel[i] * ops->act_size);
     resolve_offsets(m);
     if (cfg->text.rope_kind != ROPE_DEFAULT) {
         CHECK(ops->rope_freq_forward && ops->rope_freq_backward, "the %s backend has no scaled RoPE", ops->name);
@@ -140,13 +143,16 @@ void model_free(LlavaModel *m) {
     if (m->rope_inv_freq) m->ops->free(m->rope_inv_freq);
     free(m->off.vis);
     free(m->off.llm);
+    lora_free(m);
     params_free(&m->params);
     memset(m, 0, sizeof *m);
 }
 
 void model_set_stage(LlavaModel *m, int stage) {
     CHECK(stage >= 0 && stage <= 2, "stage %d", stage);
-    int want[MODULE_COUNT] = {0, stage >= 1, stage >= 2};
+    // With adapters the LLM stays frozen and the adapters train in its place.
+    int lora = m->lora.r > 0;
+    int want[MODULE_COUNT] = {0, stage >= 1, stage >= 2 && !lora, stage >= 2 && lora};
     for (int i = 0; i < MODULE_COUNT; i++) {
         m->trainable[i] = want[i];
         if (want[i] && !m->grads[i]) m->grads[i] = m->ops->alloc(m->params.module_numel[i] * sizeof(float));
@@ -156,6 +162,8 @@ void model_set_stage(LlavaModel *m, int stage) {
         }
     }
 }
+
+void model_replan(LlavaModel *m) { acts_free(m); }
 
 void model_set_recompute(LlavaModel *m, int on) {
     if (m->recompute != !!on) acts_free(m);  // the plan differs: re-plan on next forward
@@ -225,6 +233,17 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
         L->ln2_rstd = carve(cv, Mz * F);
         L->gateup = carve(cv, Mz * 2 * I * A);
         L->mlp = carve(cv, Mz * I * A);
+        for (int k = 0; k < LORA_TARGETS; k++)
+            L->lora_u[k] = (m->lora.targets >> k & 1) ? carve(cv, Mz * (size_t)m->lora.r * A) : NULL;
+    }
+    if (m->lora.r) {
+        // Inputs and outputs of the targets are C, NH*HS, NKV*HS or I wide.
+        size_t wide = C > ATT ? C : ATT;
+        wide = wide > I ? wide : I;
+        a->lora_x = carve(cv, Mz * wide * A);
+        a->lora_y = carve(cv, Mz * wide * A);
+        a->lora_du = carve(cv, Mz * (size_t)m->lora.r * A);
+        a->lora_dx = carve(cv, Mz * wide * A);
     }
     a->lnf = carve(cv, Mz * C * A);
     a->lnf_rstd = carve(cv, Mz * F);
@@ -484,14 +503,19 @@ static void llm_layer_forward(LlavaModel *m, int l, LayerActs *L, const void *x_
     AttnShape as = llm_attn_shape(m);
     o->rmsnorm_forward(L->ln1, L->ln1_rstd, x_in, W(m, LM, w->ln1_w), M, C, t->eps);
     o->matmul_forward(L->qkv, L->ln1, W(m, LM, w->qkv_w), W(m, LM, w->qkv_b), M, C, QKV);
+    for (int k = LORA_Q; k <= LORA_V; k++) lora_forward(m, l, (LoraTarget)k, L, L->ln1, L->qkv);
     model_rope(m, L->qkv, m->acts.pos, M, 1);
     o->attention_forward(L->att, L->lse, L->qkv, &as);
     o->matmul_forward(L->h, L->att, W(m, LM, w->o_w), W(m, LM, w->o_b), M, ATT, C);
+    lora_forward(m, l, LORA_O, L, L->att, L->h);
     o->residual_forward(L->h, L->h, x_in, (size_t)M * C);
     o->rmsnorm_forward(L->ln2, L->ln2_rstd, L->h, W(m, LM, w->ln2_w), M, C, t->eps);
     o->matmul_forward(L->gateup, L->ln2, W(m, LM, w->gateup_w), W(m, LM, w->gateup_b), M, C, 2 * I);
+    lora_forward(m, l, LORA_GATE, L, L->ln2, L->gateup);
+    lora_forward(m, l, LORA_UP, L, L->ln2, L->gateup);
     o->swiglu_forward(L->mlp, L->gateup, M, I);
     o->matmul_forward(x_out, L->mlp, W(m, LM, w->down_w), W(m, LM, w->down_b), M, I, C);
+    lora_forward(m, l, LORA_DOWN, L, L->mlp, x_out);
     o->residual_forward(x_out, x_out, L->h, (size_t)M * C);
 }
 
@@ -508,16 +532,21 @@ static void llm_layer_backward(LlavaModel *m, int l, LayerActs *L, const void *x
     // MLP branch: x_out = h + down(swiglu(gateup(ln2(h))))
     o->matmul_backward(a->dmlp, G(m, LM, w->down_w), G(m, LM, w->down_b), a->dres, L->mlp, W(m, LM, w->down_w), M,
                        I, C);
+    lora_backward(m, l, LORA_DOWN, L, L->mlp, a->dres, a->dmlp);
     o->swiglu_backward(a->dgateup, a->dmlp, L->gateup, M, I);
     o->matmul_backward(a->dln, G(m, LM, w->gateup_w), G(m, LM, w->gateup_b), a->dgateup, L->ln2,
                        W(m, LM, w->gateup_w), M, C, 2 * I);
+    lora_backward(m, l, LORA_GATE, L, L->ln2, a->dgateup, a->dln);
+    lora_backward(m, l, LORA_UP, L, L->ln2, a->dgateup, a->dln);
     o->rmsnorm_backward(a->dres, G(m, LM, w->ln2_w), a->dln, L->h, W(m, LM, w->ln2_w), L->ln2_rstd, M, C);
     // Attention branch: h = x_in + o_proj(attn(rope(qkv(ln1(x_in)))))
     o->matmul_backward(a->datt, G(m, LM, w->o_w), G(m, LM, w->o_b), a->dres, L->att, W(m, LM, w->o_w), M, ATT, C);
+    lora_backward(m, l, LORA_O, L, L->att, a->dres, a->datt);
     o->attention_backward(a->dqkv, a->datt, L->qkv, L->att, L->lse, &as);
     model_rope(m, a->dqkv, a->pos, M, -1);
     o->matmul_backward(a->dln, G(m, LM, w->qkv_w), G(m, LM, w->qkv_b), a->dqkv, L->ln1, W(m, LM, w->qkv_w), M, C,
                        QKV);
+    for (int k = LORA_Q; k <= LORA_V; k++) lora_backward(m, l, (LoraTarget)k, L, L->ln1, a->dqkv, a->dln);
     o->rmsnorm_backward(a->dres, G(m, LM, w->ln1_w), a->dln, x_in, W(m, LM, w->ln1_w), L->ln1_rstd, M, C);
 }
 
@@ -556,7 +585,7 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
 }
 
 void model_backward(LlavaModel *m, float dloss_scale) {
-    if (!m->trainable[MODULE_PROJECTOR] && !m->trainable[MODULE_LLM]) return;
+    if (!m->trainable[MODULE_PROJECTOR] && !m->trainable[MODULE_LLM] && !m->trainable[MODULE_LORA]) return;
     const Ops *o = m->ops;
     const LlavaConfig *c = &m->cfg;
     const TextConfig *t = &c->text;

@@ -30,6 +30,10 @@ typedef struct {
     const float *pixels;       // [n_images, 3, S, S], normalized
 } LlavaBatch;
 
+// LoRA on the LLM's linear layers: out += scale * B (A dropout(x)), A [r, in],
+// B [out, r], in MODULE_LORA. Targets in layer order (PEFT's module names).
+typedef enum { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_TARGETS } LoraTarget;
+
 // Per-layer activations of the LLM saved for backward (M = B*T rows).
 typedef struct {
     void *ln1;        // [M, C]
@@ -42,6 +46,7 @@ typedef struct {
     float *ln2_rstd;  // [M]
     void *gateup;     // [M, 2I]
     void *mlp;        // [M, I] silu(gate) * up
+    void *lora_u[LORA_TARGETS];  // [M, r] per LoRA target: dropout(x) A^T (NULL when not targeted)
 } LayerActs;
 
 typedef struct {
@@ -71,6 +76,11 @@ typedef struct {
     void *feat;              // [NF, Dv] selected vision features
     void *ph1, *pg, *pout;   // [NF, C] projector pre-activation, gelu, output
     void *dpout, *dpg;       // [NF, C]
+    // LoRA scratch (only with adapters): K = widest input, N = widest output
+    void *lora_x;            // [M, K] dropout(x)
+    void *lora_y;            // [M, N] u B^T (forward), scale * d(out) (backward)
+    void *lora_du;           // [M, r]
+    void *lora_dx;           // [M, K]
 } Activations;
 
 // Element offsets of each layer's tensors inside the module buffers (the
@@ -92,6 +102,18 @@ typedef struct {
     LlmLayerOffsets *llm;                        // [llm layers]
 } ModelOffsets;
 
+
+typedef struct {
+    int r;                 // rank; 0 = no adapters
+    float alpha, dropout;
+    int rslora;            // scale = alpha / sqrt(r) instead of alpha / r
+    unsigned targets;      // bit mask of 1 << LoraTarget
+    float scale;
+    size_t *a_off, *b_off; // [layers * LORA_TARGETS] offsets in MODULE_LORA, SIZE_MAX when absent
+    int dropout_active;    // training: apply dropout (inference never does)
+    uint64_t dropout_seed; // set by the trainer before every forward (seed, step, micro-batch, rank)
+} LoraState;
+
 typedef struct {
     LlavaConfig cfg;
     const Ops *ops;
@@ -102,6 +124,7 @@ typedef struct {
     int trainable[MODULE_COUNT];
     int recompute;                // gradient checkpointing per LLM layer
     float *rope_inv_freq;         // [head_dim/2] backend fp32, only for scaled RoPE (linear, llama3)
+    LoraState lora;               // adapters (train/lora.h), r = 0 when none
     Activations acts;
     int n_counted;                // targets counted by the last forward
     double loss_sum;              // sum of token losses of the last forward
@@ -110,10 +133,13 @@ typedef struct {
 // Lays out parameters and allocates weights (zero). Loading fills them.
 void model_init(LlavaModel *m, const LlavaConfig *cfg, const Ops *ops);
 void model_free(LlavaModel *m);
-// Stage 0: nothing trains (inference). 1: projector. 2: projector + LLM.
+// Stage 0: nothing trains (inference). 1: projector. 2: projector + LLM, or
+// with LoRA adapters attached projector + adapters (the LLM stays frozen).
 // The vision tower never trains. Allocates gradients for trainable modules.
 void model_set_stage(LlavaModel *m, int stage);
 void model_set_recompute(LlavaModel *m, int on);
+// Drops the activation plan (the next forward plans again): after the layout changes (LoRA attached).
+void model_replan(LlavaModel *m);
 void model_zero_grads(LlavaModel *m);
 size_t model_num_params(const LlavaModel *m, int trainable_only);
 // Pointer to a tensor's weights / gradient (NULL if frozen), by canonical name.

@@ -13,12 +13,17 @@ typedef struct {
     int feature_layer;
     int image_token_index;
     int seed;
+    const char *adapter_dir;  // PEFT LoRA adapter folder applied on top, or NULL
+    int keep_adapter;         // 1: keep the adapters separate (forward/backward through them); 0: merge at load
 } ModelSource;
 
 void model_source_default(ModelSource *s);
-// Appends the flags to specs (returns the new count; specs must have room for 7 more).
+// Appends the flags to specs (returns the new count; specs must have room for 8 more).
 int model_source_args(ModelSource *s, ArgSpec *specs, int n);
-// Loads per the flags; err names what was wrong.
+// The composition flags alone (--vision, --llm, ...; 6 more), for commands
+// such as `llava init` that make a folder rather than read one.
+int model_source_args_compose(ModelSource *s, ArgSpec *specs, int n);
+// Loads per the flags, then the adapter when given; err names what was wrong.
 int model_source_load(const ModelSource *s, LlavaModel *m, const Ops *ops, Error *err);
 
 #endif

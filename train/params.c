@@ -7,7 +7,7 @@
 #include "common/safetensors.h"
 
 const char *module_name(ModuleId m) {
-    static const char *names[MODULE_COUNT] = {"vision tower", "projector", "language model"};
+    static const char *names[MODULE_COUNT] = {"vision tower", "projector", "language model", "LoRA adapters"};
     return m < MODULE_COUNT ? names[m] : "?";
 }
 
@@ -125,6 +125,14 @@ void params_build(ParamTable *t, const LlavaConfig *cfg) {
     }
     V1(LM, C, "llm.norm.weight");
     if (!x->tied) W2(LM, x->vocab, C, "llm.lm_head.weight");
+}
+
+void params_append(ParamTable *t, ModuleId mod, int ndim, const int64_t *shape, const char *canonical,
+                   const char *file_name) {
+    add(t, mod, 0, ndim, shape, "%s", canonical);
+    ParamInfo *p = &t->p[t->n - 1];
+    free(p->file_name);
+    p->file_name = xstrdup(file_name);
 }
 
 void params_free(ParamTable *t) {

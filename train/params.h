@@ -17,7 +17,9 @@
 #include "common/strmap.h"
 #include "train/config.h"
 
-typedef enum { MODULE_VISION, MODULE_PROJECTOR, MODULE_LLM, MODULE_COUNT } ModuleId;
+// MODULE_LORA holds LoRA adapters (train/lora.c) when a run attaches them:
+// empty otherwise, never saved into a model folder.
+typedef enum { MODULE_VISION, MODULE_PROJECTOR, MODULE_LLM, MODULE_LORA, MODULE_COUNT } ModuleId;
 
 typedef struct {
     char name[112];       // canonical
@@ -41,6 +43,9 @@ typedef struct {
 // Lays out every tensor of the configured model (fused blocks such as q/k/v
 // and gate/up are adjacent so one matmul serves them).
 void params_build(ParamTable *t, const LlavaConfig *cfg);
+// Appends one tensor to module `mod` (LoRA adapters are added after loading).
+void params_append(ParamTable *t, ModuleId mod, int ndim, const int64_t *shape, const char *canonical,
+                   const char *file_name);
 void params_free(ParamTable *t);
 const ParamInfo *params_find(const ParamTable *t, const char *canonical);
 // Offset (elements) of a tensor that must exist; the name is printf-formatted.

@@ -8,6 +8,7 @@
 
 #include "common/json.h"
 #include "data/mixture.h"
+#include "train/lora.h"
 
 typedef enum { K_STR, K_INT, K_DBL, K_BOOL } KeyType;
 
@@ -58,6 +59,12 @@ static const KeySpec KEYS[] = {
     D(adam_beta2, "AdamW beta2"),
     D(adam_eps, "AdamW epsilon"),
     D(max_grad_norm, "clip the global gradient norm to this (<= 0: no clipping)"),
+    I(lora_r, "> 0: LoRA rank; trains adapters on the LLM's linear layers instead of the LLM (stage 2)"),
+    D(lora_alpha, "LoRA alpha: the adapter output is scaled by alpha / r"),
+    D(lora_dropout, "dropout on the adapters' input while training"),
+    S(lora_targets, "LLM linears that get adapters: all (LLaVA's find_all_linear_names) or a list of q,k,v,o,gate,up,down"),
+    S(lora_init, "kaiming (PEFT's default: A Kaiming-uniform, B zero) | gaussian (A normal 1/r, B zero)"),
+    B(lora_rslora, "rank-stabilized LoRA: scale alpha / sqrt(r)"),
     B(recompute, "gradient checkpointing: recompute each LLM layer in backward"),
     I(zero_stage, "0: every process holds the optimizer state; 1: ZeRO-1, each holds 1/N of it"),
     B(stochastic_rounding, "CUDA: round the bf16 weights stochastically from the fp32 masters (default: nearest)"),
@@ -96,6 +103,10 @@ void run_config_default(RunConfig *c) {
     c->adam_beta2 = 0.999;
     c->adam_eps = 1e-8;
     c->max_grad_norm = 1.0;
+    c->lora_alpha = 16;
+    c->lora_dropout = 0.05;
+    snprintf(c->lora_targets, sizeof c->lora_targets, "all");
+    snprintf(c->lora_init, sizeof c->lora_init, "kaiming");
     c->recompute = 1;
     snprintf(c->device, sizeof c->device, "cpu");
     c->seed = 42;
@@ -234,6 +245,15 @@ int run_config_validate(const RunConfig *c, Error *err) {
     if (c->log_every < 1) return err_set(err, "log_every must be >= 1");
     if (c->max_bad_steps < 1) return err_set(err, "max_bad_steps must be >= 1");
     if (!c->output_dir[0]) return err_set(err, "output_dir must be set");
+    if (c->lora_r < 0) return err_set(err, "lora_r must be >= 0 (0 = no LoRA)");
+    if (c->lora_r > 0 && c->stage != 2)
+        return err_set(err, "lora_r is set but stage is %d: LoRA trains the LLM's layers, a stage-2 setting", c->stage);
+    if (c->lora_dropout < 0 || c->lora_dropout >= 1) return err_set(err, "lora_dropout must be in [0, 1)");
+    if (c->lora_r > 0 && !(c->lora_alpha > 0)) return err_set(err, "lora_alpha must be > 0");
+    if (!one_of(c->lora_init, (const char *const[]){"kaiming", "gaussian", NULL}))
+        return err_set(err, "\"lora_init\" must be kaiming or gaussian");
+    unsigned mask;
+    if (lora_parse_targets(c->lora_targets, &mask, err) != 0) return -1;
     return 0;
 }
 

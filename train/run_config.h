@@ -35,6 +35,13 @@ typedef struct {
     int warmup_steps;         // > 0 overrides warmup_ratio
     double weight_decay, adam_beta1, adam_beta2, adam_eps;
     double max_grad_norm;     // <= 0: no clipping
+    // LoRA (train/lora.h): lora_r > 0 trains adapters on the LLM's linears
+    // instead of the LLM itself (stage 2); the projector still trains in full
+    int lora_r;
+    double lora_alpha, lora_dropout;
+    char lora_targets[128];   // all | comma list of q, k, v, o, gate, up, down
+    char lora_init[16];       // kaiming (PEFT's default) | gaussian
+    int lora_rslora;          // scale alpha / sqrt(r) instead of alpha / r
     // execution
     int recompute;
     int zero_stage;           // 0: optimizer state on every process; 1: sharded (ZeRO-1)

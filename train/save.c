@@ -46,10 +46,14 @@ int save_model_folder(const LlavaModel *m, const char *dir, const char *copy_fro
     if (config_save_llava(&m->cfg, path, err) != 0) return -1;
     // Assign tensors to shards in layout order.
     const ParamTable *t = &m->params;
+    // LoRA adapters (appended last) are not part of a model folder: they are
+    // saved as an adapter (lora_io.h) or merged first.
+    int n_base = t->n;
+    while (n_base > 0 && t->p[n_base - 1].module == MODULE_LORA) n_base--;
     int *shard_of = xcalloc((size_t)t->n, sizeof(int));
     int n_shards = 1;
     uint64_t used = 0;
-    for (int i = 0; i < t->n; i++) {
+    for (int i = 0; i < n_base; i++) {
         uint64_t bytes = t->p[i].numel * st_dtype_size(dtype_for(&t->p[i], save_dtype));
         if (used > 0 && used + bytes > max_shard_bytes) {
             n_shards++;
@@ -64,7 +68,7 @@ int save_model_folder(const LlavaModel *m, const char *dir, const char *copy_fro
         StWriter w;
         st_writer_init(&w);
         st_writer_set_metadata(&w, "format", "pt");
-        for (int i = 0; i < t->n; i++) {
+        for (int i = 0; i < n_base; i++) {
             if (shard_of[i] != s) continue;
             const ParamInfo *p = &t->p[i];
             float *host = download_param(m, p);
@@ -84,13 +88,13 @@ int save_model_folder(const LlavaModel *m, const char *dir, const char *copy_fro
     }
     if (rc == 0 && n_shards > 1) {
         // model.safetensors.index.json: {"metadata": {"total_size"}, "weight_map"}
-        size_t cap = 256 + (size_t)t->n * 200, len = 0;
+        size_t cap = 256 + (size_t)n_base * 200, len = 0;
         char *json = xmalloc(cap);
         len += (size_t)snprintf(json + len, cap - len, "{\n  \"metadata\": {\"total_size\": %llu},\n  \"weight_map\": {\n",
                                 (unsigned long long)total);
-        for (int i = 0; i < t->n; i++)
+        for (int i = 0; i < n_base; i++)
             len += (size_t)snprintf(json + len, cap - len, "    \"%s\": \"model-%05d-of-%05d.safetensors\"%s\n",
-                                    t->p[i].file_name, shard_of[i] + 1, n_shards, i + 1 < t->n ? "," : "");
+                                    t->p[i].file_name, shard_of[i] + 1, n_shards, i + 1 < n_base ? "," : "");
         len += (size_t)snprintf(json + len, cap - len, "  }\n}\n");
         path_join(path, sizeof path, dir, "model.safetensors.index.json");
         rc = write_file_atomic(path, json, len, err);
@@ -105,6 +109,16 @@ int save_model_folder(const LlavaModel *m, const char *dir, const char *copy_fro
         rc = copy_file(src, path, err);
     }
     return rc;
+}
+
+void save_llava_projector_name(const LlavaModel *m, const ParamInfo *p, const char *prefix, char *out, size_t cap) {
+    // LLaVA: mm_projector = Sequential(Linear, GELU, Linear) -> indices 0 and 2;
+    // a linear projector is the bare Linear.
+    const char *leaf = strrchr(p->name, '.') + 1;  // weight | bias
+    if (m->cfg.projector == PROJECTOR_LINEAR)
+        snprintf(out, cap, "%smodel.mm_projector.%s", prefix, leaf);
+    else
+        snprintf(out, cap, "%smodel.mm_projector.%d.%s", prefix, strstr(p->name, "linear_1") ? 0 : 2, leaf);
 }
 
 int save_projector_files(const LlavaModel *m, const char *dir, Error *err) {
@@ -123,13 +137,7 @@ int save_projector_files(const LlavaModel *m, const char *dir, Error *err) {
         CHECK(n < 4, "more than 4 projector tensors");
         hosts[n] = download_param(m, p);
         st_writer_add(&w, p->file_name, ST_F32, p->ndim, p->shape, hosts[n]);
-        // LLaVA: mm_projector = Sequential(Linear, GELU, Linear) -> indices 0 and 2;
-        // a linear projector is the bare Linear.
-        const char *leaf = strrchr(p->name, '.') + 1;  // weight | bias
-        if (m->cfg.projector == PROJECTOR_LINEAR)
-            snprintf(names[n], sizeof names[n], "model.mm_projector.%s", leaf);
-        else
-            snprintf(names[n], sizeof names[n], "model.mm_projector.%d.%s", strstr(p->name, "linear_1") ? 0 : 2, leaf);
+        save_llava_projector_name(m, p, "", names[n], sizeof names[n]);
         tt[n] = (TorchTensor){names[n], p->ndim, p->shape, hosts[n]};
         n++;
     }

@@ -18,6 +18,9 @@ int save_model_folder(const LlavaModel *m, const char *dir, const char *copy_fro
 // names) and mm_projector.bin (torch.save format, the original LLaVA names
 // model.mm_projector.*, what LLaVA's --pretrain_mm_mlp_adapter loads).
 int save_projector_files(const LlavaModel *m, const char *dir, Error *err);
+// The original LLaVA repo's name of a projector tensor, after prefix:
+// model.mm_projector.{0,2}.{weight,bias} (mlp2x_gelu) or model.mm_projector.*.
+void save_llava_projector_name(const LlavaModel *m, const ParamInfo *p, const char *prefix, char *out, size_t cap);
 
 // The optimizer state of this process's slice of the flat trainable space
 // (optim.h): DIR/optimizer-<rank>-of-<world>.safetensors holding fp32

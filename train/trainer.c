@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/json.h"
@@ -16,6 +15,8 @@
 #include "kernels/backend.h"
 #include "train/checkpoint.h"
 #include "train/hf_files.h"
+#include "train/lora_io.h"
+#include "kernels/lora_mask.h"
 #include "train/save.h"
 #include "train/synthetic.h"
 
@@ -59,9 +60,17 @@ static int write_prep_model_folder(Trainer *t, const char *dir, Error *err) {
     if (make_dirs(dir, err) != 0) return -1;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (config_save_llava(&t->model.cfg, path, err) != 0) return -1;
-    if (hf_write_tokenizer_files(t->cfg.llm, dir, t->model.cfg.image_token_index, t->model.cfg.text.pad_id, err) != 0)
-        return -1;
-    return hf_write_processor_files(t->cfg.vision, dir, &t->model.cfg, err);
+    return hf_write_model_files(t->cfg.vision, t->cfg.llm, dir, &t->model.cfg, err);
+}
+
+// A full model folder: the weights, and the tokenizer and processor files,
+// copied from `model`, or for a composed model (vision + llm) written as
+// `llava init` writes them, so the folder loads in transformers as is.
+static int save_full_model(Trainer *t, const char *dir, Error *err) {
+    const RunConfig *c = &t->cfg;
+    if (c->model[0]) return save_model_folder(&t->model, dir, c->model, c->save_dtype, 5000000000ull, err);
+    if (save_model_folder(&t->model, dir, NULL, c->save_dtype, 5000000000ull, err) != 0) return -1;
+    return hf_write_model_files(c->vision, c->llm, dir, &t->model.cfg, err);
 }
 
 // A LLaVA .json/.jsonl is prepped into data_cache first (rank 0; a complete
@@ -187,7 +196,8 @@ static void estimate_flops(Trainer *t) {
     double layer = C * (x->heads + 2 * x->kv_heads) * HS + x->heads * HS * C + 3 * C * I;
     double llm_fwd = 2.0 * (x->layers * layer + (double)x->vocab * C) + 4.0 * x->layers * C * t->cfg.max_length / 2;
     double llm_mult = t->model.trainable[MODULE_LLM] ? 3.0 : 2.0;
-    t->flops_per_token = llm_fwd * llm_mult;
+    // LoRA adapters: 2 FLOPs per weight forward, 4 backward (input and weight gradients)
+    t->flops_per_token = llm_fwd * llm_mult + 6.0 * (double)t->model.params.module_numel[MODULE_LORA];
     double D = v->hidden, NT = c->vision_tokens;  // rows per image in the tower (CLIP: + CLS)
     double vis_layer = 4 * D * D + 2 * D * v->intermediate;
     double vis = 2.0 * NT * (c->vision_layers_run * vis_layer + 3.0 * v->patch_size * v->patch_size * D) +
@@ -209,13 +219,14 @@ static int resume_from(Trainer *t, const char *dir, Error *err) {
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
     cJSON *st = json_parse_file(path, err);
     if (!st) return -1;
-    int step = 0, epoch = 0, data_step = 0, bad = 0, global = 0, stage = 0;
+    int step = 0, epoch = 0, data_step = 0, bad = 0, global = 0, stage = 0, lora_r = 0;
     double skipped = 0;
     int rc = json_get_int(st, "step", 0, &step, path, err) || json_get_int(st, "data_epoch", 0, &epoch, path, err) ||
              json_get_int(st, "data_step", 0, &data_step, path, err) ||
              json_get_int(st, "bad_streak", 0, &bad, path, err) ||
              json_get_double(st, "skipped", 0, &skipped, path, err) ||
-             json_get_int(st, "global_batch", 0, &global, path, err) || json_get_int(st, "stage", 0, &stage, path, err);
+             json_get_int(st, "global_batch", 0, &global, path, err) || json_get_int(st, "stage", 0, &stage, path, err) ||
+             json_get_int(st, "lora_r", 0, &lora_r, path, err);
     cJSON_Delete(st);
     if (rc) return -1;
     int G = t->cfg.micro_batch * t->cfg.grad_accum * t->comm.world;
@@ -224,6 +235,8 @@ static int resume_from(Trainer *t, const char *dir, Error *err) {
                        "x processes); resume with the same global batch", dir, global, G);
     if (stage != t->cfg.stage)
         return err_set(err, "%s: saved by a stage-%d run, this is stage %d", dir, stage, t->cfg.stage);
+    if (lora_r != t->cfg.lora_r)
+        return err_set(err, "%s: saved by a run with lora_r %d, this run has %d", dir, lora_r, t->cfg.lora_r);
     if (load_optimizer_shards(&t->model, &t->opt, dir, err) != 0) return -1;
     DataPosition pos = {epoch, data_step};
     if (t->data.seek(&t->data, pos, err) != 0) return -1;
@@ -231,6 +244,20 @@ static int resume_from(Trainer *t, const char *dir, Error *err) {
     t->bad_streak = bad;
     t->skipped = (long)skipped;
     return 0;
+}
+
+// LoRA: adapters on the frozen LLM, initialized as PEFT does (a resume then
+// overwrites them with the checkpoint's masters). Dropout runs in training.
+static int attach_lora(Trainer *t, Error *err) {
+    const RunConfig *c = &t->cfg;
+    LoraSpec spec = {.r = c->lora_r, .alpha = (float)c->lora_alpha, .dropout = (float)c->lora_dropout,
+                     .rslora = c->lora_rslora};
+    if (lora_parse_targets(c->lora_targets, &spec.targets, err) != 0) return -1;
+    if (!t->ops->dropout || !t->ops->add_columns || !t->ops->copy_columns)
+        return err_set(err, "the %s backend has no LoRA ops yet: train LoRA with device cpu", t->ops->name);
+    lora_attach(&t->model, &spec);
+    t->model.lora.dropout_active = 1;
+    return lora_init_weights(&t->model, c->lora_init, (uint64_t)c->seed, err);
 }
 
 // Several processes on GPUs exchange gradients and weights with NCCL on the
@@ -277,6 +304,10 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         fprintf(stderr, "llava train: %s\n", err.msg);
         return EXIT_BAD_INPUT;
     }
+    if (c->lora_r > 0 && attach_lora(t, &err) != 0) {
+        fprintf(stderr, "llava train: %s\n", err.msg);
+        return EXIT_BAD_INPUT;
+    }
     model_set_stage(&t->model, c->stage);
     model_set_recompute(&t->model, c->recompute);
     if (c->max_length == 0)  // the default, as LLaVA's model_max_length 2048, within the model's reach
@@ -295,6 +326,17 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     long per_epoch = t->data.steps_per_epoch;
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
+    // As transformers' schedules, step 1 of a warmup runs at LR 0. That is
+    // invisible in a real run but is the whole run on a tiny data set.
+    if (comm->rank == 0 && t->warmup_steps > 0 && t->warmup_steps >= t->total_steps)
+        fprintf(stderr,
+                "llava train: warning: the warmup (%ld steps) covers the whole run (%ld steps): %s; set "
+                "warmup_ratio=0 or fewer warmup_steps for a run this short\n",
+                t->warmup_steps, t->total_steps,
+                t->total_steps == 1 ? "its only step runs at LR 0 (warmup starts at 0, as in transformers), so "
+                                      "nothing is learned"
+                                    : "the first step runs at LR 0 (as in transformers) and the peak lr is never "
+                                      "reached");
     double proj_scale = c->projector_lr > 0 && c->lr > 0 ? c->projector_lr / c->lr : 1.0;
     int sharded = c->zero_stage == 1;
     optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale,
@@ -372,7 +414,8 @@ static int save_model_outputs(Trainer *t, const char *dir, Error *err) {
     const RunConfig *c = &t->cfg;
     if (c->stage == 1) return save_projector_files(&t->model, dir, err);
     const char *source = c->model[0] ? c->model : c->llm;
-    return save_model_folder(&t->model, dir, source, c->save_dtype, 5000000000ull, err);
+    if (c->lora_r > 0) return lora_save_adapter(&t->model, dir, source, err);
+    return save_full_model(t, dir, err);
 }
 
 // Rank 0 writes the model and the trainer state; the optimizer state is
@@ -407,6 +450,7 @@ static int save_checkpoint(Trainer *t, Error *err) {
         cJSON_AddNumberToObject(st, "global_batch", t->cfg.micro_batch * t->cfg.grad_accum * t->comm.world);
         cJSON_AddNumberToObject(st, "world", t->comm.world);
         cJSON_AddNumberToObject(st, "stage", t->cfg.stage);
+        cJSON_AddNumberToObject(st, "lora_r", t->cfg.lora_r);
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
         rc = write_json_file(path, st, err);  // its presence marks the checkpoint complete
         cJSON_Delete(st);
@@ -429,19 +473,19 @@ static int save_final(Trainer *t, Error *err) {
     // The final folder is always a complete LLaVA model (usable as `model` of
     // the next stage and by eval); stage 1 adds its projector files.
     const char *source = t->cfg.model[0] ? t->cfg.model : t->cfg.llm;
-    if (save_model_folder(&t->model, tmp, source, t->cfg.save_dtype, 5000000000ull, err) != 0) return -1;
+    // A LoRA run's final folder is the adapter, as PEFT writes it (`llava merge` makes a full model of it).
+    if (t->cfg.lora_r > 0) {
+        if (lora_save_adapter(&t->model, tmp, source, err) != 0) return -1;
+        remove_tree(dir);
+        return rename_durable(tmp, dir, err);
+    }
+    if (save_full_model(t, tmp, err) != 0) return -1;
     if (t->cfg.stage == 1 && save_projector_files(&t->model, tmp, err) != 0) return -1;
     remove_tree(dir);
     return rename_durable(tmp, dir, err);
 }
 
 // ---- the loop --------------------------------------------------------------------
-
-static double max_rss_gb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / (1024.0 * 1024.0);
-}
 
 typedef struct {
     double loss, norm, lr, seconds;
@@ -578,6 +622,9 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
     double loss_sum = 0.0;
     float scale = counts[0] > 0 ? 1.0f / (float)counts[0] : 0.0f;
     for (int i = 0; i < n; i++) {
+        // LoRA dropout masks: a function of (seed, step, micro-batch, rank), so resume and recompute redraw them
+        m->lora.dropout_seed = lora_mask_hash(lora_mask_hash((uint64_t)c->seed, (uint64_t)t->step),
+                                              (uint64_t)i * 65536u + (uint64_t)t->comm.rank);
         if (model_forward(m, &micro[i], err) != 0) return -1;
         loss_sum += m->loss_sum;
         if (counts[0] > 0) model_backward(m, scale);

@@ -63,6 +63,9 @@ static const Ops CPU_OPS = {
     .gelu_tanh_backward = cpu_gelu_tanh_backward,
     .rope_freq_forward = cpu_rope_freq_forward,
     .rope_freq_backward = cpu_rope_freq_backward,
+    .dropout = cpu_dropout,
+    .add_columns = cpu_add_columns,
+    .copy_columns = cpu_copy_columns,
     .sum_squares = cpu_sum_squares,
     .adamw_update = cpu_adamw_update,
 };

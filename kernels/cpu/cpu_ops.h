@@ -53,6 +53,10 @@ void cpu_vision_embed(void *out, const void *patch_emb, const void *cls, const v
 void cpu_cross_entropy(float *losses, void *dlogits, const void *logits, const int32_t *targets,
                        float dloss_scale, int M, int V);
 
+void cpu_dropout(void *out, const void *inp, size_t n, float p, uint64_t seed);
+void cpu_add_columns(void *dst, int ld, int col0, const void *src, int M, int N, float scale);
+void cpu_copy_columns(void *dst, const void *src, int ld, int col0, int M, int N, float scale);
+
 double cpu_sum_squares(const float *grad, size_t n);
 void cpu_adamw_update(void *param, float *master, const float *grad, float *m, float *v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, float grad_scale, int step,

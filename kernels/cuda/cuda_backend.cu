@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_internal.cuh"
@@ -176,6 +177,9 @@ static void fill_table(Ops *o) {
     o->patchify = cuda_patchify;
     o->vision_embed = cuda_vision_embed;
     o->cross_entropy = cuda_cross_entropy;
+    o->dropout = cuda_dropout;
+    o->add_columns = cuda_add_columns;
+    o->copy_columns = cuda_copy_columns;
     o->sum_squares = cuda_sum_squares;
     o->adamw_update = cuda_adamw_update;
     cuda_modern_fill(o);  // tanh GELU, table RoPE (cuda_modern.cu)
@@ -202,7 +206,19 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
-        snprintf(msg, cap, "no usable CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        // Without any NVIDIA driver the runtime reports an "insufficient
+        // driver", which reads as if updating it would help: tell the cases apart.
+        const int driver_loaded = access("/proc/driver/nvidia/version", F_OK) == 0;
+        if (e == cudaSuccess || e == cudaErrorNoDevice || (e == cudaErrorInsufficientDriver && !driver_loaded))
+            snprintf(msg, cap, "no GPU found (%s); use --device cpu (the default)",
+                     e == cudaSuccess        ? "0 CUDA devices"
+                     : e == cudaErrorNoDevice ? "the driver sees no CUDA device"
+                                              : "no NVIDIA driver is loaded: /proc/driver/nvidia/version is absent");
+        else if (e == cudaErrorInsufficientDriver)
+            snprintf(msg, cap, "the NVIDIA driver is older than the CUDA runtime this build uses (%s); update the "
+                     "driver or build with an older CUDA toolkit", cudaGetErrorString(e));
+        else
+            snprintf(msg, cap, "no usable CUDA device (%s)", cudaGetErrorString(e));
         cudaGetLastError();  // clear the sticky error so the CPU path is unaffected
         return NULL;
     }

@@ -188,6 +188,10 @@ void cuda_vision_embed(void *out, const void *patch_emb, const void *cls, const 
 // cuda_loss_optim.cu
 void cuda_cross_entropy(float *losses, void *dlogits, const void *logits, const int32_t *targets,
                         float dloss_scale, int M, int V);
+// LoRA (cuda_lora.cu)
+void cuda_dropout(void *out, const void *inp, size_t n, float p, uint64_t seed);
+void cuda_add_columns(void *dst, int ld, int col0, const void *src, int M, int N, float scale);
+void cuda_copy_columns(void *dst, const void *src, int ld, int col0, int M, int N, float scale);
 double cuda_sum_squares(const float *grad, size_t n);
 void cuda_adamw_update(void *param, float *master, const float *grad, float *m, float *v, size_t n, float lr,
                        float beta1, float beta2, float eps, float weight_decay, float grad_scale, int step,

@@ -515,6 +515,48 @@ static void check_cross_entropy(Harness *h, int M, int V) {
     h_release(h);
 }
 
+// LoRA's ops: dropout must drop exactly the CPU's elements (the mask is a
+// shared pure function), also in place; the column-block add and copy must
+// touch only their block of the wider matrix.
+static void check_lora_ops(Harness *h, int M, int ld, int col0, int N) {
+    char op[64];
+    const size_t n = (size_t)M * ld;
+    float *x = h_rand(h, n, 1.0f), *ref = xmalloc(n * sizeof(float));
+    h->cpu->dropout(ref, x, n, 0.3f, 77);
+    void *dx = d_act(h, x, n), *dout = d_poison(h, n * A);
+    h->gpu->dropout(dout, dx, n, 0.3f, 77);
+    float *got = down_act(h, dout, n);
+    snprintf(op, sizeof op, "dropout n=%zu", n);
+    h_check(h, op, "out", got, ref, n, TOL_BF16);
+    size_t mask_diff = 0;
+    for (size_t i = 0; i < n; i++) mask_diff += (got[i] == 0.0f) != (ref[i] == 0.0f);
+    EXPECT(mask_diff == 0, "%s: %zu elements dropped on one backend only", op, mask_diff);
+    free(got);
+    h->gpu->dropout(dx, dx, n, 0.3f, 77);  // in place, as the backward uses it
+    got = down_act(h, dx, n);
+    h_check(h, op, "in place", got, ref, n, TOL_BF16);
+    free(got);
+    // add_columns: dst[M, ld] += scale * src[M, N] in columns [col0, col0 + N)
+    float *dst = h_rand(h, n, 1.0f), *src = h_rand(h, (size_t)M * N, 1.0f), *want = h_copy(dst, n);
+    h->cpu->add_columns(want, ld, col0, src, M, N, 0.75f);
+    void *ddst = d_act(h, dst, n), *dsrc = d_act(h, src, (size_t)M * N);
+    h->gpu->add_columns(ddst, ld, col0, dsrc, M, N, 0.75f);
+    got = down_act(h, ddst, n);
+    snprintf(op, sizeof op, "add_columns %dx%d in %d at %d", M, N, ld, col0);
+    h_check(h, op, "dst", got, want, n, TOL_BF16);
+    free(got);
+    // copy_columns: out[M, N] = scale * dst[M, ld][:, col0:col0+N]
+    float *cut = xmalloc((size_t)M * N * sizeof(float));
+    h->cpu->copy_columns(cut, dst, ld, col0, M, N, 2.0f);
+    void *dcut = d_poison(h, (size_t)M * N * A), *dsrc2 = d_act(h, dst, n);
+    h->gpu->copy_columns(dcut, dsrc2, ld, col0, M, N, 2.0f);
+    got = down_act(h, dcut, (size_t)M * N);
+    snprintf(op, sizeof op, "copy_columns %dx%d of %d at %d", M, N, ld, col0);
+    h_check(h, op, "out", got, cut, (size_t)M * N, TOL_BF16);
+    free(got), free(cut), free(x), free(ref), free(dst), free(src), free(want);
+    h_release(h);
+}
+
 static void check_sum_squares(Harness *h, size_t n) {
     char op[64];
     snprintf(op, sizeof op, "sum_squares n=%zu", n);
@@ -681,6 +723,8 @@ void run_checks(Harness *h) {
     check_cross_entropy(h, 37, 163);
     check_cross_entropy(h, 16, 1000);
     check_sum_squares(h, 100003);
+    check_lora_ops(h, 37, 96, 64, 16);
+    check_lora_ops(h, 5, 130, 3, 101);
     check_adamw(h, 10007, 0);
     check_adamw(h, 10007, 777);
     check_stochastic_rounding(h, (size_t)1 << 16);
