@@ -27,6 +27,16 @@ static int same_ids(const TokenIds *a, const cJSON *b) {
     return 1;
 }
 
+// tests/fixtures/FOLDER/cases.json, parsed.
+static cJSON *load_cases(const char *src, const char *folder) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/%s/cases.json", src, folder);
+    Error err = {{0}};
+    cJSON *root = json_parse_file(path, &err);
+    CHECK(root, "%s", err.msg);
+    return root;
+}
+
 // A fixture case's turns (into tv[32]), conversation and options.
 static void read_case(const cJSON *c, ConvTurn *tv, Conversation *conv, ConvOptions *o) {
     int nt = 0;
@@ -48,11 +58,7 @@ static void read_case(const cJSON *c, ConvTurn *tv, Conversation *conv, ConvOpti
 }
 
 static void check_fixtures(const char *src) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fixtures/conversation/cases.json", src);
-    Error err = {{0}};
-    cJSON *root = json_parse_file(path, &err);
-    CHECK(root, "%s", err.msg);
+    cJSON *root = load_cases(src, "conversation");
     Tokenizer *tok[2] = {load_tok(src, "legacy"), load_tok(src, "metaspace")};
     ConvResult r = {0};
     int n = 0, same_as_llava = 0, llava_masked = 0, llava_off = 0, truncated = 0;
@@ -294,11 +300,7 @@ static void check_mismatch(void) {
 // tokenizers, against scripts/make_chat_conversation_fixtures.py's
 // reimplementation of NeXT's preprocess_qwen / preprocess_llama3.
 static void check_chat_fixtures(const char *src) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fixtures/conversation_chat/cases.json", src);
-    Error err = {{0}};
-    cJSON *root = json_parse_file(path, &err);
-    CHECK(root, "%s", err.msg);
+    cJSON *root = load_cases(src, "conversation_chat");
     Tokenizer *tok[2] = {load_tok(src, "../tokenizer_bytelevel/qwen2"), load_tok(src, "../tokenizer_bytelevel/llama3")};
     ConvResult r = {0};
     int n = 0, truncated = 0, with_image = 0;

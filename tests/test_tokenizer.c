@@ -482,6 +482,19 @@ static void check_single_word(const char *src) {
     tokenizer_free(t);
 }
 
+// The byte-level forms (Llama-3, Qwen2 style) on their own corpus.
+static void check_bytelevel_corpus(const char *src) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/tokenizer_bytelevel/corpus.json", src);
+    int n;
+    Text *corpus = load_corpus(path, &n);
+    EXPECT(n >= 2000, "byte-level corpus has %d strings", n);
+    check_corpus(src, "tokenizer_bytelevel", "llama3", corpus, n);
+    check_corpus(src, "tokenizer_bytelevel", "qwen2", corpus, n);
+    for (int i = 0; i < n; i++) free(corpus[i].s);
+    free(corpus);
+}
+
 int main(int argc, char **argv) {
     const char *src = argc > 1 ? argv[1] : ".";
     char path[4096];
@@ -491,14 +504,7 @@ int main(int argc, char **argv) {
     EXPECT(n >= 2000, "corpus has %d strings", n);
     check_corpus(src, "tokenizer", "legacy", corpus, n);
     check_corpus(src, "tokenizer", "metaspace", corpus, n);
-    snprintf(path, sizeof path, "%s/tests/fixtures/tokenizer_bytelevel/corpus.json", src);
-    int nb;
-    Text *bl_corpus = load_corpus(path, &nb);
-    EXPECT(nb >= 2000, "byte-level corpus has %d strings", nb);
-    check_corpus(src, "tokenizer_bytelevel", "llama3", bl_corpus, nb);
-    check_corpus(src, "tokenizer_bytelevel", "qwen2", bl_corpus, nb);
-    for (int i = 0; i < nb; i++) free(bl_corpus[i].s);
-    free(bl_corpus);
+    check_bytelevel_corpus(src);
     check_lookups(src);
     check_errors();
     check_threads(src, corpus, n);
