@@ -91,13 +91,10 @@ static void build_byte_table(Tokenizer *t) {
 
 int bytelevel_byte_of(uint32_t cp) {
     if ((cp >= 0x21 && cp <= 0x7E) || (cp >= 0xA1 && cp <= 0xAC) || (cp >= 0xAE && cp <= 0xFF)) return (int)cp;
-    if (cp < 256 || cp >= 256 + 68) return -1;
-    int k = (int)cp - 256;  // the k-th byte that is not printable
-    for (int b = 0; b < 256; b++) {
-        int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-        if (!printable && k-- == 0) return b;
-    }
-    return -1;
+    // U+0100 + k is the k-th byte that is not printable: 0x00-0x20, 0x7F-0xA0, 0xAD.
+    if (cp < 0x100 || cp >= 0x100 + 68) return -1;
+    int k = (int)cp - 0x100;
+    return k < 33 ? k : k < 67 ? 0x7F + (k - 33) : 0xAD;
 }
 
 static PreStep *push_step(Tokenizer *t, PreKind kind) {
