@@ -1,6 +1,7 @@
 #include "common/args.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,14 @@ static void print_usage(FILE *out, const ArgSpec *specs, int n, const char *usag
         fprintf(out, "  %-24s %s%s\n", head, specs[i].help, specs[i].required ? " (required)" : "");
     }
     fprintf(out, "  %-24s %s\n", "--help", "show this help");
+}
+
+// 1 (after the message) when v is outside the spec's declared range.
+static int out_of_range(const char *cmd, const ArgSpec *s, double v, const char *text) {
+    if (s->min == 0 && s->max == 0) return 0;
+    if (v >= s->min && v <= s->max) return 0;
+    fprintf(stderr, "llava %s: --%s = %s is outside [%.10g, %.10g]\n", cmd, s->name, text, s->min, s->max);
+    return 1;
 }
 
 int args_parse(int argc, char **argv, const ArgSpec *specs, int n_specs, const char *usage_line,
@@ -69,15 +78,18 @@ int args_parse(int argc, char **argv, const ArgSpec *specs, int n_specs, const c
                 fprintf(stderr, "llava %s: --%s expects an integer, got '%s'\n", argv[0], s->name, value);
                 return 2;
             }
+            if (out_of_range(argv[0], s, (double)v, value)) return 2;
             *(int *)s->dest = (int)v;
             break;
         }
         case ARG_FLOAT: {
             float v = strtof(value, &end);
-            if (errno || !*value || *end) {
-                fprintf(stderr, "llava %s: --%s expects a number, got '%s'\n", argv[0], s->name, value);
+            // strtof accepts "inf" and "nan": no option means either.
+            if (errno || !*value || *end || !isfinite(v)) {
+                fprintf(stderr, "llava %s: --%s expects a finite number, got '%s'\n", argv[0], s->name, value);
                 return 2;
             }
+            if (out_of_range(argv[0], s, (double)v, value)) return 2;
             *(float *)s->dest = v;
             break;
         }

@@ -11,6 +11,8 @@ typedef struct {
     void *dest;         // const char **, int *, float *, int * (flag: set to 1)
     const char *help;   // shown by --help; include the default
     int required;
+    double min, max;    // ARG_INT / ARG_FLOAT: the allowed range, checked with a message naming
+                        // the flag (both 0: any int / any finite float)
 } ArgSpec;
 
 // Parses argv[1..] (argv[0] is the command name). Unknown flags, missing

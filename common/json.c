@@ -1,24 +1,50 @@
 #include "common/json.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+void json_text_position(const char *text, size_t at, int *line, int *col) {
+    *line = 1, *col = 1;
+    for (size_t i = 0; i < at; i++) {
+        if (text[i] == '\n') {
+            ++*line;
+            *col = 1;
+        } else {
+            ++*col;
+        }
+    }
+}
+
+long json_find_nul_escape(const char *text, size_t len) {
+    // Backslashes occur only inside strings in valid JSON, so escapes can be
+    // followed without tracking quotes; each escape is skipped whole so that
+    // "\\u0000" (a backslash, then the text u0000) is not a NUL.
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\') continue;
+        if (text[i + 1] == 'u' && i + 6 <= len && memcmp(text + i + 2, "0000", 4) == 0) return (long)i;
+        i++;
+    }
+    return -1;
+}
+
+int json_number_to_int64(const cJSON *v, double lo, double hi, int64_t *out) {
+    // Range first: converting a double outside int64's range is undefined.
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi)) return -1;
+    if (v->valuedouble != floor(v->valuedouble)) return -1;
+    *out = (int64_t)v->valuedouble;
+    return 0;
+}
+
 cJSON *json_parse_text(const char *text, size_t len, const char *what, Error *err) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    int line, col;
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         if (!at || at < text || at > text + len) at = text + len;
-        int line = 1, col = 1;
-        for (const char *p = text; p < at; p++) {
-            if (*p == '\n') {
-                line++;
-                col = 1;
-            } else {
-                col++;
-            }
-        }
+        json_text_position(text, (size_t)(at - text), &line, &col);
         err_set(err, "%s:%d:%d: malformed JSON (byte offset %ld)", what, line, col, (long)(at - text));
         return NULL;
     }
@@ -28,6 +54,15 @@ cJSON *json_parse_text(const char *text, size_t len, const char *what, Error *er
             cJSON_Delete(root);
             return NULL;
         }
+    }
+    // cJSON keeps strings NUL-terminated without a length: a decoded NUL would
+    // silently cut a name, path or token short.
+    long nul = json_find_nul_escape(text, len);
+    if (nul >= 0) {
+        json_text_position(text, (size_t)nul, &line, &col);
+        err_set(err, "%s:%d:%d: a string holds \\u0000 (a NUL character), which is not supported", what, line, col);
+        cJSON_Delete(root);
+        return NULL;
     }
     return root;
 }
@@ -53,6 +88,8 @@ int json_get_double(const cJSON *obj, const char *key, double def, double *out, 
         return 0;
     }
     if (!cJSON_IsNumber(v)) return err_set(err, "%s: \"%s\" must be a number", where, key);
+    // cJSON turns 1e400 into inf: no setting is meant to be infinite.
+    if (!isfinite(v->valuedouble)) return err_set(err, "%s: \"%s\" must be a finite number", where, key);
     *out = v->valuedouble;
     return 0;
 }
@@ -60,6 +97,7 @@ int json_get_double(const cJSON *obj, const char *key, double def, double *out, 
 int json_get_float(const cJSON *obj, const char *key, float def, float *out, const char *where, Error *err) {
     double d = 0.0;
     if (json_get_double(obj, key, def, &d, where, err) != 0) return -1;
+    if (fabs(d) > FLT_MAX) return err_set(err, "%s: \"%s\" = %g is outside the float range", where, key, d);
     *out = (float)d;
     return 0;
 }

@@ -5,13 +5,24 @@
 #define LLAVA_JSON_H
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 
 #include "common/util.h"
 
 // Parses a whole file; NULL + "path:line:col: message" on failure.
 cJSON *json_parse_file(const char *path, Error *err);
-// Parses a buffer; `what` names the source in messages.
+// Parses a buffer; `what` names the source in messages. A string holding
+// \u0000 is refused (cJSON's strings end at the first NUL).
+
 cJSON *json_parse_text(const char *text, size_t len, const char *what, Error *err);
+
+// Byte offset of the first \u0000 escape in JSON text, or -1.
+long json_find_nul_escape(const char *text, size_t len);
+// An integer-valued JSON number in [lo, hi] (|lo|, |hi| <= 2^53) into *out;
+// -1 (out untouched) for anything else, without undefined conversions.
+int json_number_to_int64(const cJSON *v, double lo, double hi, int64_t *out);
+// 1-based line and column of byte `at` of text.
+void json_text_position(const char *text, size_t at, int *line, int *col);
 
 // Present = not absent and not JSON null.
 int json_has(const cJSON *obj, const char *key);

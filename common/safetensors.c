@@ -1,5 +1,7 @@
 #include "common/safetensors.h"
 
+#include "common/json.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -67,10 +69,10 @@ static int parse_entry(const cJSON *e, StTensor *t, uint64_t data_size, const ch
     uint64_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         const cJSON *d = cJSON_GetArrayItem(shape, i);
-        if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble != (double)(int64_t)d->valuedouble ||
-            d->valuedouble > 9.0e15)
-            return err_set(err, "%s: tensor '%s': shape[%d] is not a non-negative integer", path, name, i);
-        t->shape[i] = (int64_t)d->valuedouble;
+        int64_t dim;
+        if (json_number_to_int64(d, 0, 9.0e15, &dim) != 0)
+            return err_set(err, "%s: tensor '%s': shape[%d] is not an integer in [0, 9e15]", path, name, i);
+        t->shape[i] = dim;
         if (t->shape[i] != 0 && numel > UINT64_MAX / (uint64_t)t->shape[i])
             return err_set(err, "%s: tensor '%s': element count overflows", path, name);
         numel *= (uint64_t)t->shape[i];
@@ -78,10 +80,10 @@ static int parse_entry(const cJSON *e, StTensor *t, uint64_t data_size, const ch
     t->numel = (int64_t)numel;
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2)
         return err_set(err, "%s: tensor '%s': \"data_offsets\" must be [begin, end]", path, name);
-    double b = cJSON_GetArrayItem(offs, 0)->valuedouble, en = cJSON_GetArrayItem(offs, 1)->valuedouble;
-    if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) || b < 0 ||
-        en < 0 || b != (double)(uint64_t)b || en != (double)(uint64_t)en || b > 9.0e15 || en > 9.0e15)
-        return err_set(err, "%s: tensor '%s': data_offsets are not non-negative integers", path, name);
+    int64_t b, en;
+    if (json_number_to_int64(cJSON_GetArrayItem(offs, 0), 0, 9.0e15, &b) != 0 ||
+        json_number_to_int64(cJSON_GetArrayItem(offs, 1), 0, 9.0e15, &en) != 0)
+        return err_set(err, "%s: tensor '%s': data_offsets are not integers in [0, 9e15]", path, name);
     t->begin = (uint64_t)b;
     t->end = (uint64_t)en;
     if (t->end < t->begin)
@@ -125,6 +127,10 @@ static int parse_header(StFile *f, const char *json, size_t len, uint64_t data_s
         return err_set(err, "%s: header is not valid JSON (near byte %ld of the header)", f->path,
                        (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : 0));
     int rc = -1;
+    if (json_find_nul_escape(json, len) >= 0) {
+        err_set(err, "%s: the header holds \\u0000 (a NUL character) in a name or value", f->path);
+        goto done;
+    }
     for (const char *p = end; p && p < json + len; p++) {
         if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r' && *p != '\0') {
             err_set(err, "%s: trailing bytes after the header JSON", f->path);
@@ -200,6 +206,11 @@ int st_open(StFile *f, const char *path, Error *err) {
         close(fd);
         goto fail;
     }
+    if (!S_ISREG(st.st_mode)) {
+        err_set(err, "%s: is %s, not a safetensors file", path, S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+        close(fd);
+        goto fail;
+    }
     f->file_size = (size_t)st.st_size;
     if (f->file_size < 8) {
         err_set(err, "%s: truncated safetensors file (%zu bytes, less than the 8-byte header length)", path,
@@ -261,18 +272,31 @@ const char *st_metadata(const StFile *f, const char *key) {
     return NULL;
 }
 
+// Gives back the mapped pages of a tensor that has been read: file pages
+// of a mapping count in the process's RSS, so loading a checkpoint would
+// otherwise hold the whole file next to the weights it was copied into. A
+// later read of the same tensor pages it in again from the file. Failure
+// only means the pages stay resident, so its result is not an error.
+static void st_release_pages(const StFile *f, const StTensor *t) {
+    const long page_size = sysconf(_SC_PAGESIZE);
+    if (page_size <= 0) return;
+    const uintptr_t page = (uintptr_t)page_size, lo = ((uintptr_t)(f->data + t->begin) + page - 1) & ~(page - 1);
+    const uintptr_t hi = (uintptr_t)(f->data + t->end) & ~(page - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 int st_read_f32(const StFile *f, const StTensor *t, float *dst, Error *err) {
     const uint8_t *src = f->data + t->begin;
     int64_t n = t->numel;
     switch (t->dtype) {
-    case ST_F32: memcpy(dst, src, (size_t)n * 4); return 0;
+    case ST_F32: memcpy(dst, src, (size_t)n * 4); break;
     case ST_F64:
         for (int64_t i = 0; i < n; i++) {
             double d;
             memcpy(&d, src + 8 * i, 8);
             dst[i] = (float)d;
         }
-        return 0;
+        break;
     case ST_BF16:
     case ST_F16:
         for (int64_t i = 0; i < n; i++) {
@@ -280,11 +304,13 @@ int st_read_f32(const StFile *f, const StTensor *t, float *dst, Error *err) {
             memcpy(&h, src + 2 * i, 2);
             dst[i] = t->dtype == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
         }
-        return 0;
+        break;
     default:
         return err_set(err, "%s: tensor '%s' has dtype %s, expected a floating type (F32, F16, BF16)", f->path,
                        t->name, st_dtype_name(t->dtype));
     }
+    st_release_pages(f, t);
+    return 0;
 }
 
 int st_read_i64(const StFile *f, const StTensor *t, int64_t *dst, Error *err) {

@@ -70,28 +70,61 @@ char *xstrdup(const char *s) {
     return d;
 }
 
-char *read_file(const char *path, size_t *len_out, Error *err) {
+FILE *file_open_regular(const char *path, Error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         err_set(err, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    if (fseek(f, 0, SEEK_END) != 0) goto io_error;
-    long len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) goto io_error;
-    char *buf = xmalloc((size_t)len + 1);
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        free(buf);
-        goto io_error;
+    // fopen succeeds on a folder (and ftell then reports LONG_MAX): refuse
+    // anything that is not a regular file before trusting its size.
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        err_set(err, "%s: cannot stat: %s", path, strerror(errno));
+        fclose(f);
+        return NULL;
     }
+    if (!S_ISREG(st.st_mode)) {
+        err_set(err, "%s: is %s, not a file", path, S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+        fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
+char *read_file(const char *path, size_t *len_out, Error *err) {
+    FILE *f = file_open_regular(path, err);
+    if (!f) return NULL;
+    // Read to the end rather than trusting a size taken beforehand: the file
+    // may change under us, and the buffer grows only as data arrives.
+    size_t len = 0, cap = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (cap - len < 65536 + 1) {
+            if (cap > SIZE_MAX / 4) {
+                free(buf);
+                fclose(f);
+                err_set(err, "%s: file too large", path);
+                return NULL;
+            }
+            cap = cap ? 2 * cap : 65536 + 1;
+            buf = xrealloc(buf, cap);
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(buf);
+        fclose(f);
+        err_set(err, "%s: read error: %s", path, strerror(e));
+        return NULL;
+    }
+    fclose(f);
     buf[len] = '\0';
-    fclose(f);
-    if (len_out) *len_out = (size_t)len;
+    if (len_out) *len_out = len;
     return buf;
-io_error:
-    err_set(err, "%s: read error: %s", path, strerror(errno));
-    fclose(f);
-    return NULL;
 }
 
 int fsync_parent_dir(const char *path) {

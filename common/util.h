@@ -35,7 +35,11 @@ void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t bytes);
 char *xstrdup(const char *s);
 
-// Reads a whole file into a NUL-terminated buffer. NULL + err on failure.
+// fopen(path, "rb") that refuses folders and other non-regular files with a
+// message naming the path. NULL + err on failure.
+FILE *file_open_regular(const char *path, Error *err);
+// Reads a whole regular file into a NUL-terminated buffer. NULL + err on
+// failure (a folder included).
 char *read_file(const char *path, size_t *len_out, Error *err);
 // Writes `len` bytes to path atomically: path.tmp, fsync, rename, fsync dir.
 int write_file_atomic(const char *path, const void *data, size_t len, Error *err);

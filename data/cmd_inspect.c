@@ -155,7 +155,7 @@ done:
 int cmd_inspect(int argc, char **argv) {
     int sample = INT_MIN;  // not given
     ArgSpec specs[] = {
-        {"sample", ARG_INT, &sample, "show sample N (0-based, in shard order) instead of the summary", 0},
+        {"sample", ARG_INT, &sample, "show sample N (0-based, in shard order) instead of the summary", 0, 0, 2147483647},
     };
     const char *pos[1];
     int n_pos = 0;

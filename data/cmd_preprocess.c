@@ -23,7 +23,9 @@ static int model_image_size(const char *model_dir) {
     if (!root) return 0;
     const cJSON *vc = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_IsObject(vc) ? vc : root, "image_size");
-    int size = cJSON_IsNumber(v) && v->valueint > 0 ? v->valueint : 0;
+    int64_t n = 0;
+    // Outside [1, IMAGE_MAX_SIDE]: no usable default (the model load refuses such a config anyway).
+    int size = json_number_to_int64(v, 1, IMAGE_MAX_SIDE, &n) == 0 ? (int)n : 0;
     cJSON_Delete(root);
     return size;
 }
@@ -96,14 +98,14 @@ int cmd_preprocess(int argc, char **argv) {
     ArgSpec specs[] = {
         {"image", ARG_STRING, &image_path, "input image: JPEG, PNG or GIF (format read from the content)", 1},
         {"model", ARG_STRING, &model_dir, "model folder with preprocessor_config.json", 0},
-        {"size", ARG_INT, &size, "no model: CLIP defaults (OpenAI mean/std) at this size, e.g. 336", 0},
+        {"size", ARG_INT, &size, "no model: CLIP defaults (OpenAI mean/std) at this size, e.g. 336", 0, 1, 4096},
         {"aspect", ARG_STRING, &aspect_name, "square (LLaVA default: resize + centre crop) | pad (expand2square "
                                              "with the mean colour first, LLaVA-1.5 stage 2) (default square)", 0},
         {"out", ARG_STRING, &out_path, "output safetensors: pixel_values F32 [3,S,S]", 1},
-        {"max-pixels", ARG_INT, &max_pixels, "refuse images with more pixels (default 178956970, as Pillow)", 0},
+        {"max-pixels", ARG_INT, &max_pixels, "refuse images with more pixels (default 178956970, as Pillow)", 0, 1, 2147483647},
         {"u8", ARG_FLAG, &save_u8, "also write pixels_u8 U8 [3,S,S] (before rescale/normalize)", 0},
-        {"repeat", ARG_INT, &repeat, "benchmark: decode + preprocess + normalize N more times, print images/s", 0},
-        {"threads", ARG_INT, &threads, "benchmark threads, each with its own buffers (default 1)", 0},
+        {"repeat", ARG_INT, &repeat, "benchmark: decode + preprocess + normalize N more times, print images/s", 0, 0, 1000000000},
+        {"threads", ARG_INT, &threads, "benchmark threads, each with its own buffers (default 1)", 0, 1, 256},
     };
     int rc = args_parse(argc, argv, specs, (int)(sizeof specs / sizeof *specs),
                         "llava preprocess --image FILE (--model DIR | --size S) [--aspect pad|square] --out OUT",

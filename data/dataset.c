@@ -4,6 +4,8 @@
 // memory for one item, and a malformed item costs that item, not the file.
 #include "data/dataset.h"
 
+#include "common/json.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -108,9 +110,9 @@ static int io_failed(DatasetReader *r, Error *err) {
 // ---- open / close / position -----------------------------------------------
 
 DatasetReader *dataset_open(const char *path, Error *err) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = file_open_regular(path, err);
     if (!f) {
-        err_set(err, "%s: cannot open the data file: %s", path, strerror(errno));
+        err_prefix(err, "the data file: ");
         return NULL;
     }
     DatasetReader *r = xcalloc(1, sizeof *r);
@@ -437,6 +439,18 @@ static int parse_item(DatasetReader *r, DatasetSample *s, DatasetProblem *p) {
         problem_set(p, PROBLEM_MALFORMED_JSON, "malformed JSON at line %lld, column %lld (byte offset %lld)%s near '%s'",
                     (long long)line, (long long)col, (long long)(r->item_offset + (int64_t)bad_at),
                     root ? ": text after the end of the item" : "", excerpt);
+        return DATASET_BAD_ITEM;
+    }
+    // cJSON strings end at the first NUL: a "\u0000" in a turn would cut
+    // the turn short (or hide its <image>), so the sample is refused instead.
+    long nul = json_find_nul_escape(r->item, r->item_len);
+    if (nul >= 0) {
+        cJSON_Delete(root);
+        int64_t line, col;
+        item_position(r, (size_t)nul, &line, &col);
+        guess_id(r->item, r->item_len, p->id, sizeof p->id);
+        problem_set(p, PROBLEM_MALFORMED_SAMPLE, "a string holds \\u0000 (a NUL character) at line %lld, column %lld: "
+                    "it would cut the text short", (long long)line, (long long)col);
         return DATASET_BAD_ITEM;
     }
     int rc = dataset_sample_from_json(root, index, r->item_line, s, p);

@@ -20,6 +20,8 @@
 // Pillow refuses images above 2 * Image.MAX_IMAGE_PIXELS (2 * 89,478,485)
 // pixels with DecompressionBombError (it only warns above 1x). Same default.
 #define IMAGE_DEFAULT_MAX_PIXELS 178956970LL
+// Largest resize or crop side a preprocessor_config.json may ask for.
+#define IMAGE_MAX_SIDE 4096
 
 typedef enum { IMAGE_FORMAT_UNKNOWN = 0, IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, IMAGE_FORMAT_GIF } ImageFormat;
 
@@ -40,7 +42,6 @@ void rgb_image_resize(RgbImage *im, int w, int h);
 typedef struct {
     uint8_t *file;      // encoded bytes of the last file read
     size_t file_cap;
-    RgbImage canvas;    // expand-to-square canvas (pad mode)
     uint8_t *hwc;       // the cropped window, HWC, before the CHW transpose
     size_t hwc_cap;
     uint8_t *tmp;       // the resampler's first-pass output
@@ -113,9 +114,13 @@ void image_config_pad_color(const ImagePreprocessConfig *cfg, uint8_t rgb[3]);
 // store, before rescale/normalize. work may be NULL (temporary buffers).
 // Fails only when the config's resize does not give a square S x S output
 // (do_center_crop off with a non-square resize) or the long side would be
-// over 10^9 pixels.
+// over 10^9 pixels. Pad mode never builds the canvas: memory and work grow
+// with the image, not with its padded square.
 int image_preprocess_u8(const RgbImage *in, const ImagePreprocessConfig *cfg, ImageAspect aspect,
                         ImageWork *work, uint8_t *out_chw, Error *err);
+// 0 when image_preprocess_u8 succeeds on a w x h image, else -1 + the error
+// it would give; does no work (prep checks images it stores encoded).
+int image_preprocess_check(int w, int h, const ImagePreprocessConfig *cfg, ImageAspect aspect, Error *err);
 
 // float(v * rescale_factor) computed in double then (x - mean) / std in fp32,
 // as numpy does in the processor, for every value v of each channel:
@@ -133,5 +138,19 @@ void image_normalize(const uint8_t *chw, int S, const ImagePreprocessConfig *cfg
 // resizing everything and cropping. work may be NULL.
 void image_resize_bicubic_window(const RgbImage *in, int out_w, int out_h, int x0, int y0, int win_w,
                                  int win_h, ImageWork *work, uint8_t *dst);
+
+// An image on a canvas w x h of colour `fill`, its pixels at (ox, oy):
+// expand2square's result, without building it. The canvas of an unpadded
+// image is the image itself ({im, im->w, im->h, 0, 0}).
+typedef struct {
+    const RgbImage *im;
+    int w, h, ox, oy;
+    uint8_t fill[3];
+} Canvas;
+
+// image_resize_bicubic_window of the canvas: the same bytes as materialising
+// it first, with memory and work that grow with the image, not the canvas.
+void image_resize_canvas_window(const Canvas *cv, int out_w, int out_h, int x0, int y0, int win_w, int win_h,
+                                ImageWork *work, uint8_t *dst);
 
 #endif

@@ -29,7 +29,6 @@ void rgb_image_resize(RgbImage *im, int w, int h) {
 
 void image_work_free(ImageWork *w) {
     free(w->file);
-    rgb_image_free(&w->canvas);
     free(w->hwc);
     free(w->tmp);
     free(w->coef);
@@ -91,9 +90,9 @@ int image_decode(const uint8_t *buf, size_t len, const char *name, int64_t max_p
 }
 
 int image_load_file(const char *path, int64_t max_pixels, ImageWork *work, RgbImage *out, Error *err) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = file_open_regular(path, err);
     if (!f) {
-        err_set(err, "%s: cannot open image: %s", path, strerror(errno));
+        err_prefix(err, "image ");
         return IMAGE_ERR_OPEN;
     }
     size_t len = 0;

@@ -1,7 +1,7 @@
 // GIF decoding (giflib, first frame only) to 8-bit RGB as Pillow's open +
 // convert("RGB") gives it (GifImagePlugin, frame 0):
 //   - the canvas is the logical screen, grown to hold the frame if the frame
-//     reaches past it; pixels outside the frame hold index 0, or the frame's
+//     reaches past it; an empty (0-wide or 0-high) frame is refused; pixels outside the frame hold index 0, or the frame's
 //     transparent index when its graphic control extension sets one;
 //   - the frame's palette is its local colour table, else the global one;
 //     with no palette, or one that maps every index i to (i, i, i), Pillow
@@ -78,6 +78,14 @@ int image_decode_gif(const uint8_t *buf, size_t len, const char *name, int64_t m
         break;
     }
     const GifImageDesc *d = &g->Image;
+    // An empty frame leaves nothing to decode; Pillow refuses it ("tile
+    // cannot extend outside image") rather than returning a blank canvas.
+    if (d->Width <= 0 || d->Height <= 0) {
+        err_set(err, "%s: GIF: the first frame is empty (%d x %d at %d, %d)", name, d->Width, d->Height, d->Left,
+                d->Top);
+        DGifCloseFile(g, &code);
+        return -1;
+    }
     const int64_t fx1 = (int64_t)d->Left + d->Width, fy1 = (int64_t)d->Top + d->Height;
     const int64_t W = fx1 > g->SWidth ? fx1 : g->SWidth, H = fy1 > g->SHeight ? fy1 : g->SHeight;
     if (image_check_size(name, "GIF", W, H, max_pixels, err) != 0) {

@@ -29,7 +29,10 @@ void image_config_default(ImagePreprocessConfig *cfg, int size) {
 // "size": 336 | {"shortest_edge": 336} | {"height": H, "width": W}.
 static int parse_size(const cJSON *v, ImagePreprocessConfig *cfg, const char *what, Error *err) {
     if (cJSON_IsNumber(v)) {
-        cfg->shortest_edge = v->valueint;
+        int64_t n;
+        if (json_number_to_int64(v, 0, IMAGE_MAX_SIDE, &n) != 0)
+            return err_set(err, "%s: \"size\" must be an integer in [1, %d]", what, IMAGE_MAX_SIDE);
+        cfg->shortest_edge = (int)n;
         cfg->size_h = cfg->size_w = 0;
     } else if (cJSON_IsObject(v) && json_has(v, "shortest_edge")) {
         if (json_has(v, "longest_edge"))
@@ -55,6 +58,7 @@ static int parse_triple(const cJSON *obj, const char *key, double out[3], const 
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v || cJSON_IsNull(v)) return 0;
     if (cJSON_IsNumber(v)) {
+        if (!isfinite(v->valuedouble)) return err_set(err, "%s: \"%s\" must be a finite number", what, key);
         out[0] = out[1] = out[2] = v->valuedouble;
         return 0;
     }
@@ -62,7 +66,8 @@ static int parse_triple(const cJSON *obj, const char *key, double out[3], const 
         return err_set(err, "%s: \"%s\" must be a number or a list of 3 numbers (RGB)", what, key);
     for (int c = 0; c < 3; c++) {
         const cJSON *e = cJSON_GetArrayItem(v, c);
-        if (!cJSON_IsNumber(e)) return err_set(err, "%s: \"%s\"[%d] must be a number", what, key, c);
+        if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble))
+            return err_set(err, "%s: \"%s\"[%d] must be a finite number", what, key, c);
         out[c] = e->valuedouble;
     }
     return 0;
@@ -110,13 +115,30 @@ int image_config_parse(ImagePreprocessConfig *cfg, const char *text, size_t len,
     if (size && !cJSON_IsNull(size) && parse_size(size, cfg, what, err) != 0) goto done;
     const cJSON *crop = cJSON_GetObjectItemCaseSensitive(root, "crop_size");
     if (cJSON_IsNumber(crop)) {
-        cfg->crop_h = cfg->crop_w = crop->valueint;
+        int64_t n;
+        if (json_number_to_int64(crop, 1, IMAGE_MAX_SIDE, &n) != 0) {
+            err_set(err, "%s: \"crop_size\" must be an integer in [1, %d]", what, IMAGE_MAX_SIDE);
+            goto done;
+        }
+        cfg->crop_h = cfg->crop_w = (int)n;
     } else if (cJSON_IsObject(crop)) {
         if (json_get_int(crop, "height", 0, &cfg->crop_h, what, err) != 0 ||
             json_get_int(crop, "width", 0, &cfg->crop_w, what, err) != 0)
             goto done;
     } else if (crop && !cJSON_IsNull(crop)) {
         err_set(err, "%s: \"crop_size\" must be a number or {\"height\": H, \"width\": W}", what);
+        goto done;
+    }
+    // Sides far above any vision tower's, low enough that S*S*3 floats and
+    // the resize arithmetic stay small.
+    const int sides[] = {cfg->shortest_edge, cfg->size_h, cfg->size_w, cfg->crop_h, cfg->crop_w};
+    for (int i = 0; i < 5; i++)
+        if (sides[i] < 0 || sides[i] > IMAGE_MAX_SIDE) {
+            err_set(err, "%s: size/crop_size %d is outside [1, %d]", what, sides[i], IMAGE_MAX_SIDE);
+            goto done;
+        }
+    if (!(cfg->rescale_factor > 0)) {
+        err_set(err, "%s: rescale_factor must be > 0", what);
         goto done;
     }
     if (cfg->resample != 3) {
@@ -173,72 +195,74 @@ void image_config_pad_color(const ImagePreprocessConfig *cfg, uint8_t rgb[3]) {
 
 // LLaVA's expand2square: a square image as is; otherwise a canvas of the
 // longer side filled with `fill`, the image pasted centred on the short axis
-// at offset (long - short) // 2.
-static const RgbImage *expand_to_square(const RgbImage *in, const uint8_t fill[3], RgbImage *canvas) {
-    if (in->w == in->h) return in;
-    const int n = in->w > in->h ? in->w : in->h;
-    rgb_image_resize(canvas, n, n);
-    const size_t stride = (size_t)n * 3, in_stride = (size_t)in->w * 3;
-    const int ox = in->w > in->h ? 0 : (in->h - in->w) / 2, oy = in->w > in->h ? (in->w - in->h) / 2 : 0;
-    // One row of fill colour (the last row, written last), copied where needed.
-    uint8_t *fill_row = canvas->px + (size_t)(n - 1) * stride;
-    for (int x = 0; x < n; x++) memcpy(fill_row + 3 * x, fill, 3);
-    for (int y = 0; y < n - 1; y++) {
-        uint8_t *row = canvas->px + (size_t)y * stride;
-        if (y < oy || y >= oy + in->h) {
-            memcpy(row, fill_row, stride);
-        } else {
-            memcpy(row, fill_row, (size_t)ox * 3);
-            memcpy(row + (size_t)ox * 3, in->px + (size_t)(y - oy) * in_stride, in_stride);
-            memcpy(row + (size_t)ox * 3 + in_stride, fill_row, stride - (size_t)ox * 3 - in_stride);
-        }
+// at offset (long - short) // 2. Described, not built: the resampler reads
+// the canvas through the image (data/image_resize.c).
+static Canvas expand_to_square(const RgbImage *in, const uint8_t fill[3]) {
+    Canvas cv = {.im = in, .w = in->w, .h = in->h};
+    memcpy(cv.fill, fill, 3);
+    if (in->w > in->h) {
+        cv.h = in->w;
+        cv.oy = (in->w - in->h) / 2;
+    } else if (in->h > in->w) {
+        cv.w = in->h;
+        cv.ox = (in->h - in->w) / 2;
     }
-    // The last row itself may hold image pixels (a tall image covers every row).
-    if (n - 1 >= oy && n - 1 < oy + in->h)
-        memcpy(fill_row + (size_t)ox * 3, in->px + (size_t)(n - 1 - oy) * in_stride, in_stride);
-    return canvas;
+    return cv;
 }
 
 // Python's a // b for b > 0.
 static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// The resize output size of a w x h canvas (after expand2square when
+// padding): transformers' get_resize_output_image_size(default_to_square=
+// False): short side -> shortest_edge, long side -> int(shortest_edge * long
+// / short). -1 + err when it cannot give the S x S output.
+static int resize_size(int w, int h, const ImagePreprocessConfig *cfg, int S, int *ow, int *oh, Error *err) {
+    *ow = w, *oh = h;
+    if (cfg->do_resize) {
+        if (cfg->shortest_edge > 0) {
+            const int shrt = w <= h ? w : h, lng = w <= h ? h : w;
+            const double q = (double)((int64_t)cfg->shortest_edge * lng) / (double)shrt;
+            if (q > 1e9) return err_set(err, "image of %dx%d: aspect ratio too extreme to resize", w, h);
+            const int new_long = (int)q;
+            *ow = w <= h ? cfg->shortest_edge : new_long;
+            *oh = w <= h ? new_long : cfg->shortest_edge;
+        } else {
+            *ow = cfg->size_w;
+            *oh = cfg->size_h;
+        }
+    }
+    if (!cfg->do_center_crop && (*ow != S || *oh != S))
+        return err_set(err, "image of %dx%d resizes to %dx%d, not the %dx%d the config promises", w, h, *ow, *oh,
+                       S, S);
+    return 0;
+}
+
+int image_preprocess_check(int w, int h, const ImagePreprocessConfig *cfg, ImageAspect aspect, Error *err) {
+    const int S = image_config_out_size(cfg);
+    if (S <= 0) return err_set(err, "image preprocessing: the config does not give a square output");
+    if (w <= 0 || h <= 0) return err_set(err, "empty image (%dx%d)", w, h);
+    if (aspect == IMAGE_ASPECT_PAD) w = h = w > h ? w : h;
+    int ow, oh;
+    return resize_size(w, h, cfg, S, &ow, &oh, err);
+}
 
 int image_preprocess_u8(const RgbImage *in, const ImagePreprocessConfig *cfg, ImageAspect aspect,
                         ImageWork *work, uint8_t *out_chw, Error *err) {
     const int S = image_config_out_size(cfg);
     if (S <= 0) return err_set(err, "image preprocessing: the config does not give a square output");
     CHECK(in->w > 0 && in->h > 0 && in->px, "empty image");
-    ImageWork local = {0};
-    if (!work) work = &local;
-    const RgbImage *src = in;
+    Canvas cv = {.im = in, .w = in->w, .h = in->h};
     if (aspect == IMAGE_ASPECT_PAD) {
         uint8_t fill[3];
         image_config_pad_color(cfg, fill);
-        src = expand_to_square(in, fill, &work->canvas);
+        cv = expand_to_square(in, fill);
     }
-    // transformers' get_resize_output_image_size(default_to_square=False):
-    // short side -> shortest_edge, long side -> int(shortest_edge * long / short).
-    int ow = src->w, oh = src->h;
-    if (cfg->do_resize) {
-        if (cfg->shortest_edge > 0) {
-            const int shrt = src->w <= src->h ? src->w : src->h, lng = src->w <= src->h ? src->h : src->w;
-            const double q = (double)((int64_t)cfg->shortest_edge * lng) / (double)shrt;
-            if (q > 1e9) {
-                if (work == &local) image_work_free(&local);
-                return err_set(err, "image of %dx%d: aspect ratio too extreme to resize", src->w, src->h);
-            }
-            const int new_long = (int)q;
-            ow = src->w <= src->h ? cfg->shortest_edge : new_long;
-            oh = src->w <= src->h ? new_long : cfg->shortest_edge;
-        } else {
-            ow = cfg->size_w;
-            oh = cfg->size_h;
-        }
-    }
-    if (!cfg->do_center_crop && (ow != S || oh != S)) {
-        if (work == &local) image_work_free(&local);
-        return err_set(err, "image of %dx%d resizes to %dx%d, not the %dx%d the config promises", src->w, src->h,
-                       ow, oh, S, S);
-    }
+    int ow, oh;
+    if (resize_size(cv.w, cv.h, cfg, S, &ow, &oh, err) != 0) return -1;
+    ImageWork local = {0};
+    if (!work) work = &local;
+    const Canvas *src = &cv;
     // transformers' center_crop: top = (H - S) // 2, zero padding outside.
     const int x0 = cfg->do_center_crop ? floor_div(ow - S, 2) : 0;
     const int y0 = cfg->do_center_crop ? floor_div(oh - S, 2) : 0;
@@ -248,7 +272,7 @@ int image_preprocess_u8(const RgbImage *in, const ImagePreprocessConfig *cfg, Im
         work->hwc = xmalloc(plane * 3);
         work->hwc_cap = plane * 3;
     }
-    image_resize_bicubic_window(src, ow, oh, x0, y0, S, S, work, work->hwc);
+    image_resize_canvas_window(src, ow, oh, x0, y0, S, S, work, work->hwc);
     for (size_t i = 0; i < plane; i++) {
         out_chw[i] = work->hwc[3 * i];
         out_chw[plane + i] = work->hwc[3 * i + 1];

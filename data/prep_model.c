@@ -148,6 +148,11 @@ static int load_image(ModelPrep *mp, WorkerState *ws, const DatasetSample *s, Pr
             free(bytes);
             return skip(out, PROBLEM_CORRUPT_IMAGE, path, "%s", len ? ierr.msg : "empty file");
         }
+        // The loader preprocesses it later: refuse now what it could not.
+        if (image_preprocess_check(ws->rgb.w, ws->rgb.h, &mp->icfg, mp->rq->aspect, &ierr) != 0) {
+            free(bytes);
+            return skip(out, PROBLEM_CORRUPT_IMAGE, path, "%s: %s", path, ierr.msg);
+        }
         out->encoded = (uint8_t *)bytes;
         out->encoded_len = len;
         return 0;

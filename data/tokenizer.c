@@ -259,8 +259,6 @@ static int load_added(Tokenizer *t, const cJSON *list, int *max_id, Error *err) 
         if (id < 0 || id > MAX_TOKEN_ID || !content || !*content)
             return err_set(err, "%s needs an \"id\" in 0..%d and a non-empty \"content\"", where, MAX_TOKEN_ID);
         a->id = id;
-        a->len = (int)strlen(content);
-        a->content = dup_bytes(content, a->len);
         if (json_get_bool(e, "lstrip", 0, &v, where, err)) return -1;
         a->lstrip = (uint8_t)v;
         if (json_get_bool(e, "rstrip", 0, &v, where, err)) return -1;
@@ -272,6 +270,9 @@ static int load_added(Tokenizer *t, const cJSON *list, int *max_id, Error *err) 
         // tokenizers' default: special tokens are not normalized, others are
         if (json_get_bool(e, "normalized", !a->special, &v, where, err)) return -1;
         a->normalized = (uint8_t)v;
+        // Copied last: an error above leaves nothing owned outside n_added.
+        a->len = (int)strlen(content);
+        a->content = dup_bytes(content, a->len);
         if (id > *max_id) *max_id = id;
         t->n_added++;
     }

@@ -180,7 +180,7 @@ static int eval_scienceqa(int argc, char **argv) {
     specs[n++] = (ArgSpec){"images", ARG_STRING, &images, "image folder of the split (ScienceQA's images/test)", 0};
     specs[n++] = (ArgSpec){"single-pred-prompt", ARG_FLAG, &single_pred,
                            "append \"Answer with the option's letter from the given choices directly.\"", 0};
-    specs[n++] = (ArgSpec){"batch-size", ARG_INT, &batch_size, "questions generated together (default 8)", 0};
+    specs[n++] = (ArgSpec){"batch-size", ARG_INT, &batch_size, "questions generated together (default 8)", 0, 1, 4096};
     n = gen_cli_args(&cli, specs, n);
     specs[n++] = (ArgSpec){"answers", ARG_STRING, &answers,
                            "instead of a model: score this answers JSONL ({question_id, prompt, text} per line, "

@@ -27,10 +27,11 @@ static int parse_ids(const char *text, int32_t **ids, int *n, Error *err) {
     *ids = xmalloc((size_t)*n * sizeof(int32_t));
     int i = 0;
     for (const cJSON *it = a->child; it; it = it->next, i++) {
-        if (!cJSON_IsNumber(it) || it->valuedouble != (double)it->valueint) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != (double)it->valueint || it->valueint < 0) {
             cJSON_Delete(a);
             free(*ids);
-            return err_set(err, "--ids item %d is not an integer", i);
+            *ids = NULL;  // the caller frees *ids on every path
+            return err_set(err, "--ids item %d is not a token id (an integer >= 0)", i);
         }
         (*ids)[i] = it->valueint;
     }
@@ -128,7 +129,7 @@ int cmd_generate(int argc, char **argv) {
                                                          "as ids (images: one or image_seq_length image tokens each)", 0};
     specs[n++] = (ArgSpec){"pixels", ARG_STRING, &pixels_path,
                            "instead of --image: preprocessed images, safetensors with pixel_values [N, 3, S, S]", 0};
-    specs[n++] = (ArgSpec){"eos", ARG_INT, &eos, "stop token id (default: the tokenizer's / model's eos; -1 = none)", 0};
+    specs[n++] = (ArgSpec){"eos", ARG_INT, &eos, "stop token id (default: the tokenizer's / model's eos; -1 = none)", 0, -1, 16777215};
     specs[n++] = (ArgSpec){"verify", ARG_FLAG, &verify,
                            "check the KV-cache logits of every step against a full forward (debugging)", 0};
     int rc = args_parse(argc, argv, specs, n,

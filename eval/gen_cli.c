@@ -28,13 +28,13 @@ int gen_cli_args(GenCli *c, ArgSpec *specs, int n) {
                            "else vicuna_v1)", 0};
     specs[n++] = (ArgSpec){"aspect", ARG_STRING, &c->aspect,
                            "pad (LLaVA-1.5: expand to a square first) | square (resize + centre crop) (default pad)", 0};
-    specs[n++] = (ArgSpec){"temperature", ARG_FLOAT, &c->temperature, c->help_temperature, 0};
-    specs[n++] = (ArgSpec){"top-p", ARG_FLOAT, &c->top_p, "nucleus sampling mass, 1 = off (default 1)", 0};
-    specs[n++] = (ArgSpec){"top-k", ARG_INT, &c->top_k, "keep the k most likely tokens, 0 = off (default 0)", 0};
-    specs[n++] = (ArgSpec){"max-new-tokens", ARG_INT, &c->max_new, c->help_max_new, 0};
+    specs[n++] = (ArgSpec){"temperature", ARG_FLOAT, &c->temperature, c->help_temperature, 0, 0, 100};
+    specs[n++] = (ArgSpec){"top-p", ARG_FLOAT, &c->top_p, "nucleus sampling mass, 1 = off (default 1)", 0, 0, 1};
+    specs[n++] = (ArgSpec){"top-k", ARG_INT, &c->top_k, "keep the k most likely tokens, 0 = off (default 0)", 0, 0, 16777216};
+    specs[n++] = (ArgSpec){"max-new-tokens", ARG_INT, &c->max_new, c->help_max_new, 0, 0, 1048576};
     specs[n++] = (ArgSpec){"sample-seed", ARG_INT, &c->seed, "sampling seed (default 0)", 0};
     specs[n++] = (ArgSpec){"device", ARG_STRING, &c->device, "cpu | cuda (default cpu)", 0};
-    specs[n++] = (ArgSpec){"threads", ARG_INT, &c->threads, "CPU threads (default: all cores)", 0};
+    specs[n++] = (ArgSpec){"threads", ARG_INT, &c->threads, "CPU threads (default: all cores)", 0, 0, 1024};
     return n;
 }
 

@@ -12,6 +12,8 @@ Writes, under tests/fixtures/images/:
              by the small encoders below.
   bad/       inputs that must fail with a clear error (truncated, corrupt,
              text named .jpg, empty, decompression bombs, unsupported format).
+  huge/      tiny files of extreme aspect (60000x2, 33x22575) whose
+             expand2square canvas would take gigabytes.
   configs/   preprocessor_config.json files (LLaVA-1.5's at 336, small sizes,
              other mean/std, a crop smaller and one larger than the resize,
              the legacy integer "size"/"crop_size" spelling).
@@ -187,6 +189,13 @@ def gif_offset_frame(data, extra_w, extra_h, left, top):
     return head + table + ext + desc + rest
 
 
+def gif_empty_frame(data, left):
+    """A 0 x 0 first frame at x = left (Pillow: "tile cannot extend outside image")."""
+    head, table, ext, desc, rest = gif_parts(data)
+    desc = desc[:1] + struct.pack("<HHHH", left, 0, 0, 0) + desc[9:]
+    return head + table + ext + desc + rest
+
+
 def save(im, fmt, **kw):
     b = io.BytesIO()
     im.save(b, fmt, **kw)
@@ -242,6 +251,11 @@ def build_cases():
     add("png_very_wide_p", "png", "clip32", save(p, "PNG"))
     add("png_tall_shrink", "png", "clip32", save(rgb(48, 400, 30, noise=2), "PNG"))  # vertical pass first
     add("png_exact_64", "png", "clip64", save(rgb(64, 64, 31), "PNG"))
+    # Extreme aspect ratios: expand2square's canvas is 1000x the image (the C
+    # side never builds it, data/image_resize.c).
+    add("png_extreme_wide", "png", "clip32", save(rgb(2400, 3, 33), "PNG"))
+    add("jpeg_extreme_tall", "jpg", "clip64", save(rgb(5, 1800, 34), "JPEG", quality=90))
+    add("png_extreme_wide_336", "png", "clip336", save(rgb(3000, 2, 35, noise=40), "PNG"))
     add("png_larger_64", "png", "clip64", save(rgb(150, 110, 32, noise=3), "PNG"))
     add("png_smaller_64", "png", "clip64", save(rgb(20, 14, 33), "PNG"))
     p, _ = palette_image(180, 270, 34, colours=6)
@@ -322,6 +336,7 @@ def bad_inputs(cases):
         ("bomb.gif", bomb_gif, ["over the limit", "65535x65535"]),
         ("corrupt.png", bytes(corrupt_png), ["PNG", "corrupt"]),
         ("garbage_after_magic.jpg", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, ["JPEG"]),
+        ("empty_frame.gif", gif_empty_frame(gif, 65535), ["GIF", "empty"]),
         ("image.webp", b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 32, ["WebP", "not supported"]),
     ]
 
@@ -402,6 +417,17 @@ def main():
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             pil_error = f"{type(e).__name__}: {e}".replace(path, fname)
         manifest["bad"].append({"file": f"bad/{fname}", "expect": words, "pillow": pil_error})
+    # Images whose expand2square canvas would be gigabytes (60000^2 x 3 bytes):
+    # small files that must preprocess in bounded memory (Pillow's own
+    # reference would need that canvas; the extreme cases above check the
+    # pixels on canvases Pillow can afford).
+    os.makedirs(os.path.join(ROOT, "huge"))
+    manifest["huge"] = []
+    for fname, im, fmt in (("wide_60000x2.png", Image.new("RGB", (60000, 2), (200, 30, 60)), "PNG"),
+                           ("tall_33x22575.jpg", Image.new("RGB", (33, 22575), (10, 120, 230)), "JPEG")):
+        with open(os.path.join(ROOT, "huge", fname), "wb") as f:
+            f.write(save(im, fmt))
+        manifest["huge"].append({"file": f"huge/{fname}", "size": list(im.size)})
     modes = {c["id"]: c["pil_mode"] for c in manifest["cases"]}
     assert modes["gif_grey"] == "L" and modes["png_la"] == "LA" and modes["png_mode1"] == "1", modes
     assert modes["png_grey16"] == "I;16" and modes["jpeg_cmyk"] == "CMYK" and modes["png_p_transparency"] == "P"

@@ -101,7 +101,7 @@ static void norm_run(void *c) {
 }
 
 static void test_norm(int rms) {
-    int M = 6, C = 19;
+    int M = 37, C = 19;  // several of the CPU op's 16-row chunks, a tail of 3 columns past the 8-wide lanes
     NormCtx c = {zeros((size_t)M * C), zeros(M), zeros(M), randv((size_t)M * C, 1), randv(C, 1), randv(C, 1),
                  M, C, 1e-5f, rms};
     for (int i = 0; i < C; i++) c.w[i] += 1.0f;
@@ -262,7 +262,7 @@ static void attention_reference(const float *qkv, const AttnShape *s, double *ou
         for (int h = 0; h < s->NH; h++)
             for (int i = 0; i < s->T; i++) {
                 const int32_t *seg = s->seg ? s->seg + b * s->T : NULL;
-                double w[64], mx = -INFINITY, sum = 0.0;
+                double *w = malloc((size_t)s->T * sizeof(double)), mx = -INFINITY, sum = 0.0;
                 int kvh = h / (s->NH / s->NKV);
                 for (int j = 0; j < s->T; j++) {
                     int vis = !(s->causal && j > i);
@@ -278,7 +278,10 @@ static void attention_reference(const float *qkv, const AttnShape *s, double *ou
                 }
                 double *o = out + ((size_t)(b * s->T + i) * s->NH + h) * s->HS;
                 for (int d = 0; d < s->HS; d++) o[d] = 0.0;
-                if (mx == -INFINITY) continue;
+                if (mx == -INFINITY) {
+                    free(w);
+                    continue;
+                }
                 for (int j = 0; j < s->T; j++) sum += w[j] == -INFINITY ? 0.0 : exp(w[j] - mx);
                 for (int j = 0; j < s->T; j++) {
                     if (w[j] == -INFINITY) continue;
@@ -286,6 +289,7 @@ static void attention_reference(const float *qkv, const AttnShape *s, double *ou
                     for (int d = 0; d < s->HS; d++)
                         o[d] += pj * qkv[(b * s->T + j) * row + (s->NH + s->NKV + kvh) * s->HS + d];
                 }
+                free(w);
             }
 }
 
@@ -319,6 +323,16 @@ static void test_attention(void) {
     // row 0: right padding; row 1: two packed documents then padding
     int32_t seg[2 * 7] = {1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 2, 2, 2, 0};
     test_attention_case("causal padded+packed", 2, 7, 2, 1, 4, 1, seg);
+    // Longer than the CPU op's query blocks (128 rows): causal windows start
+    // at the first key of a block's documents and stop at its last row.
+    enum { TL = 300 };
+    int32_t segl[2 * TL];
+    for (int t = 0; t < TL; t++) {
+        segl[t] = t < 270 ? 1 : 0;                                   // right padding
+        segl[TL + t] = t < 100 ? 1 : t < 140 ? 2 : t < 290 ? 3 : 0;  // 3 packed documents, one across a block edge
+    }
+    test_attention_case("causal padded+packed, 3 query blocks", 2, TL, 2, 1, 8, 1, segl);
+    test_attention_case("bidirectional padded, 3 query blocks", 2, TL, 2, 2, 8, 0, segl);
     // left padding: the first query sees no key at all -> zeros, lse -inf
     int32_t left[5] = {0, 0, 1, 1, 1};
     size_t nqkv = (size_t)5 * 3 * 4;

@@ -283,6 +283,12 @@ static void check_errors(void) {
         {"{\"model\": {\"vocab\": {\"a\": 0, \"b\": 2000000000}, \"merges\": [], \"unk_token\": \"a\"}}", "model.vocab[\"b\"]"},
         {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"added_tokens\": "
          "[{\"id\": 99999999, \"content\": \"x\"}]}", "added_tokens[0]"},
+        // A wrong type after "content" once leaked the copied content (the _asan run fails on leaks).
+        {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"added_tokens\": "
+         "[{\"id\": 1, \"content\": \"<x>\", \"lstrip\": 1}]}", "\"lstrip\" must be true or false"},
+        // cJSON would cut the content at the NUL.
+        {"{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [], \"unk_token\": \"a\"}, \"added_tokens\": "
+         "[{\"id\": 1, \"content\": \"<x\\u0000y>\"}]}", "\\u0000"},
     };
     char tmp[] = "/tmp/llava_tokerr_XXXXXX", path[4200];
     CHECK(mkdtemp(tmp), "mkdtemp");

@@ -261,16 +261,19 @@ int checkpoint_load_modules(LlavaModel *m, const CheckpointDir *d, unsigned modu
                     goto done;
                 }
             }
-            float *host = xmalloc((size_t)st->numel * sizeof(float));
+            // The CPU backend's weights are host fp32: read straight into them
+            // (no second copy of the tensor while loading).
+            const int direct = !resized && strcmp(m->ops->name, "cpu") == 0;
+            float *host = direct ? model_weight(m, p) : xmalloc((size_t)st->numel * sizeof(float));
             if (st_read_f32(f, st, host, err) != 0) {
-                free(host);
+                if (!direct) free(host);
                 goto done;
             }
             if (resized)
                 upload_resized(m, p, host, st->shape[0]);
-            else
+            else if (!direct)
                 m->ops->upload_act(model_weight(m, p), host, p->numel);
-            free(host);
+            if (!direct) free(host);
             loaded[pi] = 1;
             m->params.p[pi].file_dtype = st->dtype;
             if (record_names) {

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
 #include "common/args.h"
 #include "kernels/backend.h"
@@ -15,6 +17,12 @@
 #include "train/optim.h"
 #include "train/synthetic.h"
 
+static double process_cpu_seconds(void) {
+    struct timespec ts;
+    CHECK(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 int cmd_bench(int argc, char **argv) {
     ModelSource src;
     model_source_default(&src);
@@ -23,19 +31,21 @@ int cmd_bench(int argc, char **argv) {
     ArgSpec specs[20];
     int n = model_source_args(&src, specs, 0);
     specs[n++] = (ArgSpec){"config", ARG_STRING, &config_path, "a LLaVA config.json to bench with random weights", 0};
-    specs[n++] = (ArgSpec){"batch", ARG_INT, &batch, "samples per step, each with one image (default 4)", 0};
-    specs[n++] = (ArgSpec){"text", ARG_INT, &text, "text tokens per sample besides the image tokens (default 64)", 0};
-    specs[n++] = (ArgSpec){"stage", ARG_INT, &stage, "1 or 2: what trains (default 2)", 0};
+    specs[n++] = (ArgSpec){"batch", ARG_INT, &batch, "samples per step, each with one image (default 4)", 0, 1, 4096};
+    specs[n++] = (ArgSpec){"text", ARG_INT, &text, "text tokens per sample besides the image tokens (default 64)", 0, 0, 1048576};
+    specs[n++] = (ArgSpec){"stage", ARG_INT, &stage, "1 or 2: what trains (default 2)", 0, 1, 2};
     specs[n++] = (ArgSpec){"lora-r", ARG_INT, &lora_r,
-                           "stage 2 with LoRA of this rank on every LLM linear (alpha 2r, dropout 0.05) (default 0: off)", 0};
-    specs[n++] = (ArgSpec){"steps", ARG_INT, &steps, "timed steps (default 5)", 0};
-    specs[n++] = (ArgSpec){"warmup", ARG_INT, &warmup, "untimed steps first (default 1)", 0};
-    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute, "gradient checkpointing 0|1 (default 0)", 0};
+                           "stage 2 with LoRA of this rank on every LLM linear (alpha 2r, dropout 0.05) (default 0: off)", 0,
+                           0, 65536};
+    specs[n++] = (ArgSpec){"steps", ARG_INT, &steps, "timed steps (default 5)", 0, 1, 1000000};
+    specs[n++] = (ArgSpec){"warmup", ARG_INT, &warmup, "untimed steps first (default 1)", 0, 0, 1000000};
+    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute, "gradient checkpointing 0|1 (default 0)", 0, 0, 1};
     specs[n++] = (ArgSpec){"device", ARG_STRING, &device, "cpu | cuda (default cpu)", 0};
-    specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all)", 0};
+    specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all)", 0, 0, 1024};
     int rc = args_parse(argc, argv, specs, n, "llava bench (--model DIR | --config CONFIG.json) [options]",
                         "Times full training steps on synthetic data of a fixed shape (every sample: BOS, one image,\n"
-                        "`text` tokens) and prints one JSON line: seconds per step, tokens/s, images/s.",
+                        "`text` tokens) and prints one JSON line: wall and CPU seconds per step (CPU: all threads of\n"
+                        "the process), tokens/s, images/s, the process's peak RSS.",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;
     if (batch < 1 || text < 1 || steps < 1 || warmup < 0 || (stage != 1 && stage != 2)) {
@@ -84,7 +94,9 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "llava bench: %s\n", err.msg);
         return EXIT_BAD_INPUT;
     }
-    double t_total = 0.0, best = INFINITY;
+    // Wall time and process CPU time (all threads): on a shared machine the
+    // CPU time is the figure that does not move with the other jobs' load.
+    double t_total = 0.0, best = INFINITY, cpu_total = 0.0;
     long tokens = 0, images = 0;
     int status = EXIT_OK;
     for (int s = 0; s < warmup + steps; s++) {
@@ -92,7 +104,7 @@ int cmd_bench(int argc, char **argv) {
         int nb = 0;
         data.next_step(&data, &b, &nb, &err);
         ops->synchronize();
-        double t0 = now_seconds();
+        double t0 = now_seconds(), c0 = process_cpu_seconds();
         model_zero_grads(&m);
         if (model_forward(&m, &b, &err) != 0) {
             fprintf(stderr, "llava bench: %s\n", err.msg);
@@ -102,21 +114,25 @@ int cmd_bench(int argc, char **argv) {
         model_backward(&m, 1.0f / (float)(m.n_counted ? m.n_counted : 1));
         optim_step(&opt, &m, 1e-5, 1.0f, s + 1);
         ops->synchronize();
-        double dt = now_seconds() - t0;
+        double dt = now_seconds() - t0, dc = process_cpu_seconds() - c0;
         if (s >= warmup) {
+            cpu_total += dc;
             t_total += dt;
             best = dt < best ? dt : best;
             tokens += (long)b.B * b.T;
             images += b.n_images;
         }
     }
+    struct rusage ru;
+    CHECK(getrusage(RUSAGE_SELF, &ru) == 0, "getrusage failed");
     if (status == EXIT_OK)
         printf("{\"device\": \"%s\", \"stage\": %d, \"batch\": %d, \"seq\": %d, \"params\": %zu, \"trainable\": %zu, "
                "\"recompute\": %d, \"steps\": %d, \"s_per_step\": %.6f, \"best_s_per_step\": %.6f, "
-               "\"tokens_per_s\": %.1f, \"images_per_s\": %.2f, \"lora_r\": %d, \"max_rss_gb\": %.3f}\n",
+               "\"cpu_s_per_step\": %.6f, \"tokens_per_s\": %.1f, \"images_per_s\": %.2f, \"lora_r\": %d, \"max_rss_gb\": %.3f, "
+               "\"peak_rss_mb\": %.1f}\n",
                ops->name, stage, batch, 1 + m.cfg.image_tokens + text, model_num_params(&m, 0),
-               model_num_params(&m, 1), recompute, steps, t_total / steps, best, tokens / t_total, images / t_total,
-               lora_r, max_rss_gb());
+               model_num_params(&m, 1), recompute, steps, t_total / steps, best, cpu_total / steps, tokens / t_total,
+               images / t_total, lora_r, max_rss_gb(), ru.ru_maxrss / 1024.0);
     data.close(&data);
     optim_free(&opt, &m);
     model_free(&m);

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <errno.h>
 
 #include "common/args.h"
 #include "common/json.h"
@@ -32,13 +35,40 @@ extern const size_t demo_config_json_size, demo_tokenizer_json_size, demo_tokeni
 
 typedef struct {
     const char *out;
-    int seed, threads, quick;
+    int seed, threads, quick, force;
 } DemoOptions;
 
 // Paths here are built from --out and fixed names: a path too long for the
 // buffers is refused up front (cmd_demo), so joins cannot truncate.
 static void join(char *dst, size_t cap, const char *dir, const char *name) {
     if (path_join(dst, cap, dir, name) != 0) FATAL("path too long: %s/%s", dir, name);
+}
+
+// Written into --out first thing: a folder holding it is a previous demo's
+// output and may be replaced; any other non-empty folder is refused.
+#define DEMO_MARKER ".llava-demo"
+
+// 0 when `out` may be replaced: absent, an empty folder, a previous demo's
+// output, or --force. Else -1 + err (the caller exits 2).
+static int demo_check_out(const char *out, int force, Error *err) {
+    struct stat st;
+    if (lstat(out, &st) != 0) return 0;
+    if (force) return 0;
+    if (!S_ISDIR(st.st_mode))
+        return err_set(err, "--out %s exists and is not a folder: choose another path (or pass --force to replace "
+                       "it)", out);
+    char marker[4200];
+    join(marker, sizeof marker, out, DEMO_MARKER);
+    if (file_exists(marker)) return 0;
+    DIR *d = opendir(out);
+    if (!d) return err_set(err, "--out %s: cannot read the folder: %s", out, strerror(errno));
+    int empty = 1;
+    for (struct dirent *e; empty && (e = readdir(d));)
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    closedir(d);
+    if (empty) return 0;
+    return err_set(err, "--out %s holds files and is not a previous demo's output (no %s in it): the demo replaces "
+                   "its folder, so choose an empty or new one (or pass --force to replace it)", out, DEMO_MARKER);
 }
 
 // The initial model folder: random weights of the embedded config, the
@@ -221,10 +251,12 @@ static double peak_rss_mb(void) {
 int cmd_demo(int argc, char **argv) {
     DemoOptions o = {.out = "runs/demo", .seed = 1, .threads = 0, .quick = 0};
     ArgSpec specs[] = {
-        {"out", ARG_STRING, &o.out, "folder for the data, models and summary (default runs/demo; replaced)", 0},
+        {"out", ARG_STRING, &o.out, "folder for the data, models and summary (default runs/demo; replaced when "
+                                    "empty or a previous demo's output)", 0},
         {"seed", ARG_INT, &o.seed, "seed of the data and the initial weights (default 1)", 0},
-        {"threads", ARG_INT, &o.threads, "CPU threads (default: all cores)", 0},
+        {"threads", ARG_INT, &o.threads, "CPU threads (default: all cores)", 0, 0, 1024},
         {"quick", ARG_FLAG, &o.quick, "one stage-2 epoch instead of two (for tests)", 0},
+        {"force", ARG_FLAG, &o.force, "replace --out even when it is not a previous demo's output", 0},
     };
     int rc = args_parse(argc, argv, specs, (int)(sizeof specs / sizeof *specs), "llava demo [options]",
                         "The embedded default: synthetic pictures of coloured shapes, a tiny LLaVA trained in both\n"
@@ -246,7 +278,13 @@ int cmd_demo(int argc, char **argv) {
     join(s2, sizeof s2, o.out, "stage2");
     join(final1, sizeof final1, s1, "final");
     join(final2, sizeof final2, s2, "final");
+    if (demo_check_out(o.out, o.force, &err) != 0) {
+        fprintf(stderr, "llava demo: %s\n", err.msg);
+        return EXIT_BAD_INPUT;
+    }
     remove_tree(o.out);
+    join(path, sizeof path, o.out, DEMO_MARKER);
+    if (make_dirs(o.out, &err) != 0 || write_file_atomic(path, "llava demo output\n", 18, &err) != 0) goto fail;
     printf("== llava demo: data, model and runs in %s\n", o.out);
     DemoDataOptions dopt = {.n_caption = 2000, .n_train_qa = 3000, .n_test_qa = 200, .image_size = 32,
                             .seed = (uint64_t)o.seed};

@@ -53,10 +53,10 @@ int cmd_forward(int argc, char **argv) {
     specs[n++] = (ArgSpec){"batch", ARG_STRING, &batch_path, "input batch (safetensors, see docs/formats.md)", 1};
     specs[n++] = (ArgSpec){"out", ARG_STRING, &out_path, "output safetensors: logits, loss, grad.<name>", 1};
     specs[n++] = (ArgSpec){"stage", ARG_INT, &stage,
-                           "0 = no gradients, 1 = projector, 2 = projector + LLM (default 2)", 0};
-    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute, "gradient checkpointing per LLM layer, 0|1 (default 0)", 0};
+                           "0 = no gradients, 1 = projector, 2 = projector + LLM (default 2)", 0, 1, 2};
+    specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute, "gradient checkpointing per LLM layer, 0|1 (default 0)", 0, 0, 1};
     specs[n++] = (ArgSpec){"device", ARG_STRING, &device, "cpu | cuda (default cpu)", 0};
-    specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all cores)", 0};
+    specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all cores)", 0, 0, 1024};
     int rc = args_parse(argc, argv, specs, n,
                         "llava forward --model DIR --batch IN.safetensors --out OUT.safetensors [options]",
                         "Runs one batch forward and, for stage 1 or 2, backward; writes logits [B,T,V], loss\n"

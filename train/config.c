@@ -1,6 +1,7 @@
 #include "train/config.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,8 +129,10 @@ static int parse_token_id(const cJSON *o, const char *key, int def, int *out, co
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (cJSON_IsArray(v)) {
         const cJSON *first = cJSON_GetArrayItem(v, 0);
-        if (!cJSON_IsNumber(first)) return err_set(err, "%s: \"%s\" must hold integers", where, key);
-        *out = first->valueint;
+        int64_t id;
+        if (json_number_to_int64(first, -1, 2147483647.0, &id) != 0)
+            return err_set(err, "%s: \"%s\" must hold integers", where, key);
+        *out = (int)id;
         return 0;
     }
     return json_get_int(o, key, def, out, where, err);
@@ -338,9 +341,52 @@ done:
     return rc;
 }
 
+// A size from config.json must lie in [lo, hi]: bounds far above any real
+// model, low enough that products of sizes cannot overflow (grid^2,
+// heads x head_dim, vocab x hidden in size_t) and that a typo is refused
+// before minutes of work or a huge allocation.
+typedef struct {
+    const char *key;
+    int64_t value, lo, hi;
+} SizeCheck;
+
+static int check_sizes(const SizeCheck *c, int n, Error *err) {
+    for (int i = 0; i < n; i++)
+        if (c[i].value < c[i].lo || c[i].value > c[i].hi)
+            return err_set(err, "%s = %lld is outside [%lld, %lld]", c[i].key, (long long)c[i].value,
+                           (long long)c[i].lo, (long long)c[i].hi);
+    return 0;
+}
+
 int config_finish(LlavaConfig *cfg, Error *err) {
     VisionConfig *v = &cfg->vision;
     TextConfig *t = &cfg->text;
+    const SizeCheck sizes[] = {
+        {"vision_config.hidden_size", v->hidden, 1, 65536},
+        {"vision_config.num_hidden_layers", v->layers, 1, 1024},
+        {"vision_config.num_attention_heads", v->heads, 1, 4096},
+        {"vision_config.intermediate_size", v->intermediate, 1, 1 << 20},
+        {"vision_config.image_size", v->image_size, 1, 8192},
+        {"vision_config.patch_size", v->patch_size, 1, 8192},
+        {"text_config.vocab_size", t->vocab, 1, 1 << 24},
+        {"text_config.hidden_size", t->hidden, 1, 65536},
+        {"text_config.intermediate_size", t->intermediate, 1, 1 << 20},
+        {"text_config.num_hidden_layers", t->layers, 1, 1024},
+        {"text_config.num_attention_heads", t->heads, 1, 4096},
+        {"text_config.num_key_value_heads", t->kv_heads, 1, 4096},
+        {"text_config.head_dim", t->head_dim, 1, 4096},
+        {"text_config.max_position_embeddings", t->max_positions, 1, 1 << 24},
+        {"text_config.num_attention_heads x head_dim", (int64_t)t->heads * t->head_dim, 1, 1 << 18},
+        {"text_config.bos_token_id", t->bos_id, -1, (1 << 24) - 1},
+        {"text_config.eos_token_id", t->eos_id, -1, (1 << 24) - 1},
+        {"text_config.pad_token_id", t->pad_id, -1, (1 << 24) - 1},
+        {"image_token_index", cfg->image_token_index, 0, (1 << 24) - 1},
+        {"image_seq_length", cfg->image_seq_length, 1, 1 << 20},
+        {"vision_feature_layer", cfg->feature_layer, -1025, 1024},
+    };
+    if (check_sizes(sizes, (int)(sizeof sizes / sizeof *sizes), err) != 0) return -1;
+    if (!(v->eps > 0.0f) || !(t->eps > 0.0f) || !isfinite(v->eps) || !isfinite(t->eps))
+        return err_set(err, "layer_norm_eps and rms_norm_eps must be finite and > 0");
     if (v->hidden <= 0 || v->layers <= 0 || v->heads <= 0 || v->intermediate <= 0 || v->image_size <= 0 ||
         v->patch_size <= 0)
         return err_set(err, "vision sizes must be positive");
@@ -362,6 +408,9 @@ int config_finish(LlavaConfig *cfg, Error *err) {
         return err_set(err, "vision_feature_layer %d is out of range for %d vision layers", cfg->feature_layer, L);
     cfg->vision_layers_run = k;
     int grid = v->image_size / v->patch_size;
+    if ((int64_t)grid * grid > (1 << 20))
+        return err_set(err, "vision image_size %d / patch_size %d gives %lld patches (at most %d)", v->image_size,
+                       v->patch_size, (long long)grid * grid, 1 << 20);
     cfg->patches = grid * grid;
     cfg->vision_tokens = cfg->patches + (v->kind == VISION_CLIP ? 1 : 0);
     // Strategy default drops the first row, as transformers' LlavaModel does

@@ -221,18 +221,26 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
     a->cls_drop_rows = carve(cv, (NF ? NF : 1) * I32);
     for (int l = 0; l <= t->layers; l++) a->x[l] = carve(cv, Mz * C * A);
     int n_layer_acts = m->recompute ? 1 : t->layers;
+    // The normed inputs of the qkv and gate/up matmuls and the swiglu output
+    // (the down matmul's input) are read by backward only for weight
+    // gradients, and each is one cheap elementwise op away from what the
+    // layer saves anyway (x, h with the rstds; gateup): every layer writes
+    // them into layer 0's buffers, and backward rebuilds a layer's, bitwise,
+    // when the LLM or its LoRA adapters train (llm_layer_rebuild_weight_inputs). A third of the
+    // saved activations.
     for (int l = 0; l < n_layer_acts; l++) {
         LayerActs *L = &a->layer[l];
-        L->ln1 = carve(cv, Mz * C * A);
+        const int own = l == 0;
+        L->ln1 = own ? carve(cv, Mz * C * A) : a->layer[0].ln1;
         L->ln1_rstd = carve(cv, Mz * F);
         L->qkv = carve(cv, Mz * QKV * A);
         L->att = carve(cv, Mz * ATT * A);
         L->lse = carve(cv, Mz * t->heads * F);
         L->h = carve(cv, Mz * C * A);
-        L->ln2 = carve(cv, Mz * C * A);
+        L->ln2 = own ? carve(cv, Mz * C * A) : a->layer[0].ln2;
         L->ln2_rstd = carve(cv, Mz * F);
         L->gateup = carve(cv, Mz * 2 * I * A);
-        L->mlp = carve(cv, Mz * I * A);
+        L->mlp = own ? carve(cv, Mz * I * A) : a->layer[0].mlp;
         for (int k = 0; k < LORA_TARGETS; k++)
             L->lora_u[k] = (m->lora.targets >> k & 1) ? carve(cv, Mz * (size_t)m->lora.r * A) : NULL;
     }
@@ -251,10 +259,10 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
     a->losses = carve(cv, Mz * F);
     a->dres = carve(cv, Mz * C * A);
     a->dln = carve(cv, Mz * C * A);
-    a->dqkv = carve(cv, Mz * QKV * A);
-    a->datt = carve(cv, Mz * ATT * A);
-    a->dgateup = carve(cv, Mz * 2 * I * A);
-    a->dmlp = carve(cv, Mz * I * A);
+    // A layer's backward is done with dmlp before it writes datt, and with
+    // dgateup before it writes dqkv (llm_layer_backward): each pair shares.
+    a->dqkv = a->dgateup = carve(cv, Mz * (QKV > 2 * I ? QKV : 2 * I) * A);
+    a->datt = a->dmlp = carve(cv, Mz * (ATT > I ? ATT : I) * A);
     if (N > 0) {
         a->pixels = carve(cv, (size_t)N * 3 * S * S * A);
         a->patches = carve(cv, (size_t)N * NP * PP * A);
@@ -519,6 +527,19 @@ static void llm_layer_forward(LlavaModel *m, int l, LayerActs *L, const void *x_
     o->residual_forward(x_out, x_out, L->h, (size_t)M * C);
 }
 
+// ln1, ln2 and the SwiGLU output of layer l into the buffers all layers
+// share (see plan): the same ops on the same saved inputs as the forward,
+// so the same bits.
+static void llm_layer_rebuild_weight_inputs(LlavaModel *m, int l, LayerActs *L, const void *x_in) {
+    const Ops *o = m->ops;
+    const TextConfig *t = &m->cfg.text;
+    const LlmLayerOffsets *w = &m->off.llm[l];
+    const int M = m->acts.M, C = t->hidden;
+    o->rmsnorm_forward(L->ln1, L->ln1_rstd, x_in, W(m, MODULE_LLM, w->ln1_w), M, C, t->eps);
+    o->rmsnorm_forward(L->ln2, L->ln2_rstd, L->h, W(m, MODULE_LLM, w->ln2_w), M, C, t->eps);
+    o->swiglu_forward(L->mlp, L->gateup, M, t->intermediate);
+}
+
 // On entry acts.dres holds d(x_out); on exit d(x_in).
 static void llm_layer_backward(LlavaModel *m, int l, LayerActs *L, const void *x_in) {
     const Ops *o = m->ops;
@@ -604,7 +625,10 @@ void model_backward(LlavaModel *m, float dloss_scale) {
         LayerActs *L = &a->layer[m->recompute ? 0 : l];
         // Recompute the layer from its saved input. It rewrites x[l+1] with
         // bitwise the same values, which nothing reads any more.
-        if (m->recompute) llm_layer_forward(m, l, L, a->x[l], a->x[l + 1]);
+        if (m->recompute)
+            llm_layer_forward(m, l, L, a->x[l], a->x[l + 1]);
+        else if (m->trainable[LM] || m->trainable[MODULE_LORA])  // the adapters read the same inputs
+            llm_layer_rebuild_weight_inputs(m, l, L, a->x[l]);
         llm_layer_backward(m, l, L, a->x[l]);
     }
     // a->dres now holds d(inputs_embeds).

@@ -25,7 +25,7 @@ int model_source_args_compose(ModelSource *s, ArgSpec *specs, int n) {
     specs[n++] = (ArgSpec){"projector-type", ARG_STRING, &s->projector_type,
                            "compose: linear | mlp2x_gelu (default mlp2x_gelu)", 0};
     specs[n++] = (ArgSpec){"image-token", ARG_INT, &s->image_token_index,
-                           "compose: id of <image> in the LLM vocabulary (default: append <image>, <pad>)", 0};
+                           "compose: id of <image> in the LLM vocabulary (default: append <image>, <pad>)", 0, -1, 16777215};
     specs[n++] = (ArgSpec){"seed", ARG_INT, &s->seed, "compose: projector init seed (default 0)", 0};
     specs[n++] = (ArgSpec){"adapter", ARG_STRING, &s->adapter_dir,
                            "PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) on the model", 0};

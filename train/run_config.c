@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,12 +19,14 @@ typedef struct {
     size_t offset;
     size_t size;  // for strings
     const char *help;
+    double lo, hi;  // numbers: the allowed range (a value outside is refused naming key and range)
 } KeySpec;
 
-#define S(field, help) {#field, K_STR, offsetof(RunConfig, field), sizeof(((RunConfig *)0)->field), help}
-#define I(field, help) {#field, K_INT, offsetof(RunConfig, field), 0, help}
-#define D(field, help) {#field, K_DBL, offsetof(RunConfig, field), 0, help}
-#define B(field, help) {#field, K_BOOL, offsetof(RunConfig, field), 0, help}
+#define S(field, help) {#field, K_STR, offsetof(RunConfig, field), sizeof(((RunConfig *)0)->field), help, 0, 0}
+#define I(field, lo, hi, help) {#field, K_INT, offsetof(RunConfig, field), 0, help, lo, hi}
+#define D(field, lo, hi, help) {#field, K_DBL, offsetof(RunConfig, field), 0, help, lo, hi}
+#define B(field, help) {#field, K_BOOL, offsetof(RunConfig, field), 0, help, 0, 1}
+#define MAXI 2147483647.0
 
 static const KeySpec KEYS[] = {
     S(model, "LLaVA model folder to start from (stage 2, ScienceQA, continued pre-training)"),
@@ -31,53 +34,53 @@ static const KeySpec KEYS[] = {
     S(llm, "LLaMA/Vicuna folder (composition)"),
     S(projector, "projector weights (safetensors) for composition; empty = fresh init"),
     S(projector_type, "linear | mlp2x_gelu, for composition"),
-    I(image_token, "composition: id of <image> in the LLM vocabulary; -1 = append <image>, <pad>"),
-    I(stage, "1 = projector only, 2 = projector + LLM (the vision tower never trains)"),
+    I(image_token, -1, 16777215, "composition: id of <image> in the LLM vocabulary; -1 = append <image>, <pad>"),
+    I(stage, 1, 2, "1 = projector only, 2 = projector + LLM (the vision tower never trains)"),
     S(data, "shard folder from `llava prep`, a LLaVA .json/.jsonl (prepped into data_cache first), or a mixture "
             "[{\"path\": DIR, \"weight\": W}, ...]"),
     S(images, "image folder for a .json/.jsonl data file"),
     S(data_cache, "where a .json/.jsonl is prepped (default: <output_dir>/data)"),
     {"template", K_STR, offsetof(RunConfig, template_name), sizeof(((RunConfig *)0)->template_name),
-     "conversation template: plain | vicuna_v1 | v1 | llava_v1 | qwen_2 | llama_3"},
-    I(max_length, "maximum tokens per sample, truncated beyond (0 = min(2048, the model's positions))"),
+     "conversation template: plain | vicuna_v1 | v1 | llava_v1 | qwen_2 | llama_3", 0, 0},
+    I(max_length, 0, 1048576, "maximum tokens per sample, truncated beyond (0 = min(2048, the model's positions))"),
     S(aspect, "square | pad (LLaVA-1.5 stage 2 pads images to a square)"),
     B(group_by_modality_length, "batches of only-image or only-text samples of similar length"),
     B(pack, "pack several samples into one row (attention never crosses samples)"),
-    I(workers, "loader threads"),
-    I(epochs, "passes over the data"),
-    I(max_steps, "optimizer steps; > 0 overrides epochs"),
-    I(micro_batch, "samples per forward/backward on one process"),
-    I(grad_accum, "micro-batches accumulated per optimizer step"),
-    I(global_batch, "> 0: samples per optimizer step over all processes (sets grad_accum)"),
-    D(lr, "peak learning rate"),
-    D(projector_lr, "peak learning rate of the projector (0 = lr)"),
+    I(workers, 0, 256, "loader threads"),
+    I(epochs, 0, 1000000, "passes over the data"),
+    I(max_steps, -1, 1e9, "optimizer steps; > 0 overrides epochs"),
+    I(micro_batch, 1, 65536, "samples per forward/backward on one process"),
+    I(grad_accum, 1, 65536, "micro-batches accumulated per optimizer step"),
+    I(global_batch, 0, 16777216, "> 0: samples per optimizer step over all processes (sets grad_accum)"),
+    D(lr, 0, 1e30, "peak learning rate"),
+    D(projector_lr, 0, 1e30, "peak learning rate of the projector (0 = lr)"),
     S(schedule, "cosine | linear | constant (after warmup)"),
-    D(warmup_ratio, "fraction of the steps spent warming up linearly from 0"),
-    I(warmup_steps, "> 0: warmup steps (overrides warmup_ratio)"),
-    D(weight_decay, "decoupled weight decay (never on biases and norm weights)"),
-    D(adam_beta1, "AdamW beta1"),
-    D(adam_beta2, "AdamW beta2"),
-    D(adam_eps, "AdamW epsilon"),
-    D(max_grad_norm, "clip the global gradient norm to this (<= 0: no clipping)"),
-    I(lora_r, "> 0: LoRA rank; trains adapters on the LLM's linear layers instead of the LLM (stage 2)"),
-    D(lora_alpha, "LoRA alpha: the adapter output is scaled by alpha / r"),
-    D(lora_dropout, "dropout on the adapters' input while training"),
+    D(warmup_ratio, 0, 1, "fraction of the steps spent warming up linearly from 0"),
+    I(warmup_steps, 0, 1e9, "> 0: warmup steps (overrides warmup_ratio)"),
+    D(weight_decay, 0, 1e6, "decoupled weight decay (never on biases and norm weights)"),
+    D(adam_beta1, 0, 1, "AdamW beta1"),
+    D(adam_beta2, 0, 1, "AdamW beta2"),
+    D(adam_eps, 0, 1, "AdamW epsilon"),
+    D(max_grad_norm, -1, 1e9, "clip the global gradient norm to this (<= 0: no clipping)"),
+    I(lora_r, 0, 65536, "> 0: LoRA rank; trains adapters on the LLM's linear layers instead of the LLM (stage 2)"),
+    D(lora_alpha, 0, 1e9, "LoRA alpha: the adapter output is scaled by alpha / r"),
+    D(lora_dropout, 0, 0.999, "dropout on the adapters' input while training"),
     S(lora_targets, "LLM linears that get adapters: all (LLaVA's find_all_linear_names) or a list of q,k,v,o,gate,up,down"),
     S(lora_init, "kaiming (PEFT's default: A Kaiming-uniform, B zero) | gaussian (A normal 1/r, B zero)"),
     B(lora_rslora, "rank-stabilized LoRA: scale alpha / sqrt(r)"),
     B(recompute, "gradient checkpointing: recompute each LLM layer in backward"),
-    I(zero_stage, "0: every process holds the optimizer state; 1: ZeRO-1, each holds 1/N of it"),
+    I(zero_stage, 0, 1, "0: every process holds the optimizer state; 1: ZeRO-1, each holds 1/N of it"),
     B(stochastic_rounding, "CUDA: round the bf16 weights stochastically from the fp32 masters (default: nearest)"),
     S(device, "cpu | cuda"),
-    I(threads, "CPU threads (0 = all cores)"),
-    I(seed, "seed of data order and any fresh weights"),
-    D(peak_tflops, "peak TFLOP/s of one device for the MFU column (0 = known devices only)"),
+    I(threads, 0, 1024, "CPU threads (0 = all cores)"),
+    I(seed, -MAXI, MAXI, "seed of data order and any fresh weights"),
+    D(peak_tflops, 0, 1e9, "peak TFLOP/s of one device for the MFU column (0 = known devices only)"),
     S(output_dir, "run folder: checkpoints, metrics.jsonl, config.json"),
-    I(save_every, "save a checkpoint every N steps (0 = only at the end)"),
-    I(keep_last, "checkpoints to keep (older ones are deleted)"),
-    I(log_every, "print a progress line every N steps"),
+    I(save_every, 0, 1e9, "save a checkpoint every N steps (0 = only at the end)"),
+    I(keep_last, 1, 1e6, "checkpoints to keep (older ones are deleted)"),
+    I(log_every, 1, 1e9, "print a progress line every N steps"),
     S(resume, "auto (newest complete checkpoint in output_dir) | none | a checkpoint folder"),
-    I(max_bad_steps, "stop (with a checkpoint) after this many non-finite steps in a row"),
+    I(max_bad_steps, 1, 1e6, "stop (with a checkpoint) after this many non-finite steps in a row"),
     S(save_dtype, "auto (each tensor as the input stored it) | bf16 | f32"),
 };
 
@@ -143,12 +146,19 @@ static int apply(RunConfig *c, const KeySpec *k, const cJSON *v, const char *whe
         snprintf(field, k->size, "%s", v->valuestring);
         return 0;
     case K_INT:
-        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 2e9)
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
             return err_set(err, "%s: \"%s\" must be an integer", where, k->key);
+        if (!(v->valuedouble >= k->lo && v->valuedouble <= k->hi))
+            return err_set(err, "%s: \"%s\" = %.17g is outside [%.10g, %.10g]", where, k->key, v->valuedouble, k->lo,
+                           k->hi);
         *(int *)field = (int)v->valuedouble;
         return 0;
     case K_DBL:
         if (!cJSON_IsNumber(v)) return err_set(err, "%s: \"%s\" must be a number", where, k->key);
+        // cJSON reads 1e2222 as inf, which `lr >= 0` would let through.
+        if (!(v->valuedouble >= k->lo && v->valuedouble <= k->hi))
+            return err_set(err, "%s: \"%s\" = %g is outside [%.10g, %.10g]", where, k->key, v->valuedouble, k->lo,
+                           k->hi);
         *(double *)field = v->valuedouble;
         return 0;
     case K_BOOL:
@@ -234,6 +244,10 @@ int run_config_validate(const RunConfig *c, Error *err) {
     if (!one_of(c->save_dtype, (const char *const[]){"auto", "bf16", "f32", NULL}))
         return err_set(err, "\"save_dtype\" must be auto, bf16 or f32");
     if (c->micro_batch < 1 || c->grad_accum < 1) return err_set(err, "micro_batch and grad_accum must be >= 1");
+    // The global batch (x processes) is counted in int: keep the product far from overflowing.
+    if ((int64_t)c->micro_batch * c->grad_accum > 16777216)
+        return err_set(err, "micro_batch x grad_accum = %lld is over 16777216 samples a step",
+                       (long long)c->micro_batch * c->grad_accum);
     if (c->epochs < 1 && c->max_steps <= 0) return err_set(err, "set epochs >= 1 or max_steps > 0");
     if (c->max_length != 0 && c->max_length < 8) return err_set(err, "max_length %d is too small", c->max_length);
     if (!(c->lr >= 0) || !(c->projector_lr >= 0)) return err_set(err, "learning rates must be >= 0");
@@ -293,6 +307,8 @@ void run_config_print_keys(FILE *out) {
         case K_DBL: snprintf(def, sizeof def, "%g", *(const double *)field); break;
         case K_BOOL: snprintf(def, sizeof def, "%s", *(const int *)field ? "true" : "false"); break;
         }
-        fprintf(out, "  %-26s %-6s default %-12s %s\n", k->key, type_names[k->type], def, k->help);
+        char range[64] = "";
+        if (k->type == K_INT || k->type == K_DBL) snprintf(range, sizeof range, " [%.6g, %.6g]", k->lo, k->hi);
+        fprintf(out, "  %-26s %-6s default %-12s %s%s\n", k->key, type_names[k->type], def, k->help, range);
     }
 }

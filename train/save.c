@@ -336,19 +336,23 @@ int checkpoint_find_latest(const char *run_dir, char *out, size_t cap, long *ste
     return 1;
 }
 
-int checkpoint_supersede_after(const char *run_dir, long step) {
+int checkpoint_set_aside_after(const char *run_dir, long step, const char *suffix) {
     int n, moved = 0;
     long *steps = list_checkpoints(run_dir, &n);
     for (int i = 0; i < n; i++) {
         if (steps[i] <= step) continue;
         char path[4096], dst[4200];
         checkpoint_dir_name(path, sizeof path, run_dir, steps[i]);
-        snprintf(dst, sizeof dst, "%s.superseded", path);
-        for (int k = 2; dir_exists(dst) && k < 1000; k++) snprintf(dst, sizeof dst, "%s.superseded-%d", path, k);
+        snprintf(dst, sizeof dst, "%s%s", path, suffix);
+        for (int k = 2; dir_exists(dst) && k < 1000; k++) snprintf(dst, sizeof dst, "%s%s-%d", path, suffix, k);
         if (rename(path, dst) == 0) moved++;
     }
     free(steps);
     return moved;
+}
+
+int checkpoint_supersede_after(const char *run_dir, long step) {
+    return checkpoint_set_aside_after(run_dir, step, ".superseded");
 }
 
 int remove_tree(const char *path) {

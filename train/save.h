@@ -43,6 +43,9 @@ int checkpoint_find_latest(const char *run_dir, char *out, size_t cap, long *ste
 // a run that went further before this one resumed an older checkpoint) are
 // not counted, so they can never push out the one just written.
 void checkpoint_prune(const char *run_dir, int keep, long current);
+// Renames every complete checkpoint after `step` to <name><suffix> (-2, -3
+// ... when taken); returns how many. Such folders are never resumed.
+int checkpoint_set_aside_after(const char *run_dir, long step, const char *suffix);
 // A run that starts over from step `step` (resume=none, or an explicit older
 // checkpoint) in a folder holding later checkpoints of an earlier run: those
 // are renamed checkpoint-N.superseded, so they are kept but never resumed

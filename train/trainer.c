@@ -372,12 +372,15 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         char *json = run_config_to_json(c);
         int rc = write_file_atomic(path, json, strlen(json), &err);
         free(json);
-        snprintf(path, sizeof path, "%s/metrics.jsonl", c->output_dir);
-        t->metrics = rc == 0 ? fopen(path, "a") : NULL;
-        if (!t->metrics) {
-            fprintf(stderr, "llava train: cannot write in %s: %s\n", c->output_dir, rc ? err.msg : "fopen failed");
+        int cut = 0;
+        if (rc == 0) rc = metrics_open(&t->metrics, c->output_dir, t->step, &cut, &err);
+        if (rc != 0) {
+            fprintf(stderr, "llava train: cannot write in %s: %s\n", c->output_dir, err.msg);
             return EXIT_ERROR;
         }
+        if (cut)
+            printf("llava train: %d record(s) of metrics.jsonl after step %ld (or torn) moved to "
+                   "metrics.jsonl.superseded\n", cut, t->step);
     }
     LOG0(t, "llava train: stage %d on %s x%d, %zu trainable of %zu parameters, %ld steps (%ld per epoch), global "
             "batch %d = %d x %d x %d\n",
@@ -393,7 +396,7 @@ void trainer_free(Trainer *t) {
 #ifdef LLAVA_HAVE_CUDA
     if (t->nccl) nccl_leave(t->nccl);
 #endif
-    if (t->metrics) fclose(t->metrics);
+    metrics_close(&t->metrics);
     if (t->data.close) t->data.close(&t->data);
     free(t->micro);
     optim_free(&t->opt, &t->model);
@@ -418,12 +421,32 @@ static int save_model_outputs(Trainer *t, const char *dir, Error *err) {
     return save_full_model(t, dir, err);
 }
 
+// 1 when every trainable weight is finite on every rank (the fp32 masters
+// where the weights are low precision; each rank checks its slice).
+static int weights_finite(Trainer *t) {
+    const LlavaModel *m = &t->model;
+    double sum = 0.0;
+    if (t->opt.master) {
+        sum = t->ops->sum_squares(t->opt.master, t->opt.end - t->opt.begin);
+    } else {
+        for (int i = 0; i < MODULE_COUNT; i++)
+            if (m->trainable[i]) sum += t->ops->sum_squares((const float *)m->weights[i], m->params.module_numel[i]);
+    }
+    return comm_all(&t->comm, isfinite(sum));
+}
+
 // Rank 0 writes the model and the trainer state; the optimizer state is
 // written by rank 0 alone, or with ZeRO-1 by every rank (its own slice, into
 // the same folder: the run folder must be on a filesystem all ranks share).
-static int save_checkpoint(Trainer *t, Error *err) {
+// A checkpoint of diverged weights (non-finite ones, or `diverged` set at a
+// divergence stop) is written as checkpoint-N.diverged: kept to look at,
+// never resumed from or counted by keep_last. *resumable says which it was.
+static int save_checkpoint(Trainer *t, int diverged, int *resumable, Error *err) {
     char dir[4096], tmp[4200], path[4300];
+    const int finite = weights_finite(t);
+    *resumable = finite && !diverged;
     checkpoint_dir_name(dir, sizeof dir, t->cfg.output_dir, t->step);
+    if (!*resumable) strncat(dir, ".diverged", sizeof dir - strlen(dir) - 1);
     snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     int rc = 0;
     if (t->comm.rank == 0) {
@@ -451,6 +474,7 @@ static int save_checkpoint(Trainer *t, Error *err) {
         cJSON_AddNumberToObject(st, "world", t->comm.world);
         cJSON_AddNumberToObject(st, "stage", t->cfg.stage);
         cJSON_AddNumberToObject(st, "lora_r", t->cfg.lora_r);
+        cJSON_AddBoolToObject(st, "weights_finite", finite);
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
         rc = write_json_file(path, st, err);  // its presence marks the checkpoint complete
         cJSON_Delete(st);
@@ -458,7 +482,7 @@ static int save_checkpoint(Trainer *t, Error *err) {
             remove_tree(dir);  // a stale complete folder of the same step (resume=none)
             rc = rename_durable(tmp, dir, err);
         }
-        if (rc == 0) checkpoint_prune(t->cfg.output_dir, t->cfg.keep_last, t->step);
+        if (rc == 0 && *resumable) checkpoint_prune(t->cfg.output_dir, t->cfg.keep_last, t->step);
     }
     if (!comm_all(&t->comm, rc == 0)) return rc ? -1 : err_set(err, "rank 0 could not finish the checkpoint");
     return 0;
@@ -494,8 +518,10 @@ typedef struct {
     int empty;    // no counted token in the whole global batch: no update
 } StepStats;
 
-static void log_step(Trainer *t, const StepStats *s) {
-    if (t->comm.rank != 0) return;
+// metrics.jsonl record and progress line of a step. -1 + err when the
+// record could not be written (a full disk): the caller stops the run.
+static int log_step(Trainer *t, const StepStats *s, Error *err) {
+    if (t->comm.rank != 0) return 0;
     double elapsed = now_seconds() - t->t_start;
     double eta = t->steps_this_run ? elapsed / (double)t->steps_this_run * (double)(t->total_steps - t->step) : 0;
     double tok_s = s->tokens / s->seconds, img_s = s->images / s->seconds;
@@ -509,16 +535,17 @@ static void log_step(Trainer *t, const StepStats *s) {
     char info[4096] = "";
     if (t->data.step_info && t->data.step_info(&t->data, info + 2, sizeof info - 2) == 0) memcpy(info, ", ", 2);
     else info[0] = '\0';
-    fprintf(t->metrics,
+    char record[8192];
+    snprintf(record, sizeof record,
             "{\"step\": %ld, \"total_steps\": %ld, \"epoch\": %.4f, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, "
             "\"tokens\": %lld, \"counted_tokens\": %lld, \"images\": %lld, \"tokens_per_s\": %.1f, \"images_per_s\": "
             "%.2f, \"mfu\": %.4f, \"max_rss_gb\": %.3f, \"step_s\": %.4f, \"eta_s\": %.0f, \"skipped\": %d, "
-            "\"empty\": %d%s}\n",
+            "\"empty\": %d%s}",
             t->step, t->total_steps, (double)pos.epoch + (double)pos.step / (double)t->data.steps_per_epoch, loss_s,
             s->lr, norm_s, (long long)s->tokens, (long long)s->counted, (long long)s->images, tok_s, img_s, mfu,
             max_rss_gb(), s->seconds, eta, s->skipped, s->empty, info);
-    fflush(t->metrics);
-    if (t->step % t->cfg.log_every != 0 && t->step != t->total_steps && !s->skipped && !s->empty) return;
+    if (metrics_append(&t->metrics, record, err) != 0) return -1;
+    if (t->step % t->cfg.log_every != 0 && t->step != t->total_steps && !s->skipped && !s->empty) return 0;
     char mfu_s[16] = "-";
     if (mfu >= 0) snprintf(mfu_s, sizeof mfu_s, "%.1f%%", 100 * mfu);
     printf("step %ld/%ld | epoch %.2f | loss %.4f | lr %.3e | norm %.3f | %.0f tok/s | %.1f img/s | mfu %s | mem "
@@ -527,6 +554,7 @@ static void log_step(Trainer *t, const StepStats *s) {
            s->lr, s->norm, tok_s, img_s, mfu_s, max_rss_gb(), eta,
            s->skipped ? " | SKIPPED (non-finite)" : s->empty ? " | no update (no counted token)" : "");
     fflush(stdout);
+    return 0;
 }
 
 // Sums a gradient buffer over the processes. MPI works on host memory, so
@@ -656,6 +684,30 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
     return 0;
 }
 
+// After max_bad_steps non-finite steps in a row (steps first..t->step; the
+// weights stopped changing at step first - 1, whose update may be what
+// diverged): the checkpoints of step first - 1 and later are set aside as
+// *.diverged, so that rerunning with a lower learning rate (resume "auto")
+// starts from the newest checkpoint saved before that update. Says which.
+static void report_divergence(Trainer *t) {
+    const char *run = t->cfg.output_dir;
+    const long first = t->step - t->bad_streak + 1;
+    const int moved = checkpoint_set_aside_after(run, first - 2, ".diverged");
+    char good[4096];
+    long good_step = 0;
+    fprintf(stderr, "llava train: %d non-finite steps in a row (loss or gradient NaN/inf, steps %ld-%ld); stopped. "
+            "The weights of step %ld are in %s/checkpoint-%08ld.diverged",
+            t->bad_streak, first, t->step, t->step, run, t->step);
+    if (moved) fprintf(stderr, "; %d checkpoint(s) from step %ld on set aside as *.diverged", moved, first - 1);
+    if (checkpoint_find_latest(run, good, sizeof good, &good_step))
+        fprintf(stderr, ".\nResume from %s (step %ld, the last checkpoint with finite weights saved before the update "
+                "of step %ld): lower the learning rate (or check the data) and rerun; resume \"auto\" picks it.\n",
+                good, good_step, first - 1);
+    else
+        fprintf(stderr, ".\nNo checkpoint was saved before the update of step %ld: lower the learning rate (or check "
+                "the data) and start over (set save_every to keep earlier checkpoints).\n", first - 1);
+}
+
 int trainer_run(Trainer *t) {
     Error err = {{0}};
     t->t_start = now_seconds();
@@ -668,22 +720,30 @@ int trainer_run(Trainer *t) {
             fprintf(stderr, "llava train: step %ld: %s\n", t->step + 1, err.msg);
             return EXIT_BAD_INPUT;
         }
-        log_step(t, &s);
+        if (!comm_all(&t->comm, log_step(t, &s, &err) == 0)) {
+            fprintf(stderr, "llava train: step %ld: %s; stopped. Free space and rerun: the run resumes from its last "
+                    "checkpoint and metrics.jsonl is cut back to it\n", t->step,
+                    t->comm.rank == 0 ? err.msg : "rank 0 could not write metrics.jsonl");
+            return EXIT_ERROR;
+        }
         int stop = !comm_all(&t->comm, stop_signal == 0);
         int too_bad = t->bad_streak >= t->cfg.max_bad_steps;
         int periodic = t->cfg.save_every > 0 && t->step % t->cfg.save_every == 0;
         if (periodic || stop || too_bad) {
-            if (save_checkpoint(t, &err) != 0) {
+            int resumable = 0;
+            if (save_checkpoint(t, too_bad, &resumable, &err) != 0) {
                 fprintf(stderr, "llava train: saving step %ld failed: %s\n", t->step, err.msg);
                 return EXIT_ERROR;
             }
             last_saved = t->step;
-            LOG0(t, "saved checkpoint at step %ld\n", t->step);
+            if (resumable)
+                LOG0(t, "saved checkpoint at step %ld\n", t->step);
+            else if (!too_bad)
+                LOG0(t, "step %ld: the weights are not finite: saved as checkpoint-%08ld.diverged (not resumable)\n",
+                     t->step, t->step);
         }
         if (too_bad) {
-            fprintf(stderr, "llava train: %d non-finite steps in a row (loss or gradient NaN/inf); stopped at step %ld "
-                    "with a checkpoint. Lower the learning rate or check the data, then rerun to resume.\n",
-                    t->bad_streak, t->step);
+            if (t->comm.rank == 0) report_divergence(t);
             return EXIT_ERROR;
         }
         if (stop) {
@@ -693,7 +753,8 @@ int trainer_run(Trainer *t) {
             return EXIT_OK;
         }
     }
-    if (last_saved != t->step && save_checkpoint(t, &err) != 0) {
+    int resumable = 0;
+    if (last_saved != t->step && save_checkpoint(t, 0, &resumable, &err) != 0) {
         fprintf(stderr, "llava train: saving the last checkpoint failed: %s\n", err.msg);
         return EXIT_ERROR;
     }

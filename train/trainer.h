@@ -10,6 +10,7 @@
 
 #include "train/batch_source.h"
 #include "train/dist.h"
+#include "train/metrics.h"
 #include "train/optim.h"
 #include "train/run_config.h"
 
@@ -26,7 +27,7 @@ typedef struct {
     long warmup_steps;
     int bad_streak;      // consecutive non-finite steps
     long skipped;        // all non-finite steps
-    FILE *metrics;       // metrics.jsonl (rank 0)
+    MetricsFile metrics; // metrics.jsonl (rank 0)
     void *nccl;          // NCCL communicator for device buffers (CUDA, several processes), or NULL
     double flops_per_token, flops_per_image;
     double peak_flops;   // per device, 0 = unknown

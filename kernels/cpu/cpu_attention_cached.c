@@ -1,12 +1,14 @@
 // Attention of new query rows over a KV cache (generation), and the cache
-// write. The arithmetic follows cpu_attention_forward step for step (fp32
-// dot products in the same order, double denominator), so a cached step gives
-// bitwise the rows a full causal forward gives.
+// write. The softmax follows cpu_attention_forward's (the same fp32 exp, the
+// denominator in the same double lanes); the dot products are plain loops
+// where the full forward uses BLAS, so a cached step gives the full forward's
+// rows to fp32 rounding.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
+#include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_ops.h"
 
 void cpu_kv_cache_write(void *k_cache_, void *v_cache_, const void *qkv_, const int32_t *slots, int M, int NH,
@@ -53,11 +55,8 @@ void cpu_attention_cached(void *out_, const void *qkv_, const void *k_cache_, co
                         scores[j] = dot * scale;
                         if (scores[j] > mx) mx = scores[j];
                     }
-                    double sum = 0.0;
-                    for (int j = 0; j < n_keys; j++) {
-                        scores[j] = expf(scores[j] - mx);
-                        sum += scores[j];
-                    }
+                    for (int j = 0; j < n_keys; j++) scores[j] = cpu_expf_nonpos(scores[j] - mx);
+                    double sum = cpu_sum_lanes(scores, n_keys);
                     float inv = (float)(1.0 / sum);
                     float *o = out + qrow * (size_t)NH * HS + (size_t)h * HS;
                     memset(o, 0, (size_t)HS * sizeof(float));

@@ -3,11 +3,22 @@
 
 #include "kernels/cpu/cpu_ops.h"
 
+// Up to this many rows, a matmul is that many matrix-vector products.
+#define MATMUL_GEMV_ROWS 4
+
 void cpu_matmul_forward(void *out_, const void *inp_, const void *weight_, const void *bias_, int M, int K, int N) {
     float *out = out_;
     const float *inp = inp_, *weight = weight_, *bias = bias_;
-    // out[M,N] = inp[M,K] @ weight[N,K]^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, inp, K, weight, K, 0.0f, out, N);
+    // out[M,N] = inp[M,K] @ weight[N,K]^T. A few rows (decode steps) go
+    // through gemv, one row at a time: sgemm would copy (pack) all of the
+    // weight for each call, as much work as the product itself at M = 1.
+    if (M <= MATMUL_GEMV_ROWS) {
+        for (int m = 0; m < M; m++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, weight, K, inp + (size_t)m * K, 1, 0.0f,
+                        out + (size_t)m * N, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, inp, K, weight, K, 0.0f, out, N);
+    }
     if (!bias) return;
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++)

@@ -2,7 +2,11 @@
 // Weight/bias gradients are reduced per column over rows in a fixed order so
 // the result does not depend on the thread count.
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "common/util.h"
+#include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_ops.h"
 
 void cpu_layernorm_forward(void *out_, float *mean, float *rstd, const void *inp_, const void *weight_,
@@ -68,44 +72,84 @@ void cpu_layernorm_backward(void *dinp_, float *dweight, float *dbias, const voi
     }
 }
 
+// Row statistics of RMSNorm, summed in 8 interleaved double lanes (see
+// cpu_sum_lanes): sum x^2 for the forward (cpu_sumsq_lanes), sum dy*w*x for
+// the backward.
+CPU_SIMD_CLONES
+static double rms_dot3(const float *dy, const float *w, const float *x, int C) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int c = 0;
+    for (; c + 8 <= C; c += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)dy[c + l] * w[c + l] * x[c + l];
+    for (int l = 0; c < C; c++, l++) acc[l] += (double)dy[c] * w[c] * x[c];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+CPU_SIMD_CLONES
+static void rms_scale_row(float *y, const float *x, const float *w, float rs, int C) {
+    for (int c = 0; c < C; c++) y[c] = w[c] * (x[c] * rs);
+}
+
+CPU_SIMD_CLONES
+static void rms_dinp_row(float *dx, const float *dy, const float *w, const float *x, float rs, float k, int C) {
+    for (int c = 0; c < C; c++) dx[c] += dy[c] * w[c] * rs - x[c] * k;
+}
+
+// acc[c] += dy[c] * x[c] * rs in double: one row's share of the weight gradient.
+CPU_SIMD_CLONES
+static void rms_dweight_row(double *acc, const float *dy, const float *x, float rs, int C) {
+    for (int c = 0; c < C; c++) acc[c] += (double)dy[c] * x[c] * rs;
+}
+
 void cpu_rmsnorm_forward(void *out_, float *rstd, const void *inp_, const void *weight_, int M, int C, float eps) {
     float *out = out_;
     const float *inp = inp_, *w = weight_;
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *x = inp + (size_t)m * C;
-        double ss = 0.0;
-        for (int c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        double ss = cpu_sumsq_lanes(x, (size_t)C);
         float rs = 1.0f / sqrtf((float)(ss / C) + eps);
-        float *y = out + (size_t)m * C;
-        for (int c = 0; c < C; c++) y[c] = w[c] * (x[c] * rs);
+        rms_scale_row(out + (size_t)m * C, x, w, rs, C);
         if (rstd) rstd[m] = rs;
     }
 }
+
+// Rows are taken in fixed chunks of NORM_ROWS: each chunk sums its rows'
+// weight-gradient shares into its own double row (row-major, so reads are
+// contiguous), then the chunks are added in chunk order. The result does not
+// depend on the number of threads.
+#define NORM_ROWS 16
 
 void cpu_rmsnorm_backward(void *dinp_, float *dweight, const void *dout_, const void *inp_, const void *weight_,
                           const float *rstd, int M, int C) {
     float *dinp = dinp_;
     const float *dout = dout_, *inp = inp_, *w = weight_;
-    if (dinp) {
+    const int n_chunks = (M + NORM_ROWS - 1) / NORM_ROWS;
+    double *partial = dweight ? xmalloc((size_t)n_chunks * C * sizeof(double)) : NULL;  // [n_chunks, C]
 #pragma omp parallel for schedule(static)
-        for (int m = 0; m < M; m++) {
+    for (int ch = 0; ch < n_chunks; ch++) {
+        double *acc = partial ? partial + (size_t)ch * C : NULL;
+        if (acc) memset(acc, 0, (size_t)C * sizeof(double));
+        const int m1 = (ch + 1) * NORM_ROWS < M ? (ch + 1) * NORM_ROWS : M;
+        for (int m = ch * NORM_ROWS; m < m1; m++) {
             const float *x = inp + (size_t)m * C, *dy = dout + (size_t)m * C;
             float rs = rstd[m];
-            // y = w * x * rs;  dx = rs * (dy*w) - x * rs^3 * mean(dy*w*x)
-            double dot = 0.0;
-            for (int c = 0; c < C; c++) dot += (double)dy[c] * w[c] * x[c];
-            float k = (float)(dot / C) * rs * rs * rs;
-            float *dx = dinp + (size_t)m * C;
-            for (int c = 0; c < C; c++) dx[c] += dy[c] * w[c] * rs - x[c] * k;
+            if (dinp) {
+                // y = w * x * rs;  dx = rs * (dy*w) - x * rs^3 * mean(dy*w*x)
+                double dot = rms_dot3(dy, w, x, C);
+                float k = (float)(dot / C) * rs * rs * rs;
+                rms_dinp_row(dinp + (size_t)m * C, dy, w, x, rs, k, C);
+            }
+            if (acc) rms_dweight_row(acc, dy, x, rs, C);
         }
     }
     if (dweight) {
 #pragma omp parallel for schedule(static)
         for (int c = 0; c < C; c++) {
             double g = 0.0;
-            for (int m = 0; m < M; m++) g += (double)dout[(size_t)m * C + c] * inp[(size_t)m * C + c] * rstd[m];
+            for (int ch = 0; ch < n_chunks; ch++) g += partial[(size_t)ch * C + c];
             dweight[c] += (float)g;
         }
+        free(partial);
     }
 }

@@ -1,6 +1,7 @@
 // Gradient norm and AdamW for fp32 parameters.
 #include <math.h>
 
+#include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_ops.h"
 
 // Fixed-size chunks summed in index order: the result does not depend on the
@@ -16,9 +17,7 @@ double cpu_sum_squares(const float *grad, size_t n) {
 #pragma omp parallel for schedule(static)
         for (size_t c = 0; c < count; c++) {
             size_t lo = (base + c) * SUMSQ_CHUNK, hi = lo + SUMSQ_CHUNK < n ? lo + SUMSQ_CHUNK : n;
-            double s = 0.0;
-            for (size_t i = lo; i < hi; i++) s += (double)grad[i] * grad[i];
-            partial[c] = s;
+            partial[c] = cpu_sumsq_lanes(grad + lo, hi - lo);
         }
         for (size_t c = 0; c < count; c++) total += partial[c];
     }
@@ -28,26 +27,46 @@ double cpu_sum_squares(const float *grad, size_t n) {
 // The update of torch.optim.AdamW (decoupled weight decay), step by step:
 //   p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
 //   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// Elementwise IEEE operations only (sqrt and division are correctly
+// rounded, the file has no contraction): the same bits at any vector width.
+typedef struct {
+    float beta1, beta2, eps, grad_scale, bc2_sqrt, step_size, decay;
+} AdamwCoefs;
+
+CPU_SIMD_CLONES
+static void adamw_chunk(float *p, float *param_copy, const float *grad, float *m, float *v, size_t n,
+                        const AdamwCoefs *k) {
+    const float beta1 = k->beta1, beta2 = k->beta2, eps = k->eps, grad_scale = k->grad_scale;
+    const float bc2_sqrt = k->bc2_sqrt, step_size = k->step_size, decay = k->decay;
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i] * grad_scale;
+        float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        float denom = sqrtf(vi) / bc2_sqrt + eps;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * decay - step_size * mi / denom;
+    }
+    if (param_copy)
+        for (size_t i = 0; i < n; i++) param_copy[i] = p[i];
+}
+
+#define ADAMW_CHUNK 16384
+
 void cpu_adamw_update(void *param_, float *master, const float *grad, float *m, float *v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, float grad_scale, int step,
                       uint32_t seed) {
     (void)seed;  // fp32 parameters: no rounding to do
     float *p = master ? master : (float *)param_;
+    float *copy = master ? (float *)param_ : NULL;
     float bc1 = 1.0f - powf(beta1, (float)step);
-    float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)step));
-    float step_size = lr / bc1;
-    float decay = 1.0f - lr * weight_decay;
+    AdamwCoefs k = {.beta1 = beta1, .beta2 = beta2, .eps = eps, .grad_scale = grad_scale,
+                    .bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)step)), .step_size = lr / bc1,
+                    .decay = 1.0f - lr * weight_decay};
+    const size_t chunks = (n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i] * grad_scale;
-        m[i] = beta1 * m[i] + (1.0f - beta1) * g;
-        v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
-        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-        p[i] = p[i] * decay - step_size * m[i] / denom;
-    }
-    if (master) {
-        float *param = param_;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) param[i] = master[i];
+    for (size_t c = 0; c < chunks; c++) {
+        size_t lo = c * ADAMW_CHUNK, len = n - lo < ADAMW_CHUNK ? n - lo : ADAMW_CHUNK;
+        adamw_chunk(p + lo, copy ? copy + lo : NULL, grad + lo, m + lo, v + lo, len, &k);
     }
 }
