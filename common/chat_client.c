@@ -3,7 +3,9 @@
 #include "common/chat_client.h"
 
 #include <cjson/cJSON.h>
+#ifdef LLAVA_HAVE_CURL
 #include <curl/curl.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,7 @@ char *chat_call_body(const ChatConfig *cfg, const ChatMessage *msgs, int n) {
     return s;
 }
 
+#ifdef LLAVA_HAVE_CURL
 // A 200 body -> the first choice's content and the usage. 0 ok, -1 with a
 // reason (the body is not a chat completion: retried as a transient fault).
 static int parse_completion(const char *body, size_t len, ChatCall *req) {
@@ -357,6 +360,22 @@ int chat_client_run(ChatClient *c, ChatCall *reqs, int n, ChatDoneFn done, void 
 }
 
 int chat_client_send(ChatClient *c, ChatCall *req) { return chat_client_run(c, req, 1, NULL, NULL) == 0 ? 0 : -1; }
+#else  // built without libcurl (LLAVA_GPU_BUNDLE): chat_client_init refuses, so nothing gets here
+#define NO_CURL_MSG "this llava was built without libcurl (-DLLAVA_GPU_BUNDLE=ON, the GPU bundle's build)"
+
+int chat_client_run(ChatClient *c, ChatCall *reqs, int n, ChatDoneFn done, void *ctx) {
+    for (int i = 0; i < n; i++) {
+        reqs[i].ok = 0;
+        snprintf(reqs[i].error, sizeof reqs[i].error, NO_CURL_MSG);
+        c->usage.requests++;
+        c->usage.failed++;
+        if (done) done(&reqs[i], ctx);
+    }
+    return n > 0 ? n : 0;
+}
+
+int chat_client_send(ChatClient *c, ChatCall *req) { return chat_client_run(c, req, 1, NULL, NULL) == 0 ? 0 : -1; }
+#endif
 
 void chat_call_free(ChatCall *req) {
     free(req->text);
@@ -378,8 +397,12 @@ int chat_client_init(ChatClient *c, const ChatConfig *cfg, Error *err) {
     if (!(c->cfg.backoff_s > 0)) c->cfg.backoff_s = 1.0;
     if (!(c->cfg.backoff_max_s > 0)) c->cfg.backoff_max_s = 60.0;
     if (!(c->cfg.retry_after_max_s > 0)) c->cfg.retry_after_max_s = 300.0;
+#ifdef LLAVA_HAVE_CURL
     CURLcode g = curl_global_init(CURL_GLOBAL_DEFAULT);
     if (g != CURLE_OK) return err_set(err, "curl_global_init: %s", curl_easy_strerror(g));
+#else
+    return err_set(err, NO_CURL_MSG "; llava datagen and judge need a build with libcurl (scripts/install_deps.sh)");
+#endif
     size_t el = strlen(cfg->endpoint);
     while (el > 0 && cfg->endpoint[el - 1] == '/') el--;
     static const char suffix[] = "/chat/completions";
@@ -413,7 +436,9 @@ void chat_client_free(ChatClient *c) {
     free(c->auth);
     free(c->url);
     pthread_mutex_destroy(&c->lock);
+#ifdef LLAVA_HAVE_CURL
     curl_global_cleanup();
+#endif
     memset(c, 0, sizeof *c);
 }
 

@@ -1,5 +1,9 @@
 // Picks the op table for a device name ("cpu", "cuda"). The CUDA backend is
-// compiled in when nvcc was found; it is usable when a GPU is present.
+// built (when nvcc was found) as a plugin, libllava_cuda.so, loaded with
+// dlopen at the first `--device cuda`: a CPU run never maps the CUDA
+// runtime or cuBLASLt (~150 MB of RSS), and a machine without CUDA's
+// libraries runs the CPU path of the same binary. Binaries that link the
+// backend in (the emulator builds) use it directly.
 #ifndef LLAVA_BACKEND_H
 #define LLAVA_BACKEND_H
 
@@ -7,6 +11,12 @@
 #include "kernels/ops.h"
 
 const Ops *backend_select(const char *device, Error *err);
+// The cudaStream_t every CUDA op runs on, for code that must order its own
+// work after the ops' (NCCL); NULL before backend_select("cuda") succeeded.
+void *backend_cuda_stream(void);
+// The memory of the device ops runs on (the GPU's, or the machine's RAM for
+// the CPU backend): total and currently free bytes. 0, or -1 if unknown.
+int backend_device_memory(const Ops *ops, size_t *free_bytes, size_t *total_bytes);
 // Sets the OpenMP and BLAS thread counts (n <= 0: leave the defaults).
 void backend_set_threads(int n);
 // OpenMP reads OMP_WAIT_POLICY once, when its library loads (before main),

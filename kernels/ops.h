@@ -79,6 +79,13 @@ typedef struct Ops {
     // dinp[M,C] +=, dweight[C] += (NULL = frozen)
     void (*rmsnorm_backward)(void *dinp, float *dweight, const void *dout, const void *inp,
                              const void *weight, const float *rstd, int M, int C);
+    // Fused: res[M,C] = a + b (residual_forward's rounding), then
+    // out = rmsnorm(res) with rstd: bitwise residual_forward followed by
+    // rmsnorm_forward when every pointer is 16-byte aligned (the model's
+    // buffers are), one pass less over res. res may alias a or b. A backend
+    // may leave it NULL: the model then calls the two ops.
+    void (*residual_rmsnorm_forward)(void *res, void *out, float *rstd, const void *a, const void *b,
+                                     const void *weight, int M, int C, float eps);
 
     // ---- elementwise --------------------------------------------------------
     void (*residual_forward)(void *out, const void *a, const void *b, size_t n);  // out = a + b

@@ -1,7 +1,10 @@
 // LoRA against transformers + peft (tests/fixtures/lora/*, from
 // scripts/make_lora_reference.py): the PEFT-written adapter loads onto the
 // base fixture; logits and loss within 1e-4, every lora_A, lora_B and
-// projector gradient within 1e-3 (dropout 0), recompute on and off; the base
+// projector gradient within 1e-3 (dropout 0), recompute off, full and
+// selective; with dropout, selective and full recompute give bitwise the
+// gradients of no recompute, and the LM head on labeled rows only (training's
+// mode) the same gradients within 1e-5; the base
 // LLM and the vision tower get no gradient memory; merging gives PEFT's
 // merge_and_unload weights. Dropout: masks are a pure function of the seed
 // (same seed bitwise the same, another seed differs, recompute bitwise), the
@@ -181,13 +184,30 @@ static void check_fixture(const char *fixture) {
     snprintf(path, sizeof path, "%s/tests/fixtures/lora/%s/golden.safetensors", src_dir, fixture);
     EXPECT(st_open(&golden, path, &err) == 0, "%s: %s", fixture, err.msg);
     check_golden(&m, &bf, &golden, fixture, 0);
-    check_golden(&m, &bf, &golden, fixture, 1);
+    check_golden(&m, &bf, &golden, fixture, RECOMPUTE_FULL);
+    check_golden(&m, &bf, &golden, fixture, RECOMPUTE_SELECTIVE);
 
     // Dropout: reproducible from the seed, recompute-exact, and really dropping.
     m.lora.dropout = 0.3f;
     m.lora.dropout_active = 1;
     m.lora.dropout_seed = 1234;
-    Run a = run_once(&m, &bf, 0), b = run_once(&m, &bf, 0), c = run_once(&m, &bf, 1);
+    Run a = run_once(&m, &bf, 0), b = run_once(&m, &bf, 0), c = run_once(&m, &bf, RECOMPUTE_FULL);
+    // Selective: the adapters' u kept per layer, their inputs (ln1, ln2, the
+    // SwiGLU output) recomputed, the masks drawn again from the seed.
+    Run sel = run_once(&m, &bf, RECOMPUTE_SELECTIVE);
+    EXPECT(same_run(&a, &sel), "%s: dropout: selective recompute not bitwise identical to none", fixture);
+    // Training's head: labeled rows only (the logits differ in layout; the gradients must not).
+    model_set_head_labeled_only(&m, 1);
+    Run lab = run_once(&m, &bf, RECOMPUTE_SELECTIVE);
+    model_set_head_labeled_only(&m, 0);
+    double diff = 0, scale = 0;  // max-norm error relative to the largest gradient
+    for (size_t i = 0; i < lab.n_grads && lab.n_grads == a.n_grads; i++) {
+        diff = fmax(diff, fabs((double)lab.grads[i] - a.grads[i]));
+        scale = fmax(scale, fabs((double)a.grads[i]));
+    }
+    EXPECT(lab.n_grads == a.n_grads && scale > 0 && diff <= 1e-5 * scale,
+           "%s: labeled-only head + selective: gradient error %.3e of %.3e", fixture, diff, scale);
+    run_free(&sel), run_free(&lab);
     m.lora.dropout_seed = 1235;
     Run d = run_once(&m, &bf, 0);
     m.lora.dropout = 0.0f;

@@ -1,7 +1,7 @@
 // The CPU model against transformers (tests/fixtures/*/golden.safetensors from
 // scripts/make_reference.py): logits and loss rel. error < 1e-4, every
-// gradient < 1e-3, for both fixtures, both stages, recompute off and on;
-// recompute on/off bitwise equal; stage 1 has gradients for the projector
+// gradient < 1e-3, for both fixtures, both stages, recompute off, full and
+// selective (all three bitwise equal), the LM head on labeled rows only; stage 1 has gradients for the projector
 // only. Also: composing from CLIP + LLaMA + projector parts gives the same
 // model, and checkpoints that disagree with their config are refused.
 #include <math.h>
@@ -42,25 +42,37 @@ static void result_free(RunResult *r, int n) {
     free(r->grads);
 }
 
+// labeled_only: the LM head and loss on the labeled rows alone (training's
+// mode); its logits are then compared with the golden rows it kept.
 static RunResult run_and_check(LlavaModel *m, const BatchFile *bf, const StFile *golden, int stage, int recompute,
-                               const char *fixture) {
+                               int labeled_only, const char *fixture) {
     RunResult res = {0};
     Error err = {{0}};
     model_set_stage(m, stage);
     model_set_recompute(m, recompute);
+    model_set_head_labeled_only(m, labeled_only);
     model_zero_grads(m);
     int rc = model_forward(m, &bf->batch, &err);
     EXPECT(rc == 0, "%s: forward failed: %s", fixture, err.msg);
     if (rc) return res;
-    const size_t MV = (size_t)bf->batch.B * bf->batch.T * m->cfg.text.vocab;
-    res.logits = malloc(MV * sizeof(float));
-    m->ops->download_act(res.logits, model_logits(m), MV);
+    const size_t V = (size_t)m->cfg.text.vocab, MV = (size_t)bf->batch.B * bf->batch.T * V;
+    const size_t R = labeled_only ? (size_t)m->acts.K : (size_t)bf->batch.B * bf->batch.T;
+    EXPECT(!labeled_only || m->acts.K == model_count_targets(&bf->batch), "%s: %d labeled rows", fixture, m->acts.K);
+    res.logits = malloc(R * V * sizeof(float) + 1);
+    m->ops->download_act(res.logits, model_logits(m), R * V);
     int64_t n_gold = 0;
     float *gold_logits = read_f32(golden, "logits", &n_gold), *gold_loss = read_f32(golden, "loss", NULL);
     EXPECT(gold_logits && (size_t)n_gold == MV, "%s: golden logits shape", fixture);
+    if (gold_logits && (size_t)n_gold == MV && labeled_only) {  // the golden rows the head kept
+        int32_t *rows = malloc(R * sizeof(int32_t) + 1);
+        m->ops->download(rows, m->acts.head_rows, R * sizeof(int32_t));
+        for (size_t k = 0; k < R; k++) memmove(gold_logits + k * V, gold_logits + (size_t)rows[k] * V, V * 4);
+        free(rows);
+    }
     if (gold_logits && (size_t)n_gold == MV) {
-        double e = rel_error(res.logits, gold_logits, MV);
-        EXPECT(e < 1e-4, "%s stage %d recompute %d: logits rel error %.3e", fixture, stage, recompute, e);
+        double e = rel_error(res.logits, gold_logits, R * V);
+        EXPECT(e < 1e-4, "%s stage %d recompute %d labeled-only %d: logits rel error %.3e", fixture, stage, recompute,
+               labeled_only, e);
     }
     float loss = (float)(m->loss_sum / m->n_counted);
     EXPECT(gold_loss && fabsf(loss - gold_loss[0]) <= 1e-4f * fabsf(gold_loss[0]), "%s: loss %.7f vs %.7f",
@@ -114,17 +126,33 @@ static void check_fixture(const char *name) {
     snprintf(path, sizeof path, "%s/golden.safetensors", dir);
     EXPECT(st_open(&golden, path, &err) == 0, "%s: golden: %s", name, err.msg);
     for (int stage = 1; stage <= 2; stage++) {
-        RunResult plain = run_and_check(&m, &bf, &golden, stage, 0, name);
-        RunResult recomputed = run_and_check(&m, &bf, &golden, stage, 1, name);
-        const size_t MV = (size_t)bf.batch.B * bf.batch.T * m.cfg.text.vocab;
-        int same = plain.logits && recomputed.logits && memcmp(plain.logits, recomputed.logits, MV * 4) == 0;
-        for (int i = 0; i < m.params.n && plain.grads && recomputed.grads; i++) {
+        RunResult plain = run_and_check(&m, &bf, &golden, stage, 0, 0, name);
+        RunResult recomputed = run_and_check(&m, &bf, &golden, stage, RECOMPUTE_FULL, 0, name);
+        RunResult selective = run_and_check(&m, &bf, &golden, stage, RECOMPUTE_SELECTIVE, 0, name);
+        // Training's mode: the head on labeled rows only, the same gradients.
+        RunResult labeled = run_and_check(&m, &bf, &golden, stage, 0, 1, name);
+        for (int i = 0; i < m.params.n && plain.grads && labeled.grads; i++) {
             if (!plain.grads[i]) continue;
-            same &= recomputed.grads[i] && memcmp(plain.grads[i], recomputed.grads[i], m.params.p[i].numel * 4) == 0;
+            double e = labeled.grads[i] ? rel_error(labeled.grads[i], plain.grads[i], m.params.p[i].numel) : INFINITY;
+            EXPECT(e < 1e-5, "%s stage %d: %s: labeled-only head vs all rows rel error %.3e", name, stage,
+                   m.params.p[i].name, e);
         }
-        EXPECT(same, "%s stage %d: recompute on/off not bitwise identical", name, stage);
+        if (labeled.grads) result_free(&labeled, m.params.n);
+        const size_t MV = (size_t)bf.batch.B * bf.batch.T * m.cfg.text.vocab;
+        const RunResult *modes[2] = {&recomputed, &selective};
+        for (int k = 0; k < 2; k++) {
+            const RunResult *r = modes[k];
+            int same = plain.logits && r->logits && memcmp(plain.logits, r->logits, MV * 4) == 0;
+            for (int i = 0; i < m.params.n && plain.grads && r->grads; i++) {
+                if (!plain.grads[i]) continue;
+                same &= r->grads[i] && memcmp(plain.grads[i], r->grads[i], m.params.p[i].numel * 4) == 0;
+            }
+            EXPECT(same, "%s stage %d: %s recompute and none not bitwise identical", name, stage,
+                   k ? "selective" : "full");
+        }
         if (plain.grads) result_free(&plain, m.params.n);
         if (recomputed.grads) result_free(&recomputed, m.params.n);
+        if (selective.grads) result_free(&selective, m.params.n);
     }
     const StTensor *rf = st_find(&golden, "rope_inv_freq");
     if (rf) {  // the modern fixtures: scaled RoPE frequencies as transformers computes them
@@ -169,7 +197,7 @@ static void check_compose(void) {
     StFile golden;
     snprintf(path, sizeof path, "%s/tests/fixtures/tiny_llava15/golden.safetensors", src_dir);
     EXPECT(st_open(&golden, path, &err) == 0, "golden: %s", err.msg);
-    RunResult r = run_and_check(&m, &bf, &golden, 2, 0, "composed tiny_parts");
+    RunResult r = run_and_check(&m, &bf, &golden, 2, 0, 0, "composed tiny_parts");
     if (r.grads) result_free(&r, m.params.n);
     st_close(&golden);
     batch_file_free(&bf);

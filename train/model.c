@@ -165,10 +165,13 @@ void model_set_stage(LlavaModel *m, int stage) {
 
 void model_replan(LlavaModel *m) { acts_free(m); }
 
-void model_set_recompute(LlavaModel *m, int on) {
-    if (m->recompute != !!on) acts_free(m);  // the plan differs: re-plan on next forward
-    m->recompute = !!on;
+void model_set_recompute(LlavaModel *m, int mode) {
+    CHECK(mode >= RECOMPUTE_OFF && mode <= RECOMPUTE_SELECTIVE, "recompute mode %d", mode);
+    if (m->recompute != mode) acts_free(m);  // the plan differs: re-plan on next forward
+    m->recompute = mode;
 }
+
+void model_set_head_labeled_only(LlavaModel *m, int on) { m->head_labeled_only = !!on; }
 
 void model_zero_grads(LlavaModel *m) {
     for (int i = 0; i < MODULE_COUNT; i++)
@@ -220,16 +223,35 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
     a->image_rows = carve(cv, (NF ? NF : 1) * I32);
     a->cls_drop_rows = carve(cv, (NF ? NF : 1) * I32);
     for (int l = 0; l <= t->layers; l++) a->x[l] = carve(cv, Mz * C * A);
-    int n_layer_acts = m->recompute ? 1 : t->layers;
+    int n_layer_acts = m->recompute == RECOMPUTE_FULL ? 1 : t->layers;
     // The normed inputs of the qkv and gate/up matmuls and the swiglu output
     // (the down matmul's input) are read by backward only for weight
-    // gradients, and each is one cheap elementwise op away from what the
-    // layer saves anyway (x, h with the rstds; gateup): every layer writes
-    // them into layer 0's buffers, and backward rebuilds a layer's, bitwise,
-    // when the LLM or its LoRA adapters train (llm_layer_rebuild_weight_inputs). A third of the
-    // saved activations.
+    // gradients (the LLM's or its LoRA adapters'), and each is one cheap
+    // elementwise op away from what the layer saves anyway (x, h with the
+    // rstds; gateup): every layer writes them into layer 0's buffers, and
+    // backward recomputes a layer's, bitwise, when it needs them
+    // (llm_layer_recompute_cheap). A third of the saved activations, with no
+    // recompute setting at all.
     for (int l = 0; l < n_layer_acts; l++) {
         LayerActs *L = &a->layer[l];
+        if (m->recompute == RECOMPUTE_SELECTIVE && l > 0) {
+            // Selective recompute keeps per layer only the matmul outputs
+            // (qkv after RoPE, att, h, gateup), lse and the adapters' u =
+            // dropout(x) A^T (a matmul output too, r wide: dB needs it). The
+            // norms with their rstds and SwiGLU are recomputed in backward in
+            // layer 0's buffers; the adapters' inputs are those recomputed
+            // values (or att, kept) and their dropout masks come again from
+            // the seed.
+            *L = a->layer[0];
+            L->qkv = carve(cv, Mz * QKV * A);
+            L->att = carve(cv, Mz * ATT * A);
+            L->lse = carve(cv, Mz * t->heads * F);
+            L->h = carve(cv, Mz * C * A);
+            L->gateup = carve(cv, Mz * 2 * I * A);
+            for (int k = 0; k < LORA_TARGETS; k++)
+                L->lora_u[k] = (m->lora.targets >> k & 1) ? carve(cv, Mz * (size_t)m->lora.r * A) : NULL;
+            continue;
+        }
         const int own = l == 0;
         L->ln1 = own ? carve(cv, Mz * C * A) : a->layer[0].ln1;
         L->ln1_rstd = carve(cv, Mz * F);
@@ -256,6 +278,9 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
     a->lnf = carve(cv, Mz * C * A);
     a->lnf_rstd = carve(cv, Mz * F);
     a->logits = carve(cv, Mz * V * A);
+    a->head_rows = carve(cv, Mz * I32);
+    a->head_targets = carve(cv, Mz * I32);
+    a->head_in = carve(cv, Mz * C * A);
     a->losses = carve(cv, Mz * F);
     a->dres = carve(cv, Mz * C * A);
     a->dln = carve(cv, Mz * C * A);
@@ -292,14 +317,35 @@ static void acts_reserve(LlavaModel *m, int M, int N) {
     int M_cap = M > a->M_cap ? M : a->M_cap, N_cap = N > a->N_cap ? N : a->N_cap;
     acts_free(m);
     a->x = xcalloc((size_t)m->cfg.text.layers + 1, sizeof(void *));
-    a->layer = xcalloc(m->recompute ? 1 : (size_t)m->cfg.text.layers, sizeof(LayerActs));
+    a->layer = xcalloc(m->recompute == RECOMPUTE_FULL ? 1 : (size_t)m->cfg.text.layers, sizeof(LayerActs));
     Carver sizing = {0, 0};
     plan(m, &sizing, M_cap, N_cap);
     a->arena = m->ops->alloc(sizing.used);
+    a->arena_bytes = sizing.used;
     Carver real = {(uintptr_t)a->arena, 0};
     plan(m, &real, M_cap, N_cap);
     a->M_cap = M_cap;
     a->N_cap = N_cap;
+}
+
+void model_reserve(LlavaModel *m, int rows, int images) { acts_reserve(m, rows, images); }
+
+size_t model_activation_bytes(const LlavaModel *m, int rows, int images) {
+    LlavaModel scratch = *m;  // plan() writes pointers into acts: never the live ones
+    memset(&scratch.acts, 0, sizeof scratch.acts);
+    scratch.acts.x = xcalloc((size_t)m->cfg.text.layers + 1, sizeof(void *));
+    scratch.acts.layer = xcalloc((size_t)m->cfg.text.layers, sizeof(LayerActs));
+    Carver sizing = {0, 0};
+    plan(&scratch, &sizing, rows, images);
+    free(scratch.acts.x);
+    free(scratch.acts.layer);
+    return sizing.used;
+}
+
+size_t model_training_state_bytes(const LlavaModel *m) {
+    size_t all = model_num_params(m, 0), trainable = model_num_params(m, 1);
+    size_t master = m->ops->act_size < sizeof(float) ? sizeof(float) : 0;
+    return all * m->ops->act_size + trainable * (sizeof(float) * 3 + master);
 }
 
 // ---- batch checks and host-side preparation ---------------------------------------
@@ -366,6 +412,7 @@ static int upload_batch(LlavaModel *m, const LlavaBatch *b) {
     int32_t *ids = xmalloc((size_t)M * sizeof(int32_t)), *targets = xmalloc((size_t)M * sizeof(int32_t));
     int32_t *pos = xmalloc((size_t)M * sizeof(int32_t));
     int32_t *rows = xmalloc((size_t)(b->n_images * c->image_tokens + 1) * sizeof(int32_t));
+    int32_t *head_rows = xmalloc((size_t)M * sizeof(int32_t)), *head_targets = xmalloc((size_t)M * sizeof(int32_t));
     int n_rows = 0, counted = 0;
     for (int i = 0; i < M; i++) {
         int t = i % T;
@@ -375,11 +422,20 @@ static int upload_batch(LlavaModel *m, const LlavaBatch *b) {
         pos[i] = b->pos ? b->pos[i] : t;
         int tgt = target_at(b, i);
         targets[i] = tgt < 0 ? -1 : tgt;
+        if (tgt >= 0) {
+            head_rows[counted] = i;
+            head_targets[counted] = tgt;
+        }
         counted += tgt >= 0;
     }
+    a->K = counted;
     const Ops *o = m->ops;
     o->upload(a->ids, ids, (size_t)M * sizeof(int32_t));
     o->upload(a->targets, targets, (size_t)M * sizeof(int32_t));
+    if (m->head_labeled_only && counted) {
+        o->upload(a->head_rows, head_rows, (size_t)counted * sizeof(int32_t));
+        o->upload(a->head_targets, head_targets, (size_t)counted * sizeof(int32_t));
+    }
     o->upload(a->pos, pos, (size_t)M * sizeof(int32_t));
     a->has_seg = b->seg != NULL;
     if (b->seg) o->upload(a->seg, b->seg, (size_t)M * sizeof(int32_t));
@@ -398,6 +454,8 @@ static int upload_batch(LlavaModel *m, const LlavaBatch *b) {
     free(targets);
     free(pos);
     free(rows);
+    free(head_rows);
+    free(head_targets);
     return counted;
 }
 
@@ -515,9 +573,14 @@ static void llm_layer_forward(LlavaModel *m, int l, LayerActs *L, const void *x_
     model_rope(m, L->qkv, m->acts.pos, M, 1);
     o->attention_forward(L->att, L->lse, L->qkv, &as);
     o->matmul_forward(L->h, L->att, W(m, LM, w->o_w), W(m, LM, w->o_b), M, ATT, C);
+    // o_proj's adapter adds into its output before the residual joins it.
     lora_forward(m, l, LORA_O, L, L->att, L->h);
-    o->residual_forward(L->h, L->h, x_in, (size_t)M * C);
-    o->rmsnorm_forward(L->ln2, L->ln2_rstd, L->h, W(m, LM, w->ln2_w), M, C, t->eps);
+    if (o->residual_rmsnorm_forward) {  // h += x_in; ln2 = rmsnorm(h), in one pass
+        o->residual_rmsnorm_forward(L->h, L->ln2, L->ln2_rstd, L->h, x_in, W(m, LM, w->ln2_w), M, C, t->eps);
+    } else {
+        o->residual_forward(L->h, L->h, x_in, (size_t)M * C);
+        o->rmsnorm_forward(L->ln2, L->ln2_rstd, L->h, W(m, LM, w->ln2_w), M, C, t->eps);
+    }
     o->matmul_forward(L->gateup, L->ln2, W(m, LM, w->gateup_w), W(m, LM, w->gateup_b), M, C, 2 * I);
     lora_forward(m, l, LORA_GATE, L, L->ln2, L->gateup);
     lora_forward(m, l, LORA_UP, L, L->ln2, L->gateup);
@@ -527,10 +590,10 @@ static void llm_layer_forward(LlavaModel *m, int l, LayerActs *L, const void *x_
     o->residual_forward(x_out, x_out, L->h, (size_t)M * C);
 }
 
-// ln1, ln2 and the SwiGLU output of layer l into the buffers all layers
-// share (see plan): the same ops on the same saved inputs as the forward,
-// so the same bits.
-static void llm_layer_rebuild_weight_inputs(LlavaModel *m, int l, LayerActs *L, const void *x_in) {
+// ln1, ln2 (with their rstds) and the SwiGLU output of layer l, again from
+// the kept inputs, into the buffers the layers share (see plan): the same ops
+// on the same values as the forward, so bitwise what the forward had.
+static void llm_layer_recompute_cheap(LlavaModel *m, int l, LayerActs *L, const void *x_in) {
     const Ops *o = m->ops;
     const TextConfig *t = &m->cfg.text;
     const LlmLayerOffsets *w = &m->off.llm[l];
@@ -592,15 +655,26 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     o->embedding_forward(a->x[0], a->ids, W(m, MODULE_LLM, m->off.embed), M, C);
     if (NF > 0) o->scatter_rows(a->x[0], a->pout, a->image_rows, NF, C);
     for (int l = 0; l < t->layers; l++)
-        llm_layer_forward(m, l, &a->layer[m->recompute ? 0 : l], a->x[l], a->x[l + 1]);
+        llm_layer_forward(m, l, &a->layer[m->recompute == RECOMPUTE_FULL ? 0 : l], a->x[l], a->x[l + 1]);
     o->rmsnorm_forward(a->lnf, a->lnf_rstd, a->x[t->layers], W(m, MODULE_LLM, m->off.norm_w), M, C, t->eps);
-    o->matmul_forward(a->logits, a->lnf, W(m, MODULE_LLM, m->off.head), NULL, M, C, t->vocab);
-    o->cross_entropy(a->losses, NULL, a->logits, a->targets, 0.0f, M, t->vocab);
-    float *losses = xmalloc((size_t)M * sizeof(float));
-    o->download(losses, a->losses, (size_t)M * sizeof(float));
+    // The head on every row, or on the K labeled rows gathered first.
+    int R = m->head_labeled_only ? a->K : M;
+    const void *head_in = a->lnf;
+    const int32_t *head_targets = a->targets;
+    if (m->head_labeled_only) {
+        if (R) o->gather_rows(a->head_in, a->lnf, a->head_rows, R, C);
+        head_in = a->head_in;
+        head_targets = a->head_targets;
+    }
     double sum = 0.0;
-    for (int i = 0; i < M; i++) sum += losses[i];
-    free(losses);
+    if (R) {
+        o->matmul_forward(a->logits, head_in, W(m, MODULE_LLM, m->off.head), NULL, R, C, t->vocab);
+        o->cross_entropy(a->losses, NULL, a->logits, head_targets, 0.0f, R, t->vocab);
+        float *losses = xmalloc((size_t)R * sizeof(float));
+        o->download(losses, a->losses, (size_t)R * sizeof(float));
+        for (int i = 0; i < R; i++) sum += losses[i];
+        free(losses);
+    }
     m->loss_sum = sum;
     return 0;
 }
@@ -615,20 +689,34 @@ void model_backward(LlavaModel *m, float dloss_scale) {
     const ModuleId LM = MODULE_LLM;
     const ModelOffsets *off = &m->off;
 
-    // dlogits overwrite the logits in place.
-    o->cross_entropy(a->losses, a->logits, a->logits, a->targets, dloss_scale, M, t->vocab);
-    o->matmul_backward(a->dln, G(m, LM, off->head), NULL, a->logits, a->lnf, W(m, LM, off->head), M, C, t->vocab);
+    // dlogits overwrite the logits in place. Labeled-only: the head's input
+    // gradient for the K rows lands in dres first, then is scattered into
+    // dln (zero elsewhere: a row without a target gets no gradient here).
+    if (!m->head_labeled_only) {
+        o->cross_entropy(a->losses, a->logits, a->logits, a->targets, dloss_scale, M, t->vocab);
+        o->matmul_backward(a->dln, G(m, LM, off->head), NULL, a->logits, a->lnf, W(m, LM, off->head), M, C,
+                           t->vocab);
+    } else {
+        const int K = a->K;
+        o->zero(a->dln, (size_t)M * C * o->act_size);
+        if (K) {
+            o->cross_entropy(a->losses, a->logits, a->logits, a->head_targets, dloss_scale, K, t->vocab);
+            o->matmul_backward(a->dres, G(m, LM, off->head), NULL, a->logits, a->head_in, W(m, LM, off->head), K, C,
+                               t->vocab);
+            o->scatter_rows(a->dln, a->dres, a->head_rows, K, C);
+        }
+    }
     o->zero(a->dres, (size_t)M * C * o->act_size);
     o->rmsnorm_backward(a->dres, G(m, LM, off->norm_w), a->dln, a->x[t->layers], W(m, LM, off->norm_w), a->lnf_rstd,
                         M, C);
     for (int l = t->layers - 1; l >= 0; l--) {
-        LayerActs *L = &a->layer[m->recompute ? 0 : l];
+        LayerActs *L = &a->layer[m->recompute == RECOMPUTE_FULL ? 0 : l];
         // Recompute the layer from its saved input. It rewrites x[l+1] with
         // bitwise the same values, which nothing reads any more.
-        if (m->recompute)
+        if (m->recompute == RECOMPUTE_FULL)
             llm_layer_forward(m, l, L, a->x[l], a->x[l + 1]);
-        else if (m->trainable[LM] || m->trainable[MODULE_LORA])  // the adapters read the same inputs
-            llm_layer_rebuild_weight_inputs(m, l, L, a->x[l]);
+        else if (m->recompute == RECOMPUTE_SELECTIVE || m->trainable[LM] || m->trainable[MODULE_LORA])
+            llm_layer_recompute_cheap(m, l, L, a->x[l]);  // selective: rstds too; else the weight-gradient inputs
         llm_layer_backward(m, l, L, a->x[l]);
     }
     // a->dres now holds d(inputs_embeds).

@@ -53,6 +53,7 @@ typedef struct {
     int M_cap, N_cap;        // capacity: rows B*T and images
     int B, T, M, N;          // shape of the current batch
     void *arena;             // one allocation for everything below
+    size_t arena_bytes;      // its size
     int32_t *ids, *targets, *pos, *seg;  // [M] backend copies
     int32_t *image_rows;     // [N * image_tokens] rows of the spliced features
     int32_t *cls_drop_rows;  // [N * patches] rows of features kept when CLS is dropped
@@ -61,11 +62,15 @@ typedef struct {
     LayerActs *layer;        // [L], or [1] shared scratch when recomputing
     void *lnf;               // [M, C]
     float *lnf_rstd;         // [M]
-    void *logits;            // [M, V]; holds dlogits after backward
+    void *logits;            // [M, V] ([K, V] labeled-only); holds dlogits after backward
+    int K;                   // labeled-only mode: rows with a target in this batch
+    int32_t *head_rows;      // [M] (first K used) those rows, ascending
+    int32_t *head_targets;   // [M] (first K used) their targets
+    void *head_in;           // [M, C] (first K used) the final norm's output at those rows
     float *losses;           // [M]
     // backward scratch
     void *dres, *dln, *dqkv, *datt, *dgateup, *dmlp;
-    // vision tower and projector, NV = N * (patches + 1), NF = N * image_tokens
+    // vision tower and projector, NV = N * vision_tokens, NF = N * image_tokens
     void *pixels;            // [N, 3, S, S]
     void *patches;           // [N * patches, 3*P*P]
     void *patch_emb;         // [N * patches, Dv]
@@ -122,7 +127,8 @@ typedef struct {
     void *weights[MODULE_COUNT];  // act dtype, one allocation per module
     float *grads[MODULE_COUNT];   // fp32, NULL for frozen modules
     int trainable[MODULE_COUNT];
-    int recompute;                // gradient checkpointing per LLM layer
+    int recompute;                // RECOMPUTE_*: gradient checkpointing per LLM layer
+    int head_labeled_only;        // LM head + loss only on rows with a target (training)
     float *rope_inv_freq;         // [head_dim/2] backend fp32, only for scaled RoPE (linear, llama3)
     LoraState lora;               // adapters (train/lora.h), r = 0 when none
     Activations acts;
@@ -137,7 +143,34 @@ void model_free(LlavaModel *m);
 // with LoRA adapters attached projector + adapters (the LLM stays frozen).
 // The vision tower never trains. Allocates gradients for trainable modules.
 void model_set_stage(LlavaModel *m, int stage);
-void model_set_recompute(LlavaModel *m, int on);
+// Gradient checkpointing of the LLM layers. FULL keeps only each layer's
+// input and reruns the layer in backward (a third more LLM FLOPs, the least
+// memory). SELECTIVE keeps the matmul outputs (qkv, att, h, gateup, and lse)
+// and recomputes only the norms and SwiGLU (no matmul; per row and layer it
+// saves 2C + I of the 7C + 3I activations, about 30% for LLaMA-7B). All three
+// give bitwise the same results, with LoRA adapters too (their r-wide u is
+// kept per layer in SELECTIVE; their inputs are the recomputed values).
+enum { RECOMPUTE_OFF = 0, RECOMPUTE_FULL = 1, RECOMPUTE_SELECTIVE = 2 };
+void model_set_recompute(LlavaModel *m, int mode);
+// Training: the LM head and the cross-entropy run only on the rows that have a
+// target (gathered first): image tokens, prompts and padding never need
+// logits. Same loss and gradients as all rows, a fraction of the head's FLOPs
+// and none of its wasted [M, V] traffic. Off (every row's logits) by default,
+// for `llava forward`, generation and anything that reads model_logits.
+void model_set_head_labeled_only(LlavaModel *m, int on);
+// Sizes the activation arena for micro-batches of up to `rows` (B*T) rows and
+// `images` images now, so that variable-length batches never reallocate it
+// mid-run (on a GPU a reallocation synchronizes). A larger batch later still
+// grows it.
+void model_reserve(LlavaModel *m, int rows, int images);
+// Bytes of the activation arena for micro-batches of `rows` rows and `images`
+// images under the current recompute mode, LoRA buffers included when
+// adapters are attached (the plan, sized without
+// allocating), and of everything else training holds: weights, fp32
+// gradients of the trainable modules and AdamW's state (m, v, and fp32 master
+// weights where parameters are bf16), unsharded.
+size_t model_activation_bytes(const LlavaModel *m, int rows, int images);
+size_t model_training_state_bytes(const LlavaModel *m);
 // Drops the activation plan (the next forward plans again): after the layout changes (LoRA attached).
 void model_replan(LlavaModel *m);
 void model_zero_grads(LlavaModel *m);
@@ -163,7 +196,8 @@ void model_backward(LlavaModel *m, float dloss_scale);
 // (backend memory), with the config's scaling; direction +1 forward, -1 the
 // inverse (backward). Shared with generation (eval/generate.c).
 void model_rope(const LlavaModel *m, void *qkv, const int32_t *pos, int M, int direction);
-// Logits of the last forward, [B*T, V] in act dtype (valid until backward).
+// Logits of the last forward, [B*T, V] in act dtype (valid until backward);
+// with model_set_head_labeled_only, [K, V] for the labeled rows only.
 const void *model_logits(const LlavaModel *m);
 
 #endif

@@ -69,6 +69,7 @@ static const KeySpec KEYS[] = {
     S(lora_init, "kaiming (PEFT's default: A Kaiming-uniform, B zero) | gaussian (A normal 1/r, B zero)"),
     B(lora_rslora, "rank-stabilized LoRA: scale alpha / sqrt(r)"),
     B(recompute, "gradient checkpointing: recompute each LLM layer in backward"),
+    B(selective_recompute, "with recompute false: keep the matmul outputs, recompute only norms and SwiGLU"),
     I(zero_stage, 0, 1, "0: every process holds the optimizer state; 1: ZeRO-1, each holds 1/N of it"),
     B(stochastic_rounding, "CUDA: round the bf16 weights stochastically from the fp32 masters (default: nearest)"),
     S(device, "cpu | cuda"),

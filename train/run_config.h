@@ -44,6 +44,7 @@ typedef struct {
     int lora_rslora;          // scale alpha / sqrt(r) instead of alpha / r
     // execution
     int recompute;
+    int selective_recompute;  // recompute false: keep matmul outputs, recompute norms + SwiGLU
     int zero_stage;           // 0: optimizer state on every process; 1: sharded (ZeRO-1)
     int stochastic_rounding;  // bf16 weights rounded stochastically from the fp32 masters
     char device[16];

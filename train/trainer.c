@@ -14,15 +14,14 @@
 #include "data/prep_model.h"
 #include "kernels/backend.h"
 #include "train/checkpoint.h"
+#include "train/flops.h"
 #include "train/hf_files.h"
 #include "train/lora_io.h"
 #include "kernels/lora_mask.h"
 #include "train/save.h"
 #include "train/synthetic.h"
 
-#ifdef LLAVA_HAVE_CUDA
-#include "kernels/cuda/cuda_nccl.h"
-#endif
+#include "kernels/nccl.h"
 
 // Set by the signal handler, read by the loop: the one piece of process-wide
 // mutable state, because a signal handler can reach nothing else.
@@ -184,29 +183,6 @@ static int open_data(Trainer *t, Error *err) {
     return loader_source_open(&t->data, &o, err);
 }
 
-// FLOPs of one forward+backward, per text token and per image (an estimate
-// in the spirit of the PaLM/llm.c MFU: matmuls 2*params, attention 4*T*C per
-// layer, backward twice the forward where weights train, once where only
-// activation gradients flow; the vision tower runs forward only).
-static void estimate_flops(Trainer *t) {
-    const LlavaConfig *c = &t->model.cfg;
-    const TextConfig *x = &c->text;
-    const VisionConfig *v = &c->vision;
-    double C = x->hidden, HS = x->head_dim, I = x->intermediate;
-    double layer = C * (x->heads + 2 * x->kv_heads) * HS + x->heads * HS * C + 3 * C * I;
-    double llm_fwd = 2.0 * (x->layers * layer + (double)x->vocab * C) + 4.0 * x->layers * C * t->cfg.max_length / 2;
-    double llm_mult = t->model.trainable[MODULE_LLM] ? 3.0 : 2.0;
-    // LoRA adapters: 2 FLOPs per weight forward, 4 backward (input and weight gradients)
-    t->flops_per_token = llm_fwd * llm_mult + 6.0 * (double)t->model.params.module_numel[MODULE_LORA];
-    double D = v->hidden, NT = c->vision_tokens;  // rows per image in the tower (CLIP: + CLS)
-    double vis_layer = 4 * D * D + 2 * D * v->intermediate;
-    double vis = 2.0 * NT * (c->vision_layers_run * vis_layer + 3.0 * v->patch_size * v->patch_size * D) +
-                 4.0 * c->vision_layers_run * NT * NT * D;
-    double proj = 2.0 * c->image_tokens * (D * C + (c->projector == PROJECTOR_MLP2X_GELU ? C * C : 0)) * 3.0;
-    t->flops_per_image = vis + proj;
-    t->peak_flops = t->cfg.peak_tflops > 0 ? t->cfg.peak_tflops * 1e12 : 0.0;
-}
-
 static int write_json_file(const char *path, cJSON *root, Error *err) {
     char *s = cJSON_Print(root);
     int rc = write_file_atomic(path, s, strlen(s), err);
@@ -309,7 +285,10 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         return EXIT_BAD_INPUT;
     }
     model_set_stage(&t->model, c->stage);
-    model_set_recompute(&t->model, c->recompute);
+    model_set_recompute(&t->model, c->recompute             ? RECOMPUTE_FULL
+                                   : c->selective_recompute ? RECOMPUTE_SELECTIVE
+                                                            : RECOMPUTE_OFF);
+    model_set_head_labeled_only(&t->model, 1);  // training never reads the logits of unlabeled rows
     if (c->max_length == 0)  // the default, as LLaVA's model_max_length 2048, within the model's reach
         c->max_length = t->model.cfg.text.max_positions < 2048 ? t->model.cfg.text.max_positions : 2048;
     if (c->max_length > t->model.cfg.text.max_positions) {
@@ -323,6 +302,12 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         return EXIT_BAD_INPUT;
     }
     t->micro = xcalloc((size_t)t->data.max_micro, sizeof(LlavaBatch));
+    // On a GPU the activation arena is sized once, for the longest micro-batch
+    // (one image per sample, as LLaVA's data has): variable lengths never
+    // reallocate it, which would synchronize. On the CPU growing costs nothing
+    // and keeps the memory to what the batches really need.
+    if (strcmp(t->ops->name, "cpu") != 0)
+        model_reserve(&t->model, c->micro_batch * c->max_length, c->micro_batch);
     long per_epoch = t->data.steps_per_epoch;
     t->total_steps = c->max_steps > 0 ? c->max_steps : per_epoch * c->epochs;
     t->warmup_steps = schedule_warmup_steps(c->warmup_ratio, c->warmup_steps, t->total_steps);
@@ -342,7 +327,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     optim_init(&t->opt, &t->model, c->adam_beta1, c->adam_beta2, c->adam_eps, c->weight_decay, proj_scale,
                sharded ? comm->rank : 0, sharded ? comm->world : 1);
     t->opt.stochastic_rounding = c->stochastic_rounding;
-    estimate_flops(t);
+    t->peak_flops = t->cfg.peak_tflops > 0 ? t->cfg.peak_tflops * 1e12 : 0.0;
 
     char resume_dir[4096] = "";
     long found_step = 0;
@@ -513,6 +498,7 @@ static int save_final(Trainer *t, Error *err) {
 
 typedef struct {
     double loss, norm, lr, seconds;
+    double flops;  // model FLOPs of the step, all ranks (train/flops.h)
     int64_t tokens, counted, images;
     int skipped;  // non-finite loss or gradient: no update
     int empty;    // no counted token in the whole global batch: no update
@@ -525,8 +511,7 @@ static int log_step(Trainer *t, const StepStats *s, Error *err) {
     double elapsed = now_seconds() - t->t_start;
     double eta = t->steps_this_run ? elapsed / (double)t->steps_this_run * (double)(t->total_steps - t->step) : 0;
     double tok_s = s->tokens / s->seconds, img_s = s->images / s->seconds;
-    double flops = (double)s->tokens * t->flops_per_token + (double)s->images * t->flops_per_image;
-    double mfu = t->peak_flops > 0 ? flops / s->seconds / (t->peak_flops * t->comm.world) : -1.0;
+    double mfu = t->peak_flops > 0 ? s->flops / s->seconds / (t->peak_flops * t->comm.world) : -1.0;
     DataPosition pos = t->data.position(&t->data);
     // JSON has no NaN or Infinity: a non-finite loss or norm is written as null.
     char loss_s[32] = "null", norm_s[32] = "null";
@@ -647,20 +632,23 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
     }
     comm_allreduce_sum_i64(&t->comm, counts, 3);
     model_zero_grads(m);
-    double loss_sum = 0.0;
+    double sums[2] = {0.0, 0.0};  // loss sum, model FLOPs
+    const size_t adapters = m->params.module_numel[MODULE_LORA];
+    for (int i = 0; i < n; i++) sums[1] += flops_micro_batch(&m->cfg, m->trainable[MODULE_LLM], adapters, &micro[i]);
     float scale = counts[0] > 0 ? 1.0f / (float)counts[0] : 0.0f;
     for (int i = 0; i < n; i++) {
         // LoRA dropout masks: a function of (seed, step, micro-batch, rank), so resume and recompute redraw them
         m->lora.dropout_seed = lora_mask_hash(lora_mask_hash((uint64_t)c->seed, (uint64_t)t->step),
                                               (uint64_t)i * 65536u + (uint64_t)t->comm.rank);
         if (model_forward(m, &micro[i], err) != 0) return -1;
-        loss_sum += m->loss_sum;
+        sums[0] += m->loss_sum;
         if (counts[0] > 0) model_backward(m, scale);
     }
     for (int i = 0; i < MODULE_COUNT; i++)
         if (m->grads[i]) allreduce_grads(t, m->grads[i], m->params.module_numel[i]);
-    comm_allreduce_sum_f64(&t->comm, &loss_sum, 1);
-    s->loss = counts[0] > 0 ? loss_sum / (double)counts[0] : NAN;
+    comm_allreduce_sum_f64(&t->comm, sums, 2);
+    s->loss = counts[0] > 0 ? sums[0] / (double)counts[0] : NAN;
+    s->flops = sums[1];
     s->norm = optim_grad_norm(m);
     s->lr = c->lr * schedule_lr_factor(c->schedule, t->step, t->total_steps, t->warmup_steps);
     s->empty = counts[0] == 0;

@@ -29,7 +29,6 @@ typedef struct {
     long skipped;        // all non-finite steps
     MetricsFile metrics; // metrics.jsonl (rank 0)
     void *nccl;          // NCCL communicator for device buffers (CUDA, several processes), or NULL
-    double flops_per_token, flops_per_image;
     double peak_flops;   // per device, 0 = unknown
     double t_start;
     long steps_this_run;

@@ -114,6 +114,13 @@ void cpu_rmsnorm_forward(void *out_, float *rstd, const void *inp_, const void *
     }
 }
 
+// The reference is the two ops themselves, so fused and unfused agree exactly.
+void cpu_residual_rmsnorm_forward(void *res, void *out, float *rstd, const void *a, const void *b, const void *weight,
+                                  int M, int C, float eps) {
+    cpu_residual_forward(res, a, b, (size_t)M * C);
+    cpu_rmsnorm_forward(out, rstd, res, weight, M, C, eps);
+}
+
 // Rows are taken in fixed chunks of NORM_ROWS: each chunk sums its rows'
 // weight-gradient shares into its own double row (row-major, so reads are
 // contiguous), then the chunks are added in chunk order. The result does not

@@ -38,6 +38,7 @@ static const Ops CPU_OPS = {
     .layernorm_backward = cpu_layernorm_backward,
     .rmsnorm_forward = cpu_rmsnorm_forward,
     .rmsnorm_backward = cpu_rmsnorm_backward,
+    .residual_rmsnorm_forward = cpu_residual_rmsnorm_forward,
     .residual_forward = cpu_residual_forward,
     .accumulate = cpu_accumulate,
     .gelu_forward = cpu_gelu_forward,

@@ -16,6 +16,8 @@ void cpu_layernorm_forward(void *out, float *mean, float *rstd, const void *inp,
 void cpu_layernorm_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
                             const void *weight, const float *mean, const float *rstd, int M, int C);
 void cpu_rmsnorm_forward(void *out, float *rstd, const void *inp, const void *weight, int M, int C, float eps);
+void cpu_residual_rmsnorm_forward(void *res, void *out, float *rstd, const void *a, const void *b, const void *weight,
+                                  int M, int C, float eps);
 void cpu_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const void *inp, const void *weight,
                           const float *rstd, int M, int C);
 

@@ -15,7 +15,9 @@
 //             dQ:    block = 64 query rows of one head, looping over key tiles.
 //             S and dP are computed in both (7 tile matmuls instead of 5).
 // Masking: causal, padding keys and packed documents through segment ids, by
-// the same rule as the CPU op (attn_visible). A row with no visible key keeps
+// the same rule as the CPU op (attn_visible), evaluated only on the tiles that
+// need it (segments or padding present, the diagonal, the edge of T), forward
+// and backward; the other tiles take every pair as is. A row with no visible key keeps
 // l = 0: out = 0 and lse = -inf; backward treats lse = -inf as P = 0.
 //
 // Fragment layouts of mma.m16n8k16 (g = lane / 4, t = lane % 4):
@@ -326,6 +328,9 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dkdv_kernel(bf16 *dqkv, 
         __syncthreads();
         const int i0 = (qt_first + it % n_q) * BRQ;
         const bf16 *Qb = Qs + buf * BRQ * LDS, *dOb = dOs + buf * BRQ * LDS;
+        // Every (query, key) pair of the tile visible: no padding or segments,
+        // inside T, and (causal) every key at or before every query: no mask.
+        const bool unmasked = !segb && i0 + BRQ <= T && j0 + BC <= T && (!causal || j0 + BC - 1 <= i0);
 
         // S^T[16 keys x BRQ queries] = K Q^T, then P^T = exp(S^T * scale - lse)
         float p[NS][4];
@@ -337,7 +342,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dkdv_kernel(bf16 *dqkv, 
             for (int e = 0; e < 4; e++) {
                 const int jl = row0 + gq + (e >> 1) * 8, il = nt * 8 + 2 * tq + (e & 1);
                 const int j = j0 + jl, i = i0 + il;
-                const bool vis = tile_visible(segb != nullptr, causal, i, j, T, segq[buf][il], segk[jl]);
+                const bool vis = unmasked || tile_visible(segb != nullptr, causal, i, j, T, segq[buf][il], segk[jl]);
                 p[nt][e] = vis ? exp2f(fmaf(p[nt][e], sl2, -lse2_s[buf][il])) : 0.0f;
             }
         // dV += P^T dO
@@ -419,6 +424,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dq_kernel(bf16 *dqkv, co
         __syncthreads();
         const bf16 *Kb = Ks + buf * BC * LDS, *Vb = Vs + buf * BC * LDS;
         const int k0 = kt * BC;
+        const bool unmasked = !segb && q0 + BR <= T && k0 + BC <= T && (!causal || k0 + BC - 1 <= q0);
 
         float p[NS][4];
         zero_acc(p);
@@ -429,7 +435,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_dq_kernel(bf16 *dqkv, co
             for (int e = 0; e < 4; e++) {
                 const int il = row0 + gq + (e >> 1) * 8, jl = nt * 8 + 2 * tq + (e & 1);
                 const int i = q0 + il, j = k0 + jl;
-                const bool vis = tile_visible(segb != nullptr, causal, i, j, T, segq[il], segk[buf][jl]);
+                const bool vis = unmasked || tile_visible(segb != nullptr, causal, i, j, T, segq[il], segk[buf][jl]);
                 p[nt][e] = vis ? exp2f(fmaf(p[nt][e], sl2, -lse2_s[il])) : 0.0f;
             }
         float ds[NS][4];

@@ -13,9 +13,6 @@
 // cuBLASLt's recommended workspace on Hopper (smaller cards need less; 32 MiB
 // is noise next to activations).
 #define LT_WORKSPACE_BYTES (32u << 20)
-// Host staging for act conversions: bounded so uploading a 7B checkpoint does
-// not double host memory.
-#define STAGE_ELEMS ((size_t)1 << 24)
 
 static CudaContext g_ctx;
 static bool g_ready = false;
@@ -77,14 +74,42 @@ static void cu_copy(void *dst, const void *src, size_t bytes) {
     if (bytes && dst != src) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g_ctx.stream));
 }
 
-// Host transfers wait for the stream: the host buffer may be freed or read
-// as soon as they return.
-static void cu_upload(void *dst, const void *src, size_t bytes) {
-    if (!bytes) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_ctx.stream));
-    CUDA_CHECK(cudaStreamSynchronize(g_ctx.stream));
+// The next `bytes` of the pinned staging ring. When they would run past its
+// end, wait for every copy out of it so far (stage_done is recorded after the
+// latest one; the stream runs them in order) and start again at 0.
+static unsigned char *stage_take(size_t bytes) {
+    CudaContext *c = &g_ctx;
+    size_t n = (bytes + 255) & ~(size_t)255;
+    if (c->stage_used + n > c->stage_size) {
+        CUDA_CHECK(cudaEventSynchronize(c->stage_done));
+        c->stage_used = 0;
+    }
+    unsigned char *p = c->stage + c->stage_used;
+    c->stage_used += n;
+    return p;
 }
 
+// Copies out of the ring just filled at p, then marks it.
+static void stage_send(void *dst, const void *p, size_t bytes) {
+    CUDA_CHECK(cudaMemcpyAsync(dst, p, bytes, cudaMemcpyHostToDevice, g_ctx.stream));
+    CUDA_CHECK(cudaEventRecord(g_ctx.stage_done, g_ctx.stream));
+}
+
+// Uploads return without waiting for the GPU: the bytes are first copied into
+// pinned staging (so the caller may reuse its buffer at once), then sent
+// asynchronously in stream order. Chunks of half the ring keep one chunk
+// filling while the previous one is in flight.
+static void cu_upload(void *dst, const void *src, size_t bytes) {
+    size_t chunk = g_ctx.stage_size / 2;
+    for (size_t off = 0; off < bytes; off += chunk) {
+        size_t k = bytes - off < chunk ? bytes - off : chunk;
+        unsigned char *p = stage_take(k);
+        memcpy(p, (const unsigned char *)src + off, k);
+        stage_send((unsigned char *)dst + off, p, k);
+    }
+}
+
+// Downloads wait for the stream: the caller reads dst on return.
 static void cu_download(void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_ctx.stream));
@@ -101,33 +126,30 @@ static uint16_t host_f32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
+// fp32 -> bf16 straight into the staging ring, chunk by chunk.
 static void cu_upload_act(void *dst, const float *src, size_t n) {
-    size_t chunk = n < STAGE_ELEMS ? n : STAGE_ELEMS;
-    if (!chunk) return;
-    uint16_t *stage = (uint16_t *)malloc(chunk * sizeof(uint16_t));
-    CUDA_REQUIRE(stage, "out of host memory staging %zu elements", chunk);
+    size_t chunk = g_ctx.stage_size / 2 / sizeof(uint16_t);
     for (size_t off = 0; off < n; off += chunk) {
         size_t k = n - off < chunk ? n - off : chunk;
+        uint16_t *stage = (uint16_t *)stage_take(k * sizeof(uint16_t));
         for (size_t i = 0; i < k; i++) stage[i] = host_f32_to_bf16(src[off + i]);
-        cu_upload((uint16_t *)dst + off, stage, k * sizeof(uint16_t));
+        stage_send((uint16_t *)dst + off, stage, k * sizeof(uint16_t));
     }
-    free(stage);
 }
 
+// Through the staging ring too (pinned: the fastest copy back); a region it
+// hands out never overlaps a copy still in flight.
 static void cu_download_act(float *dst, const void *src, size_t n) {
-    size_t chunk = n < STAGE_ELEMS ? n : STAGE_ELEMS;
-    if (!chunk) return;
-    uint16_t *stage = (uint16_t *)malloc(chunk * sizeof(uint16_t));
-    CUDA_REQUIRE(stage, "out of host memory staging %zu elements", chunk);
+    size_t chunk = g_ctx.stage_size / 2 / sizeof(uint16_t);
     for (size_t off = 0; off < n; off += chunk) {
         size_t k = n - off < chunk ? n - off : chunk;
+        uint16_t *stage = (uint16_t *)stage_take(k * sizeof(uint16_t));
         cu_download(stage, (const uint16_t *)src + off, k * sizeof(uint16_t));
         for (size_t i = 0; i < k; i++) {
             uint32_t u = (uint32_t)stage[i] << 16;
             memcpy(&dst[off + i], &u, 4);
         }
     }
-    free(stage);
 }
 
 static void cu_synchronize(void) {
@@ -156,6 +178,7 @@ static void fill_table(Ops *o) {
     o->layernorm_backward = cuda_layernorm_backward;
     o->rmsnorm_forward = cuda_rmsnorm_forward;
     o->rmsnorm_backward = cuda_rmsnorm_backward;
+    o->residual_rmsnorm_forward = cuda_residual_rmsnorm_forward;
     o->residual_forward = cuda_residual_forward;
     o->accumulate = cuda_accumulate;
     o->gelu_forward = cuda_gelu_forward;
@@ -259,6 +282,13 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
     CUBLAS_CHECK(cublasLtCreate(&c->lt));
     c->lt_workspace_size = LT_WORKSPACE_BYTES;
     CUDA_CHECK(cudaMalloc(&c->lt_workspace, c->lt_workspace_size));
+    // 64 MiB of pinned staging: a micro-batch's ids, positions, labels and
+    // pixels (16 CLIP-336 images: 11 MB of bf16) fit many times over.
+    // LLAVA_CUDA_STAGING_KB makes it small (tests: the ring wraps often).
+    const char *kb = getenv("LLAVA_CUDA_STAGING_KB");
+    c->stage_size = kb && atol(kb) >= 4 ? (size_t)atol(kb) << 10 : (size_t)64 << 20;
+    CUDA_CHECK(cudaMallocHost((void **)&c->stage, c->stage_size));
+    CUDA_CHECK(cudaEventCreateWithFlags(&c->stage_done, cudaEventDisableTiming));
     cuda_attention_init();
     fill_table(&g_ops);
     g_ready = true;
@@ -266,3 +296,8 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
 }
 
 extern "C" void *ops_cuda_stream(void) { return g_ready ? (void *)g_ctx.stream : NULL; }
+
+extern "C" int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) {
+    if (!g_ready) return -1;
+    return cudaMemGetInfo(free_bytes, total_bytes) == cudaSuccess ? 0 : -1;
+}

@@ -60,6 +60,13 @@ typedef struct CudaContext {
     size_t lt_workspace_size;
     void *scratch;                 // see cuda_scratch
     size_t scratch_size;
+    // Pinned host staging for uploads (cuda_backend.cu): a ring the host
+    // copies into and the stream copies out of asynchronously; stage_done is
+    // recorded after every copy out of it, and waited for only when the ring
+    // wraps, so a step's uploads never stop the host.
+    unsigned char *stage;
+    size_t stage_size, stage_used;
+    cudaEvent_t stage_done;
 } CudaContext;
 
 CudaContext *cuda_ctx(void);
@@ -158,6 +165,8 @@ void cuda_layernorm_forward(void *out, float *mean, float *rstd, const void *inp
 void cuda_layernorm_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
                              const void *weight, const float *mean, const float *rstd, int M, int C);
 void cuda_rmsnorm_forward(void *out, float *rstd, const void *inp, const void *weight, int M, int C, float eps);
+void cuda_residual_rmsnorm_forward(void *res, void *out, float *rstd, const void *a, const void *b,
+                                   const void *weight, int M, int C, float eps);
 void cuda_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const void *inp, const void *weight,
                            const float *rstd, int M, int C);
 // dst[N] += column sums of src[M, N] (bf16), in a fixed order (deterministic).

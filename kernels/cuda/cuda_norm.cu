@@ -117,6 +117,40 @@ __global__ void rmsnorm_forward_kernel(bf16 *out, float *rstd, const bf16 *inp, 
     if (lane == 0 && rstd) rstd[m] = rs;
 }
 
+// res = a + b rounded to bf16 (residual_forward's AddOp), then the RMSNorm of
+// the rounded values in rmsnorm_forward_kernel's lane order: bitwise the two
+// kernels, with res read back once (from L2, just written) instead of twice.
+template <int VEC>
+__global__ void residual_rmsnorm_forward_kernel(bf16 *res, bf16 *out, float *rstd, const bf16 *a, const bf16 *b,
+                                                const bf16 *weight, int M, int C, float eps) {
+    const int lane = threadIdx.x & 31;
+    const int m = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    if (m >= M) return;
+    const size_t row = (size_t)m * C;
+    float ss = 0.0f;
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        float x[VEC], y[VEC];
+        load_bf16<VEC>(a + row + c, x);
+        load_bf16<VEC>(b + row + c, y);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) {
+            x[k] = __bfloat162float(__float2bfloat16_rn(x[k] + y[k]));  // the stored value
+            ss += x[k] * x[k];
+        }
+        store_bf16<VEC>(res + row + c, x);
+    }
+    const float rs = 1.0f / sqrtf(warp_sum(ss) / (float)C + eps);
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        float v[VEC], w[VEC], o[VEC];
+        load_bf16<VEC>(res + row + c, v);
+        load_bf16<VEC>(weight + c, w);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) o[k] = w[k] * (v[k] * rs);
+        store_bf16<VEC>(out + row + c, o);
+    }
+    if (lane == 0 && rstd) rstd[m] = rs;
+}
+
 // dinp += dy*w*rs - x * rs^3 * mean(dy*w*x)
 template <int VEC>
 __global__ void rmsnorm_backward_dinp_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, const bf16 *weight,
@@ -265,6 +299,20 @@ void cuda_layernorm_backward(void *dinp, float *dweight, float *dbias, const voi
         CUDA_LAUNCH_CHECK();
     }
     if (dweight || dbias) colsum<1>(dweight, dbias, dy, x, mean, rstd, M, C);
+}
+
+void cuda_residual_rmsnorm_forward(void *res, void *out, float *rstd, const void *a, const void *b,
+                                   const void *weight, int M, int C, float eps) {
+    if (M <= 0) return;
+    cudaStream_t st = cuda_ctx()->stream;
+    unsigned grid = cuda_blocks(M, ROWS_PER_BLOCK);
+    bf16 *r = (bf16 *)res, *o = (bf16 *)out;
+    const bf16 *x = (const bf16 *)a, *y = (const bf16 *)b, *w = (const bf16 *)weight;
+    if (vec8_ok(C, r, o, w) && aligned16(x, y))
+        residual_rmsnorm_forward_kernel<8><<<grid, 32 * ROWS_PER_BLOCK, 0, st>>>(r, o, rstd, x, y, w, M, C, eps);
+    else
+        residual_rmsnorm_forward_kernel<1><<<grid, 32 * ROWS_PER_BLOCK, 0, st>>>(r, o, rstd, x, y, w, M, C, eps);
+    CUDA_LAUNCH_CHECK();
 }
 
 void cuda_rmsnorm_forward(void *out, float *rstd, const void *inp, const void *weight, int M, int C, float eps) {

@@ -115,8 +115,8 @@ void h_check(Harness *h, const char *op, const char *what, const float *gpu, con
 
 void h_check_bitwise(Harness *h, const char *op, const float *a, const float *b, size_t n) {
     int same = memcmp(a, b, n * sizeof(float)) == 0;
-    EXPECT(same, "%s: two runs on the same inputs differ (not deterministic)", op);
-    if (h->verbose || !same) printf("  %-28s %-22s %s\n", op, "run twice", same ? "bitwise equal" : "DIFFER  FAIL");
+    EXPECT(same, "%s: differ bitwise (two runs on the same inputs, or two paths that must agree)", op);
+    if (h->verbose || !same) printf("  %-28s %-22s %s\n", op, "same bits", same ? "bitwise equal" : "DIFFER  FAIL");
 }
 
 void h_add_row(Harness *h, const char *name, double seconds, double bytes, double flops) {

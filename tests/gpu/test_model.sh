@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `llava forward --device cuda` on the golden fixtures against transformers'
 # fp32 outputs, at bf16 tolerances (logits 2e-2, loss 1e-2, gradients 5e-2,
-# norm-wise), for stage 2 and stage 1; gradient checkpointing must not
-# change a single bit (the ops are deterministic); and `llava generate
+# norm-wise), for stage 2 (also with the LM head on labeled rows only, as
+# training runs it) and stage 1; gradient checkpointing, full or selective,
+# must not change a single bit (the ops are deterministic); and `llava generate
 # --verify` (KV-cache steps against the full forward).
 #   bash tests/gpu/test_model.sh LLAVA_BINARY SOURCE_DIR BUILD_DIR
 # BUILD_DIR holds compare_golden. Exits 0 when skipped (no usable GPU).
@@ -33,12 +34,23 @@ for model in tiny_llava15 tiny_llava_v1 tiny_siglip_qwen2 tiny_clip_llama3; do
   "$compare" "$tmp/s2.safetensors" "$dir/golden.safetensors" 2e-2 1e-2 5e-2 || fail=1
   "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s2r.safetensors" \
     --stage 2 --recompute 1 --device cuda >/dev/null
-  if cmp -s "$tmp/s2.safetensors" "$tmp/s2r.safetensors"; then
-    echo "  --recompute 1: bitwise identical"
-  else
-    echo "FAIL: $model: --recompute 1 changed the outputs (must be bitwise identical)"
-    fail=1
-  fi
+  "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s2s.safetensors" \
+    --stage 2 --recompute 2 --device cuda >/dev/null
+  for mode in 1 2; do
+    out=$tmp/s2r.safetensors
+    [ $mode = 2 ] && out=$tmp/s2s.safetensors
+    if cmp -s "$tmp/s2.safetensors" "$out"; then
+      echo "  --recompute $mode ($([ $mode = 1 ] && echo full || echo selective)): bitwise identical"
+    else
+      echo "FAIL: $model: --recompute $mode changed the outputs (must be bitwise identical)"
+      fail=1
+    fi
+  done
+  # Training's mode: the LM head and the loss only on the labeled rows.
+  echo "== $model, stage 2, --labeled-only 1 (the head on labeled rows, as llava train runs it)"
+  "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s2l.safetensors" \
+    --stage 2 --labeled-only 1 --device cuda >/dev/null
+  "$compare" "$tmp/s2l.safetensors" "$dir/golden.safetensors" 2e-2 1e-2 5e-2 || fail=1
   echo "== $model, stage 1"
   "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s1.safetensors" \
     --stage 1 --device cuda >/dev/null

@@ -2,15 +2,16 @@
 // (sizes that are not multiples of any tile, unaligned pointers for the scalar
 // paths), on random inputs; then the timing table and the flash-attention
 // benchmark (gpu_bench.c). Run by tests/gpu/run.sh on a machine with a GPU:
-//   test_gpu_ops [--checks-only | --bench-only] [-v]
-// Exit 0 when every check passed; without a usable GPU it says so and exits 0.
+//   test_gpu_ops [--checks-only | --bench-only | --probe] [-v]
+// Exit 0 when every check passed; without a usable GPU it says so and exits 0
+// (--probe: only loads the backend; exits 77 without a GPU).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
-#include "kernels/cuda/cuda_backend.h"
+#include "kernels/backend.h"
 #include "tests/gpu/gpu_harness.h"
 #include "tests/testlib.h"
 
@@ -636,6 +637,49 @@ static void check_modern(Harness *h, size_t n, int M, int NH, int NKV, int HS) {
     }
     check_rope_with(h, M, NH, NKV, HS, 0.0f, table);
     free(table);
+// The fused residual + RMSNorm against the CPU op (itself the two ops), and
+// bitwise against the GPU's own residual_forward + rmsnorm_forward, also in
+// place (res = a, as the model calls it).
+static void check_residual_rmsnorm(Harness *h, int M, int C) {
+    char op[64];
+    snprintf(op, sizeof op, "residual+rmsnorm %dx%d", M, C);
+    const size_t n = (size_t)M * C;
+    float *a = h_rand(h, n, 1.0f), *b = h_rand(h, n, 1.0f), *w = h_rand(h, C, 1.0f);
+    float *res_c = xmalloc(n * sizeof(float)), *out_c = xmalloc(n * sizeof(float)), *rstd_c = xmalloc(M * 4);
+    // The reference normalizes the sum as the GPU stores it (bf16), so rstd
+    // can be held to the fp32 tolerance.
+    h->cpu->residual_forward(res_c, a, b, n);
+    round_bf16(res_c, n);
+    h->cpu->rmsnorm_forward(out_c, rstd_c, res_c, w, M, C, 1e-5f);
+    float *out_cf = xmalloc(n * sizeof(float)), *res_cf = xmalloc(n * sizeof(float)), *rstd_cf = xmalloc(M * 4);
+    h->cpu->residual_rmsnorm_forward(res_cf, out_cf, rstd_cf, a, b, w, M, C, 1e-5f);  // the CPU's fused op
+    h_check(h, op, "cpu fused res", res_cf, res_c, n, TOL_BF16);
+    h_check(h, op, "cpu fused out", out_cf, out_c, n, TOL_BF16);
+    free(out_cf), free(res_cf), free(rstd_cf);
+    void *da = d_act(h, a, n), *db = d_act(h, b, n), *dw = d_act(h, w, C);
+    void *dres = d_poison(h, n * A), *dout = d_poison(h, n * A);
+    float *drstd = d_poison(h, M * sizeof(float));
+    h->gpu->residual_rmsnorm_forward(dres, dout, drstd, da, db, dw, M, C, 1e-5f);
+    float *res_g = down_act(h, dres, n), *out_g = down_act(h, dout, n), *rstd_g = down_f32(h, drstd, M);
+    h_check(h, op, "res", res_g, res_c, n, TOL_BF16);
+    h_check(h, op, "out", out_g, out_c, n, TOL_BF16);
+    h_check(h, op, "rstd", rstd_g, rstd_c, M, TOL_F32);
+    // the unfused pair on the GPU, then the fused op in place on a copy of a
+    void *dres2 = d_poison(h, n * A), *dout2 = d_poison(h, n * A);
+    float *drstd2 = d_poison(h, M * sizeof(float));
+    h->gpu->residual_forward(dres2, da, db, n);
+    h->gpu->rmsnorm_forward(dout2, drstd2, dres2, dw, M, C, 1e-5f);
+    float *res_u = down_act(h, dres2, n), *out_u = down_act(h, dout2, n), *rstd_u = down_f32(h, drstd2, M);
+    h_check_bitwise(h, op, res_g, res_u, n);
+    h_check_bitwise(h, op, out_g, out_u, n);
+    h_check_bitwise(h, op, rstd_g, rstd_u, M);
+    h->gpu->residual_rmsnorm_forward(da, dout, drstd, da, db, dw, M, C, 1e-5f);
+    float *res_i = down_act(h, da, n), *out_i = down_act(h, dout, n);
+    h_check_bitwise(h, op, res_i, res_u, n);
+    h_check_bitwise(h, op, out_i, out_u, n);
+    free(a), free(b), free(w), free(res_c), free(out_c), free(rstd_c), free(res_g), free(out_g), free(rstd_g);
+    free(res_u), free(out_u), free(rstd_u), free(res_i), free(out_i);
+    h_release(h);
 }
 
 #ifndef LLAVA_GPU_EMU
@@ -650,6 +694,8 @@ void run_checks(Harness *h) {
     check_norm(h, 1, 1030, 1024);
     check_norm(h, 0, 77, 37);
     check_norm(h, 0, 1024, 4096);
+    check_residual_rmsnorm(h, 77, 37);
+    check_residual_rmsnorm(h, 1024, 4096);
     check_elementwise(h, 100003, 1);
     check_elementwise(h, (size_t)1024 * 4096 + 5, 0);
     check_swiglu(h, 33, 45);
@@ -680,6 +726,9 @@ void run_checks(Harness *h) {
     check_cross_entropy(h, 37, 163);
     check_cross_entropy(h, 128, 32000);
     check_sum_squares(h, 10000019);
+    check_lora_ops(h, 37, 96, 64, 16);
+    check_lora_ops(h, 5, 130, 3, 101);
+    check_lora_ops(h, 2048, 12288, 4096, 4096);  // LLaMA-7B's k block of the fused qkv output
     check_adamw(h, 100003, 0);
     check_adamw(h, 100003, 777);
     check_stochastic_rounding(h, (size_t)1 << 20);
@@ -697,6 +746,8 @@ void run_checks(Harness *h) {
     check_norm(h, 1, 33, 256);
     check_norm(h, 0, 77, 37);
     check_norm(h, 0, 33, 512);
+    check_residual_rmsnorm(h, 77, 37);
+    check_residual_rmsnorm(h, 33, 512);
     check_elementwise(h, 10007, 1);
     check_elementwise(h, 8 * 1000 + 5, 0);
     check_swiglu(h, 33, 45);
@@ -732,21 +783,31 @@ void run_checks(Harness *h) {
 #endif
 
 int main(int argc, char **argv) {
-    int checks = 1, bench = 1;
+    int checks = 1, bench = 1, probe = 0;
     Harness *h = xcalloc(1, sizeof *h);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--checks-only") == 0) bench = 0;
         else if (strcmp(argv[i], "--bench-only") == 0) checks = 0;
+        else if (strcmp(argv[i], "--probe") == 0) probe = 1;
         else if (strcmp(argv[i], "-v") == 0) h->verbose = 1;
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: %s [--checks-only | --bench-only] [-v]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--checks-only | --bench-only | --probe] [-v]\n", argv[0]);
             return 2;
         }
     }
-    char msg[1024] = {0};
-    h->gpu = ops_cuda_create(msg, sizeof msg);
+    Error err = {{0}};
+    h->gpu = backend_select("cuda", &err);  // the plugin, as `llava --device cuda` loads it
     if (!h->gpu) {
-        printf("test_gpu_ops: skipped: %s\n", msg);
+        printf("test_gpu_ops: skipped: %s\n", err.msg);
+        free(h);
+        // --probe (tests/gpu/run.sh's setup): 77 = no usable GPU, 1 = the
+        // backend itself could not be loaded (a library, a missing plugin).
+        // "no GPU found" (no driver, no device) or "no usable CUDA device".
+        if (probe) return strstr(err.msg, "no GPU found") || strstr(err.msg, "no usable CUDA device") ? 77 : 1;
+        return 0;
+    }
+    if (probe) {
+        printf("test_gpu_ops: the CUDA backend is ready\n");
         free(h);
         return 0;
     }

@@ -1,15 +1,14 @@
-// NCCL for data parallelism on GPUs, callable from C: the gradient all-reduce
-// and the ZeRO-1 weight exchange on device buffers, on the op table's stream.
-// Bootstrap: rank 0 makes a unique id, MPI broadcasts it (train/dist.c), every
-// rank joins. Compiled when NCCL is found (LLAVA_HAVE_NCCL).
-#ifndef LLAVA_CUDA_NCCL_H
-#define LLAVA_CUDA_NCCL_H
+// NCCL for data parallelism on GPUs: the gradient all-reduce and the ZeRO-1
+// weight exchange on device buffers, on the CUDA ops' stream. NCCL is opened
+// with dlopen at the first call, which the trainer makes only when more than
+// one GPU process runs: a one-GPU run never needs libnccl.so.2, and a machine
+// that has it only in the nvidia-nccl-cu13 Python wheel is searched
+// (common/dynlib.h; LLAVA_NCCL_LIBRARY names the file outright).
+// Bootstrap: rank 0 makes a unique id, MPI broadcasts it, every rank joins.
+#ifndef LLAVA_NCCL_H
+#define LLAVA_NCCL_H
 
 #include <stddef.h>
-
-#ifdef __cplusplus
-extern "C" {
-#endif
 
 #define LLAVA_NCCL_ID_BYTES 128
 
@@ -22,9 +21,5 @@ void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap);
 int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap);
 int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap);
 void nccl_leave(void *comm);
-
-#ifdef __cplusplus
-}
-#endif
 
 #endif
