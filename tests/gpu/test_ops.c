@@ -637,6 +637,8 @@ static void check_modern(Harness *h, size_t n, int M, int NH, int NKV, int HS) {
     }
     check_rope_with(h, M, NH, NKV, HS, 0.0f, table);
     free(table);
+}
+
 // The fused residual + RMSNorm against the CPU op (itself the two ops), and
 // bitwise against the GPU's own residual_forward + rmsnorm_forward, also in
 // place (res = a, as the model calls it).
