@@ -79,7 +79,7 @@ int cmd_prep(int argc, char **argv) {
         {"images", ARG_STRING, &rq.images_dir, "image folder the \"image\" paths are relative to (default: the data file's folder)", 0},
         {"model", ARG_STRING, &rq.model_dir, "model folder: config.json, tokenizer files, preprocessor_config.json", 0},
         {"tokenizer", ARG_STRING, &rq.tokenizer_dir, "folder with tokenizer.json / tokenizer_config.json (default: --model)", 0},
-        {"template", ARG_STRING, &rq.template_name, "plain | vicuna_v1 | v1 | llava_v1 (webdataset default: plain)", 0},
+        {"template", ARG_STRING, &rq.template_name, "plain | vicuna_v1 | v1 | llava_v1 | qwen_2 | llama_3 (webdataset default: plain)", 0},
         {"max-length", ARG_INT, &rq.max_length, "tokens per sample, images included (default: min(2048, max positions))", 0, 8, 1048576},
         {"out", ARG_STRING, &rq.out_dir, "shard folder to write (or to resume)", 1},
         {"workers", ARG_INT, &rq.workers, "worker threads (default: all cores)", 0, 0, 256},

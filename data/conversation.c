@@ -19,17 +19,28 @@ static const char *const SYSTEM[] = {
                       "The assistant gives helpful, detailed, and polite answers to the human's questions.",
 };
 
+// LLaVA-NeXT's default system messages (preprocess_qwen, preprocess_llama3).
+static const char QWEN_SYSTEM[] = "You are a helpful assistant.";
+static const char LLAMA3_SYSTEM[] =
+    "You are a helpful language and vision assistant. You are able to understand the visual content that the user "
+    "provides, and assist the user with a variety of tasks using natural language.";
+
 int conv_template_from_name(const char *name, ConvTemplate *out) {
     if (strcmp(name, "plain") == 0) *out = CONV_PLAIN;
     else if (strcmp(name, "v1") == 0 || strcmp(name, "vicuna_v1") == 0) *out = CONV_VICUNA_V1;
     else if (strcmp(name, "llava_v1") == 0) *out = CONV_LLAVA_V1;
+    else if (strcmp(name, "qwen_2") == 0 || strcmp(name, "qwen_1_5") == 0) *out = CONV_QWEN_2;
+    else if (strcmp(name, "llama_3") == 0 || strcmp(name, "llava_llama_3") == 0) *out = CONV_LLAMA_3;
     else return -1;
     return 0;
 }
 
 const char *conv_template_name(ConvTemplate t) {
-    return t == CONV_PLAIN ? "plain" : t == CONV_VICUNA_V1 ? "vicuna_v1" : "llava_v1";
+    static const char *names[] = {"plain", "vicuna_v1", "llava_v1", "qwen_2", "llama_3"};
+    return t >= CONV_PLAIN && t <= CONV_LLAMA_3 ? names[t] : "?";
 }
+
+static int is_chat_template(ConvTemplate t) { return t == CONV_QWEN_2 || t == CONV_LLAMA_3; }
 
 int conv_role_from_name(const char *name) {
     if (strcmp(name, "human") == 0) return CONV_HUMAN;
@@ -206,7 +217,16 @@ static ConvStatus prepare(const Conversation *c, const ConvOptions *o, Messages 
         m->role[j] = tu->role;
         buf_add(&m->msg[j], "", 0);
         if (c->has_image && find_image(tu->text, tu->len)) {
-            move_image_front(tu->text, tu->len, &m->msg[j]);
+            const char *hit = find_image(tu->text, tu->len);
+            // LLaVA-NeXT's preprocess_multimodal leaves a message that starts
+            // with <image> as it is, and one with two <image>s too (which then
+            // asks for two images).
+            if (is_chat_template(o->tmpl) && find_image(hit + IMAGE_LEN, tu->len - (size_t)(hit - tu->text) - IMAGE_LEN))
+                return fail(r, CONV_MALFORMED, "turn %d: two <image> in one message", first + j);
+            if (is_chat_template(o->tmpl) && hit == tu->text)
+                buf_add(&m->msg[j], tu->text, tu->len);
+            else
+                move_image_front(tu->text, tu->len, &m->msg[j]);
             with_image++, image_turn = j;
         } else {
             if (find_image(tu->text, tu->len))
@@ -305,8 +325,92 @@ static int encode_chunk(const Tokenizer *t, const Prompt *p, size_t a, size_t b,
     return diff;
 }
 
+// image_seq_length positions of image_token_index, no loss (the HF LLaVA
+// processor's layout); the first marks image_start.
+static void push_image(const ConvOptions *o, ConvResult *r) {
+    if (r->image_start < 0) r->image_start = r->ids.n;
+    for (int k = 0; k < o->image_seq_length; k++) {
+        token_ids_push(&r->ids, o->image_token_index);
+        token_ids_push(&r->labels, CONV_IGNORE_INDEX);
+    }
+}
+
+// ---- LLaVA-NeXT chat templates (qwen_2, llama_3) ---------------------------
+
+// One message tokenized on its own, split at <image> (an added token, so
+// tokenizers splits there too); its tokens are targets when `target`.
+static void encode_message(const Tokenizer *t, const ConvOptions *o, const char *s, size_t n, int target,
+                           ConvResult *r) {
+    for (size_t a = 0;;) {
+        const char *hit = find_image(s + a, n - a);
+        size_t b = hit ? (size_t)(hit - s) : n;
+        const int n0 = r->ids.n;
+        tokenizer_encode(t, s + a, b - a, 0, &r->ids);
+        for (int i = n0; i < r->ids.n; i++) token_ids_push(&r->labels, target ? r->ids.data[i] : CONV_IGNORE_INDEX);
+        if (!hit) break;
+        push_image(o, r);
+        a = b + IMAGE_LEN;
+    }
+}
+
+// The text of one message in the template's spelling.
+static void chat_message(ConvTemplate tmpl, const char *role, const char *s, size_t n, int first, Buf *out) {
+    out->n = 0;
+    buf_add(out, "", 0);
+    if (tmpl == CONV_QWEN_2) {
+        buf_add(out, "<|im_start|>", 12);
+        buf_add(out, role, strlen(role));
+        buf_add(out, "\n", 1);
+        buf_add(out, s, n);
+        buf_add(out, "<|im_end|>\n", 11);
+        return;
+    }
+    size_t a, b;
+    py_strip(s, n, &a, &b);  // Jinja's trim
+    if (first) buf_add(out, "<|begin_of_text|>", 17);
+    buf_add(out, "<|start_header_id|>", 19);
+    buf_add(out, role, strlen(role));
+    buf_add(out, "<|end_header_id|>\n\n", 19);
+    buf_add(out, s + a, b - a);
+    buf_add(out, "<|eot_id|>", 10);
+}
+
+static void build_chat(const Tokenizer *t, const ConvOptions *o, const Messages *m, ConvResult *r) {
+    const int qwen = o->tmpl == CONV_QWEN_2;
+    Buf msg = {0};
+    const char *sys = o->system ? o->system : qwen ? QWEN_SYSTEM : LLAMA3_SYSTEM;
+    chat_message(o->tmpl, "system", sys, strlen(sys), 1, &msg);
+    encode_message(t, o, msg.b, msg.n, 0, r);
+    for (int j = 0; j < m->n; j++) {
+        int gpt = m->role[j] == CONV_GPT;
+        chat_message(o->tmpl, gpt ? "assistant" : "user", m->msg[j].b, m->msg[j].n, 0, &msg);
+        encode_message(t, o, msg.b, msg.n, gpt, r);
+    }
+    if (o->generation_prompt) {
+        const char *gen = qwen ? "<|im_start|>assistant\n" : "<|start_header_id|>assistant<|end_header_id|>\n\n";
+        encode_message(t, o, gen, strlen(gen), 0, r);
+    }
+    free(msg.b);
+    if (o->generation_prompt) {  // a prompt has no labels
+        for (int i = 0; i < r->labels.n; i++) r->labels.data[i] = CONV_IGNORE_INDEX;
+        return;
+    }
+    // The tokens NeXT sets back to targets wherever they are, by id.
+    static const char *const qwen_unmask[] = {"\xC4\x8A", "<|im_start|>", "<|im_end|>"};
+    static const char *const llama3_unmask[] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                                                "<|eot_id|>", "\n\n"};
+    const char *const *names = qwen ? qwen_unmask : llama3_unmask;
+    int n_names = qwen ? 3 : 5;
+    int32_t ids[5];
+    for (int k = 0; k < n_names; k++) ids[k] = tokenizer_token_to_id(t, names[k]);
+    for (int i = 0; i < r->ids.n; i++)
+        for (int k = 0; k < n_names; k++)
+            if (ids[k] >= 0 && r->ids.data[i] == ids[k] && r->ids.data[i] != o->image_token_index)
+                r->labels.data[i] = r->ids.data[i];
+}
+
 ConvStatus conv_build(const Tokenizer *t, const Conversation *c, const ConvOptions *o, ConvResult *r) {
-    CHECK(o->tmpl >= CONV_PLAIN && o->tmpl <= CONV_LLAVA_V1, "bad template %d", (int)o->tmpl);
+    CHECK(o->tmpl >= CONV_PLAIN && o->tmpl <= CONV_LLAMA_3, "bad template %d", (int)o->tmpl);
     CHECK(!c->has_image || o->image_seq_length > 0, "image_seq_length must be > 0 for samples with an image");
     token_ids_clear(&r->ids);
     token_ids_clear(&r->labels);
@@ -317,6 +421,10 @@ ConvStatus conv_build(const Tokenizer *t, const Conversation *c, const ConvOptio
     Prompt p = {0};
     ConvStatus st = prepare(c, o, &m, r);
     if (st != CONV_OK) goto done;
+    if (is_chat_template(o->tmpl)) {
+        build_chat(t, o, &m, r);
+        goto finish;
+    }
     build_prompt(o, &m, &p);
 
     // tokenizer_image_token: chunks between <image>s, each tokenized on its
@@ -333,15 +441,12 @@ ConvStatus conv_build(const Tokenizer *t, const Conversation *c, const ConvOptio
         int diff = encode_chunk(t, &p, a, b, r, &whole);
         if (diff >= 0 && r->mismatch_at < 0) r->mismatch_at = diff;
         if (!hit) break;
-        if (r->image_start < 0) r->image_start = r->ids.n;
-        for (int k = 0; k < o->image_seq_length; k++) {
-            token_ids_push(&r->ids, o->image_token_index);
-            token_ids_push(&r->labels, CONV_IGNORE_INDEX);
-        }
+        push_image(o, r);
         a = b + IMAGE_LEN;
     }
     token_ids_free(&whole);
 
+finish:
     r->n_before_truncation = r->ids.n;
     if (!o->generation_prompt && o->max_length > 0 && r->ids.n > o->max_length) {
         r->truncated = 1;

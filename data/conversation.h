@@ -8,6 +8,18 @@
 //   llava_v1              the same with "curious human" / "human's questions"
 // Loss only on each answer (with the space before it, as LLaVA counts it) and
 // its "</s>"; BOS, system, questions, roles and image positions are -100.
+// And as LLaVA-NeXT's train.py (preprocess_qwen / preprocess_llama3) builds them:
+//   qwen_2    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+//             + per turn "<|im_start|>user|assistant\n" + text + "<|im_end|>\n"
+//   llama_3   "<|begin_of_text|>" + per message "<|start_header_id|>ROLE
+//             <|end_header_id|>\n\n" + text.strip() + "<|eot_id|>", NeXT's
+//             system prompt first
+// each message tokenized on its own; targets: every token of the assistant
+// messages (header and end token included), plus, anywhere, the tokens NeXT
+// unmasks by id: qwen_2 "\n" (its id 198 in Qwen2's vocabulary is the
+// byte-level "Ċ"), <|im_start|>, <|im_end|>; llama_3 <|begin_of_text|>,
+// <|start_header_id|>, <|end_header_id|>, <|eot_id|> (NeXT's "\n\n" entry
+// names no token of a byte-level vocabulary, so it unmasks nothing).
 //
 // Masks are computed by construction: the prompt is tokenized once per
 // <image>-separated chunk (as LLaVA's tokenizer_image_token does) with BPE
@@ -28,11 +40,13 @@
 
 #define CONV_IGNORE_INDEX (-100)
 
-typedef enum { CONV_PLAIN = 0, CONV_VICUNA_V1 = 1, CONV_LLAVA_V1 = 2 } ConvTemplate;
+typedef enum { CONV_PLAIN = 0, CONV_VICUNA_V1 = 1, CONV_LLAVA_V1 = 2, CONV_QWEN_2 = 3, CONV_LLAMA_3 = 4 } ConvTemplate;
 
-// "plain", "v1", "vicuna_v1", "llava_v1" -> 0 and *out; anything else -1.
+// "plain", "v1", "vicuna_v1", "llava_v1", "qwen_2" (= "qwen_1_5"), "llama_3"
+// (= "llava_llama_3") -> 0 and *out; anything else -1.
 int conv_template_from_name(const char *name, ConvTemplate *out);
-const char *conv_template_name(ConvTemplate t);  // "plain", "vicuna_v1", "llava_v1"
+// "plain", "vicuna_v1", "llava_v1", "qwen_2", "llama_3"
+const char *conv_template_name(ConvTemplate t);
 
 typedef enum { CONV_HUMAN = 0, CONV_GPT = 1 } ConvRole;
 

@@ -1,7 +1,9 @@
 // preprocessor_config.json, and LLaVA's image preprocessing on decoded RGB:
 // expand2square (pad mode) -> shortest-edge BICUBIC resize -> centre crop ->
 // rescale -> normalize, as transformers' CLIPImageProcessor (PIL backend,
-// numpy arithmetic) computes it. See docs/data.md, "Images".
+// numpy arithmetic) computes it; SiglipImageProcessor is the same pipeline
+// with a square height/width resize, no crop and mean/std 0.5. See
+// docs/data.md, "Images".
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,13 +85,24 @@ int image_config_parse(ImagePreprocessConfig *cfg, const char *text, size_t len,
         goto done;
     }
     if (json_get_string(root, "image_processor_type", NULL, &type, what, err) != 0) goto done;
-    if (type && strcmp(type, "CLIPImageProcessor") != 0 && strcmp(type, "CLIPImageProcessorFast") != 0 &&
+    int siglip = type && (strcmp(type, "SiglipImageProcessor") == 0 || strcmp(type, "SiglipImageProcessorFast") == 0 ||
+                          strcmp(type, "SiglipImageProcessorPil") == 0);
+    if (type && !siglip && strcmp(type, "CLIPImageProcessor") != 0 && strcmp(type, "CLIPImageProcessorFast") != 0 &&
         strcmp(type, "CLIPImageProcessorPil") != 0) {
-        err_set(err, "%s: image_processor_type \"%s\" is not supported (only CLIPImageProcessor)", what, type);
+        err_set(err,
+                "%s: image_processor_type \"%s\" is not supported (CLIPImageProcessor or SiglipImageProcessor; "
+                "refused by name: Siglip2ImageProcessor, LlavaNextImageProcessor, LlavaOnevisionImageProcessor)",
+                what, type);
         goto done;
     }
+    if (siglip) {  // SiglipImageProcessor's class defaults: 224x224, no crop, mean/std 0.5
+        cfg->do_center_crop = 0;
+        cfg->shortest_edge = 0;
+        cfg->size_h = cfg->size_w = 224;
+        for (int c = 0; c < 3; c++) cfg->image_mean[c] = cfg->image_std[c] = 0.5;
+    }
     if (json_get_bool(root, "do_resize", 1, &cfg->do_resize, what, err) != 0 ||
-        json_get_bool(root, "do_center_crop", 1, &cfg->do_center_crop, what, err) != 0 ||
+        json_get_bool(root, "do_center_crop", !siglip, &cfg->do_center_crop, what, err) != 0 ||
         json_get_bool(root, "do_rescale", 1, &cfg->do_rescale, what, err) != 0 ||
         json_get_bool(root, "do_normalize", 1, &cfg->do_normalize, what, err) != 0 ||
         json_get_bool(root, "do_convert_rgb", 1, &cfg->do_convert_rgb, what, err) != 0 ||

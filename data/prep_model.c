@@ -249,7 +249,7 @@ static int setup(ModelPrep *mp, const PrepRequest *rq, Manifest *recipe, Error *
     if (tokenizer_load(&mp->tok, mp->tokenizer_dir, err) != 0) return -1;
     ConvTemplate tmpl;
     if (conv_template_from_name(rq->template_name, &tmpl) != 0)
-        return err_set(err, "unknown template \"%s\" (plain, vicuna_v1, v1, llava_v1)", rq->template_name);
+        return err_set(err, "unknown template \"%s\" (plain, vicuna_v1, v1, llava_v1, qwen_2, llama_3)", rq->template_name);
     const TextConfig *tc = &mp->cfg.text;
     if (tokenizer_vocab_size(mp->tok) > tc->vocab)
         return err_set(err, "%s: the tokenizer has %d ids but the model's vocabulary is %d", mp->tokenizer_dir,

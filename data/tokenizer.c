@@ -312,8 +312,13 @@ static int load_norm_step(Tokenizer *t, const cJSON *n, Error *err) {
     } else if (strcmp(type, "Replace") == 0) {
         if (load_replace(n, "normalizer Replace", &st.a, &st.alen, &st.b, &st.blen, err)) return -1;
         st.kind = NORM_REPLACE;
+    } else if (strcmp(type, "NFC") == 0) {
+        st.kind = NORM_NFC;
     } else {
-        return err_set(err, "normalizer \"%s\" is not supported (LLaMA tokenizers use Prepend + Replace or none)", type);
+        return err_set(err,
+                       "normalizer \"%s\" is not supported (Prepend, Replace, NFC or a Sequence of them; refused by "
+                       "name: NFD, NFKC, NFKD, Lowercase, Strip, StripAccents, BertNormalizer, Precompiled)",
+                       type);
     }
     t->norm = xrealloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *t->norm);
     t->norm[t->n_norm++] = st;
@@ -347,12 +352,24 @@ static int load_pre_tokenizer(Tokenizer *t, const cJSON *p, Error *err) {
     if (!p || cJSON_IsNull(p)) return 0;
     const char *type = NULL;
     if (get_opt_string(p, "type", &type, "pre_tokenizer", err)) return -1;
-    if (type && strcmp(type, "Metaspace") == 0) return load_metaspace(t, p, err);
-    if (type && strcmp(type, "Sequence") == 0) {
-        const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
-        if (cJSON_IsArray(list) && cJSON_GetArraySize(list) == 1) return load_pre_tokenizer(t, cJSON_GetArrayItem(list, 0), err);
+    if (type && strcmp(type, "Metaspace") == 0) {
+        if (t->n_pre) return err_set(err, "pre_tokenizer: Metaspace combined with Split/ByteLevel is not supported");
+        return load_metaspace(t, p, err);
     }
-    return err_set(err, "pre_tokenizer \"%s\" is not supported (LLaMA tokenizers use Metaspace or none)",
+    if (type && (strcmp(type, "ByteLevel") == 0 || strcmp(type, "Split") == 0)) {
+        if (t->metaspace) return err_set(err, "pre_tokenizer: %s combined with Metaspace is not supported", type);
+        return bytelevel_load_pre(t, p, type, err);
+    }
+    if (type && strcmp(type, "Sequence") == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers"), *e;
+        if (!cJSON_IsArray(list)) return err_set(err, "pre_tokenizer Sequence without a \"pretokenizers\" list");
+        cJSON_ArrayForEach(e, list) if (load_pre_tokenizer(t, e, err)) return -1;
+        return 0;
+    }
+    return err_set(err,
+                   "pre_tokenizer \"%s\" is not supported (Metaspace, ByteLevel, Split or a Sequence of them; "
+                   "refused by name: Whitespace, WhitespaceSplit, BertPreTokenizer, Digits, Punctuation, "
+                   "UnicodeScripts, CharDelimiterSplit)",
                    type ? type : "?");
 }
 
@@ -383,6 +400,8 @@ static int load_dec_step(Tokenizer *t, const cJSON *d, Error *err) {
         st.alen = utf8_char((const unsigned char *)c, strlen(c), &cp);
         if (st.alen == 0 || c[st.alen]) return err_set(err, "decoder Strip: \"content\" must be one character");
         st.kind = DEC_STRIP, st.a = dup_bytes(c, st.alen);
+    } else if (strcmp(type, "ByteLevel") == 0) {
+        st.kind = DEC_BYTE_LEVEL;
     } else if (strcmp(type, "Metaspace") == 0) {
         const char *rep, *scheme = NULL;
         int add;
@@ -392,25 +411,59 @@ static int load_dec_step(Tokenizer *t, const cJSON *d, Error *err) {
         st.kind = DEC_METASPACE, st.alen = (int)strlen(rep), st.a = dup_bytes(rep, st.alen);
         st.prepend = scheme ? strcmp(scheme, "never") != 0 : add;
     } else {
-        return err_set(err, "decoder \"%s\" is not supported (LLaMA tokenizers use Replace, ByteFallback, Fuse, "
-                            "Strip or Metaspace)", type);
+        return err_set(err, "decoder \"%s\" is not supported (Replace, ByteFallback, Fuse, Strip, Metaspace or "
+                            "ByteLevel; refused by name: WordPiece, BPEDecoder, CTC)", type);
     }
     t->dec = xrealloc(t->dec, (size_t)(t->n_dec + 1) * sizeof *t->dec);
     t->dec[t->n_dec++] = st;
     return 0;
 }
 
+// The token a TemplateProcessing item {"SpecialToken": {"id": ...}} adds, or NULL.
+static const char *template_special(const cJSON *item) {
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(item, "SpecialToken");
+    const cJSON *id = st ? cJSON_GetObjectItemCaseSensitive(st, "id") : NULL;
+    return cJSON_IsString(id) ? id->valuestring : NULL;
+}
+
 // add_bos / add_eos as the post-processor has them: a TemplateProcessing
-// whose "single" template starts / ends with a SpecialToken.
-static void post_processor_flags(const cJSON *pp, int *bos, int *eos) {
+// (alone or in a Sequence, as Llama-3 has it) whose "single" template starts
+// / ends with a SpecialToken (its name is the default bos / eos token); a
+// ByteLevel post-processor alone adds nothing.
+static void post_processor_flags(const cJSON *pp, int *bos, int *eos, const char **bos_name,
+                                 const char **eos_name) {
     *bos = 1, *eos = 0;  // LlamaTokenizer's defaults
     const cJSON *type = pp ? cJSON_GetObjectItemCaseSensitive(pp, "type") : NULL;
-    if (!cJSON_IsString(type) || strcmp(type->valuestring, "TemplateProcessing") != 0) return;
+    if (!cJSON_IsString(type)) return;
+    if (strcmp(type->valuestring, "ByteLevel") == 0) {
+        *bos = 0;
+        return;
+    }
+    if (strcmp(type->valuestring, "Sequence") == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(pp, "processors"), *e, *tp = NULL;
+        int byte_level = 0;
+        cJSON_ArrayForEach(e, list) {
+            const cJSON *et = cJSON_GetObjectItemCaseSensitive(e, "type");
+            if (cJSON_IsString(et) && strcmp(et->valuestring, "TemplateProcessing") == 0) tp = e;
+            if (cJSON_IsString(et) && strcmp(et->valuestring, "ByteLevel") == 0) byte_level = 1;
+        }
+        if (!tp) {
+            if (byte_level) *bos = 0;
+            return;
+        }
+        pp = tp;
+    } else if (strcmp(type->valuestring, "TemplateProcessing") != 0) {
+        return;
+    }
     const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single");
     int n = cJSON_IsArray(single) ? cJSON_GetArraySize(single) : 0;
     if (n == 0) return;
-    *bos = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, 0), "SpecialToken") != NULL;
-    *eos = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(single, n - 1), "SpecialToken") != NULL;
+    const char *first = template_special(cJSON_GetArrayItem(single, 0));
+    const char *last = template_special(cJSON_GetArrayItem(single, n - 1));
+    *bos = first != NULL;
+    *eos = last != NULL;
+    if (first) *bos_name = first;
+    if (last) *eos_name = last;
 }
 
 // Applies the normalizer steps to a whole string (used for normalized added
@@ -420,6 +473,15 @@ static char *normalize_whole(const Tokenizer *t, const char *s, int len, int *ou
     int n = len;
     for (int k = 0; k < t->n_norm; k++) {
         const NormStep *st = &t->norm[k];
+        if (st->kind == NORM_NFC) {
+            size_t m;
+            char *d = bytelevel_nfc(cur, (size_t)n, &m);
+            if (d) {
+                free(cur);
+                cur = d, n = (int)m;
+            }
+            continue;
+        }
         if (st->kind == NORM_PREPEND) {
             if (n == 0) continue;
             char *d = xmalloc((size_t)(n + st->alen) + 1);
@@ -490,11 +552,12 @@ static int config_token(const cJSON *cfg, const char *key, const char *def, cons
 
 static int load_config(Tokenizer *t, const cJSON *cfg, const cJSON *post_processor, Error *err) {
     int pp_bos, pp_eos;
-    post_processor_flags(post_processor, &pp_bos, &pp_eos);
+    const char *bos_default = "<s>", *eos_default = "</s>";
+    post_processor_flags(post_processor, &pp_bos, &pp_eos, &bos_default, &eos_default);
     if (json_get_bool(cfg, "add_bos_token", pp_bos, &t->add_bos, "tokenizer_config.json", err)) return -1;
     if (json_get_bool(cfg, "add_eos_token", pp_eos, &t->add_eos, "tokenizer_config.json", err)) return -1;
     const char *bos, *eos, *unk, *pad;
-    if (config_token(cfg, "bos_token", "<s>", &bos, err) || config_token(cfg, "eos_token", "</s>", &eos, err) ||
+    if (config_token(cfg, "bos_token", bos_default, &bos, err) || config_token(cfg, "eos_token", eos_default, &eos, err) ||
         config_token(cfg, "unk_token", "<unk>", &unk, err) || config_token(cfg, "pad_token", NULL, &pad, err))
         return -1;
     t->bos = bos ? tokenizer_token_to_id(t, bos) : -1;
@@ -547,7 +610,16 @@ static int finish(Tokenizer *t, int max_id, Error *err) {
         t->byte_id[b] = bytesmap_get(&t->vocab, name, 6);
         if (t->byte_id[b] < 0) bytes_complete = 0;
     }
-    if (!(t->byte_fallback && bytes_complete) && t->model_unk < 0) {
+    if (t->byte_level) {
+        // Every byte becomes one of GPT-2's 256 characters: with all of them
+        // in the vocabulary every text encodes (tokenizers would drop the others).
+        for (int b = 0; b < 256; b++)
+            if (bytesmap_get(&t->vocab, t->bl_char[b], t->bl_len[b]) < 0 && t->model_unk < 0) {
+                free(model_str);
+                return err_set(err, "byte-level model lacks the character for byte 0x%02X (\"%.*s\") and has no "
+                               "unk_token: some texts could not be encoded", b, t->bl_len[b], t->bl_char[b]);
+            }
+    } else if (!(t->byte_fallback && bytes_complete) && t->model_unk < 0) {
         free(model_str);
         return err_set(err, "model has no unk_token and no complete byte fallback (<0x00>..<0xFF>): some texts "
                             "could not be encoded");
@@ -649,6 +721,7 @@ void tokenizer_free(Tokenizer *t) {
         free(t->dec[i].b);
     }
     free(t->dec);
+    bytelevel_free(t);
     for (int i = 0; t->id_str && i < t->vocab_size; i++) free(t->id_str[i]);
     free(t->id_str);
     free(t->special);

@@ -9,6 +9,10 @@
 //                 of one character
 //   Metaspace     "▁" -> " ", except in the first token where it is dropped
 //                 (unless prepend_scheme is never)
+//   ByteLevel     all tokens -> one: each token's GPT-2 characters -> their
+//                 bytes (a token with any other character gives its own
+//                 bytes), then Rust's String::from_utf8_lossy: one U+FFFD per
+//                 maximal invalid subsequence
 // Without a decoder the tokens are joined with spaces, as tokenizers does.
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +153,64 @@ static void step_strip(StrList *l, const DecStep *st) {
     }
 }
 
+// Length of the maximal prefix of a valid UTF-8 sequence at s[0..n) that is
+// not itself complete (Unicode's "maximal subpart"; at least 1).
+static size_t invalid_prefix(const unsigned char *s, size_t n) {
+    unsigned char b = s[0];
+    int need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) need = 1;
+    else if (b >= 0xE0 && b <= 0xEF) need = 2, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
+    else if (b >= 0xF0 && b <= 0xF4) need = 3, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
+    else return 1;
+    size_t k = 1;
+    for (int i = 0; i < need && k < n; i++, k++) {
+        unsigned char x = s[k];
+        if (i == 0 ? (x < lo || x > hi) : (x < 0x80 || x > 0xBF)) break;
+    }
+    return k;
+}
+
+static void step_byte_level(StrList *l) {
+    size_t cap = 16, n = 0;
+    for (int i = 0; i < l->n; i++) cap += l->v[i].n;
+    unsigned char *bytes = xmalloc(cap);
+    for (int i = 0; i < l->n; i++) {
+        const Str s = l->v[i];
+        size_t start = n;
+        int mapped = 1;
+        for (size_t p = 0; p < s.n && mapped;) {
+            uint32_t cp;
+            int k = utf8_char((const unsigned char *)s.s + p, s.n - p, &cp);
+            int b = k ? bytelevel_byte_of(cp) : -1;
+            if (b < 0) mapped = 0;
+            else bytes[n++] = (unsigned char)b, p += (size_t)k;
+        }
+        if (!mapped) {
+            n = start;
+            memcpy(bytes + n, s.s, s.n);
+            n += s.n;
+        }
+    }
+    list_free(l);
+    char *out = xmalloc(n * 3 + 1);  // each invalid byte becomes at most 3 bytes
+    size_t m = 0;
+    for (size_t p = 0; p < n;) {
+        uint32_t cp;
+        int k = utf8_char(bytes + p, n - p, &cp);
+        if (k) {
+            memcpy(out + m, bytes + p, (size_t)k);
+            m += (size_t)k, p += (size_t)k;
+        } else {
+            memcpy(out + m, "\xEF\xBF\xBD", 3);
+            m += 3, p += invalid_prefix(bytes + p, n - p);
+        }
+    }
+    out[m] = 0;
+    free(bytes);
+    list_push(l, out, m);
+}
+
 static void apply_step(StrList *l, const DecStep *st) {
     switch (st->kind) {
     case DEC_REPLACE:
@@ -174,6 +236,9 @@ static void apply_step(StrList *l, const DecStep *st) {
     }
     case DEC_STRIP:
         step_strip(l, st);
+        break;
+    case DEC_BYTE_LEVEL:
+        step_byte_level(l);
         break;
     }
 }

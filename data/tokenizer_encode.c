@@ -5,7 +5,9 @@
 //      non-empty part, Replace " " -> "▁"), then split it on the `normalized`
 //      added tokens, whose search patterns were normalized the same way;
 //   3. pre-tokenize each remaining piece (Metaspace: " " -> "▁", prepend "▁"
-//      per prepend_scheme unless the piece already starts with it, split);
+//      per prepend_scheme unless the piece already starts with it, split; or
+//      the Split / ByteLevel steps of tokenizer_bytelevel.c, the words' bytes
+//      then mapped to GPT-2's characters);
 //   4. BPE each word: characters in the vocabulary, else their UTF-8 bytes as
 //      <0xNN> tokens, else <unk> (runs fused); then merge the adjacent pair of
 //      lowest rank (leftmost on ties) until none is left, with a heap of
@@ -48,7 +50,8 @@ typedef struct {
     const size_t *breaks;
     int n_breaks;
     TokenIds *ids, *segs;
-    NStr norm, pre, tmp;
+    NStr norm, pre, tmp, bl;
+    void **match_data;  // [t->n_pre] PCRE2 match data, made on first use
     SpanVec raw_spans, norm_spans;
     int32_t *sym_id, *sym_prev, *sym_next;
     size_t sym_cap;
@@ -318,9 +321,54 @@ static void encode_words(Enc *c, const NStr *s, size_t a, size_t e, int split_on
     if (e > ws) bpe_word(c, s->b + ws, e - ws, seg);
 }
 
+// ---- 3b. Split / ByteLevel pre-tokenizers ---------------------------------
+
+typedef struct {
+    Enc *c;
+    const NStr *s;
+    int step;
+} PieceCtx;
+
+static void pre_steps(Enc *c, const NStr *s, size_t a, size_t e, int k);
+
+static void piece_next_step(void *ctx, size_t a, size_t e) {
+    PieceCtx *p = ctx;
+    pre_steps(p->c, p->s, a, e, p->step + 1);
+}
+
+// Step k of the pre-tokenizer on s[a..e); past the last step the piece is a
+// word: mapped byte by byte to GPT-2's characters (byte-level) and BPE'd.
+static void pre_steps(Enc *c, const NStr *s, size_t a, size_t e, int k) {
+    const Tokenizer *t = c->t;
+    if (a >= e) return;
+    if (k == t->n_pre) {
+        if (!t->byte_level) {
+            encode_words(c, s, a, e, 0);
+            return;
+        }
+        NStr *w = &c->bl;
+        w->n = 0;
+        nstr_reserve(w, (e - a) * 2);
+        for (size_t p = a; p < e; p++) {
+            unsigned char b = (unsigned char)s->b[p];
+            nstr_push(w, t->bl_char[b], t->bl_len[b], s->o[p]);
+        }
+        encode_words(c, w, 0, w->n, 0);
+        return;
+    }
+    if (!c->match_data) c->match_data = xcalloc((size_t)t->n_pre, sizeof *c->match_data);
+    if (!c->match_data[k]) c->match_data[k] = bytelevel_match_data(&t->pre[k]);
+    PieceCtx ctx = {c, s, k};
+    bytelevel_split(&t->pre[k], c->match_data[k], s->b, a, e, piece_next_step, &ctx);
+}
+
 // Metaspace pre-tokenizer (or none) on the piece src[a..e).
 static void pre_tokenize(Enc *c, const NStr *src, size_t a, size_t e) {
     const Tokenizer *t = c->t;
+    if (t->n_pre) {
+        pre_steps(c, src, a, e, 0);
+        return;
+    }
     if (!t->metaspace) {
         encode_words(c, src, a, e, 0);
         return;
@@ -340,13 +388,38 @@ static void pre_tokenize(Enc *c, const NStr *src, size_t a, size_t e) {
 
 // ---- 2. normalization ----------------------------------------------------
 
+// NFC, chunk by chunk: a chunk ends before each ASCII byte (ASCII is never
+// the second half of a composition, so chunks normalize independently); its
+// output bytes carry the offset of its first input byte. A chunk that is not
+// valid UTF-8 stays as it is.
+static void normalize_nfc(const NStr *s, NStr *d) {
+    for (size_t p = 0; p < s->n;) {
+        size_t q = p + 1;
+        while (q < s->n && (unsigned char)s->b[q] >= 0x80) q++;
+        size_t m;
+        char *out = (unsigned char)s->b[p] < 0x80 && q == p + 1 ? NULL : bytelevel_nfc(s->b + p, q - p, &m);
+        if (out) {
+            nstr_push(d, out, m, s->o[p]);
+            free(out);
+        } else {
+            nstr_reserve(d, d->n + (q - p));
+            memcpy(d->b + d->n, s->b + p, q - p);
+            memcpy(d->o + d->n, s->o + p, (q - p) * sizeof *s->o);
+            d->n += q - p;
+        }
+        p = q;
+    }
+}
+
 static void normalize(Enc *c, NStr *s) {
     const Tokenizer *t = c->t;
     for (int k = 0; k < t->n_norm; k++) {
         const NormStep *st = &t->norm[k];
         NStr *d = &c->tmp;
         d->n = 0;
-        if (st->kind == NORM_PREPEND) {
+        if (st->kind == NORM_NFC) {
+            normalize_nfc(s, d);
+        } else if (st->kind == NORM_PREPEND) {
             if (s->n == 0) continue;
             nstr_reserve(d, s->n + (size_t)st->alen);
             nstr_push(d, st->a, (size_t)st->alen, s->o[0]);
@@ -410,6 +483,9 @@ int tokenizer_encode_segments(const Tokenizer *t, const char *text, size_t len, 
     nstr_free(&c.norm);
     nstr_free(&c.pre);
     nstr_free(&c.tmp);
+    nstr_free(&c.bl);
+    for (int k = 0; c.match_data && k < t->n_pre; k++) bytelevel_match_data_free(c.match_data[k]);
+    free(c.match_data);
     free(c.raw_spans.v);
     free(c.norm_spans.v);
     free(c.sym_id);

@@ -62,14 +62,14 @@ typedef struct {
 } TokenMatcher;
 
 // Normalizer steps (applied in order) and decoder steps.
-typedef enum { NORM_PREPEND, NORM_REPLACE } NormKind;
+typedef enum { NORM_PREPEND, NORM_REPLACE, NORM_NFC } NormKind;
 typedef struct {
     NormKind kind;
     char *a, *b;  // prepend: a; replace: a -> b
     int alen, blen;
 } NormStep;
 
-typedef enum { DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE } DecKind;
+typedef enum { DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE, DEC_BYTE_LEVEL } DecKind;
 typedef struct {
     DecKind kind;
     char *a, *b;         // replace: a -> b; strip: a = the character; metaspace: a = replacement
@@ -79,6 +79,18 @@ typedef struct {
 } DecStep;
 
 enum { PREPEND_NEVER = 0, PREPEND_ALWAYS = 1, PREPEND_FIRST = 2 };
+
+// Byte-level pre-tokenizer steps (tokenizer_bytelevel.c): Split on a regex
+// (Isolated: matches and the text between them are pieces; Removed: only the
+// text between them), and ByteLevel (with use_regex, a Split on GPT-2's
+// pattern first; always last: the words' bytes become GPT-2's characters).
+typedef enum { PRE_SPLIT, PRE_BYTE_LEVEL } PreKind;
+enum { SPLIT_ISOLATED, SPLIT_REMOVED };
+typedef struct {
+    PreKind kind;
+    void *re;          // pcre2_code (compiled with JIT when available), NULL = no regex split
+    int behavior;      // SPLIT_*
+} PreStep;
 
 struct Tokenizer {
     // model: BPE
@@ -106,6 +118,11 @@ struct Tokenizer {
     int metaspace;              // pre-tokenizer Metaspace present
     char meta_rep[8];
     int meta_rep_len, meta_prepend, meta_split;
+    PreStep *pre;               // Split / ByteLevel steps, in order
+    int n_pre;
+    int byte_level;             // words are mapped byte -> GPT-2 character before BPE
+    char bl_char[256][3];       // GPT-2's bytes_to_unicode, as UTF-8
+    uint8_t bl_len[256];
     DecStep *dec;
     int n_dec, has_decoder;
     // ids
@@ -127,5 +144,25 @@ int unicode_is_space(uint32_t cp);
 // properties and checked against tokenizers (data/unicode_word.c,
 // scripts/make_word_char_table.py).
 int unicode_is_word(uint32_t cp);
+
+// ---- tokenizer_bytelevel.c --------------------------------------------------
+typedef struct cJSON cJSON;
+// Loads a Split or ByteLevel pre-tokenizer object into t->pre (and the
+// byte table); -1 with err naming what is not supported.
+int bytelevel_load_pre(Tokenizer *t, const cJSON *p, const char *type, Error *err);
+void bytelevel_free(Tokenizer *t);
+// Per-call matching state of step k (pcre2 match data), freed by the caller.
+void *bytelevel_match_data(const PreStep *st);
+void bytelevel_match_data_free(void *md);
+// Calls piece(ctx, s, e) for each piece of b[a..e) after the step's split,
+// in order. Bytes that are not valid UTF-8 are pieces of their own (the
+// regex runs on the valid runs between them).
+typedef void (*PieceFn)(void *ctx, size_t s, size_t e);
+void bytelevel_split(const PreStep *st, void *md, const char *b, size_t a, size_t e, PieceFn piece, void *ctx);
+// NFC of s[0..n) (malloc'd, *out_n bytes); NULL when s is not valid UTF-8
+// (the text is then left as it is).
+char *bytelevel_nfc(const char *s, size_t n, size_t *out_n);
+// The byte GPT-2's table maps code point cp to, -1 when none does.
+int bytelevel_byte_of(uint32_t cp);
 
 #endif

@@ -8,7 +8,7 @@ void gen_cli_default(GenCli *c, float temperature, int max_new) {
     model_source_default(&c->src);
     c->device = "cpu";
     c->aspect = "pad";
-    c->template_name = "vicuna_v1";
+    c->template_name = "auto";
     c->temperature = temperature;
     c->top_p = 1.0f;
     c->top_k = 0;
@@ -23,7 +23,9 @@ int gen_cli_args(GenCli *c, ArgSpec *specs, int n) {
              c->temperature);
     snprintf(c->help_max_new, sizeof c->help_max_new, "stop after this many new tokens (default %d)", c->max_new);
     specs[n++] = (ArgSpec){"template", ARG_STRING, &c->template_name,
-                           "conversation template: vicuna_v1 (= v1) | llava_v1 | plain (default vicuna_v1)", 0};
+                           "conversation template: auto | vicuna_v1 (= v1) | llava_v1 | qwen_2 | llama_3 | plain (default auto: "
+                           "qwen_2 for a tokenizer with <|im_start|>, llama_3 for one with <|start_header_id|>, "
+                           "else vicuna_v1)", 0};
     specs[n++] = (ArgSpec){"aspect", ARG_STRING, &c->aspect,
                            "pad (LLaVA-1.5: expand to a square first) | square (resize + centre crop) (default pad)", 0};
     specs[n++] = (ArgSpec){"temperature", ARG_FLOAT, &c->temperature, c->help_temperature, 0, 0, 100};

@@ -13,7 +13,10 @@ static void *act_at(const Generator *g, const void *base, size_t elems) {
     return (char *)base + elems * g->ops->act_size;
 }
 
-static void *llm_weight(const Generator *g, size_t off) { return act_at(g, g->m->weights[MODULE_LLM], off); }
+// NULL for an absent (SIZE_MAX) bias.
+static void *llm_weight(const Generator *g, size_t off) {
+    return off == SIZE_MAX ? NULL : act_at(g, g->m->weights[MODULE_LLM], off);
+}
 
 int gen_init(Generator *g, LlavaModel *m, int B_cap, int T_cap, Error *err) {
     memset(g, 0, sizeof *g);
@@ -269,16 +272,16 @@ int gen_step(Generator *g, const int32_t *tokens, int Tq, float *logits, Error *
         // The layer of model.c's llm_layer_forward, with the cache in the middle.
         const LlmLayerOffsets *w = &m->off.llm[l];
         o->rmsnorm_forward(g->ln, g->rstd, g->x, llm_weight(g, w->ln1_w), rows, C, t->eps);
-        o->matmul_forward(g->qkv, g->ln, llm_weight(g, w->qkv_w), NULL, rows, C, QKV);
-        o->rope_forward(g->qkv, g->d_pos, rows, NH, NKV, HS, t->rope_theta);
+        o->matmul_forward(g->qkv, g->ln, llm_weight(g, w->qkv_w), llm_weight(g, w->qkv_b), rows, C, QKV);
+        model_rope(m, g->qkv, g->d_pos, rows, 1);
         o->kv_cache_write(g->k[l], g->v[l], g->qkv, g->d_slots, rows, NH, NKV, HS);
         o->attention_cached(g->att, g->qkv, g->k[l], g->v[l], g->d_lens, B, Tq, g->T_cap, NH, NKV, HS);
-        o->matmul_forward(g->h, g->att, llm_weight(g, w->o_w), NULL, rows, ATT, C);
+        o->matmul_forward(g->h, g->att, llm_weight(g, w->o_w), llm_weight(g, w->o_b), rows, ATT, C);
         o->residual_forward(g->h, g->h, g->x, (size_t)rows * C);
         o->rmsnorm_forward(g->ln, g->rstd, g->h, llm_weight(g, w->ln2_w), rows, C, t->eps);
-        o->matmul_forward(g->gateup, g->ln, llm_weight(g, w->gateup_w), NULL, rows, C, 2 * I);
+        o->matmul_forward(g->gateup, g->ln, llm_weight(g, w->gateup_w), llm_weight(g, w->gateup_b), rows, C, 2 * I);
         o->swiglu_forward(g->mlp, g->gateup, rows, I);
-        o->matmul_forward(g->x, g->mlp, llm_weight(g, w->down_w), NULL, rows, I, C);
+        o->matmul_forward(g->x, g->mlp, llm_weight(g, w->down_w), llm_weight(g, w->down_b), rows, I, C);
         o->residual_forward(g->x, g->x, g->h, (size_t)rows * C);
     }
     o->rmsnorm_forward(g->ln, g->rstd, g->x, llm_weight(g, m->off.norm_w), rows, C, t->eps);

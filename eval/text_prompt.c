@@ -8,9 +8,15 @@
 int text_prompt_init(TextPrompt *tp, const char *dir, const char *template_name, const LlavaConfig *cfg,
                      Error *err) {
     memset(tp, 0, sizeof *tp);
-    if (conv_template_from_name(template_name, &tp->tmpl) != 0)
-        return err_set(err, "unknown template '%s' (plain, vicuna_v1, v1, llava_v1)", template_name);
+    int automatic = strcmp(template_name, "auto") == 0;
+    if (!automatic && conv_template_from_name(template_name, &tp->tmpl) != 0)
+        return err_set(err, "unknown template '%s' (auto, plain, vicuna_v1, v1, llava_v1, qwen_2, llama_3)",
+                       template_name);
     if (tokenizer_load(&tp->tok, dir, err) != 0) return -1;
+    if (automatic)  // the chat format the tokenizer's special tokens belong to
+        tp->tmpl = tokenizer_token_to_id(tp->tok, "<|im_start|>") >= 0          ? CONV_QWEN_2
+                   : tokenizer_token_to_id(tp->tok, "<|start_header_id|>") >= 0 ? CONV_LLAMA_3
+                                                                                : CONV_VICUNA_V1;
     const int tv = tokenizer_vocab_size(tp->tok);
     if (tv > cfg->text.vocab) {
         text_prompt_free(tp);

@@ -164,6 +164,17 @@ typedef struct Ops {
     void (*cross_entropy)(float *losses, void *dlogits, const void *logits, const int32_t *targets,
                           float dloss_scale, int M, int V);
 
+    // ---- modern backbones (SigLIP towers, scaled RoPE) ------------------------
+    // gelu_tanh: transformers' gelu_pytorch_tanh,
+    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); dinp may alias dout.
+    void (*gelu_tanh_forward)(void *out, const void *inp, size_t n);
+    void (*gelu_tanh_backward)(void *dinp, const void *inp, const void *dout, size_t n);
+    // rope_forward/backward with the inverse frequencies given:
+    // inv_freq[HS/2] (fp32, backend memory) as the rope_type (linear, llama3)
+    // computes them; angle = pos[m] * inv_freq[i] in fp32.
+    void (*rope_freq_forward)(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS);
+    void (*rope_freq_backward)(void *dqkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV,
+                               int HS);
     // ---- LoRA (train/lora.c) -------------------------------------------------
     // Inverted dropout: out[i] = keep(seed, i) ? inp[i] / (1 - p) : 0, with the
     // mask of kernels/lora_mask.h (a pure function of seed and i, the same on

@@ -3,8 +3,8 @@
 # Does nothing when everything is already present. Safe to run repeatedly.
 #   cJSON, HDF5 (serial), OpenBLAS (OpenMP variant: its threads and ours share
 #   one pool instead of oversubscribing the cores), OpenMP (from gcc),
-#   libjpeg-turbo, libpng, giflib, libarchive (WebDataset tars), OpenMPI, and
-#   the build tools; libcurl (the chat-completions client of llava datagen /
+#   libjpeg-turbo, libpng, giflib, libarchive (WebDataset tars), PCRE2 and
+#   utf8proc (byte-level BPE: Split regexes, NFC), OpenMPI, and the build tools; libcurl (the chat-completions client of llava datagen /
 #   judge); libmicrohttpd (llava serve's HTTP server), curl and jq (its tests),
 #   and chromium + chromium-driver (the headless browser test of its chat page);
 #   iproute2 and util-linux (the two-host launch test over network namespaces).
@@ -17,6 +17,7 @@ packages=(
   libopenblas-openmp-dev
   libjpeg-dev libpng-dev libgif-dev
   libarchive-dev
+  libpcre2-dev libutf8proc-dev
   libopenmpi-dev openmpi-bin
   libcurl4-openssl-dev
   libmicrohttpd-dev curl jq

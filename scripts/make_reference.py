@@ -73,20 +73,10 @@ class LinearProjector(torch.nn.Module):
         return self.linear_1(x)
 
 
-def build_model(v):
-    torch.manual_seed(v["seed"])
-    grid = v["vision"]["image_size"] // v["vision"]["patch_size"]
-    tokens = grid * grid + (1 if v["strategy"] == "full" else 0)
-    cfg = LlavaConfig(vision_config=CLIPVisionConfig(**v["vision"]), text_config=LlamaConfig(**v["text"]),
-                      image_token_index=v["image_token"], image_seq_length=tokens,
-                      vision_feature_layer=v["feature_layer"], vision_feature_select_strategy=v["strategy"],
-                      tie_word_embeddings=v["text"]["tie_word_embeddings"])
-    model = LlavaForConditionalGeneration(cfg)
-    if v["projector"] == "linear":
-        model.model.multi_modal_projector = LinearProjector(v["vision"]["hidden_size"], v["text"]["hidden_size"])
-    # transformers' init (std 0.02) gives near-zero logits; use O(1) activations
-    # so that every gradient carries signal.
-    g = torch.Generator().manual_seed(v["seed"] + 100)
+def randomize(model, seed):
+    """transformers' init (std 0.02) gives near-zero logits; use O(1)
+    activations so that every gradient carries signal."""
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias"):
@@ -99,6 +89,39 @@ def build_model(v):
             else:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+
+
+def golden_outputs(model, batch, names, tied):
+    """Stage-2 forward + backward in train mode (projector and LLM trainable):
+    logits, loss, num_tokens and grad.<file name> of every trainable tensor
+    (a tied lm_head's gradient is already in embed_tokens')."""
+    for n, p in model.named_parameters():
+        p.requires_grad_(not n.startswith("model.vision_tower."))
+    model.train()
+    out = model(**batch)
+    out.loss.backward()
+    golden = {"logits": out.logits.detach().float().contiguous(), "loss": out.loss.detach().float().reshape(())}
+    golden["num_tokens"] = torch.tensor((batch["labels"][:, 1:] != -100).sum().item(), dtype=torch.int64)
+    for n, p in model.named_parameters():
+        if p.grad is None or n not in names or (tied and n == "lm_head.weight"):
+            continue
+        assert names[n], n
+        golden["grad." + names[n]] = p.grad.detach().float().contiguous()
+    return golden, out
+
+
+def build_model(v):
+    torch.manual_seed(v["seed"])
+    grid = v["vision"]["image_size"] // v["vision"]["patch_size"]
+    tokens = grid * grid + (1 if v["strategy"] == "full" else 0)
+    cfg = LlavaConfig(vision_config=CLIPVisionConfig(**v["vision"]), text_config=LlamaConfig(**v["text"]),
+                      image_token_index=v["image_token"], image_seq_length=tokens,
+                      vision_feature_layer=v["feature_layer"], vision_feature_select_strategy=v["strategy"],
+                      tie_word_embeddings=v["text"]["tie_word_embeddings"])
+    model = LlavaForConditionalGeneration(cfg)
+    if v["projector"] == "linear":
+        model.model.multi_modal_projector = LinearProjector(v["vision"]["hidden_size"], v["text"]["hidden_size"])
+    randomize(model, v["seed"] + 100)
     if v["name"] == "tiny_llava_other":  # stored in bf16: compute with the rounded weights
         with torch.no_grad():
             for p in model.parameters():
@@ -227,19 +250,7 @@ def run(v, out_dir, with_parts):
     batch = make_batch(v, tokens, v["seed"] + 7)
     save_file({k: t.contiguous() for k, t in batch.items()}, os.path.join(folder, "batch.safetensors"))
 
-    for n, p in model.named_parameters():  # trainable: projector + LLM (stage 2)
-        p.requires_grad_(not n.startswith("model.vision_tower."))
-    model.train()
-    out = model(**batch)
-    out.loss.backward()
-    golden = {"logits": out.logits.detach().float().contiguous(), "loss": out.loss.detach().float().reshape(())}
-    golden["num_tokens"] = torch.tensor((batch["labels"][:, 1:] != -100).sum().item(), dtype=torch.int64)
-    for n, p in model.named_parameters():
-        if p.grad is None or n not in names:
-            continue
-        if v["text"]["tie_word_embeddings"] and n == "lm_head.weight":
-            continue  # the same tensor as embed_tokens; its gradient is already the sum
-        golden["grad." + names[n]] = p.grad.detach().float().contiguous()
+    golden, out = golden_outputs(model, batch, names, v["text"]["tie_word_embeddings"])
     save_file(golden, os.path.join(folder, "golden.safetensors"))
     print(f"{folder}: loss {out.loss.item():.6f}, logits {tuple(out.logits.shape)}, {len(golden) - 3} gradients")
     if with_parts:

@@ -267,12 +267,15 @@ def make_corpus(rng):
     return c
 
 
-def encode_corpus(tok, corpus):
+def encode_corpus(tok, corpus, prefix=(1,)):
+    """ids (with special tokens), and decodes where they differ from the
+    string; `prefix` is what the post-processor must put first (BOS)."""
     ids, decoded, decoded_skip = [], {}, {}
     for i, s in enumerate(corpus):
         e = tok.encode(s).ids
         bare = tok.encode(s, add_special_tokens=False).ids
-        assert e[0] == 1 and e[1:] == bare, "BOS handling differs from expectation for %r" % s
+        assert e[:len(prefix)] == list(prefix) and e[len(prefix):] == bare, \
+            "BOS handling differs from expectation for %r" % s
         ids.append(e)
         d = tok.decode(bare, skip_special_tokens=False)
         if d != s:

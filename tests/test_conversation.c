@@ -1,7 +1,8 @@
 // data/conversation.c: the LLaVA conversations of tests/fixtures/conversation
 // (made by scripts/make_conversation_fixtures.py: LLaVA's preprocess_plain /
 // preprocess_v1 reimplemented with HF tokenizers, and an offset-based
-// construction), then every edge case of the templates one by one.
+// construction), then every edge case of the templates one by one; and the
+// LLaVA-NeXT chat templates against tests/fixtures/conversation_chat.
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,12 +27,38 @@ static int same_ids(const TokenIds *a, const cJSON *b) {
     return 1;
 }
 
-static void check_fixtures(const char *src) {
+// tests/fixtures/FOLDER/cases.json, parsed.
+static cJSON *load_cases(const char *src, const char *folder) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fixtures/conversation/cases.json", src);
+    snprintf(path, sizeof path, "%s/tests/fixtures/%s/cases.json", src, folder);
     Error err = {{0}};
     cJSON *root = json_parse_file(path, &err);
     CHECK(root, "%s", err.msg);
+    return root;
+}
+
+// A fixture case's turns (into tv[32]), conversation and options.
+static void read_case(const cJSON *c, ConvTurn *tv, Conversation *conv, ConvOptions *o) {
+    int nt = 0;
+    const cJSON *tu;
+    cJSON_ArrayForEach(tu, cJSON_GetObjectItemCaseSensitive(c, "turns")) {
+        CHECK(nt < 32, "too many turns");
+        tv[nt].role = (ConvRole)conv_role_from_name(cJSON_GetArrayItem(tu, 0)->valuestring);
+        tv[nt].text = cJSON_GetArrayItem(tu, 1)->valuestring;
+        tv[nt].len = strlen(tv[nt].text);
+        nt++;
+    }
+    *conv = (Conversation){tv, nt, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "has_image"))};
+    memset(o, 0, sizeof *o);
+    CHECK(conv_template_from_name(cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring, &o->tmpl) == 0,
+          "template");
+    o->image_seq_length = cJSON_GetObjectItemCaseSensitive(c, "image_seq_length")->valueint;
+    o->image_token_index = cJSON_GetObjectItemCaseSensitive(c, "image_token_index")->valueint;
+    o->max_length = cJSON_GetObjectItemCaseSensitive(c, "max_length")->valueint;
+}
+
+static void check_fixtures(const char *src) {
+    cJSON *root = load_cases(src, "conversation");
     Tokenizer *tok[2] = {load_tok(src, "legacy"), load_tok(src, "metaspace")};
     ConvResult r = {0};
     int n = 0, same_as_llava = 0, llava_masked = 0, llava_off = 0, truncated = 0;
@@ -39,22 +66,10 @@ static void check_fixtures(const char *src) {
     cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
         const char *id = cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring;
         const char *form = cJSON_GetObjectItemCaseSensitive(c, "tokenizer")->valuestring;
-        const cJSON *turns = cJSON_GetObjectItemCaseSensitive(c, "turns"), *tu;
         ConvTurn tv[32];
-        int nt = 0;
-        cJSON_ArrayForEach(tu, turns) {
-            CHECK(nt < 32, "too many turns");
-            tv[nt].role = (ConvRole)conv_role_from_name(cJSON_GetArrayItem(tu, 0)->valuestring);
-            tv[nt].text = cJSON_GetArrayItem(tu, 1)->valuestring;
-            tv[nt].len = strlen(tv[nt].text);
-            nt++;
-        }
-        Conversation conv = {tv, nt, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "has_image"))};
-        ConvOptions o = {0};
-        CHECK(conv_template_from_name(cJSON_GetObjectItemCaseSensitive(c, "template")->valuestring, &o.tmpl) == 0, "template");
-        o.image_seq_length = cJSON_GetObjectItemCaseSensitive(c, "image_seq_length")->valueint;
-        o.image_token_index = cJSON_GetObjectItemCaseSensitive(c, "image_token_index")->valueint;
-        o.max_length = cJSON_GetObjectItemCaseSensitive(c, "max_length")->valueint;
+        Conversation conv;
+        ConvOptions o;
+        read_case(c, tv, &conv, &o);
         const cJSON *llava = cJSON_GetObjectItemCaseSensitive(c, "llava");
         const cJSON *cons = cJSON_GetObjectItemCaseSensitive(c, "construct");
         const cJSON *cons_labels = cJSON_GetObjectItemCaseSensitive(cons, "labels");
@@ -281,9 +296,64 @@ static void check_mismatch(void) {
     tokenizer_free(t);
 }
 
+// The LLaVA-NeXT chat templates (qwen_2, llama_3) on the byte-level fixture
+// tokenizers, against scripts/make_chat_conversation_fixtures.py's
+// reimplementation of NeXT's preprocess_qwen / preprocess_llama3.
+static void check_chat_fixtures(const char *src) {
+    cJSON *root = load_cases(src, "conversation_chat");
+    Tokenizer *tok[2] = {load_tok(src, "../tokenizer_bytelevel/qwen2"), load_tok(src, "../tokenizer_bytelevel/llama3")};
+    ConvResult r = {0};
+    int n = 0, truncated = 0, with_image = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
+        const char *id = cJSON_GetObjectItemCaseSensitive(c, "id")->valuestring;
+        const char *form = cJSON_GetObjectItemCaseSensitive(c, "tokenizer")->valuestring;
+        ConvTurn tv[32];
+        Conversation conv;
+        ConvOptions o;
+        read_case(c, tv, &conv, &o);
+        ConvStatus st = conv_build(tok[strcmp(form, "llama3") == 0], &conv, &o, &r);
+        EXPECT(st == CONV_OK || (r.truncated && st != CONV_MALFORMED), "%s: status %s (%s)", id,
+               conv_status_reason(st), r.reason);
+        EXPECT(same_ids(&r.ids, cJSON_GetObjectItemCaseSensitive(c, "ids")), "%s: input ids differ from NeXT's", id);
+        EXPECT(same_ids(&r.labels, cJSON_GetObjectItemCaseSensitive(c, "labels")), "%s: labels differ from NeXT's", id);
+        truncated += r.truncated;
+        with_image += conv.has_image;
+        n++;
+    }
+    printf("chat template fixtures: %d cases (%d with an image, %d truncated)\n", n, with_image, truncated);
+    EXPECT(n >= 100 && truncated >= 20 && with_image >= 50, "chat fixture coverage");
+    // A generation prompt ends with the assistant header and has no labels.
+    ConvTurn q = {CONV_HUMAN, "<image>\nWhat is it?", 19};
+    Conversation conv = {&q, 1, 1};
+    ConvOptions o = {.tmpl = CONV_QWEN_2, .image_seq_length = 8,
+                     .image_token_index = tokenizer_token_to_id(tok[0], "<image>"), .generation_prompt = 1};
+    EXPECT(conv_build(tok[0], &conv, &o, &r) == CONV_OK && r.n_targets == 0, "qwen_2 generation prompt: %s", r.reason);
+    char *text = tokenizer_decode(tok[0], r.ids.data, r.ids.n, 0, NULL);
+    const char *tail = "<|im_start|>assistant\n";
+    EXPECT(strlen(text) > strlen(tail) && strcmp(text + strlen(text) - strlen(tail), tail) == 0,
+           "qwen_2 prompt ends with the assistant header: %s", text);
+    free(text);
+    o.tmpl = CONV_LLAMA_3;
+    o.image_token_index = tokenizer_token_to_id(tok[1], "<image>");
+    EXPECT(conv_build(tok[1], &conv, &o, &r) == CONV_OK && r.n_targets == 0 &&
+               r.ids.data[0] == tokenizer_token_to_id(tok[1], "<|begin_of_text|>"),
+           "llama_3 generation prompt: %s", r.reason);
+    text = tokenizer_decode(tok[1], r.ids.data, r.ids.n, 0, NULL);
+    tail = "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    EXPECT(strlen(text) > strlen(tail) && strcmp(text + strlen(text) - strlen(tail), tail) == 0,
+           "llama_3 prompt ends with the assistant header: %s", text);
+    free(text);
+    conv_result_free(&r);
+    tokenizer_free(tok[0]);
+    tokenizer_free(tok[1]);
+    cJSON_Delete(root);
+}
+
 int main(int argc, char **argv) {
     const char *src = argc > 1 ? argv[1] : ".";
     check_fixtures(src);
+    check_chat_fixtures(src);
     check_edge_cases(src);
     check_mismatch();
     return test_summary("test_conversation");

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/safetensors.h"
 #include "train/batch_file.h"
 #include "train/checkpoint.h"
@@ -153,6 +154,19 @@ static void check_fixture(const char *name) {
         if (recomputed.grads) result_free(&recomputed, m.params.n);
         if (selective.grads) result_free(&selective, m.params.n);
     }
+    const StTensor *rf = st_find(&golden, "rope_inv_freq");
+    if (rf) {  // the modern fixtures: scaled RoPE frequencies as transformers computes them
+        int half = m.cfg.text.head_dim / 2;
+        float *gold = read_f32(&golden, "rope_inv_freq", NULL), *ours = malloc((size_t)half * sizeof(float));
+        config_rope_inv_freq(&m.cfg.text, ours);
+        EXPECT(rf->numel == half && gold, "%s: rope_inv_freq shape", name);
+        if (gold && rf->numel == half) {
+            double e = rel_error(ours, gold, (size_t)half);
+            EXPECT(e < 1e-6, "%s: rope inv_freq rel error %.3e", name, e);
+        }
+        free(gold);
+        free(ours);
+    }
     st_close(&golden);
     batch_file_free(&bf);
     model_free(&m);
@@ -238,7 +252,7 @@ static int make_broken_copy(const char *tmp, const char *sed_expr, const char *d
 }
 
 static void check_refusals(void) {
-    char tmp[256];
+    char tmp[256], cmd_sed[8192];
     snprintf(tmp, sizeof tmp, "/tmp/llava_test_golden_%d", (int)getpid());
     LlavaModel m;
     Error err = {{0}};
@@ -258,7 +272,199 @@ static void check_refusals(void) {
     make_broken_copy(tmp, "s/\"image_seq_length\": 16/\"image_seq_length\": 17/", NULL);
     EXPECT(checkpoint_load_llava(&m, tmp, ops_cpu(), &err) == -1 && strstr(err.msg, "image_seq_length"),
            "image_seq_length disagrees with the vision tower: %s", err.msg);
+    // What transformers computes and we do not is refused by name (docs/models.md).
+    static const struct {
+        const char *sed, *needle;
+    } refused[] = {
+        {"s/\"rope_type\": \"default\"/\"rope_type\": \"yarn\"/", "\"yarn\" is not supported"},
+        {"s/\"model_type\": \"llama\"/\"model_type\": \"mistral\"/", "\"mistral\" is not supported"},
+        {"s/\"model_type\": \"clip_vision_model\"/\"model_type\": \"siglip2_vision_model\"/",
+         "\"siglip2_vision_model\" is not supported"},
+        {"s/\"model_type\": \"llama\"/\"model_type\": \"qwen2\", \"use_sliding_window\": true/",
+         "sliding-window attention"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        make_broken_copy(tmp, refused[i].sed, NULL);
+        EXPECT(checkpoint_load_llava(&m, tmp, ops_cpu(), &err) == -1 && strstr(err.msg, refused[i].needle),
+               "refused by name (%s): %s", refused[i].needle, err.msg);
+    }
+    // SigLIP with strategy default: transformers drops the first patch, so
+    // an image is (S/P)^2 - 1 tokens.
+    LlavaConfig cfg;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny_siglip_qwen2/config.json", src_dir);
+    snprintf(cmd_sed, sizeof cmd_sed,
+             "mkdir -p %s && sed -e 's/\"full\"/\"default\"/; s/\"image_seq_length\": 16/\"image_seq_length\": 15/' %s "
+             "> %s/config.json", tmp, path, tmp);
+    EXPECT(system(cmd_sed) == 0, "sed");
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    EXPECT(config_load_llava(&cfg, path, &err) == 0 && cfg.image_tokens == 15 && cfg.vision_tokens == 16,
+           "SigLIP + default: 15 image tokens: %s", err.msg);
     char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) EXPECT(0, "cleanup");
+}
+
+// Issue 10 item 8b: an original LLaVA folder saved with its tower
+// (model.vision_tower.vision_tower.vision_model.*) gives that tower, not the
+// --vision folder's weights.
+static void check_tower_in_llava_folder(void) {
+    char tmp[256], cmd[8192], path[4200];
+    snprintf(tmp, sizeof tmp, "/tmp/llava_test_tower_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/tests/fixtures/tiny_parts/llama/config.json %s/", tmp,
+             tmp, src_dir, tmp);
+    EXPECT(system(cmd) == 0, "copy config");
+    StFile llm, clip;
+    Error err = {{0}};
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny_parts/llama/model.safetensors", src_dir);
+    EXPECT(st_open(&llm, path, &err) == 0, "open llama: %s", err.msg);
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny_parts/clip/model.safetensors", src_dir);
+    EXPECT(st_open(&clip, path, &err) == 0, "open clip: %s", err.msg);
+    StWriter w;
+    st_writer_init(&w);
+    for (int i = 0; i < llm.n; i++) {
+        const StTensor *t = &llm.tensors[i];
+        st_writer_add(&w, t->name, t->dtype, t->ndim, t->shape, llm.data + t->begin);
+    }
+    float **bufs = calloc((size_t)clip.n, sizeof(float *));
+    for (int i = 0; i < clip.n; i++) {  // the folder's own tower: the CLIP weights x 2
+        const StTensor *t = &clip.tensors[i];
+        bufs[i] = malloc((size_t)t->numel * sizeof(float));
+        st_read_f32(&clip, t, bufs[i], &err);
+        for (int64_t k = 0; k < t->numel; k++) bufs[i][k] *= 2.0f;
+        char name[300];
+        snprintf(name, sizeof name, "model.vision_tower.vision_tower.vision_model.%s", t->name);
+        st_writer_add_copy(&w, name, ST_F32, t->ndim, t->shape, bufs[i]);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    EXPECT(st_writer_save(&w, path, NULL, &err) == 0, "save: %s", err.msg);
+    st_writer_free(&w);
+    ComposeOptions o;
+    compose_options_default(&o);
+    char clip_dir[4096], proj[4096];
+    snprintf(clip_dir, sizeof clip_dir, "%s/tests/fixtures/tiny_parts/clip", src_dir);
+    snprintf(proj, sizeof proj, "%s/tests/fixtures/tiny_parts/mm_projector.safetensors", src_dir);
+    o.vision_dir = clip_dir;
+    o.llm_dir = tmp;
+    o.projector_path = proj;
+    o.image_token_index = 150;
+    LlavaModel m;
+    int rc = checkpoint_compose(&m, &o, ops_cpu(), &err);
+    EXPECT(rc == 0, "compose with the folder's own tower: %s", err.msg);
+    if (rc == 0) {
+        const ParamInfo *p = params_find(&m.params, "vision.encoder.layers.0.mlp.fc1.weight");
+        const float *got = model_weight(&m, p);
+        int found = 0;
+        for (int i = 0; i < clip.n; i++)
+            if (strcmp(clip.tensors[i].name, "encoder.layers.0.mlp.fc1.weight") == 0) {
+                found = 1;
+                EXPECT(memcmp(got, bufs[i], p->numel * sizeof(float)) == 0, "the tower is the LLaVA folder's");
+            }
+        EXPECT(found, "fc1 in the CLIP fixture");
+        model_free(&m);
+    }
+    for (int i = 0; i < clip.n; i++) free(bufs[i]);
+    free(bufs);
+    st_close(&llm);
+    st_close(&clip);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) EXPECT(0, "cleanup");
+}
+
+// Composing with a tokenizer that ends inside the embedding rows (as
+// Qwen2.5's: 151665 ids, 151936 rows) puts <image> right after its last id,
+// which is the id tokenizers gives a new added token, and grows nothing.
+static void check_compose_padded_vocab(void) {
+    char tmp[256], cmd[8192], path[4200];
+    snprintf(tmp, sizeof tmp, "/tmp/llava_test_padvocab_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/tests/fixtures/tiny_parts_modern/qwen2/* %s/", tmp, tmp,
+             src_dir, tmp);
+    EXPECT(system(cmd) == 0, "copy the Qwen2 folder");
+    // The fixture tokenizer without <image> (2573), the later added tokens renumbered down.
+    snprintf(path, sizeof path, "%s/tokenizer.json", tmp);
+    Error err = {{0}};
+    cJSON *tok = json_parse_file(path, &err);
+    EXPECT(tok != NULL, "%s", err.msg);
+    if (!tok) return;
+    cJSON *added = cJSON_GetObjectItemCaseSensitive(tok, "added_tokens");
+    int n = cJSON_GetArraySize(added), removed = -1;
+    for (int i = 0; i < n; i++) {
+        cJSON *t = cJSON_GetArrayItem(added, i);
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(t, "content")->valuestring, "<image>") == 0) removed = i;
+    }
+    EXPECT(removed >= 0, "the fixture tokenizer has <image>");
+    int removed_id = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(added, removed), "id")->valueint;
+    cJSON_DeleteItemFromArray(added, removed);
+    cJSON *t;
+    cJSON_ArrayForEach(t, added) {
+        cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "id");
+        if (id->valueint > removed_id) cJSON_SetNumberValue(id, id->valueint - 1);
+    }
+    char *text = cJSON_Print(tok);
+    EXPECT(write_file_atomic(path, text, strlen(text), &err) == 0, "%s", err.msg);
+    free(text);
+    cJSON_Delete(tok);
+    ComposeOptions o;
+    compose_options_default(&o);
+    char vis[4096];
+    snprintf(vis, sizeof vis, "%s/tests/fixtures/tiny_parts_modern/siglip", src_dir);
+    o.vision_dir = vis;
+    o.llm_dir = tmp;
+    LlavaModel m;
+    int rc = checkpoint_compose(&m, &o, ops_cpu(), &err);
+    EXPECT(rc == 0, "compose: %s", err.msg);
+    if (rc == 0) {
+        // 2576 ids in the tokenizer, 2577 rows: <image> = 2576, pad = <|endoftext|> (2570), no growth.
+        EXPECT(m.cfg.image_token_index == 2576 && m.cfg.text.vocab == 2577 && m.cfg.text.pad_id == 2570,
+               "image %d, vocab %d, pad %d", m.cfg.image_token_index, m.cfg.text.vocab, m.cfg.text.pad_id);
+        model_free(&m);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) EXPECT(0, "cleanup");
+}
+
+// Issue 10 item 8a: a tied config whose file carries an lm_head.weight. The
+// same values as embed_tokens load (tied); different values are refused,
+// naming both tensors, since transformers 5 would use the file's head.
+static void check_tied_head(void) {
+    char tmp[256], cmd[8192], src[4200], dst[4200];
+    snprintf(tmp, sizeof tmp, "/tmp/llava_test_tied_%d", (int)getpid());
+    for (int differ = 0; differ <= 1; differ++) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/tests/fixtures/tiny_siglip_qwen2/config.json %s/",
+                 tmp, tmp, src_dir, tmp);
+        EXPECT(system(cmd) == 0, "copy config");
+        snprintf(src, sizeof src, "%s/tests/fixtures/tiny_siglip_qwen2/model.safetensors", src_dir);
+        snprintf(dst, sizeof dst, "%s/model.safetensors", tmp);
+        StFile f;
+        Error err = {{0}};
+        EXPECT(st_open(&f, src, &err) == 0, "open: %s", err.msg);
+        StWriter w;
+        st_writer_init(&w);
+        float *head = NULL;
+        for (int i = 0; i < f.n; i++) {
+            const StTensor *t = &f.tensors[i];
+            st_writer_add(&w, t->name, t->dtype, t->ndim, t->shape, f.data + t->begin);
+            if (strcmp(t->name, "language_model.model.embed_tokens.weight") == 0) {
+                head = malloc((size_t)t->numel * sizeof(float));
+                st_read_f32(&f, t, head, &err);
+                if (differ) head[7] += 0.25f;
+                st_writer_add(&w, "language_model.lm_head.weight", ST_F32, t->ndim, t->shape, head);
+            }
+        }
+        EXPECT(st_writer_save(&w, dst, NULL, &err) == 0, "save: %s", err.msg);
+        st_writer_free(&w);
+        st_close(&f);
+        free(head);
+        LlavaModel m;
+        int rc = checkpoint_load_llava(&m, tmp, ops_cpu(), &err);
+        if (differ)
+            EXPECT(rc == -1 && strstr(err.msg, "tie_word_embeddings") && strstr(err.msg, "language_model.lm_head.weight") &&
+                       strstr(err.msg, "embed_tokens.weight"),
+                   "a differing head in a tied model is refused: %s", err.msg);
+        else
+            EXPECT(rc == 0, "an lm_head equal to embed_tokens loads tied: %s", err.msg);
+        if (rc == 0) model_free(&m);
+    }
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) EXPECT(0, "cleanup");
 }
@@ -267,7 +473,12 @@ int main(int argc, char **argv) {
     src_dir = argc > 1 ? argv[1] : ".";
     check_fixture("tiny_llava15");
     check_fixture("tiny_llava_v1");
+    check_fixture("tiny_siglip_qwen2");  // SigLIP + Qwen2 (q/k/v bias, tanh GELU, no CLS)
+    check_fixture("tiny_clip_llama3");   // CLIP + Llama-3 (rope llama3, attention/mlp bias)
     check_compose();
     check_refusals();
+    check_tied_head();
+    check_tower_in_llava_folder();
+    check_compose_padded_vocab();
     return test_summary("test_model_golden");
 }

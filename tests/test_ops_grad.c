@@ -141,11 +141,12 @@ static void act_run(void *c) {
     if (a->kind == 0) ops->gelu_forward(a->out, a->inp, a->n);
     if (a->kind == 1) ops->quick_gelu_forward(a->out, a->inp, a->n);
     if (a->kind == 2) ops->swiglu_forward(a->out, a->inp, a->M, a->FF);
+    if (a->kind == 3) ops->gelu_tanh_forward(a->out, a->inp, a->n);
 }
 
 static void test_activations(void) {
-    const char *names[] = {"gelu", "quick_gelu", "swiglu"};
-    for (int kind = 0; kind < 3; kind++) {
+    const char *names[] = {"gelu", "quick_gelu", "swiglu", "gelu_tanh"};
+    for (int kind = 0; kind < 4; kind++) {
         int M = 5, FF = 11;
         size_t n_in = kind == 2 ? (size_t)M * 2 * FF : 57, n_out = kind == 2 ? (size_t)M * FF : 57;
         ActCtx c = {zeros(n_out), randv(n_in, 2), n_in, kind, M, FF};
@@ -155,6 +156,7 @@ static void test_activations(void) {
         if (kind == 0) ops->gelu_backward(din, c.inp, r, n_in);
         if (kind == 1) ops->quick_gelu_backward(din, c.inp, r, n_in);
         if (kind == 2) ops->swiglu_backward(din, r, c.inp, M, FF);
+        if (kind == 3) ops->gelu_tanh_backward(din, c.inp, r, n_in);
         char what[64];
         snprintf(what, sizeof what, "%s dinp", names[kind]);
         check_grad(what, &p, c.inp, n_in, din, 1e-2f, 2e-3);
@@ -166,6 +168,11 @@ static void test_activations(void) {
     EXPECT(fabs(g - 0.5 * (1.0 + erf(1.0 / sqrt(2.0)))) < 1e-6, "gelu(1) = %.8f", g);
     ops->quick_gelu_forward(&g, &one, 1);
     EXPECT(fabs(g - 1.0 / (1.0 + exp(-1.702))) < 1e-6, "quick_gelu(1) = %.8f", g);
+    // gelu_tanh is gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), at x = -1.5
+    float xm = -1.5f;
+    ops->gelu_tanh_forward(&g, &xm, 1);
+    double want = 0.5 * -1.5 * (1.0 + tanh(sqrt(2.0 / M_PI) * (-1.5 + 0.044715 * -3.375)));
+    EXPECT(fabs(g - want) < 1e-6, "gelu_tanh(-1.5) = %.8f, want %.8f", g, want);
 }
 
 // ---- rope ------------------------------------------------------------------------
@@ -205,6 +212,40 @@ static void test_rope(void) {
     double want = x[i] * cos(ang) - x[i + HS / 2] * sin(ang);
     EXPECT(fabs(y[i] - want) < 1e-5, "rope half-split rotation: %g vs %g", y[i], want);
     free(c.qkv); free(c.src); free(r); free(d);
+}
+
+// rope_freq: the table form. With theta's own table it is bitwise rope_forward;
+// with a scaled table its backward is the exact inverse rotation.
+typedef struct { RopeCtx r; const float *table; } RopeFreqCtx;
+static void rope_freq_run(void *c) {
+    RopeFreqCtx *f = c;
+    memcpy(f->r.qkv, f->r.src, f->r.n * sizeof(float));
+    ops->rope_freq_forward(f->r.qkv, f->r.pos, f->table, f->r.M, f->r.NH, f->r.NKV, f->r.HS);
+}
+
+static void test_rope_freq(void) {
+    int M = 4, NH = 2, NKV = 1, HS = 16;
+    size_t n = (size_t)M * (NH + 2 * NKV) * HS;
+    int32_t pos[4] = {0, 5, 31, 200};
+    float table[8], scaled[8];
+    for (int i = 0; i < HS / 2; i++) {
+        table[i] = 1.0f / powf(500000.0f, (float)(2 * i) / (float)HS);
+        scaled[i] = table[i] / (i < 4 ? 1.0f : 8.0f);
+    }
+    RopeFreqCtx c = {{zeros(n), randv(n, 1), pos, M, NH, NKV, HS, 500000.0f, n}, table};
+    float *plain = malloc(n * sizeof(float));
+    memcpy(plain, c.r.src, n * sizeof(float));
+    ops->rope_forward(plain, pos, M, NH, NKV, HS, 500000.0f);
+    rope_freq_run(&c);
+    EXPECT(memcmp(plain, c.r.qkv, n * sizeof(float)) == 0, "rope_freq with theta's table == rope_forward");
+    c.table = scaled;
+    float *r = randv(n, 1), *d = malloc(n * sizeof(float));
+    Probe p = {rope_freq_run, &c, c.r.qkv, n, r};
+    probe_loss(&p);
+    memcpy(d, r, n * sizeof(float));
+    ops->rope_freq_backward(d, pos, scaled, M, NH, NKV, HS);
+    check_grad("rope_freq", &p, c.r.src, n, d, 1e-2f, 1e-3);
+    free(c.r.qkv); free(c.r.src); free(plain); free(r); free(d);
 }
 
 // ---- attention -------------------------------------------------------------------------
@@ -413,6 +454,7 @@ int main(int argc, char **argv) {
     test_norm(1);
     test_activations();
     test_rope();
+    test_rope_freq();
     test_attention();
     test_embedding();
     test_cross_entropy();

@@ -90,6 +90,32 @@ int main(int argc, char **argv) {
         EXPECT(rel <= 0.10, "shape %zu: planned %.0f, measured %.0f bytes", i, planned, grown);
     }
 
+    // The modern fixtures (SigLIP without CLS + Qwen2 with biases, CLIP + Llama-3):
+    // the plan equals the model's own arena sizing and parameter count.
+    const char *modern[] = {"tiny_siglip_qwen2", "tiny_clip_llama3"};
+    for (int k = 0; k < 2; k++) {
+        char mdir[4200];
+        snprintf(mdir, sizeof mdir, "%s/tests/fixtures/%s", argc > 1 ? argv[1] : ".", modern[k]);
+        LlavaModel mm;
+        Error e = {{0}};
+        if (checkpoint_load_llava(&mm, mdir, ops_cpu(), &e) != 0) {
+            EXPECT(0, "%s: %s", modern[k], e.msg);
+            continue;
+        }
+        model_set_stage(&mm, 2);
+        for (int mode = PLAN_RECOMPUTE_OFF; mode <= PLAN_RECOMPUTE_SELECTIVE; mode++) {
+            model_set_recompute(&mm, mode);
+            double want = (double)model_activation_bytes(&mm, 3 * 100, 3);
+            double got = plan_activation_bytes(&mm.cfg, 3 * 100, 3, mode, 0, 0, 4);
+            EXPECT(got == want, "%s, recompute %d: planned %.0f, the model sizes %.0f", modern[k], mode, got, want);
+        }
+        PlanInput mi = {.world = 1, .stage = 2, .micro_batch = 1, .max_length = 64, .act_bytes = 4};
+        Plan mp;
+        plan_compute(&mp, &mm.cfg, &mi);
+        EXPECT(mp.vision + mp.projector + mp.llm == model_num_params(&mm, 0), "%s: parameter count", modern[k]);
+        model_free(&mm);
+    }
+
     // Parameter counts and the order of the totals.
     LlavaModel m;
     Error err = {{0}};

@@ -4,7 +4,7 @@
 #  - zero_stage 2 and 3 with 2 and 3 processes: weights after 5 steps bitwise
 #    those of zero_stage 0 with the same processes, losses equal; stage 1
 #    (the frozen LLM and vision tower sharded too) and stage 2 (with and
-#    without the vision tower sharded); recompute off; LoRA adapters;
+#    without the vision tower sharded); recompute off; LoRA adapters; SigLIP + Qwen2;
 #  - with gradient accumulation equal to fp32 rounding: ZeRO-2 reduces every
 #    micro-batch's gradients as backward makes them (that is its memory
 #    saving), zero_stage 0 sums the micro-batches locally first, so the sum
@@ -62,6 +62,11 @@ run 2 s1z2 --set stage=1 --set micro_batch=2 --set max_steps=5 --set zero_stage=
 run 2 s1z3 --set stage=1 --set micro_batch=2 --set max_steps=5 --set zero_stage=3 --set zero3_shard_frozen=true
 check "stage 1: zero_stage 2 == zero_stage 0 (bitwise)" same s1z2 s1z0
 check "stage 1: zero_stage 3 with the frozen LLM and vision tower sharded == zero_stage 0 (bitwise)" same s1z3 s1z0
+# A SigLIP tower (no CLS) + Qwen2 (attention biases inside the layers), everything sharded.
+q=(--set "model=$src/tests/fixtures/tiny_siglip_qwen2" --set stage=2 --set micro_batch=2 --set max_steps=4 --set max_length=128)
+run 3 qz0 "${q[@]}" --set zero_stage=0
+run 3 qz3 "${q[@]}" --set zero_stage=3 --set zero3_shard_frozen=true
+check "SigLIP + Qwen2, 3 processes: zero_stage 3 (vision tower sharded too) == zero_stage 0 (bitwise)" same qz3 qz0
 run 2 lz0 --set stage=2 --set micro_batch=2 --set max_steps=5 --set lora_r=4 --set zero_stage=0
 run 2 lz3 --set stage=2 --set micro_batch=2 --set max_steps=5 --set lora_r=4 --set zero_stage=3
 check "LoRA (r 4): zero_stage 3 == zero_stage 0 (the adapter file byte for byte, losses equal)" \

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "data/tokenizer.h"
 #include "common/rng.h"
 #include "train/hf_files.h"
 
@@ -184,11 +185,39 @@ static void upload_resized(LlavaModel *m, const ParamInfo *p, float *host, int64
     free(full);
 }
 
+// A tied config whose file still carries a head: transformers 5 uses the
+// file's lm_head, so one that differs from embed_tokens is refused instead of
+// being silently replaced by the embedding.
+static int check_tied_head(const LlavaModel *m, const StFile *f, const StTensor *head, Error *err) {
+    const ParamInfo *emb = params_find(&m->params, "llm.embed_tokens.weight");
+    if (head->ndim != 2 || head->shape[1] != emb->shape[1] || head->shape[0] > emb->shape[0])
+        return err_set(err, "%s: tie_word_embeddings is true but '%s' has a shape unlike '%s'", f->path, head->name,
+                       emb->file_name);
+    float *h = xmalloc((size_t)head->numel * sizeof(float)), *e = xmalloc(emb->numel * sizeof(float));
+    int rc = st_read_f32(f, head, h, err);
+    if (rc == 0) {
+        m->ops->download_act(e, model_weight(m, emb), emb->numel);
+        double diff = 0.0;
+        for (int64_t k = 0; k < head->numel; k++) diff = fmax(diff, fabs((double)h[k] - e[k]));
+        if (diff > 0.0)
+            rc = err_set(err,
+                         "%s: config.json says tie_word_embeddings true, but '%s' differs from '%s' (max |diff| "
+                         "%g); transformers would use the file's head: set tie_word_embeddings to false to keep "
+                         "both, or drop '%s' from the file to tie them",
+                         f->path, head->name, emb->file_name, diff, head->name);
+    }
+    free(h);
+    free(e);
+    return rc;
+}
+
 int checkpoint_load_modules(LlavaModel *m, const CheckpointDir *d, unsigned modules, int record_names,
                             int resize_vocab, Error *err) {
     const ParamTable *t = &m->params;
     char *loaded = xcalloc((size_t)t->n, 1);
     int rc = -1, unknown = 0;
+    const StFile *tied_head_file = NULL;  // an lm_head in a tied model's files: checked once all is loaded
+    const StTensor *tied_head = NULL;
     for (int fi = 0; fi < d->n_files; fi++) {
         const StFile *f = &d->files[fi];
         for (int i = 0; i < f->n; i++) {
@@ -204,7 +233,11 @@ int checkpoint_load_modules(LlavaModel *m, const CheckpointDir *d, unsigned modu
             if (!p) {
                 // A tied model may still carry an lm_head copy; anything else
                 // is a tensor the config does not describe.
-                if (strcmp(canon, "llm.lm_head.weight") == 0 && m->cfg.text.tied) continue;
+                if (strcmp(canon, "llm.lm_head.weight") == 0 && m->cfg.text.tied) {
+                    tied_head_file = f;
+                    tied_head = st;
+                    continue;
+                }
                 if (strncmp(canon, "projector.", 10) == 0 && !(modules & (1u << MODULE_PROJECTOR))) continue;
                 err_set(err, "%s: tensor '%s' does not exist in the model config.json describes (too many layers, "
                         "or a projector/bias the config does not have?)", f->path, st->name);
@@ -258,6 +291,8 @@ int checkpoint_load_modules(LlavaModel *m, const CheckpointDir *d, unsigned modu
                 st_shape_str(p->shape, p->ndim, sh, sizeof sh));
         goto done;
     }
+    if (tied_head && (modules & (1u << MODULE_LLM)) && check_tied_head(m, tied_head_file, tied_head, err) != 0)
+        goto done;
     rc = 0;
 done:
     free(loaded);
@@ -332,12 +367,14 @@ void checkpoint_init_random(LlavaModel *m, unsigned long long seed) {
     checkpoint_init_projector(m, seed);
 }
 
-static int has_projector_tensors(const CheckpointDir *d) {
+// 1 when the folder holds tensors of the module whose canonical names start
+// with `prefix` ("projector.", "vision.").
+static int has_module_tensors(const CheckpointDir *d, const char *prefix) {
     for (int fi = 0; fi < d->n_files; fi++)
         for (int i = 0; i < d->files[fi].n; i++) {
             char canon[160];
             if (names_to_canonical(d->files[fi].tensors[i].name, canon, sizeof canon) == NAME_PARAM &&
-                strncmp(canon, "projector.", 10) == 0)
+                strncmp(canon, prefix, strlen(prefix)) == 0)
                 return 1;
         }
     return 0;
@@ -356,34 +393,79 @@ int checkpoint_compose(LlavaModel *m, const ComposeOptions *opt, const Ops *ops,
     path_join(path, sizeof path, opt->llm_dir, "config.json");
     if (config_load_llama(&cfg.text, &cfg, path, err) != 0) return -1;
     int resize = 0;
+    // A tokenizer that already has <image> inside the vocabulary (LLaVA-NeXT
+    // style Qwen2 / Llama-3 folders) keeps it; the vocabulary is not grown.
+    int32_t existing_image = -1, tokenizer_size = -1;
+    char tok_json[4096];
+    if (opt->image_token_index < 0 && path_join(tok_json, sizeof tok_json, opt->llm_dir, "tokenizer.json") == 0 &&
+        file_exists(tok_json)) {
+        Tokenizer *tok = NULL;
+        Error terr = {{0}};
+        if (tokenizer_load(&tok, opt->llm_dir, &terr) == 0) {
+            existing_image = tokenizer_token_to_id(tok, "<image>");
+            tokenizer_size = tokenizer_vocab_size(tok);
+            tokenizer_free(tok);
+        }
+        if (existing_image >= cfg.text.vocab) existing_image = -1;
+    }
     if (opt->image_token_index >= 0) {
         cfg.image_token_index = opt->image_token_index;
     } else {
-        // Append <image> and <pad> as llava-hf does (32000, 32001 -> vocab 32064).
         // The pad id is the tokenizer's, not config.json's: Vicuna-1.5 says
-        // pad_token_id 0 (<unk>) with no pad token, and HF numbers <pad> V + 1.
+        // pad_token_id 0 (<unk>) with no pad token, and HF numbers <pad> V + 1;
+        // Qwen2's is <|endoftext|>.
         int V = cfg.text.vocab, pad_to = opt->pad_vocab_to > 0 ? opt->pad_vocab_to : 1, tok_pad = -1;
         if (hf_tokenizer_pad_id(opt->llm_dir, &tok_pad, err) != 0) return -1;
-        cfg.image_token_index = V;
-        cfg.text.pad_id = tok_pad >= 0 ? tok_pad : V + 1;
-        cfg.text.vocab = (V + 2 + pad_to - 1) / pad_to * pad_to;
-        resize = 1;
+        if (existing_image >= 0) {
+            cfg.image_token_index = existing_image;
+            if (tok_pad >= 0 && tok_pad < V) cfg.text.pad_id = tok_pad;
+        } else {
+            // Append <image> and <pad> as llava-hf does (32000, 32001 -> vocab
+            // 32064), right after the tokenizer's last id: that is the id
+            // tokenizers gives a new added token whatever the file says.
+            // Qwen2.5's tokenizer ends at 151665 inside 151936 embedding rows,
+            // so <image> is 151665 and the rows are not grown.
+            int first = tokenizer_size >= 0 && tokenizer_size < V ? tokenizer_size : V;
+            cfg.image_token_index = first;
+            cfg.text.pad_id = tok_pad >= 0 ? tok_pad : first + 1;
+            int needed = cfg.text.pad_id > first ? first + 2 : first + 1;
+            if (needed > V) {
+                cfg.text.vocab = (needed + pad_to - 1) / pad_to * pad_to;
+                resize = 1;
+            }
+        }
     }
+    // A SigLIP tower has no CLS: its features are the full patch grid (as
+    // LLaVA-OneVision uses it); strategy default would drop the first patch.
+    if (cfg.vision.kind == VISION_SIGLIP) cfg.keep_cls = 1;
     int grid = cfg.vision.image_size / cfg.vision.patch_size;
-    cfg.image_seq_length = grid * grid + (cfg.keep_cls ? 1 : 0);
+    cfg.image_seq_length = grid * grid + (cfg.vision.kind == VISION_CLIP ? 1 : 0) - (cfg.keep_cls ? 0 : 1);
     if (config_finish(&cfg, err) != 0) return -1;
 
     model_init(m, &cfg, ops);
     CheckpointDir d;
-    if (ckpt_dir_open(&d, opt->vision_dir, err) != 0) goto fail;
-    int rc = checkpoint_load_modules(m, &d, 1u << MODULE_VISION, 0, 0, err);
-    ckpt_dir_close(&d);
-    if (rc) goto fail;
+    // An original LLaVA folder carries its projector beside the LLM weights,
+    // and, when it was saved with its tower, the tower too
+    // (model.vision_tower.vision_tower.*): those weights win over --vision's,
+    // whose config still describes the tower.
     if (ckpt_dir_open(&d, opt->llm_dir, err) != 0) goto fail;
-    // An original LLaVA folder carries its projector beside the LLM weights.
+    int vision_in_llm = has_module_tensors(&d, "vision.");
+    int projector_in_llm = !opt->projector_path && has_module_tensors(&d, "projector.");
+    ckpt_dir_close(&d);
+    int rc;
+    if (!vision_in_llm) {
+        if (ckpt_dir_open(&d, opt->vision_dir, err) != 0) goto fail;
+        rc = checkpoint_load_modules(m, &d, 1u << MODULE_VISION, 0, 0, err);
+        ckpt_dir_close(&d);
+        if (rc) goto fail;
+    }
+    fprintf(stderr, "llava: vision tower weights from %s%s (config from %s)\n",
+            vision_in_llm ? opt->llm_dir : opt->vision_dir, vision_in_llm ? " (the LLaVA folder's own tower)" : "",
+            opt->vision_dir);
+    if (ckpt_dir_open(&d, opt->llm_dir, err) != 0) goto fail;
     unsigned llm_modules = 1u << MODULE_LLM;
-    int projector_in_llm = !opt->projector_path && has_projector_tensors(&d);
     if (projector_in_llm) llm_modules |= 1u << MODULE_PROJECTOR;
+    if (vision_in_llm) llm_modules |= 1u << MODULE_VISION;
     rc = checkpoint_load_modules(m, &d, llm_modules, 0, resize, err);
     ckpt_dir_close(&d);
     if (rc) goto fail;

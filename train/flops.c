@@ -26,7 +26,7 @@ double flops_micro_batch(const LlavaConfig *c, int llm_trains, size_t adapter_pa
     double llm = 2.0 * L * layer * tokens * mult + 3.0 * 4.0 * L * x->heads * HS * pairs +
                  2.0 * (double)x->vocab * C * labeled * mult + 6.0 * (double)adapter_params * tokens;
     const VisionConfig *v = &c->vision;
-    double D = v->hidden, NT = c->patches + 1;
+    double D = v->hidden, NT = c->vision_tokens;  // rows per image in the tower (CLIP: + CLS)
     double vis_layer = 4.0 * D * D + 2.0 * D * v->intermediate;
     double vis = 2.0 * NT * (c->vision_layers_run * vis_layer + 3.0 * v->patch_size * v->patch_size * D) +
                  4.0 * c->vision_layers_run * NT * NT * D;

@@ -246,24 +246,35 @@ int hf_write_processor_files(const char *clip_dir, const char *dst, const LlavaC
     }
     path_join(path, sizeof path, dst, "preprocessor_config.json");
     if (!file_exists(path)) {
-        // CLIPImageProcessor with the OpenAI CLIP statistics, as LLaVA uses.
-        int S = cfg->vision.image_size;
+        // SiglipImageProcessor (a square resize, no crop, mean/std 0.5) for a
+        // SigLIP tower; CLIPImageProcessor with the OpenAI CLIP statistics, as
+        // LLaVA uses, otherwise.
+        const int S = cfg->vision.image_size, siglip = cfg->vision.kind == VISION_SIGLIP;
+        static const double CLIP_MEAN[3] = {0.48145466, 0.4578275, 0.40821073};
+        static const double CLIP_STD[3] = {0.26862954, 0.26130258, 0.27577711};
+        static const double HALF[3] = {0.5, 0.5, 0.5};
         cJSON *p = cJSON_CreateObject();
-        cJSON_AddStringToObject(p, "image_processor_type", "CLIPImageProcessor");
+        cJSON_AddStringToObject(p, "image_processor_type", siglip ? "SiglipImageProcessor" : "CLIPImageProcessor");
         cJSON_AddBoolToObject(p, "do_resize", 1);
         cJSON *size = cJSON_AddObjectToObject(p, "size");
-        cJSON_AddNumberToObject(size, "shortest_edge", S);
+        if (siglip) {
+            cJSON_AddNumberToObject(size, "height", S);
+            cJSON_AddNumberToObject(size, "width", S);
+        } else {
+            cJSON_AddNumberToObject(size, "shortest_edge", S);
+        }
         cJSON_AddNumberToObject(p, "resample", 3);
-        cJSON_AddBoolToObject(p, "do_center_crop", 1);
-        cJSON *crop = cJSON_AddObjectToObject(p, "crop_size");
-        cJSON_AddNumberToObject(crop, "height", S);
-        cJSON_AddNumberToObject(crop, "width", S);
+        cJSON_AddBoolToObject(p, "do_center_crop", !siglip);
+        if (!siglip) {
+            cJSON *crop = cJSON_AddObjectToObject(p, "crop_size");
+            cJSON_AddNumberToObject(crop, "height", S);
+            cJSON_AddNumberToObject(crop, "width", S);
+        }
         cJSON_AddBoolToObject(p, "do_rescale", 1);
         cJSON_AddNumberToObject(p, "rescale_factor", 1.0 / 255.0);
         cJSON_AddBoolToObject(p, "do_normalize", 1);
-        const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
-        cJSON_AddItemToObject(p, "image_mean", cJSON_CreateDoubleArray(mean, 3));
-        cJSON_AddItemToObject(p, "image_std", cJSON_CreateDoubleArray(std, 3));
+        cJSON_AddItemToObject(p, "image_mean", cJSON_CreateDoubleArray(siglip ? HALF : CLIP_MEAN, 3));
+        cJSON_AddItemToObject(p, "image_std", cJSON_CreateDoubleArray(siglip ? HALF : CLIP_STD, 3));
         cJSON_AddBoolToObject(p, "do_convert_rgb", 1);
         int rc = save_json(path, p, err);
         cJSON_Delete(p);
@@ -273,7 +284,7 @@ int hf_write_processor_files(const char *clip_dir, const char *dst, const LlavaC
     cJSON_AddStringToObject(pc, "processor_class", "LlavaProcessor");
     cJSON_AddStringToObject(pc, "image_token", "<image>");
     cJSON_AddNumberToObject(pc, "patch_size", cfg->vision.patch_size);
-    cJSON_AddNumberToObject(pc, "num_additional_image_tokens", 1);  // CLS
+    cJSON_AddNumberToObject(pc, "num_additional_image_tokens", cfg->vision.kind == VISION_CLIP ? 1 : 0);  // CLS
     cJSON_AddStringToObject(pc, "vision_feature_select_strategy", cfg->keep_cls ? "full" : "default");
     path_join(path, sizeof path, dst, "processor_config.json");
     int rc = save_json(path, pc, err);

@@ -1,5 +1,6 @@
 // LLaVA forward and backward on the op table. Shapes: M = B*T text rows, C
-// LLM width, N images, NP patches per image, NT = NP+1 vision tokens per image,
+// LLM width, N images, NP patches per image, NT = vision_tokens per image
+// (NP+1 with CLIP's CLS, NP for SigLIP),
 // NF = N * image_tokens spliced rows, Dv vision width.
 #include "train/model.h"
 
@@ -34,11 +35,12 @@ static void resolve_offsets(LlavaModel *m) {
     const ParamTable *t = &m->params;
     ModelOffsets *o = &m->off;
     const LlavaConfig *c = &m->cfg;
-    o->cls = params_offset(t, "vision.embeddings.class_embedding");
+    o->cls = optional_offset(t, "vision.embeddings.class_embedding");
     o->patch_w = params_offset(t, "vision.embeddings.patch_embedding.weight");
+    o->patch_b = optional_offset(t, "vision.embeddings.patch_embedding.bias");
     o->pos_emb = params_offset(t, "vision.embeddings.position_embedding.weight");
-    o->pre_w = params_offset(t, "vision.pre_layrnorm.weight");
-    o->pre_b = params_offset(t, "vision.pre_layrnorm.bias");
+    o->pre_w = optional_offset(t, "vision.pre_layrnorm.weight");
+    o->pre_b = optional_offset(t, "vision.pre_layrnorm.bias");
     o->vis = xcalloc((size_t)c->vision.layers, sizeof(VisionLayerOffsets));
     for (int l = 0; l < c->vision.layers; l++) {
         VisionLayerOffsets *v = &o->vis[l];
@@ -72,6 +74,15 @@ static void resolve_offsets(LlavaModel *m) {
         x->ln2_w = params_offset(t, "llm.layers.%d.post_attention_layernorm.weight", l);
         x->gateup_w = params_offset(t, "llm.layers.%d.mlp.gate_proj.weight", l);
         x->down_w = params_offset(t, "llm.layers.%d.mlp.down_proj.weight", l);
+        char name[160];
+        snprintf(name, sizeof name, "llm.layers.%d.self_attn.q_proj.bias", l);
+        x->qkv_b = optional_offset(t, name);
+        snprintf(name, sizeof name, "llm.layers.%d.self_attn.o_proj.bias", l);
+        x->o_b = optional_offset(t, name);
+        snprintf(name, sizeof name, "llm.layers.%d.mlp.gate_proj.bias", l);
+        x->gateup_b = optional_offset(t, name);
+        snprintf(name, sizeof name, "llm.layers.%d.mlp.down_proj.bias", l);
+        x->down_b = optional_offset(t, name);
     }
     // The fused matmuls rely on q/k/v and gate/up being adjacent.
     CHECK(params_offset(t, "llm.layers.0.mlp.up_proj.weight") ==
@@ -87,6 +98,32 @@ void model_init(LlavaModel *m, const LlavaConfig *cfg, const Ops *ops) {
     for (int i = 0; i < MODULE_COUNT; i++)
         if (m->params.module_numel[i]) m->weights[i] = ops->alloc(m->params.module_numel[i] * ops->act_size);
     resolve_offsets(m);
+    if (cfg->text.rope_kind != ROPE_DEFAULT) {
+        CHECK(ops->rope_freq_forward && ops->rope_freq_backward, "the %s backend has no scaled RoPE", ops->name);
+        int half = cfg->text.head_dim / 2;
+        float *host = xmalloc((size_t)half * sizeof(float));
+        config_rope_inv_freq(&cfg->text, host);
+        m->rope_inv_freq = ops->alloc((size_t)half * sizeof(float));
+        ops->upload(m->rope_inv_freq, host, (size_t)half * sizeof(float));
+        free(host);
+    }
+    if (cfg->vision.act == VISION_ACT_GELU_TANH)
+        CHECK(ops->gelu_tanh_forward, "the %s backend has no tanh GELU", ops->name);
+}
+
+void model_rope(const LlavaModel *m, void *qkv, const int32_t *pos, int M, int direction) {
+    const TextConfig *t = &m->cfg.text;
+    const Ops *o = m->ops;
+    if (m->rope_inv_freq) {
+        if (direction > 0)
+            o->rope_freq_forward(qkv, pos, m->rope_inv_freq, M, t->heads, t->kv_heads, t->head_dim);
+        else
+            o->rope_freq_backward(qkv, pos, m->rope_inv_freq, M, t->heads, t->kv_heads, t->head_dim);
+    } else if (direction > 0) {
+        o->rope_forward(qkv, pos, M, t->heads, t->kv_heads, t->head_dim, t->rope_theta);
+    } else {
+        o->rope_backward(qkv, pos, M, t->heads, t->kv_heads, t->head_dim, t->rope_theta);
+    }
 }
 
 static void acts_free(LlavaModel *m) {
@@ -103,6 +140,7 @@ void model_free(LlavaModel *m) {
         if (m->weights[i]) m->ops->free(m->weights[i]);
         if (m->grads[i]) m->ops->free(m->grads[i]);
     }
+    if (m->rope_inv_freq) m->ops->free(m->rope_inv_freq);
     free(m->off.vis);
     free(m->off.llm);
     lora_free(m);
@@ -173,7 +211,8 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
     const size_t A = m->ops->act_size, F = sizeof(float), I32 = sizeof(int32_t);
     const size_t Mz = (size_t)M, C = (size_t)t->hidden, QKV = (size_t)(t->heads + 2 * t->kv_heads) * t->head_dim;
     const size_t ATT = (size_t)t->heads * t->head_dim, I = (size_t)t->intermediate, V = (size_t)t->vocab;
-    const size_t NP = (size_t)c->patches, NT = NP + 1, NV = (size_t)N * NT, NF = (size_t)N * c->image_tokens;
+    const size_t NP = (size_t)c->patches, NT = (size_t)c->vision_tokens, NV = (size_t)N * NT;
+    const size_t NF = (size_t)N * c->image_tokens;
     const size_t Dv = (size_t)v->hidden, PP = (size_t)3 * v->patch_size * v->patch_size;
     const size_t S = (size_t)v->image_size;
 
@@ -182,7 +221,7 @@ static void plan(LlavaModel *m, Carver *cv, int M, int N) {
     a->pos = carve(cv, Mz * I32);
     a->seg = carve(cv, Mz * I32);
     a->image_rows = carve(cv, (NF ? NF : 1) * I32);
-    a->cls_drop_rows = carve(cv, (N ? (size_t)N * NP : 1) * I32);
+    a->cls_drop_rows = carve(cv, (NF ? NF : 1) * I32);
     for (int l = 0; l <= t->layers; l++) a->x[l] = carve(cv, Mz * C * A);
     int n_layer_acts = m->recompute == RECOMPUTE_FULL ? 1 : t->layers;
     // The normed inputs of the qkv and gate/up matmuls and the swiglu output
@@ -402,12 +441,13 @@ static int upload_batch(LlavaModel *m, const LlavaBatch *b) {
     if (b->seg) o->upload(a->seg, b->seg, (size_t)M * sizeof(int32_t));
     if (n_rows) o->upload(a->image_rows, rows, (size_t)n_rows * sizeof(int32_t));
     if (b->n_images > 0 && !c->keep_cls) {
-        // Rows of the vision output kept when CLS is dropped: 1..NP of each image.
-        int NP = c->patches, NT = NP + 1;
-        int32_t *keep = xmalloc((size_t)b->n_images * NP * sizeof(int32_t));
+        // Rows of the vision output kept when the first is dropped: 1..NT-1
+        // of each image (CLIP: the patches; SigLIP: all but the first patch).
+        int NT = c->vision_tokens, K = c->image_tokens;
+        int32_t *keep = xmalloc((size_t)b->n_images * K * sizeof(int32_t));
         for (int n = 0; n < b->n_images; n++)
-            for (int p = 0; p < NP; p++) keep[n * NP + p] = n * NT + 1 + p;
-        o->upload(a->cls_drop_rows, keep, (size_t)b->n_images * NP * sizeof(int32_t));
+            for (int p = 0; p < K; p++) keep[n * K + p] = n * NT + 1 + p;
+        o->upload(a->cls_drop_rows, keep, (size_t)b->n_images * K * sizeof(int32_t));
         free(keep);
     }
     free(ids);
@@ -432,16 +472,28 @@ static void vision_forward(LlavaModel *m, const float *pixels, int N) {
     const ModelOffsets *off = &m->off;
     Activations *a = &m->acts;
     const ModuleId VI = MODULE_VISION;
-    const int S = v->image_size, P = v->patch_size, Dv = v->hidden, NP = c->patches, NT = NP + 1, NV = N * NT;
+    const int S = v->image_size, P = v->patch_size, Dv = v->hidden, NP = c->patches, NT = c->vision_tokens;
+    const int NV = N * NT;
     const int PP = 3 * P * P, Iv = v->intermediate;
 
     o->upload_act(a->pixels, pixels, (size_t)N * 3 * S * S);
     o->patchify(a->patches, a->pixels, N, S, P);
-    o->matmul_forward(a->patch_emb, a->patches, W(m, VI, off->patch_w), NULL, N * NP, PP, Dv);
-    o->vision_embed(a->vx, a->patch_emb, W(m, VI, off->cls), W(m, VI, off->pos_emb), N, NP, Dv);
-    // hidden_states[0] is the output of pre_layrnorm; layer k's output is [k].
-    o->layernorm_forward(a->vx2, NULL, NULL, a->vx, W(m, VI, off->pre_w), W(m, VI, off->pre_b), NV, Dv, v->eps);
-    void *h = a->vx2;
+    void *h;
+    if (v->kind == VISION_SIGLIP) {
+        // Conv with bias, + position embedding per image; hidden_states[0] is
+        // the embeddings themselves (no pre-layernorm, no CLS).
+        o->matmul_forward(a->vx2, a->patches, W(m, VI, off->patch_w), W(m, VI, off->patch_b), N * NP, PP, Dv);
+        for (int n = 0; n < N; n++) {
+            void *rows = act_at(m, a->vx2, (size_t)n * NP * Dv);
+            o->residual_forward(rows, rows, W(m, VI, off->pos_emb), (size_t)NP * Dv);
+        }
+    } else {
+        o->matmul_forward(a->patch_emb, a->patches, W(m, VI, off->patch_w), NULL, N * NP, PP, Dv);
+        o->vision_embed(a->vx, a->patch_emb, W(m, VI, off->cls), W(m, VI, off->pos_emb), N, NP, Dv);
+        // hidden_states[0] is the output of pre_layrnorm; layer k's output is [k].
+        o->layernorm_forward(a->vx2, NULL, NULL, a->vx, W(m, VI, off->pre_w), W(m, VI, off->pre_b), NV, Dv, v->eps);
+    }
+    h = a->vx2;
     AttnShape as = {.B = N, .T = NT, .NH = v->heads, .NKV = v->heads, .HS = Dv / v->heads, .causal = 0, .seg = NULL};
     for (int l = 0; l < c->vision_layers_run; l++) {
         const VisionLayerOffsets *L = &off->vis[l];
@@ -455,6 +507,8 @@ static void vision_forward(LlavaModel *m, const float *pixels, int N) {
         o->matmul_forward(a->vfc, a->vln, W(m, VI, L->fc1_w), W(m, VI, L->fc1_b), NV, Dv, Iv);
         if (v->act == VISION_ACT_QUICK_GELU)
             o->quick_gelu_forward(a->vfc, a->vfc, (size_t)NV * Iv);
+        else if (v->act == VISION_ACT_GELU_TANH)
+            o->gelu_tanh_forward(a->vfc, a->vfc, (size_t)NV * Iv);
         else
             o->gelu_forward(a->vfc, a->vfc, (size_t)NV * Iv);
         o->matmul_forward(a->vln, a->vfc, W(m, VI, L->fc2_w), W(m, VI, L->fc2_b), NV, Iv, Dv);
@@ -464,7 +518,7 @@ static void vision_forward(LlavaModel *m, const float *pixels, int N) {
     if (c->keep_cls)
         o->copy(a->feat, h, (size_t)NV * Dv * o->act_size);
     else
-        o->gather_rows(a->feat, h, a->cls_drop_rows, N * NP, Dv);
+        o->gather_rows(a->feat, h, a->cls_drop_rows, N * c->image_tokens, Dv);
 }
 
 // ---- projector --------------------------------------------------------------------
@@ -520,11 +574,11 @@ static void llm_layer_forward(LlavaModel *m, int l, LayerActs *L, const void *x_
     const int QKV = (t->heads + 2 * t->kv_heads) * HS, ATT = t->heads * HS;
     AttnShape as = llm_attn_shape(m);
     o->rmsnorm_forward(L->ln1, L->ln1_rstd, x_in, W(m, LM, w->ln1_w), M, C, t->eps);
-    o->matmul_forward(L->qkv, L->ln1, W(m, LM, w->qkv_w), NULL, M, C, QKV);
+    o->matmul_forward(L->qkv, L->ln1, W(m, LM, w->qkv_w), W(m, LM, w->qkv_b), M, C, QKV);
     for (int k = LORA_Q; k <= LORA_V; k++) lora_forward(m, l, (LoraTarget)k, L, L->ln1, L->qkv);
-    o->rope_forward(L->qkv, m->acts.pos, M, t->heads, t->kv_heads, HS, t->rope_theta);
+    model_rope(m, L->qkv, m->acts.pos, M, 1);
     o->attention_forward(L->att, L->lse, L->qkv, &as);
-    o->matmul_forward(L->h, L->att, W(m, LM, w->o_w), NULL, M, ATT, C);
+    o->matmul_forward(L->h, L->att, W(m, LM, w->o_w), W(m, LM, w->o_b), M, ATT, C);
     // o_proj's adapter adds into its output before the residual joins it.
     lora_forward(m, l, LORA_O, L, L->att, L->h);
     if (o->residual_rmsnorm_forward) {  // h += x_in; ln2 = rmsnorm(h), in one pass
@@ -533,11 +587,11 @@ static void llm_layer_forward(LlavaModel *m, int l, LayerActs *L, const void *x_
         o->residual_forward(L->h, L->h, x_in, (size_t)M * C);
         o->rmsnorm_forward(L->ln2, L->ln2_rstd, L->h, W(m, LM, w->ln2_w), M, C, t->eps);
     }
-    o->matmul_forward(L->gateup, L->ln2, W(m, LM, w->gateup_w), NULL, M, C, 2 * I);
+    o->matmul_forward(L->gateup, L->ln2, W(m, LM, w->gateup_w), W(m, LM, w->gateup_b), M, C, 2 * I);
     lora_forward(m, l, LORA_GATE, L, L->ln2, L->gateup);
     lora_forward(m, l, LORA_UP, L, L->ln2, L->gateup);
     o->swiglu_forward(L->mlp, L->gateup, M, I);
-    o->matmul_forward(x_out, L->mlp, W(m, LM, w->down_w), NULL, M, I, C);
+    o->matmul_forward(x_out, L->mlp, W(m, LM, w->down_w), W(m, LM, w->down_b), M, I, C);
     lora_forward(m, l, LORA_DOWN, L, L->mlp, x_out);
     o->residual_forward(x_out, x_out, L->h, (size_t)M * C);
 }
@@ -566,19 +620,22 @@ static void llm_layer_backward(LlavaModel *m, int l, LayerActs *L, const void *x
     const int QKV = (t->heads + 2 * t->kv_heads) * HS, ATT = t->heads * HS;
     AttnShape as = llm_attn_shape(m);
     // MLP branch: x_out = h + down(swiglu(gateup(ln2(h))))
-    o->matmul_backward(a->dmlp, G(m, LM, w->down_w), NULL, a->dres, L->mlp, W(m, LM, w->down_w), M, I, C);
+    o->matmul_backward(a->dmlp, G(m, LM, w->down_w), G(m, LM, w->down_b), a->dres, L->mlp, W(m, LM, w->down_w), M,
+                       I, C);
     lora_backward(m, l, LORA_DOWN, L, L->mlp, a->dres, a->dmlp);
     o->swiglu_backward(a->dgateup, a->dmlp, L->gateup, M, I);
-    o->matmul_backward(a->dln, G(m, LM, w->gateup_w), NULL, a->dgateup, L->ln2, W(m, LM, w->gateup_w), M, C, 2 * I);
+    o->matmul_backward(a->dln, G(m, LM, w->gateup_w), G(m, LM, w->gateup_b), a->dgateup, L->ln2,
+                       W(m, LM, w->gateup_w), M, C, 2 * I);
     lora_backward(m, l, LORA_GATE, L, L->ln2, a->dgateup, a->dln);
     lora_backward(m, l, LORA_UP, L, L->ln2, a->dgateup, a->dln);
     o->rmsnorm_backward(a->dres, G(m, LM, w->ln2_w), a->dln, L->h, W(m, LM, w->ln2_w), L->ln2_rstd, M, C);
     // Attention branch: h = x_in + o_proj(attn(rope(qkv(ln1(x_in)))))
-    o->matmul_backward(a->datt, G(m, LM, w->o_w), NULL, a->dres, L->att, W(m, LM, w->o_w), M, ATT, C);
+    o->matmul_backward(a->datt, G(m, LM, w->o_w), G(m, LM, w->o_b), a->dres, L->att, W(m, LM, w->o_w), M, ATT, C);
     lora_backward(m, l, LORA_O, L, L->att, a->dres, a->datt);
     o->attention_backward(a->dqkv, a->datt, L->qkv, L->att, L->lse, &as);
-    o->rope_backward(a->dqkv, a->pos, M, t->heads, t->kv_heads, HS, t->rope_theta);
-    o->matmul_backward(a->dln, G(m, LM, w->qkv_w), NULL, a->dqkv, L->ln1, W(m, LM, w->qkv_w), M, C, QKV);
+    model_rope(m, a->dqkv, a->pos, M, -1);
+    o->matmul_backward(a->dln, G(m, LM, w->qkv_w), G(m, LM, w->qkv_b), a->dqkv, L->ln1, W(m, LM, w->qkv_w), M, C,
+                       QKV);
     for (int k = LORA_Q; k <= LORA_V; k++) lora_backward(m, l, (LoraTarget)k, L, L->ln1, a->dqkv, a->dln);
     o->rmsnorm_backward(a->dres, G(m, LM, w->ln1_w), a->dln, x_in, W(m, LM, w->ln1_w), L->ln1_rstd, M, C);
 }

@@ -70,7 +70,7 @@ typedef struct {
     float *losses;           // [M]
     // backward scratch
     void *dres, *dln, *dqkv, *datt, *dgateup, *dmlp;
-    // vision tower and projector, NV = N * (patches + 1), NF = N * image_tokens
+    // vision tower and projector, NV = N * vision_tokens, NF = N * image_tokens
     void *pixels;            // [N, 3, S, S]
     void *patches;           // [N * patches, 3*P*P]
     void *patch_emb;         // [N * patches, Dv]
@@ -96,10 +96,11 @@ typedef struct {
 
 typedef struct {
     size_t ln1_w, qkv_w, o_w, ln2_w, gateup_w, down_w;
+    size_t qkv_b, o_b, gateup_b, down_b;  // SIZE_MAX when the config has no such bias
 } LlmLayerOffsets;
 
 typedef struct {
-    size_t cls, patch_w, pos_emb, pre_w, pre_b;  // vision
+    size_t cls, patch_w, patch_b, pos_emb, pre_w, pre_b;  // vision (CLIP: no patch_b; SigLIP: no cls, pre_*)
     VisionLayerOffsets *vis;                     // [vision layers]
     size_t w1, b1, w2, b2;                       // projector (b* = SIZE_MAX when absent)
     size_t embed, norm_w, head;                  // llm (head = embed when tied)
@@ -135,6 +136,7 @@ typedef struct {
     int trainable[MODULE_COUNT];
     int recompute;                // RECOMPUTE_*: gradient checkpointing per LLM layer
     int head_labeled_only;        // LM head + loss only on rows with a target (training)
+    float *rope_inv_freq;         // [head_dim/2] backend fp32, only for scaled RoPE (linear, llama3)
     LoraState lora;               // adapters (train/lora.h), r = 0 when none
     Activations acts;
     int n_counted;                // targets counted by the last forward
@@ -199,6 +201,10 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err);
 // losses): 1/n_counted gives the mean; the trainer passes 1/(tokens counted
 // over the whole global batch). Gradients accumulate into m->grads.
 void model_backward(LlavaModel *m, float dloss_scale);
+// RoPE on the q and k heads of qkv[M, (NH+2NKV)*HS] at positions pos[M]
+// (backend memory), with the config's scaling; direction +1 forward, -1 the
+// inverse (backward). Shared with generation (eval/generate.c).
+void model_rope(const LlavaModel *m, void *qkv, const int32_t *pos, int M, int direction);
 // Logits of the last forward, [B*T, V] in act dtype (valid until backward);
 // with model_set_head_labeled_only, [K, V] for the labeled rows only.
 const void *model_logits(const LlavaModel *m);

@@ -56,12 +56,17 @@ void params_build(ParamTable *t, const LlavaConfig *cfg) {
     int D = v->hidden, P = v->patch_size;
 
     // Vision tower. All layers are stored (and saved) even though only
-    // vision_layers_run of them run.
-    add(t, VI, 1, 1, SHAPE(D), "vision.embeddings.class_embedding");
+    // vision_layers_run of them run. CLIP: CLS, conv without bias,
+    // pre_layrnorm; SigLIP: conv with bias, neither CLS nor pre-layernorm.
+    int siglip = v->kind == VISION_SIGLIP;
+    if (!siglip) add(t, VI, 1, 1, SHAPE(D), "vision.embeddings.class_embedding");
     add(t, VI, 0, 4, SHAPE(D, 3, P, P), "vision.embeddings.patch_embedding.weight");
-    W2(VI, cfg->patches + 1, D, "vision.embeddings.position_embedding.weight");
-    V1(VI, D, "vision.pre_layrnorm.weight");
-    V1(VI, D, "vision.pre_layrnorm.bias");
+    if (siglip) V1(VI, D, "vision.embeddings.patch_embedding.bias");
+    W2(VI, cfg->patches + !siglip, D, "vision.embeddings.position_embedding.weight");
+    if (!siglip) {
+        V1(VI, D, "vision.pre_layrnorm.weight");
+        V1(VI, D, "vision.pre_layrnorm.bias");
+    }
     for (int l = 0; l < v->layers; l++) {
         const char *pre = "vision.encoder.layers";
         V1(VI, D, "%s.%d.layer_norm1.weight", pre, l);
@@ -101,11 +106,22 @@ void params_build(ParamTable *t, const LlavaConfig *cfg) {
         W2(LM, x->heads * HS, C, "llm.layers.%d.self_attn.q_proj.weight", l);  // q, k, v adjacent
         W2(LM, x->kv_heads * HS, C, "llm.layers.%d.self_attn.k_proj.weight", l);
         W2(LM, x->kv_heads * HS, C, "llm.layers.%d.self_attn.v_proj.weight", l);
+        if (x->qkv_bias) {  // adjacent too: one bias vector for the fused matmul
+            V1(LM, x->heads * HS, "llm.layers.%d.self_attn.q_proj.bias", l);
+            V1(LM, x->kv_heads * HS, "llm.layers.%d.self_attn.k_proj.bias", l);
+            V1(LM, x->kv_heads * HS, "llm.layers.%d.self_attn.v_proj.bias", l);
+        }
         W2(LM, C, x->heads * HS, "llm.layers.%d.self_attn.o_proj.weight", l);
+        if (x->o_bias) V1(LM, C, "llm.layers.%d.self_attn.o_proj.bias", l);
         V1(LM, C, "llm.layers.%d.post_attention_layernorm.weight", l);
         W2(LM, I, C, "llm.layers.%d.mlp.gate_proj.weight", l);  // gate, up adjacent: one [2I, C] matmul
         W2(LM, I, C, "llm.layers.%d.mlp.up_proj.weight", l);
+        if (x->mlp_bias) {
+            V1(LM, I, "llm.layers.%d.mlp.gate_proj.bias", l);
+            V1(LM, I, "llm.layers.%d.mlp.up_proj.bias", l);
+        }
         W2(LM, C, I, "llm.layers.%d.mlp.down_proj.weight", l);
+        if (x->mlp_bias) V1(LM, C, "llm.layers.%d.mlp.down_proj.bias", l);
     }
     V1(LM, C, "llm.norm.weight");
     if (!x->tied) W2(LM, x->vocab, C, "llm.lm_head.weight");
@@ -154,6 +170,8 @@ static NameKind emit(char *out, size_t cap, const char *module, const char *rest
 // `rest` is a path inside CLIPVisionTransformer.
 static NameKind vision_rest(const char *rest, char *out, size_t cap) {
     if (strcmp(rest, "embeddings.position_ids") == 0) return NAME_IGNORED;
+    // SigLIP's attention-pooling head: not part of LLaVA's features.
+    if (starts_with(rest, "head.")) return NAME_IGNORED;
     if (starts_with(rest, "embeddings.") || starts_with(rest, "encoder.") || starts_with(rest, "pre_layrnorm.") ||
         starts_with(rest, "post_layernorm."))
         return emit(out, cap, "vision", rest);
@@ -176,7 +194,10 @@ static NameKind llm_rest(const char *rest, char *out, size_t cap) {
 }
 
 NameKind names_to_canonical(const char *f, char *out, size_t cap) {
-    static const char *vision_prefixes[] = {"model.vision_tower.vision_model.", "vision_tower.vision_model.",
+    // The original LLaVA repo's folders nest the CLIP tower once more
+    // (model.vision_tower.vision_tower.vision_model.*).
+    static const char *vision_prefixes[] = {"model.vision_tower.vision_tower.vision_model.",
+                                            "model.vision_tower.vision_model.", "vision_tower.vision_model.",
                                             "model.vision_tower.", "vision_tower.", "vision_model."};
     for (size_t i = 0; i < sizeof vision_prefixes / sizeof *vision_prefixes; i++)
         if (starts_with(f, vision_prefixes[i])) return vision_rest(f + strlen(vision_prefixes[i]), out, cap);
@@ -192,7 +213,7 @@ NameKind names_to_canonical(const char *f, char *out, size_t cap) {
     // CLIP folders: a flat CLIPVisionModel (transformers 5) and the parts of a
     // full CLIPModel that LLaVA never uses.
     if (starts_with(f, "text_model.") || starts_with(f, "visual_projection.") ||
-        starts_with(f, "text_projection.") || strcmp(f, "logit_scale") == 0)
+        starts_with(f, "text_projection.") || strcmp(f, "logit_scale") == 0 || strcmp(f, "logit_bias") == 0)
         return NAME_IGNORED;
     return vision_rest(f, out, cap);
 }

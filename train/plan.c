@@ -16,12 +16,12 @@ double plan_activation_bytes(const LlavaConfig *cfg, int Mi, int Ni, int recompu
     const double A = act_bytes, F = 4, I32 = 4, M = Mi, N = Ni;
     const double C = t->hidden, QKV = (double)(t->heads + 2 * t->kv_heads) * t->head_dim;
     const double ATT = (double)t->heads * t->head_dim, I = t->intermediate, V = t->vocab;
-    const double NP = cfg->patches, NT = NP + 1, NV = N * NT, NF = N * cfg->image_tokens, Dv = v->hidden;
+    const double NP = cfg->patches, NT = cfg->vision_tokens, NV = N * NT, NF = N * cfg->image_tokens, Dv = v->hidden;
     const double S = v->image_size, PP = 3.0 * v->patch_size * v->patch_size;
     int adapters = 0;
     for (unsigned k = lora_r > 0 ? lora_targets : 0; k; k &= k - 1) adapters++;
     // batch copies: ids, targets, positions, segments, splice rows
-    double b = 4 * buf(M * I32) + buf((NF > 0 ? NF : 1) * I32) + buf((N > 0 ? N * NP : 1) * I32);
+    double b = 4 * buf(M * I32) + 2 * buf((NF > 0 ? NF : 1) * I32);
     // the residual stream at every layer boundary
     b += (t->layers + 1) * buf(M * C * A);
     // What a layer keeps for backward. The normed matmul inputs and the SwiGLU

@@ -41,7 +41,7 @@ static const KeySpec KEYS[] = {
     S(images, "image folder for a .json/.jsonl data file"),
     S(data_cache, "where a .json/.jsonl is prepped (default: <output_dir>/data)"),
     {"template", K_STR, offsetof(RunConfig, template_name), sizeof(((RunConfig *)0)->template_name),
-     "conversation template: plain | vicuna_v1 | v1 | llava_v1", 0, 0},
+     "conversation template: plain | vicuna_v1 | v1 | llava_v1 | qwen_2 | llama_3", 0, 0},
     I(max_length, 0, 1048576, "maximum tokens per sample, truncated beyond (0 = min(2048, the model's positions))"),
     S(aspect, "square | pad (LLaVA-1.5 stage 2 pads images to a square)"),
     B(group_by_modality_length, "batches of only-image or only-text samples of similar length"),
@@ -236,8 +236,10 @@ int run_config_validate(const RunConfig *c, Error *err) {
         if (mixture_parse(c->data, &mix, err) != 0) return -1;
         mixture_free(&mix);
     }
-    if (!one_of(c->template_name, (const char *const[]){"plain", "vicuna_v1", "v1", "llava_v1", NULL}))
-        return err_set(err, "\"template\" must be plain, vicuna_v1, v1 or llava_v1");
+    if (!one_of(c->template_name,
+                (const char *const[]){"plain", "vicuna_v1", "v1", "llava_v1", "qwen_2", "qwen_1_5", "llama_3",
+                                      "llava_llama_3", NULL}))
+        return err_set(err, "\"template\" must be plain, vicuna_v1, v1, llava_v1, qwen_2 or llama_3");
     if (!one_of(c->aspect, (const char *const[]){"square", "pad", NULL}))
         return err_set(err, "\"aspect\" must be square or pad");
     if (!one_of(c->schedule, (const char *const[]){"cosine", "linear", "constant", NULL}))

@@ -1,4 +1,4 @@
-// Elementwise ops: residual add, activations (gelu, quick_gelu, swiglu) and
+// Elementwise ops: residual add, activations (gelu, gelu_tanh, quick_gelu, swiglu) and
 // rotary position embeddings.
 #include <math.h>
 
@@ -103,16 +103,45 @@ void cpu_swiglu_backward(void *dgateup_, const void *dout_, const void *gateup_,
     }
 }
 
+// gelu_pytorch_tanh as torch computes it in fp32 (kBeta = sqrt(2/pi)).
+#define GELU_TANH_BETA 0.79788456080286535588f
+#define GELU_TANH_KAPPA 0.044715f
+
+void cpu_gelu_tanh_forward(void *out_, const void *inp_, size_t n) {
+    float *out = out_;
+    const float *x = inp_;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float inner = GELU_TANH_BETA * (x[i] + GELU_TANH_KAPPA * x[i] * x[i] * x[i]);
+        out[i] = 0.5f * x[i] * (1.0f + tanhf(inner));
+    }
+}
+
+void cpu_gelu_tanh_backward(void *dinp_, const void *inp_, const void *dout_, size_t n) {
+    float *dinp = dinp_;
+    const float *x = inp_, *dout = dout_;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x2 = x[i] * x[i];
+        float inner = GELU_TANH_BETA * (x[i] + GELU_TANH_KAPPA * x2 * x[i]);
+        float th = tanhf(inner);
+        float dinner = GELU_TANH_BETA * (1.0f + 3.0f * GELU_TANH_KAPPA * x2);
+        dinp[i] = dout[i] * (0.5f * (1.0f + th) + 0.5f * x[i] * (1.0f - th * th) * dinner);
+    }
+}
+
 // Rotates the first (NH + NKV) heads of each row (q then k) by +angle or
 // -angle (direction = +1 / -1). Angles are computed in fp32 the way
-// transformers does: inv_freq = 1 / theta^(2i/HS), angle = pos * inv_freq.
-static void rope_apply(float *qkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta, float direction) {
+// transformers does: inv_freq = 1 / theta^(2i/HS) (or the table given, for
+// scaled RoPE), angle = pos * inv_freq.
+static void rope_apply(float *qkv, const int32_t *pos, const float *table, int M, int NH, int NKV, int HS,
+                       float theta, float direction) {
     int half = HS / 2, heads = NH + NKV, row = (NH + 2 * NKV) * HS;
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         float p = (float)pos[m];
         for (int i = 0; i < half; i++) {
-            float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)HS);
+            float inv_freq = table ? table[i] : 1.0f / powf(theta, (float)(2 * i) / (float)HS);
             float angle = p * inv_freq;
             float c = cosf(angle), s = direction * sinf(angle);
             for (int h = 0; h < heads; h++) {
@@ -126,9 +155,17 @@ static void rope_apply(float *qkv, const int32_t *pos, int M, int NH, int NKV, i
 }
 
 void cpu_rope_forward(void *qkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta) {
-    rope_apply(qkv, pos, M, NH, NKV, HS, theta, 1.0f);
+    rope_apply(qkv, pos, NULL, M, NH, NKV, HS, theta, 1.0f);
 }
 
 void cpu_rope_backward(void *dqkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta) {
-    rope_apply(dqkv, pos, M, NH, NKV, HS, theta, -1.0f);
+    rope_apply(dqkv, pos, NULL, M, NH, NKV, HS, theta, -1.0f);
+}
+
+void cpu_rope_freq_forward(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS) {
+    rope_apply(qkv, pos, inv_freq, M, NH, NKV, HS, 0.0f, 1.0f);
+}
+
+void cpu_rope_freq_backward(void *dqkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS) {
+    rope_apply(dqkv, pos, inv_freq, M, NH, NKV, HS, 0.0f, -1.0f);
 }

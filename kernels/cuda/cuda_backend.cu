@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/cuda/cuda_modern.h"
 
 // cuBLASLt's recommended workspace on Hopper (smaller cards need less; 32 MiB
 // is noise next to activations).
@@ -204,6 +205,7 @@ static void fill_table(Ops *o) {
     o->copy_columns = cuda_copy_columns;
     o->sum_squares = cuda_sum_squares;
     o->adamw_update = cuda_adamw_update;
+    cuda_modern_fill(o);  // tanh GELU, table RoPE (cuda_modern.cu)
 }
 
 // A kernel of this build, used to ask whether the build has code for the card.

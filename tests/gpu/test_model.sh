@@ -13,7 +13,7 @@ compare=$build/compare_golden
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
-for model in tiny_llava15 tiny_llava_v1; do
+for model in tiny_llava15 tiny_llava_v1 tiny_siglip_qwen2 tiny_clip_llama3; do
   dir=$src/tests/fixtures/$model
   set +e
   "$llava" forward --model "$dir" --batch "$dir/batch.safetensors" --out "$tmp/s2.safetensors" \

@@ -238,16 +238,29 @@ static void check_swiglu(Harness *h, int M, int FF) {
     h_release(h);
 }
 
-static void check_rope(Harness *h, int M, int NH, int NKV, int HS, float theta) {
-    char op[64];
-    snprintf(op, sizeof op, "rope M=%d %d/%d heads HS=%d", M, NH, NKV, HS);
+// RoPE with theta's frequencies (rope_forward/backward), or with the table
+// given (rope_freq_forward/backward: the scaled RoPE of Llama-3 and linear).
+static void check_rope_with(Harness *h, int M, int NH, int NKV, int HS, float theta, const float *table) {
+    char op[80];
+    snprintf(op, sizeof op, "%s M=%d %d/%d heads HS=%d", table ? "rope_freq" : "rope", M, NH, NKV, HS);
     const size_t n = (size_t)M * (NH + 2 * NKV) * HS;
-    int32_t *pos = h_ids(h, M, 0, 4096);
+    int32_t *pos = h_ids(h, M, 0, table ? 8192 : 4096);
     void *dpos = d_i32(h, pos, M);
+    float *dtable = NULL;
+    if (table) {
+        dtable = h->gpu->alloc((size_t)(HS / 2) * sizeof(float));
+        h->gpu->upload(dtable, table, (size_t)(HS / 2) * sizeof(float));
+    }
     for (int dir = 0; dir < 2; dir++) {
         float *x = h_rand(h, n, 1.0f), *ref = h_copy(x, n);
         void *dx = d_act(h, x, n);
-        if (dir == 0) {
+        if (table && dir == 0) {
+            h->cpu->rope_freq_forward(ref, pos, table, M, NH, NKV, HS);
+            h->gpu->rope_freq_forward(dx, dpos, dtable, M, NH, NKV, HS);
+        } else if (table) {
+            h->cpu->rope_freq_backward(ref, pos, table, M, NH, NKV, HS);
+            h->gpu->rope_freq_backward(dx, dpos, dtable, M, NH, NKV, HS);
+        } else if (dir == 0) {
             h->cpu->rope_forward(ref, pos, M, NH, NKV, HS, theta);
             h->gpu->rope_forward(dx, dpos, M, NH, NKV, HS, theta);
         } else {
@@ -258,8 +271,13 @@ static void check_rope(Harness *h, int M, int NH, int NKV, int HS, float theta) 
         h_check(h, op, dir == 0 ? "forward" : "backward", g, ref, n, TOL_BF16);
         free(x), free(ref), free(g);
     }
+    if (dtable) h->gpu->free(dtable);
     free(pos);
     h_release(h);
+}
+
+static void check_rope(Harness *h, int M, int NH, int NKV, int HS, float theta) {
+    check_rope_with(h, M, NH, NKV, HS, theta, NULL);
 }
 
 // ---- attention ---------------------------------------------------------------------------
@@ -603,6 +621,24 @@ static void check_stochastic_rounding(Harness *h, size_t n) {
     h_release(h);
 }
 
+// The modern backbones' ops (kernels/cuda/cuda_modern.cu): tanh GELU both
+// ways (in place too), and RoPE from an inverse-frequency table as llama3
+// scaling makes it (a third of the frequencies divided by 8, a smooth band).
+static void check_modern(Harness *h, size_t n, int M, int NH, int NKV, int HS) {
+    const Ops *c = h->cpu, *g = h->gpu;
+    check_map1(h, "gelu_tanh", c->gelu_tanh_forward, g->gelu_tanh_forward, n, 0);
+    check_map1(h, "gelu_tanh", c->gelu_tanh_forward, g->gelu_tanh_forward, n, 1);
+    check_map2(h, "gelu_tanh_backward", c->gelu_tanh_backward, g->gelu_tanh_backward, n, 1, 1);
+    const int half = HS / 2;
+    float *table = xmalloc((size_t)half * sizeof(float));
+    for (int i = 0; i < half; i++) {
+        float f = 1.0f / powf(500000.0f, (float)(2 * i) / (float)HS);
+        table[i] = i < half / 3 ? f : i < 2 * half / 3 ? f * (0.125f + 0.875f * (float)i / (float)half) : f / 8.0f;
+    }
+    check_rope_with(h, M, NH, NKV, HS, 0.0f, table);
+    free(table);
+}
+
 // The fused residual + RMSNorm against the CPU op (itself the two ops), and
 // bitwise against the GPU's own residual_forward + rmsnorm_forward, also in
 // place (res = a, as the model calls it).
@@ -668,6 +704,7 @@ void run_checks(Harness *h) {
     check_swiglu(h, 512, 1376);
     check_rope(h, 2 * 37, 4, 2, 16, 10000.0f);
     check_rope(h, 512, 32, 8, 128, 500000.0f);
+    check_modern(h, (size_t)1152 * 4304 + 3, 512, 32, 8, 128);  // SigLIP-so400m MLP rows, Llama-3-8B heads
     // attention: generic path (odd head sizes, unaligned), flash path (64, 128)
     check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
     check_attention(h, 2, 45, 5, 1, 80, 1, 1, 0);
@@ -719,6 +756,7 @@ void run_checks(Harness *h) {
     check_swiglu(h, 17, 64);
     check_rope(h, 2 * 37, 4, 2, 16, 10000.0f);
     check_rope(h, 16, 4, 2, 128, 500000.0f);
+    check_modern(h, 10007, 2 * 37, 4, 2, 16);
     check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
     check_attention(h, 2, 45, 5, 1, 80, 1, 1, 0);
     check_attention(h, 2, 77, 2, 2, 64, 0, 0, 1);
