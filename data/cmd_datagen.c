@@ -9,7 +9,7 @@
 #include "common/args.h"
 #include "common/chat_cli.h"
 #include "data/datagen.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 // A questions file: one question per non-blank line.
 static int load_questions(const char *path, char ***out, int *n, char **keep, Error *err) {

@@ -13,7 +13,7 @@
 #include "data/inspect_text.h"
 #include "data/manifest.h"
 #include "data/shards.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 static void add_i64(cJSON *o, const char *k, int64_t v) { cJSON_AddItemToObject(o, k, cJSON_CreateNumber((double)v)); }
 

@@ -6,7 +6,7 @@
 #include "common/args.h"
 #include "data/prep_model.h"
 #include "data/prep_webdataset.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 // The summary lines of a finished (or already complete) prep.
 static void print_summary(const char *out, const PrepSummary *sum) {

@@ -10,7 +10,7 @@
 #include "common/json.h"
 #include "common/safetensors.h"
 #include "data/image.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 // Without preprocessor_config.json, the vision tower's own input size (from
 // config.json: vision_config.image_size, or image_size of a CLIP folder) is

@@ -8,7 +8,7 @@
 #include "common/args.h"
 #include "common/json.h"
 #include "data/tokenizer.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 static char *read_stdin(size_t *len_out) {
     size_t cap = 1 << 16, n = 0;

@@ -1,5 +1,5 @@
 // The training data loader: shards (data/shards.h) -> micro-batches
-// (LlavaBatch, train/model.h) for one data-parallel rank.
+// (LlavaBatch, model/model.h) for one data-parallel rank.
 //
 // Order. Each epoch has its own order of all N samples, a function of (seed,
 // epoch) only: a permutation, or with group_by_modality LLaVA's
@@ -52,7 +52,7 @@
 #include <stdint.h>
 
 #include "common/util.h"
-#include "train/model.h"
+#include "model/model.h"
 
 // Position of a micro-batch: epoch, step within the epoch, micro-batch within
 // the step (0..grad_accum-1). Saving at a step boundary gives micro == 0.

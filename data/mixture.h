@@ -1,7 +1,7 @@
 // Weighted data mixtures: `"data": [{"path": A, "weight": 0.3}, {"path": B,
 // "weight": 0.7}]` in a run config. Each source is a shard folder with its
 // own loader (its own order, modality/length grouping and epochs); the
-// mixture is a BatchSource (train/batch_source.h) whose global batch k comes
+// mixture is a BatchSource (data/batch_source.h) whose global batch k comes
 // whole from one source, drawn with probability weight / sum of weights by a
 // counter-based generator of (seed, k) alone. So:
 //   - proportions: the share of batches from each source converges to its
@@ -25,7 +25,7 @@
 
 #include "common/util.h"
 #include "data/loader.h"
-#include "train/batch_source.h"
+#include "data/batch_source.h"
 
 typedef struct {
     char path[1024];  // shard folder

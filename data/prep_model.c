@@ -12,8 +12,8 @@
 
 #include "data/conversation.h"
 #include "data/tokenizer.h"
-#include "train/config.h"
-#include "train/hf_files.h"
+#include "model/config.h"
+#include "model/hf_files.h"
 
 typedef struct {
     ConvResult conv;

@@ -10,7 +10,7 @@
 #include "eval/gen_cli.h"
 #include "eval/image_input.h"
 #include "eval/text_prompt.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 // Streams the answer: decodes everything generated so far and prints what is
 // new, holding back a trailing incomplete UTF-8 character (shown as U+FFFD).

@@ -11,7 +11,7 @@
 #include "eval/sqa_ensemble.h"
 #include "eval/sqa_run.h"
 #include "eval/vqa.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 // result.json, output.json, scores.json of one score into dir (made if
 // needed); prints the error and returns -1 on failure.

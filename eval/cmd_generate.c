@@ -13,7 +13,7 @@
 #include "eval/gen_cli.h"
 #include "eval/image_input.h"
 #include "eval/text_prompt.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 // Parses "[1, 2, 3]" into ids.
 static int parse_ids(const char *text, int32_t **ids, int *n, Error *err) {

@@ -7,7 +7,7 @@
 #include "common/chat_cli.h"
 #include "eval/judge.h"
 #include "eval/judge_run.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 // LLaVA prints each review file under its name without "gpt4_text_" and ".jsonl".
 static void config_name(const char *path, char *out, size_t cap) {

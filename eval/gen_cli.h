@@ -5,7 +5,7 @@
 
 #include "common/args.h"
 #include "eval/generate.h"
-#include "train/model_source.h"
+#include "model/model_source.h"
 
 typedef struct {
     ModelSource src;

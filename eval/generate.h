@@ -20,7 +20,7 @@
 
 #include "common/rng.h"
 #include "eval/sample.h"
-#include "train/model.h"
+#include "model/model.h"
 
 // One prompt: token ids with each image already expanded to image_seq_length
 // image tokens (what model_forward takes), and that prompt's images.

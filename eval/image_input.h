@@ -5,7 +5,7 @@
 #define LLAVA_IMAGE_INPUT_H
 
 #include "data/image.h"
-#include "train/config.h"
+#include "model/config.h"
 
 typedef struct {
     ImagePreprocessConfig cfg;

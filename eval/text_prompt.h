@@ -9,7 +9,7 @@
 
 #include "data/conversation.h"
 #include "data/tokenizer.h"
-#include "train/config.h"
+#include "model/config.h"
 
 typedef struct {
     Tokenizer *tok;

@@ -1,5 +1,5 @@
 // The op table: every compute op the model needs, forward and backward side by
-// side. The model (train/model.c) is written once against this table; each
+// side. The model (model/model.c) is written once against this table; each
 // backend fills it in (kernels/cpu: fp32 reference; kernels/cuda: bf16).
 //
 // Buffer conventions
@@ -175,7 +175,7 @@ typedef struct Ops {
     void (*rope_freq_forward)(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS);
     void (*rope_freq_backward)(void *dqkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV,
                                int HS);
-    // ---- LoRA (train/lora.c) -------------------------------------------------
+    // ---- LoRA (model/lora.c) -------------------------------------------------
     // Inverted dropout: out[i] = keep(seed, i) ? inp[i] / (1 - p) : 0, with the
     // mask of kernels/lora_mask.h (a pure function of seed and i, the same on
     // every backend). Its backward is the same call on the gradient. out may

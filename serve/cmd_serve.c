@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "eval/gen_cli.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 #ifdef LLAVA_HAVE_MHD
 #include "serve/http.h"

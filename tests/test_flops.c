@@ -1,4 +1,4 @@
-// train/flops.c, the MFU numerator, against an independent count: visible
+// model/flops.c, the MFU numerator, against an independent count: visible
 // attention pairs counted by brute force with the op table's masking rule
 // (causal, same document, padding never a key), tokens and labeled rows
 // counted directly; stage 1 (LLM frozen) vs stage 2 matmul multipliers; LoRA
@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "tests/testlib.h"
-#include "train/config.h"
-#include "train/flops.h"
+#include "model/config.h"
+#include "model/flops.h"
 
 // Visible (query, key) pairs of one row for non-padding queries.
 static double brute_pairs(const int32_t *seg, int T) {

@@ -17,7 +17,7 @@
 #include "common/safetensors.h"
 #include "eval/generate.h"
 #include "tests/testlib.h"
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 typedef struct {
     char name[128], model[64];

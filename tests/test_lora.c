@@ -19,9 +19,9 @@
 #include "common/safetensors.h"
 #include "common/util.h"
 #include "kernels/lora_mask.h"
-#include "train/batch_file.h"
-#include "train/checkpoint.h"
-#include "train/lora_io.h"
+#include "model/batch_file.h"
+#include "model/checkpoint.h"
+#include "model/lora_io.h"
 #include "tests/testlib.h"
 
 static const char *src_dir;

@@ -9,9 +9,9 @@
 #include <stdio.h>
 
 #include "tests/testlib.h"
-#include "train/checkpoint.h"
-#include "train/lora.h"
-#include "train/model.h"
+#include "model/checkpoint.h"
+#include "model/lora.h"
+#include "model/model.h"
 
 int main(int argc, char **argv) {
     char dir[4096];
@@ -38,7 +38,7 @@ int main(int argc, char **argv) {
     EXPECT(model_training_state_bytes(&m) == all * 4 + trainable * 12, "fp32: weights + grads + m + v");
 
     // LoRA on every target, r 4: what the adapters add, computed here from the
-    // shapes (each carved buffer rounds up to 256 bytes, as train/model.c does).
+    // shapes (each carved buffer rounds up to 256 bytes, as model/model.c does).
     const int M = 3 * 50, r = 4, layers = m.cfg.text.layers;
     const TextConfig *t = &m.cfg.text;
     size_t wide = (size_t)t->hidden, att = (size_t)t->heads * t->head_dim;

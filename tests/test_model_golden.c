@@ -12,8 +12,8 @@
 
 #include "common/json.h"
 #include "common/safetensors.h"
-#include "train/batch_file.h"
-#include "train/checkpoint.h"
+#include "model/batch_file.h"
+#include "model/checkpoint.h"
 #include "tests/testlib.h"
 
 static const char *src_dir;

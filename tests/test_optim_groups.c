@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 #include "train/optim.h"
 #include "tests/testlib.h"
 

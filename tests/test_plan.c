@@ -14,8 +14,8 @@
 
 #include "kernels/backend.h"
 #include "tests/testlib.h"
-#include "train/checkpoint.h"
-#include "train/lora.h"
+#include "model/checkpoint.h"
+#include "model/lora.h"
 #include "train/memstat.h"
 #include "train/plan.h"
 

@@ -10,11 +10,11 @@
 
 #include "common/args.h"
 #include "kernels/backend.h"
-#include "train/checkpoint.h"
-#include "train/commands.h"
-#include "train/flops.h"
-#include "train/lora.h"
-#include "train/model_source.h"
+#include "model/checkpoint.h"
+#include "common/commands.h"
+#include "model/flops.h"
+#include "model/lora.h"
+#include "model/model_source.h"
 #include "train/optim.h"
 #include "train/synthetic.h"
 
@@ -141,7 +141,7 @@ int cmd_bench(int argc, char **argv) {
                         "Times full training steps on synthetic data of a fixed shape (every sample: BOS, one image,\n"
                         "`text` tokens) and prints one JSON line per stage: wall and CPU seconds per step (CPU: all\n"
                         "threads of the process), tokens/s, images/s, the process's peak RSS, model TFLOP/s from the\n"
-                        "real lengths (train/flops.h), the memory plan (training state, activations) and the largest\n"
+                        "real lengths (model/flops.h), the memory plan (training state, activations) and the largest\n"
                         "micro-batch of this shape that fits the device.",
                         NULL, 0, NULL);
     if (rc) return rc == 1 ? EXIT_OK : EXIT_BAD_INPUT;

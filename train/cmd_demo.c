@@ -22,10 +22,10 @@
 #include "eval/scienceqa.h"
 #include "eval/text_prompt.h"
 #include "kernels/backend.h"
-#include "train/checkpoint.h"
-#include "train/commands.h"
+#include "model/checkpoint.h"
+#include "common/commands.h"
 #include "train/demo_data.h"
-#include "train/hf_files.h"
+#include "model/hf_files.h"
 #include "train/save.h"
 #include "train/trainer.h"
 

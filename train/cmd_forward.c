@@ -9,9 +9,9 @@
 #include "common/args.h"
 #include "common/safetensors.h"
 #include "kernels/backend.h"
-#include "train/batch_file.h"
-#include "train/commands.h"
-#include "train/model_source.h"
+#include "model/batch_file.h"
+#include "common/commands.h"
+#include "model/model_source.h"
 
 static int write_outputs(LlavaModel *m, const LlavaBatch *b, float loss, int with_grads, const char *out_path,
                          Error *err) {

@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include "common/args.h"
-#include "train/checkpoint.h"
-#include "train/commands.h"
-#include "train/hf_files.h"
-#include "train/model_source.h"
+#include "model/checkpoint.h"
+#include "common/commands.h"
+#include "model/hf_files.h"
+#include "model/model_source.h"
 #include "train/save.h"
 
 int cmd_init(int argc, char **argv) {

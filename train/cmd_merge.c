@@ -7,9 +7,9 @@
 
 #include "common/args.h"
 #include "kernels/backend.h"
-#include "train/checkpoint.h"
-#include "train/commands.h"
-#include "train/lora_io.h"
+#include "model/checkpoint.h"
+#include "common/commands.h"
+#include "model/lora_io.h"
 #include "train/save.h"
 
 int cmd_merge(int argc, char **argv) {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/commands.h"
+#include "common/commands.h"
 #include "train/plan_run.h"
 
 static void usage(FILE *out) {

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/commands.h"
+#include "common/commands.h"
 #include "train/trainer.h"
 
 static void usage(FILE *out) {

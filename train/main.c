@@ -5,7 +5,7 @@
 
 #include "common/util.h"
 #include "kernels/backend.h"
-#include "train/commands.h"
+#include "common/commands.h"
 
 #ifndef LLAVA_VERSION
 #define LLAVA_VERSION "unknown"

@@ -12,7 +12,7 @@
 #ifndef LLAVA_OPTIM_H
 #define LLAVA_OPTIM_H
 
-#include "train/model.h"
+#include "model/model.h"
 
 typedef struct {
     double beta1, beta2, eps, weight_decay;

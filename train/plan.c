@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "train/params.h"
+#include "model/params.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 

@@ -23,7 +23,7 @@
 
 #include <stdio.h>
 
-#include "train/config.h"
+#include "model/config.h"
 
 // The model's recompute modes (train/model.h: RECOMPUTE_OFF/FULL/SELECTIVE).
 enum { PLAN_RECOMPUTE_OFF = 0, PLAN_RECOMPUTE_FULL = 1, PLAN_RECOMPUTE_SELECTIVE = 2 };

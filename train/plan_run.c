@@ -1,6 +1,6 @@
 #include "train/plan_run.h"
 
-#include "train/lora.h"
+#include "model/lora.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
 
 #include "common/json.h"
 #include "data/mixture.h"
-#include "train/lora.h"
+#include "model/lora.h"
 
 typedef enum { K_STR, K_INT, K_DBL, K_BOOL } KeyType;
 

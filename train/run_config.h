@@ -35,7 +35,7 @@ typedef struct {
     int warmup_steps;         // > 0 overrides warmup_ratio
     double weight_decay, adam_beta1, adam_beta2, adam_eps;
     double max_grad_norm;     // <= 0: no clipping
-    // LoRA (train/lora.h): lora_r > 0 trains adapters on the LLM's linears
+    // LoRA (model/lora.h): lora_r > 0 trains adapters on the LLM's linears
     // instead of the LLM itself (stage 2); the projector still trains in full
     int lora_r;
     double lora_alpha, lora_dropout;

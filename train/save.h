@@ -1,26 +1,13 @@
-// Writing what training produces: Hugging Face LLaVA folders, stage-1
-// projector files, and the resume state; plus the checkpoint folders of a run
+// Writing what training produces besides the model (model/hf_save.h): the
+// resume state (optimizer shards), and the checkpoint folders of a run
 // (atomic: written as NAME.tmp, fsynced, renamed; the newest complete one is
 // found again on restart; only the last K are kept).
 #ifndef LLAVA_SAVE_H
 #define LLAVA_SAVE_H
 
-#include "train/model.h"
+#include "model/hf_save.h"
+#include "model/model.h"
 #include "train/optim.h"
-
-// A complete LLaVA folder: config.json, model.safetensors (or shards of at
-// most max_shard_bytes with model.safetensors.index.json), and the tokenizer
-// / processor files copied from copy_from (when not NULL). save_dtype: auto
-// (each tensor as its input stored it), bf16 or f32.
-int save_model_folder(const LlavaModel *m, const char *dir, const char *copy_from, const char *save_dtype,
-                      uint64_t max_shard_bytes, Error *err);
-// Stage-1 outputs: projector.safetensors (the input checkpoint's tensor
-// names) and mm_projector.bin (torch.save format, the original LLaVA names
-// model.mm_projector.*, what LLaVA's --pretrain_mm_mlp_adapter loads).
-int save_projector_files(const LlavaModel *m, const char *dir, Error *err);
-// The original LLaVA repo's name of a projector tensor, after prefix:
-// model.mm_projector.{0,2}.{weight,bias} (mlp2x_gelu) or model.mm_projector.*.
-void save_llava_projector_name(const LlavaModel *m, const ParamInfo *p, const char *prefix, char *out, size_t cap);
 
 // The optimizer state of this process's slice of the flat trainable space
 // (optim.h): DIR/optimizer-<rank>-of-<world>.safetensors holding fp32

@@ -5,7 +5,7 @@
 #ifndef LLAVA_SYNTHETIC_H
 #define LLAVA_SYNTHETIC_H
 
-#include "train/batch_source.h"
+#include "data/batch_source.h"
 
 typedef struct {
     int n_samples;

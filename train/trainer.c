@@ -13,12 +13,12 @@
 #include "data/mixture.h"
 #include "data/prep_model.h"
 #include "kernels/backend.h"
-#include "train/checkpoint.h"
-#include "train/flops.h"
-#include "train/hf_files.h"
+#include "model/checkpoint.h"
+#include "model/flops.h"
+#include "model/hf_files.h"
+#include "model/lora_io.h"
 #include "train/memstat.h"
 #include "train/plan_run.h"
-#include "train/lora_io.h"
 #include "kernels/lora_mask.h"
 #include "train/save.h"
 #include "train/synthetic.h"
@@ -526,7 +526,7 @@ static int save_final(Trainer *t, Error *err) {
 
 typedef struct {
     double loss, norm, lr, seconds;
-    double flops;  // model FLOPs of the step, all ranks (train/flops.h)
+    double flops;  // model FLOPs of the step, all ranks (model/flops.h)
     int64_t tokens, counted, images;
     int skipped;  // non-finite loss or gradient: no update
     int empty;    // no counted token in the whole global batch: no update

@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 
-#include "train/batch_source.h"
+#include "data/batch_source.h"
 #include "train/dist.h"
 #include "train/metrics.h"
 #include "train/optim.h"

@@ -34,7 +34,7 @@
 #define LLAVA_ZERO_H
 
 #include "train/dist.h"
-#include "train/model.h"
+#include "model/model.h"
 #include "train/optim.h"
 
 // The layers of one module in the layout, and which of them are whole here.

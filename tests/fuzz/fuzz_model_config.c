@@ -1,9 +1,9 @@
-// Model configs (train/config.c, data/image_preprocess.c): the input as a
+// Model configs (model/config.c, data/image_preprocess.c): the input as a
 // LLaVA config.json, a LLaMA config.json, a CLIP config.json and a
 // preprocessor_config.json.
 #include "data/image.h"
 #include "tests/fuzz/fuzz_util.h"
-#include "train/config.h"
+#include "model/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_write_file("config.json", data, size);

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 static int has_prefix(const char *s, char **list, int n) {
     for (int i = 0; i < n; i++)

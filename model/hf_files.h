@@ -4,7 +4,7 @@
 #ifndef LLAVA_HF_FILES_H
 #define LLAVA_HF_FILES_H
 
-#include "train/config.h"
+#include "model/config.h"
 
 // Copies tokenizer.json / tokenizer_config.json / special_tokens_map.json
 // (and tokenizer.model) from src to dst, adding "<image>" as image_token_id

@@ -12,7 +12,7 @@
 #define LLAVA_BATCH_SOURCE_H
 
 #include "common/util.h"
-#include "train/model.h"
+#include "model/model.h"
 
 typedef struct {
     long epoch;  // 0-based

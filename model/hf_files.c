@@ -1,4 +1,4 @@
-#include "train/hf_files.h"
+#include "model/hf_files.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "train/params.h"
+#include "model/params.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

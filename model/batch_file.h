@@ -6,7 +6,7 @@
 #ifndef LLAVA_BATCH_FILE_H
 #define LLAVA_BATCH_FILE_H
 
-#include "train/model.h"
+#include "model/model.h"
 
 typedef struct {
     LlavaBatch batch;  // points into the buffers below

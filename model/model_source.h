@@ -4,7 +4,7 @@
 #define LLAVA_MODEL_SOURCE_H
 
 #include "common/args.h"
-#include "train/model.h"
+#include "model/model.h"
 
 typedef struct {
     const char *model_dir;

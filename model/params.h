@@ -15,9 +15,9 @@
 #include <stdint.h>
 
 #include "common/strmap.h"
-#include "train/config.h"
+#include "model/config.h"
 
-// MODULE_LORA holds LoRA adapters (train/lora.c) when a run attaches them:
+// MODULE_LORA holds LoRA adapters (model/lora.c) when a run attaches them:
 // empty otherwise, never saved into a model folder.
 typedef enum { MODULE_VISION, MODULE_PROJECTOR, MODULE_LLM, MODULE_LORA, MODULE_COUNT } ModuleId;
 

@@ -13,7 +13,7 @@
 #ifndef LLAVA_LORA_IO_H
 #define LLAVA_LORA_IO_H
 
-#include "train/lora.h"
+#include "model/lora.h"
 
 // Writes the adapter folder. base_name goes into base_model_name_or_path.
 // dropout is recorded as trained with (inference ignores it).

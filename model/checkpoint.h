@@ -5,7 +5,7 @@
 #define LLAVA_CHECKPOINT_H
 
 #include "common/safetensors.h"
-#include "train/model.h"
+#include "model/model.h"
 
 // The safetensors files of one folder, with a name -> file map.
 typedef struct {

@@ -1,9 +1,9 @@
-#include "train/model_source.h"
+#include "model/model_source.h"
 
 #include <string.h>
 
-#include "train/checkpoint.h"
-#include "train/lora_io.h"
+#include "model/checkpoint.h"
+#include "model/lora_io.h"
 
 void model_source_default(ModelSource *s) {
     memset(s, 0, sizeof *s);

@@ -2,9 +2,9 @@
 // LLM width, N images, NP patches per image, NT = vision_tokens per image
 // (NP+1 with CLIP's CLS, NP for SigLIP),
 // NF = N * image_tokens spliced rows, Dv vision width.
-#include "train/model.h"
+#include "model/model.h"
 
-#include "train/lora.h"
+#include "model/lora.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-#include "train/batch_file.h"
+#include "model/batch_file.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -12,14 +12,14 @@
 // - the LM head only on labeled rows (a prompt or image row needs no logits);
 // - the vision tower forward only (frozen), the projector forward + weight
 //   gradients (+ the input gradient of its second linear);
-// - LoRA adapters (adapter_params weights, train/lora.h) on every non-padding
+// - LoRA adapters (adapter_params weights, model/lora.h) on every non-padding
 //   token: 2 FLOPs per weight forward (x A^T, u B^T), 4 backward (their input
 //   and weight gradients), as main's trainer counted them.
 #ifndef LLAVA_FLOPS_H
 #define LLAVA_FLOPS_H
 
-#include "train/config.h"
-#include "train/model.h"
+#include "model/config.h"
+#include "model/model.h"
 
 double flops_micro_batch(const LlavaConfig *c, int llm_trains, size_t adapter_params, const LlavaBatch *b);
 

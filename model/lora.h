@@ -9,7 +9,7 @@
 #ifndef LLAVA_LORA_H
 #define LLAVA_LORA_H
 
-#include "train/model.h"
+#include "model/model.h"
 
 typedef struct {
     int r;
@@ -41,7 +41,7 @@ int lora_init_weights(LlavaModel *m, const char *init, uint64_t seed, Error *err
 void lora_merge(LlavaModel *m);
 void lora_free(LlavaModel *m);
 
-// Model hooks (train/model.c). x: the target's input [M, K]; out: the base
+// Model hooks (model/model.c). x: the target's input [M, K]; out: the base
 // output (the target writes columns [col0, col0 + N)); u saved in L.
 void lora_forward(LlavaModel *m, int layer, LoraTarget t, LayerActs *L, const void *x, void *out);
 // dout: gradient of the base output (same layout as out); dx += the adapter's

@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 #include "kernels/ops.h"
-#include "train/config.h"
-#include "train/params.h"
+#include "model/config.h"
+#include "model/params.h"
 
 #define LABEL_IGNORE (-100)
 
@@ -137,7 +137,7 @@ typedef struct {
     int recompute;                // RECOMPUTE_*: gradient checkpointing per LLM layer
     int head_labeled_only;        // LM head + loss only on rows with a target (training)
     float *rope_inv_freq;         // [head_dim/2] backend fp32, only for scaled RoPE (linear, llama3)
-    LoraState lora;               // adapters (train/lora.h), r = 0 when none
+    LoraState lora;               // adapters (model/lora.h), r = 0 when none
     Activations acts;
     int n_counted;                // targets counted by the last forward
     double loss_sum;              // sum of token losses of the last forward

@@ -1,4 +1,4 @@
-#include "train/flops.h"
+#include "model/flops.h"
 
 double flops_micro_batch(const LlavaConfig *c, int llm_trains, size_t adapter_params, const LlavaBatch *b) {
     const TextConfig *x = &c->text;

@@ -1,4 +1,4 @@
-#include "train/config.h"
+#include "model/config.h"
 
 #include <math.h>
 #include <stdint.h>

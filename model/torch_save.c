@@ -1,4 +1,4 @@
-#include "train/torch_save.h"
+#include "model/torch_save.h"
 
 #include <stdlib.h>
 #include <string.h>

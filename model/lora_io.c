@@ -1,4 +1,4 @@
-#include "train/lora_io.h"
+#include "model/lora_io.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -6,8 +6,8 @@
 
 #include "common/json.h"
 #include "common/safetensors.h"
-#include "train/save.h"
-#include "train/torch_save.h"
+#include "model/hf_save.h"
+#include "model/torch_save.h"
 
 #define PEFT_PREFIX "base_model.model."
 

@@ -1,4 +1,4 @@
-#include "train/checkpoint.h"
+#include "model/checkpoint.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -8,7 +8,7 @@
 #include "common/json.h"
 #include "data/tokenizer.h"
 #include "common/rng.h"
-#include "train/hf_files.h"
+#include "model/hf_files.h"
 
 // ---- folders of safetensors files ------------------------------------------------
 
