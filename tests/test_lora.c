@@ -26,19 +26,6 @@
 
 static const char *src_dir;
 
-static float *read_f32(const StFile *f, const char *name, int64_t *numel) {
-    const StTensor *t = st_find(f, name);
-    if (!t) return NULL;
-    float *v = malloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
-    Error err;
-    if (st_read_f32(f, t, v, &err) != 0) {
-        free(v);
-        return NULL;
-    }
-    if (numel) *numel = t->numel;
-    return v;
-}
-
 typedef struct {
     float *logits;
     float *grads;  // every trainable gradient, concatenated in layout order
@@ -102,7 +89,7 @@ static void check_golden(LlavaModel *m, const BatchFile *bf, const StFile *golde
     float *logits = malloc(MV * sizeof(float));
     m->ops->download_act(logits, model_logits(m), MV);
     int64_t n = 0;
-    float *gl = read_f32(golden, "logits", &n), *gloss = read_f32(golden, "loss", NULL);
+    float *gl = test_read_f32(golden, "logits", &n), *gloss = test_read_f32(golden, "loss", NULL);
     EXPECT(gl && (size_t)n == MV, "%s: golden logits", name);
     if (gl && (size_t)n == MV) {
         double e = rel_error(logits, gl, MV);
@@ -119,7 +106,7 @@ static void check_golden(LlavaModel *m, const BatchFile *bf, const StFile *golde
         if (!g) continue;
         char key[300];
         snprintf(key, sizeof key, "grad.%s", p->file_name);
-        float *gold = read_f32(golden, key, &n);
+        float *gold = test_read_f32(golden, key, &n);
         EXPECT(gold && (size_t)n == p->numel, "%s: golden lacks %s", name, key);
         if (gold && (size_t)n == p->numel) {
             double e = rel_error(g, gold, p->numel);
@@ -151,7 +138,7 @@ static void check_merge(LlavaModel *m, const BatchFile *bf, const StFile *golden
     for (int i = 0; i < m->params.n; i++) {
         const ParamInfo *p = &m->params.p[i];
         int64_t n = 0;
-        float *want = read_f32(&merged, p->file_name, &n);
+        float *want = test_read_f32(&merged, p->file_name, &n);
         if (!want) continue;
         double e = rel_error(model_weight(m, p), want, p->numel);
         EXPECT((size_t)n == p->numel && e < 1e-6, "%s: merged %s rel error %.3e", fixture, p->file_name, e);
@@ -162,7 +149,7 @@ static void check_merge(LlavaModel *m, const BatchFile *bf, const StFile *golden
     model_set_stage(m, 0);
     EXPECT(model_forward(m, &bf->batch, &err) == 0, "merged forward: %s", err.msg);
     const size_t MV = (size_t)bf->batch.B * bf->batch.T * m->cfg.text.vocab;
-    float *gl = read_f32(golden, "logits", NULL);
+    float *gl = test_read_f32(golden, "logits", NULL);
     double e = gl ? rel_error(model_logits(m), gl, MV) : INFINITY;
     EXPECT(e < 1e-4, "%s: merged model's logits vs peft's unmerged rel error %.3e", fixture, e);
     free(gl);

@@ -18,19 +18,6 @@
 
 static const char *src_dir;
 
-static float *read_f32(const StFile *f, const char *name, int64_t *numel) {
-    const StTensor *t = st_find(f, name);
-    if (!t) return NULL;
-    float *v = malloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
-    Error err;
-    if (st_read_f32(f, t, v, &err) != 0) {
-        free(v);
-        return NULL;
-    }
-    if (numel) *numel = t->numel;
-    return v;
-}
-
 typedef struct {
     float *logits;   // [B*T*V]
     float **grads;   // per parameter, NULL when frozen
@@ -61,7 +48,7 @@ static RunResult run_and_check(LlavaModel *m, const BatchFile *bf, const StFile 
     res.logits = malloc(R * V * sizeof(float) + 1);
     m->ops->download_act(res.logits, model_logits(m), R * V);
     int64_t n_gold = 0;
-    float *gold_logits = read_f32(golden, "logits", &n_gold), *gold_loss = read_f32(golden, "loss", NULL);
+    float *gold_logits = test_read_f32(golden, "logits", &n_gold), *gold_loss = test_read_f32(golden, "loss", NULL);
     EXPECT(gold_logits && (size_t)n_gold == MV, "%s: golden logits shape", fixture);
     if (gold_logits && (size_t)n_gold == MV && labeled_only) {  // the golden rows the head kept
         int32_t *rows = malloc(R * sizeof(int32_t) + 1);
@@ -91,7 +78,7 @@ static RunResult run_and_check(LlavaModel *m, const BatchFile *bf, const StFile 
         char name[256];
         snprintf(name, sizeof name, "grad.%s", p->file_name);
         int64_t n = 0;
-        float *gold = read_f32(golden, name, &n);
+        float *gold = test_read_f32(golden, name, &n);
         EXPECT(gold && (size_t)n == p->numel, "%s: golden lacks %s", fixture, name);
         if (gold && (size_t)n == p->numel) {
             double e = rel_error(res.grads[i], gold, p->numel);
@@ -157,7 +144,7 @@ static void check_fixture(const char *name) {
     const StTensor *rf = st_find(&golden, "rope_inv_freq");
     if (rf) {  // the modern fixtures: scaled RoPE frequencies as transformers computes them
         int half = m.cfg.text.head_dim / 2;
-        float *gold = read_f32(&golden, "rope_inv_freq", NULL), *ours = malloc((size_t)half * sizeof(float));
+        float *gold = test_read_f32(&golden, "rope_inv_freq", NULL), *ours = malloc((size_t)half * sizeof(float));
         config_rope_inv_freq(&m.cfg.text, ours);
         EXPECT(rf->numel == half && gold, "%s: rope_inv_freq shape", name);
         if (gold && rf->numel == half) {

@@ -4,7 +4,10 @@
 #define LLAVA_TESTLIB_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include "common/safetensors.h"
 
 extern int test_failures;
 extern int test_checks;
@@ -24,5 +27,9 @@ extern int test_checks;
 double rel_error(const float *a, const float *b, size_t n);
 // Exit status for main: prints a summary.
 int test_summary(const char *name);
+
+// A tensor of a safetensors file as fp32 (malloc'ed; *numel set when given),
+// or NULL when the file has no tensor of that name or it cannot be read.
+float *test_read_f32(const StFile *f, const char *name, int64_t *numel);
 
 #endif
