@@ -27,6 +27,23 @@
 extern "C" {
 #endif
 
+// One tensor of a multi-tensor AdamW step (adamw_update_multi): the part of a
+// parameter, its fp32 master (or NULL), gradient and moments, n elements each,
+// the parameter group whose lr / weight decay apply, and its seed (0: round to
+// nearest).
+typedef struct {
+    void *param;
+    float *master;
+    const float *grad;
+    float *m, *v;
+    size_t n;
+    int group;
+    uint32_t seed;
+} AdamwTensor;
+typedef struct {
+    float lr, weight_decay;
+} AdamwGroup;
+
 // Attention layout: the fused projection output qkv[M, (NH + 2*NKV) * HS] holds
 // for each row the NH query heads, then NKV key heads, then NKV value heads.
 // Segment ids seg[M] (NULL = one document per row, no padding):
@@ -163,6 +180,11 @@ typedef struct Ops {
     // probabilities are never stored anywhere else.
     void (*cross_entropy)(float *losses, void *dlogits, const void *logits, const int32_t *targets,
                           float dloss_scale, int M, int V);
+    // Optional (NULL: download the losses and add them on the host). *sum
+    // (one double, backend memory) = losses[0] + ... + losses[n-1], added in
+    // index order in double from 0.0: the host loop's bits, left on the device
+    // so the trainer reads every micro-batch's sum at once.
+    void (*sum_losses)(double *sum, const float *losses, int n);
 
     // ---- modern backbones (SigLIP towers, scaled RoPE) ------------------------
     // gelu_tanh: transformers' gelu_pytorch_tanh,
@@ -196,6 +218,17 @@ typedef struct Ops {
     void (*adamw_update)(void *param, float *master, const float *grad, float *m, float *v, size_t n,
                          float lr, float beta1, float beta2, float eps, float weight_decay,
                          float grad_scale, int step, uint32_t seed);
+    // Optional (NULL: adamw_update once per tensor). The step on every tensor
+    // of the flat trainable space in one pass: bitwise equal to calling
+    // adamw_update(t.param, t.master, t.grad, t.m, t.v, t.n, groups[t.group].lr,
+    // beta1, beta2, eps, groups[t.group].weight_decay, grad_scale, step, t.seed)
+    // for each t in order (CUDA: one launch per optimizer step).
+    void (*adamw_update_multi)(const AdamwTensor *tensors, int count, const AdamwGroup *groups, int n_groups,
+                               float beta1, float beta2, float eps, float grad_scale, int step);
+    // Optional (NULL: sum_squares per buffer). sum_squares of each buffer,
+    // added in order into a double starting at 0.0: the same bits as the host
+    // loop, with a single read back from the device.
+    double (*sum_squares_multi)(const float *const *grads, const size_t *n, int count);
 } Ops;
 
 // The CPU backend (always available).

@@ -680,6 +680,16 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     if (R) {
         o->matmul_forward(a->logits, head_in, W(m, MODULE_LLM, m->off.head), NULL, R, C, t->vocab);
         o->cross_entropy(a->losses, NULL, a->logits, head_targets, 0.0f, R, t->vocab);
+    }
+    if (m->loss_slot && o->sum_losses) {
+        if (R)
+            o->sum_losses(m->loss_slot, a->losses, R);
+        else
+            o->zero(m->loss_slot, sizeof(double));
+        m->loss_sum = NAN;
+        return 0;
+    }
+    if (R) {
         float *losses = xmalloc((size_t)R * sizeof(float));
         o->download(losses, a->losses, (size_t)R * sizeof(float));
         for (int i = 0; i < R; i++) sum += losses[i];

@@ -140,7 +140,11 @@ typedef struct {
     LoraState lora;               // adapters (model/lora.h), r = 0 when none
     Activations acts;
     int n_counted;                // targets counted by the last forward
-    double loss_sum;              // sum of token losses of the last forward
+    double loss_sum;              // sum of token losses of the last forward (NAN when loss_slot is set)
+    // When not NULL (one double, backend memory) and the backend has
+    // sum_losses, the forward writes its loss sum there instead of reading it
+    // back (the trainer reads all micro-batches' sums once per step).
+    double *loss_slot;
     LayerHook layer_hook;         // NULL unless sharded training (train/zero.c) set it
     void *layer_hook_ctx;
 } LlavaModel;

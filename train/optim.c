@@ -58,9 +58,18 @@ size_t optim_module_part(const Optimizer *o, const LlavaModel *m, ModuleId mod, 
 }
 
 double optim_grad_norm(const LlavaModel *m) {
+    const float *grads[MODULE_COUNT];
+    size_t n[MODULE_COUNT];
+    int count = 0;
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        if (!m->grads[i]) continue;
+        grads[count] = m->grads[i];
+        n[count++] = m->params.module_numel[i];
+    }
+    // One read back from the device per step when the backend has the op.
+    if (m->ops->sum_squares_multi) return sqrt(m->ops->sum_squares_multi(grads, n, count));
     double total = 0.0;
-    for (int i = 0; i < MODULE_COUNT; i++)
-        if (m->grads[i]) total += m->ops->sum_squares(m->grads[i], m->params.module_numel[i]);
+    for (int i = 0; i < count; i++) total += m->ops->sum_squares(grads[i], n[i]);
     return sqrt(total);
 }
 
@@ -70,8 +79,20 @@ float optim_clip_factor(double norm, double max_norm) {
     return c < 1.0 ? (float)c : 1.0f;
 }
 
+// Parameter groups: (LLM, projector) x (decay, no decay).
+enum { OPTIM_GROUPS = 4 };
+static int optim_group(const ParamInfo *p) { return (p->module == MODULE_PROJECTOR ? 2 : 0) + (p->no_decay ? 1 : 0); }
+
 void optim_step(Optimizer *o, LlavaModel *m, double lr, float grad_scale, int step) {
     const size_t A = m->ops->act_size;
+    AdamwGroup groups[OPTIM_GROUPS];
+    for (int g = 0; g < OPTIM_GROUPS; g++) {
+        double group_lr = g >= 2 ? lr * o->projector_lr_scale : lr;
+        groups[g].lr = (float)group_lr;
+        groups[g].weight_decay = (float)(g & 1 ? 0.0 : o->weight_decay);
+    }
+    AdamwTensor *tensors = xmalloc((size_t)(m->params.n ? m->params.n : 1) * sizeof *tensors);
+    int count = 0;
     for (int i = 0; i < m->params.n; i++) {
         const ParamInfo *p = &m->params.p[i];
         if (!m->trainable[p->module]) continue;
@@ -80,8 +101,6 @@ void optim_step(Optimizer *o, LlavaModel *m, double lr, float grad_scale, int st
         size_t lo = fs > o->begin ? fs : o->begin, hi = fs + p->numel < o->end ? fs + p->numel : o->end;
         if (lo >= hi) continue;
         size_t in_tensor = lo - fs, in_slice = lo - o->begin;
-        double tensor_lr = p->module == MODULE_PROJECTOR ? lr * o->projector_lr_scale : lr;
-        double wd = p->no_decay ? 0.0 : o->weight_decay;
         // With stochastic rounding on, a seed that differs per step and tensor
         // drives it (never 0, which means round-to-nearest); fp32 backends
         // ignore it.
@@ -90,11 +109,29 @@ void optim_step(Optimizer *o, LlavaModel *m, double lr, float grad_scale, int st
             seed = (uint32_t)(step * 2654435761u) ^ (uint32_t)(i * 40503u + 1u);
             seed = seed ? seed : 1u;
         }
-        m->ops->adamw_update((char *)model_weight(m, p) + in_tensor * A, o->master ? o->master + in_slice : NULL,
-                             model_grad(m, p) + in_tensor, o->m + in_slice, o->v + in_slice, hi - lo,
-                             (float)tensor_lr, (float)o->beta1, (float)o->beta2, (float)o->eps, (float)wd, grad_scale,
-                             step, seed);
+        tensors[count++] = (AdamwTensor){.param = (char *)model_weight(m, p) + in_tensor * A,
+                                         .master = o->master ? o->master + in_slice : NULL,
+                                         .grad = model_grad(m, p) + in_tensor,
+                                         .m = o->m + in_slice,
+                                         .v = o->v + in_slice,
+                                         .n = hi - lo,
+                                         .group = optim_group(p),
+                                         .seed = seed};
     }
+    // One pass over the slice (one CUDA launch) when the backend has it, else
+    // the same update tensor by tensor.
+    if (m->ops->adamw_update_multi && !o->per_tensor) {
+        m->ops->adamw_update_multi(tensors, count, groups, OPTIM_GROUPS, (float)o->beta1, (float)o->beta2,
+                                   (float)o->eps, grad_scale, step);
+    } else {
+        for (int k = 0; k < count; k++) {
+            const AdamwTensor *t = &tensors[k];
+            m->ops->adamw_update(t->param, t->master, t->grad, t->m, t->v, t->n, groups[t->group].lr,
+                                 (float)o->beta1, (float)o->beta2, (float)o->eps, groups[t->group].weight_decay,
+                                 grad_scale, step, t->seed);
+        }
+    }
+    free(tensors);
 }
 
 long schedule_warmup_steps(double warmup_ratio, int warmup_steps, long total_steps) {

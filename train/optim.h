@@ -18,6 +18,7 @@ typedef struct {
     double beta1, beta2, eps, weight_decay;
     double projector_lr_scale;            // projector LR = lr * this
     int stochastic_rounding;              // low-precision weights rounded stochastically from the masters
+    int per_tensor;                       // 1: adamw_update per tensor even when the backend has the multi-tensor op
     size_t total;                         // trainable elements (the flat space)
     size_t begin, end;                    // this process's slice
     size_t module_start[MODULE_COUNT];    // where each trainable module starts in the flat space

@@ -321,6 +321,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         return EXIT_BAD_INPUT;
     }
     t->micro = xcalloc((size_t)t->data.max_micro, sizeof(LlavaBatch));
+    if (t->ops->sum_losses) t->loss_slots = t->ops->alloc((size_t)t->data.max_micro * sizeof(double));
     // On a GPU the activation arena is sized once, for the longest micro-batch
     // (one image per sample, as LLaVA's data has): variable lengths never
     // reallocate it, which would synchronize. On the CPU growing costs nothing
@@ -409,6 +410,7 @@ void trainer_free(Trainer *t) {
     zero_free(&t->zero);
     if (t->data.close) t->data.close(&t->data);
     free(t->micro);
+    if (t->loss_slots) t->ops->free(t->loss_slots);
     optim_free(&t->opt, &t->model);
     if (t->model.ops) model_free(&t->model);
     memset(t, 0, sizeof *t);
@@ -672,11 +674,21 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
         // LoRA dropout masks: a function of (seed, step, micro-batch, rank), so resume and recompute redraw them
         m->lora.dropout_seed = lora_mask_hash(lora_mask_hash((uint64_t)c->seed, (uint64_t)t->step),
                                               (uint64_t)i * 65536u + (uint64_t)t->comm.rank);
+        m->loss_slot = t->loss_slots ? t->loss_slots + i : NULL;
         if (model_forward(m, &micro[i], err) != 0) return -1;
-        sums[0] += m->loss_sum;
+        if (!t->loss_slots) sums[0] += m->loss_sum;
         if (counts[0] > 0) model_backward(m, scale);
         // ZeRO-2/3 reduce-scattered the layers' gradients during backward; the rest now.
         if (counts[0] > 0 && zero2) zero_after_backward(&t->zero);
+    }
+    m->loss_slot = NULL;
+    if (t->loss_slots && n > 0) {
+        // One read of every micro-batch's loss sum, added in order as the
+        // host did per micro-batch (the same bits).
+        double *host = xmalloc((size_t)n * sizeof(double));
+        t->ops->download(host, t->loss_slots, (size_t)n * sizeof(double));
+        for (int i = 0; i < n; i++) sums[0] += host[i];
+        free(host);
     }
     for (int i = 0; i < MODULE_COUNT && !zero2; i++)
         if (m->grads[i]) allreduce_grads(t, m->grads[i], m->params.module_numel[i]);

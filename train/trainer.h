@@ -23,6 +23,7 @@ typedef struct {
     Optimizer opt;
     BatchSource data;
     LlavaBatch *micro;   // [data.max_micro] the micro-batches of the current step
+    double *loss_slots;  // [data.max_micro] backend memory: each micro-batch's loss sum, read once per step
     long step;           // optimizer steps done
     long total_steps;
     long warmup_steps;

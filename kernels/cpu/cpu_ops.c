@@ -69,6 +69,9 @@ static const Ops CPU_OPS = {
     .copy_columns = cpu_copy_columns,
     .sum_squares = cpu_sum_squares,
     .adamw_update = cpu_adamw_update,
+    .sum_losses = cpu_sum_losses,
+    .adamw_update_multi = cpu_adamw_update_multi,
+    .sum_squares_multi = cpu_sum_squares_multi,
 };
 
 const Ops *ops_cpu(void) { return &CPU_OPS; }

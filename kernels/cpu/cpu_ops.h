@@ -63,6 +63,10 @@ double cpu_sum_squares(const float *grad, size_t n);
 void cpu_adamw_update(void *param, float *master, const float *grad, float *m, float *v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, float grad_scale, int step,
                       uint32_t seed);
+void cpu_sum_losses(double *sum, const float *losses, int n);
+void cpu_adamw_update_multi(const AdamwTensor *tensors, int count, const AdamwGroup *groups, int n_groups,
+                            float beta1, float beta2, float eps, float grad_scale, int step);
+double cpu_sum_squares_multi(const float *const *grads, const size_t *n, int count);
 
 // Shared by attention forward and backward: may query i see key j?
 static inline int cpu_attn_visible(const int32_t *seg_row, int causal, int i, int j) {

@@ -70,3 +70,29 @@ void cpu_adamw_update(void *param_, float *master, const float *grad, float *m, 
         adamw_chunk(p + lo, copy ? copy + lo : NULL, grad + lo, m + lo, v + lo, len, &k);
     }
 }
+
+// The multi-tensor ops: the per-tensor ones in order (the CPU has no launches
+// to save; these keep the backends' tables alike and are the reference the
+// CUDA versions are checked against).
+void cpu_adamw_update_multi(const AdamwTensor *tensors, int count, const AdamwGroup *groups, int n_groups,
+                            float beta1, float beta2, float eps, float grad_scale, int step) {
+    (void)n_groups;
+    for (int i = 0; i < count; i++) {
+        const AdamwTensor *t = &tensors[i];
+        if (!t->n) continue;
+        cpu_adamw_update(t->param, t->master, t->grad, t->m, t->v, t->n, groups[t->group].lr, beta1, beta2, eps,
+                         groups[t->group].weight_decay, grad_scale, step, t->seed);
+    }
+}
+
+double cpu_sum_squares_multi(const float *const *grads, const size_t *n, int count) {
+    double total = 0.0;
+    for (int i = 0; i < count; i++) total += cpu_sum_squares(grads[i], n[i]);
+    return total;
+}
+
+void cpu_sum_losses(double *sum, const float *losses, int n) {
+    double total = 0.0;
+    for (int i = 0; i < n; i++) total += losses[i];
+    *sum = total;
+}

@@ -200,11 +200,14 @@ static void fill_table(Ops *o) {
     o->patchify = cuda_patchify;
     o->vision_embed = cuda_vision_embed;
     o->cross_entropy = cuda_cross_entropy;
+    o->sum_losses = cuda_sum_losses;
     o->dropout = cuda_dropout;
     o->add_columns = cuda_add_columns;
     o->copy_columns = cuda_copy_columns;
     o->sum_squares = cuda_sum_squares;
     o->adamw_update = cuda_adamw_update;
+    o->adamw_update_multi = cuda_adamw_update_multi;
+    o->sum_squares_multi = cuda_sum_squares_multi;
     cuda_modern_fill(o);  // tanh GELU, table RoPE (cuda_modern.cu)
 }
 

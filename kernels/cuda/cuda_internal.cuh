@@ -197,6 +197,7 @@ void cuda_vision_embed(void *out, const void *patch_emb, const void *cls, const 
 // cuda_loss_optim.cu
 void cuda_cross_entropy(float *losses, void *dlogits, const void *logits, const int32_t *targets,
                         float dloss_scale, int M, int V);
+void cuda_sum_losses(double *sum, const float *losses, int n);
 // LoRA (cuda_lora.cu)
 void cuda_dropout(void *out, const void *inp, size_t n, float p, uint64_t seed);
 void cuda_add_columns(void *dst, int ld, int col0, const void *src, int M, int N, float scale);
@@ -205,6 +206,9 @@ double cuda_sum_squares(const float *grad, size_t n);
 void cuda_adamw_update(void *param, float *master, const float *grad, float *m, float *v, size_t n, float lr,
                        float beta1, float beta2, float eps, float weight_decay, float grad_scale, int step,
                        uint32_t seed);
+void cuda_adamw_update_multi(const AdamwTensor *tensors, int count, const AdamwGroup *groups, int n_groups,
+                             float beta1, float beta2, float eps, float grad_scale, int step);
+double cuda_sum_squares_multi(const float *const *grads, const size_t *n, int count);
 
 // cuda_attention.cu (flash kernels, head sizes 64 and 128) and
 // cuda_attention_ref.cu (any head size; also the fallback for unaligned buffers)

@@ -1,6 +1,7 @@
 // Fused softmax + cross-entropy, the global gradient norm's sum of squares and
 // the fused AdamW step.
 #include <math.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/cuda_internal.cuh"
 
@@ -94,6 +95,22 @@ void cuda_cross_entropy(float *losses, void *dlogits, const void *logits, const 
     CUDA_LAUNCH_CHECK();
 }
 
+// ---- loss sum ---------------------------------------------------------------------------
+// One thread adds the row losses in order in double, as the host loop did
+// after reading them back: the same bits, without the read. A few thousand
+// rows per micro-batch, a few microseconds.
+__global__ void sum_losses_kernel(double *sum, const float *losses, int n) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    double total = 0.0;
+    for (int i = 0; i < n; i++) total += losses[i];
+    *sum = total;
+}
+
+void cuda_sum_losses(double *sum, const float *losses, int n) {
+    sum_losses_kernel<<<1, 32, 0, cuda_ctx()->stream>>>(sum, losses, n);
+    CUDA_LAUNCH_CHECK();
+}
+
 // ---- sum of squares ---------------------------------------------------------------------
 // A grid whose size depends only on n (at most SS_BLOCKS blocks), each thread
 // summing a fixed strided set of elements in fp64, a fixed-order tree per
@@ -148,6 +165,42 @@ double cuda_sum_squares(const float *grad, size_t n) {
     return result;
 }
 
+// The sum of several buffers' sums of squares with one read back: each
+// buffer's two kernels as in cuda_sum_squares write its total to a slot, then
+// one thread adds the slots in order from 0.0, as the host loop would.
+__global__ void sum_slots_kernel(double *out, const double *slots, int count) {
+    if (threadIdx.x != 0) return;
+    double total = 0.0;
+    for (int i = 0; i < count; i++) total += slots[i];
+    *out = total;
+}
+
+double cuda_sum_squares_multi(const float *const *grads, const size_t *n, int count) {
+    if (count <= 0) return 0.0;
+    CudaContext *c = cuda_ctx();
+    // [0] the total, [1, 1 + count) the slots, then the partials of one buffer
+    double *buf = (double *)cuda_scratch(((size_t)count + 1 + SS_BLOCKS) * sizeof(double));
+    double *slots = buf + 1, *partial = buf + 1 + count;
+    for (int k = 0; k < count; k++) {
+        if (!n[k]) {
+            CUDA_CHECK(cudaMemsetAsync(slots + k, 0, sizeof(double), c->stream));  // +0.0, as sum_squares' 0.0
+            continue;
+        }
+        const size_t per = (size_t)SS_THREADS * SS_MIN_PER_THREAD, want = (n[k] + per - 1) / per;
+        const int blocks = want < SS_BLOCKS ? (int)want : SS_BLOCKS;
+        sum_squares_kernel<<<blocks, SS_THREADS, 0, c->stream>>>(partial, grads[k], n[k]);
+        CUDA_LAUNCH_CHECK();
+        sum_partials_kernel<<<1, SS_THREADS, 0, c->stream>>>(slots + k, partial, blocks);
+        CUDA_LAUNCH_CHECK();
+    }
+    sum_slots_kernel<<<1, 32, 0, c->stream>>>(buf, slots, count);
+    CUDA_LAUNCH_CHECK();
+    double result = 0.0;
+    CUDA_CHECK(cudaMemcpyAsync(&result, buf, sizeof result, cudaMemcpyDeviceToHost, c->stream));
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return result;
+}
+
 // ---- AdamW ------------------------------------------------------------------------------
 // The reference's update (kernels/cpu/cpu_optim.c), element by element, on the
 // fp32 master weights; the bf16 parameter is written from the new master,
@@ -170,11 +223,11 @@ __device__ __forceinline__ bf16 bf16_stochastic(float f, uint32_t rnd) {
     return __ushort_as_bfloat16((unsigned short)(u >> 16));
 }
 
-__global__ void adamw_kernel(bf16 *param, float *master, const float *grad, float *m, float *v, size_t n,
-                             float beta1, float beta2, float eps, float grad_scale, float bc2_sqrt,
-                             float step_size, float decay, uint32_t seed) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
+// One element of the update: shared by the per-tensor and the multi-tensor
+// kernels so that both write the same bits.
+__device__ __forceinline__ void adamw_element(bf16 *param, float *master, const float *grad, float *m, float *v,
+                                              size_t i, float beta1, float beta2, float eps, float grad_scale,
+                                              float bc2_sqrt, float step_size, float decay, uint32_t seed) {
     float g = grad[i] * grad_scale;
     float mi = beta1 * m[i] + (1.0f - beta1) * g;
     float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
@@ -186,18 +239,133 @@ __global__ void adamw_kernel(bf16 *param, float *master, const float *grad, floa
     param[i] = seed ? bf16_stochastic(p, hash_u32(seed, i)) : __float2bfloat16_rn(p);
 }
 
+#define ADAMW_THREADS 256
+
+__global__ void adamw_kernel(bf16 *param, float *master, const float *grad, float *m, float *v, size_t n,
+                             float beta1, float beta2, float eps, float grad_scale, float bc2_sqrt,
+                             float step_size, float decay, uint32_t seed) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    adamw_element(param, master, grad, m, v, i, beta1, beta2, eps, grad_scale, bc2_sqrt, step_size, decay, seed);
+}
+
+// The step's scalars exactly as the reference computes them, on the host; one
+// function for both paths so the host compiler cannot contract them differently.
+struct AdamwScalars {
+    float bc2_sqrt, step_size, decay;
+};
+static AdamwScalars adamw_scalars(float lr, float beta1, float beta2, float weight_decay, int step) {
+    const float bc1 = 1.0f - powf(beta1, (float)step);
+    AdamwScalars k;
+    k.bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)step));
+    k.step_size = lr / bc1;
+    k.decay = 1.0f - lr * weight_decay;
+    return k;
+}
+
 void cuda_adamw_update(void *param, float *master, const float *grad, float *m, float *v, size_t n, float lr,
                        float beta1, float beta2, float eps, float weight_decay, float grad_scale, int step,
                        uint32_t seed) {
     if (!n) return;
     CUDA_REQUIRE(master, "adamw_update on CUDA needs fp32 master weights (the parameters are bf16)");
-    // Scalars exactly as the reference computes them, on the host.
-    const float bc1 = 1.0f - powf(beta1, (float)step);
-    const float bc2_sqrt = sqrtf(1.0f - powf(beta2, (float)step));
-    const float step_size = lr / bc1;
-    const float decay = 1.0f - lr * weight_decay;
-    adamw_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_ctx()->stream>>>((bf16 *)param, master, grad, m, v, n, beta1,
-                                                                      beta2, eps, grad_scale, bc2_sqrt, step_size,
-                                                                      decay, seed);
+    const AdamwScalars k = adamw_scalars(lr, beta1, beta2, weight_decay, step);
+    adamw_kernel<<<cuda_blocks(n, ADAMW_THREADS), ADAMW_THREADS, 0, cuda_ctx()->stream>>>(
+        (bf16 *)param, master, grad, m, v, n, beta1, beta2, eps, grad_scale, k.bc2_sqrt, k.step_size, k.decay, seed);
     CUDA_LAUNCH_CHECK();
+}
+
+// ---- multi-tensor AdamW -----------------------------------------------------------------
+// One launch over every tensor of the step. The host writes a table (device
+// memory, uploaded once per step, a few KB): per tensor its pointers, length,
+// seed, group and first block; per group (projector / LLM x decay / no decay)
+// step_size and decay. Block b finds its tensor by binary search over the first
+// blocks and updates element (b - block0) * 256 + thread of it: the element,
+// index (the stochastic-rounding hash) and scalars of the per-tensor launch.
+struct AdamwEntry {
+    bf16 *param;
+    float *master;
+    const float *grad;
+    float *m, *v;
+    size_t n;
+    unsigned block0;  // first block of this tensor in the grid
+    int group;
+    uint32_t seed;
+};
+struct AdamwGroupScalars {
+    float step_size, decay;
+};
+
+__global__ void __launch_bounds__(ADAMW_THREADS)
+    adamw_multi_kernel(const AdamwEntry *table, int count, const AdamwGroupScalars *groups, float beta1, float beta2,
+                       float eps, float grad_scale, float bc2_sqrt) {
+    int lo = 0, hi = count - 1;
+    while (lo < hi) {  // the last tensor whose first block is <= this block
+        int mid = (lo + hi + 1) >> 1;
+        if (table[mid].block0 <= blockIdx.x)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const AdamwEntry &t = table[lo];
+    size_t i = (size_t)(blockIdx.x - t.block0) * ADAMW_THREADS + threadIdx.x;
+    if (i >= t.n) return;
+    const AdamwGroupScalars g = groups[t.group];
+    adamw_element(t.param, t.master, t.grad, t.m, t.v, i, beta1, beta2, eps, grad_scale, bc2_sqrt, g.step_size,
+                  g.decay, t.seed);
+}
+
+void cuda_adamw_update_multi(const AdamwTensor *tensors, int count, const AdamwGroup *groups, int n_groups,
+                             float beta1, float beta2, float eps, float grad_scale, int step) {
+    if (count <= 0) return;
+    CUDA_REQUIRE(n_groups > 0, "adamw_update_multi needs at least one parameter group");
+    const size_t table_bytes = (size_t)count * sizeof(AdamwEntry);
+    const size_t bytes = table_bytes + (size_t)n_groups * sizeof(AdamwGroupScalars);
+    unsigned char *host = (unsigned char *)malloc(bytes);
+    CUDA_REQUIRE(host, "adamw_update_multi: out of host memory for a %zu-byte table", bytes);
+    AdamwEntry *e = (AdamwEntry *)host;
+    AdamwGroupScalars *gs = (AdamwGroupScalars *)(host + table_bytes);
+    for (int g = 0; g < n_groups; g++) {
+        const AdamwScalars k = adamw_scalars(groups[g].lr, beta1, beta2, groups[g].weight_decay, step);
+        gs[g].step_size = k.step_size;
+        gs[g].decay = k.decay;
+    }
+    size_t blocks = 0;
+    int used = 0;
+    for (int i = 0; i < count; i++) {
+        const AdamwTensor *t = &tensors[i];
+        if (!t->n) continue;  // as the per-tensor op: nothing to do
+        CUDA_REQUIRE(t->master, "adamw_update_multi on CUDA needs fp32 master weights (tensor %d)", i);
+        CUDA_REQUIRE(t->group >= 0 && t->group < n_groups, "adamw_update_multi: tensor %d has group %d of %d", i,
+                     t->group, n_groups);
+        AdamwEntry *d = &e[used++];
+        d->param = (bf16 *)t->param;
+        d->master = t->master;
+        d->grad = t->grad;
+        d->m = t->m;
+        d->v = t->v;
+        d->n = t->n;
+        d->block0 = (unsigned)blocks;
+        d->group = t->group;
+        d->seed = t->seed;
+        blocks += cuda_blocks(t->n, ADAMW_THREADS);
+        CUDA_REQUIRE(blocks <= 0x7fffffffu, "adamw_update_multi: %zu blocks exceed the grid limit", blocks);
+    }
+    if (used) {
+        // The table goes in the scratch buffer (stream order: no op before
+        // this one still reads it). The copy is from pageable memory, staged
+        // by the driver before it returns, so the host buffer can go at once;
+        // the table is moved to the front when tensors were skipped.
+        unsigned char *dev = (unsigned char *)cuda_scratch(bytes);
+        cudaStream_t st = cuda_ctx()->stream;
+        const size_t used_bytes = (size_t)used * sizeof(AdamwEntry);
+        CUDA_CHECK(cudaMemcpyAsync(dev, host, used_bytes, cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(cudaMemcpyAsync(dev + table_bytes, gs, (size_t)n_groups * sizeof(AdamwGroupScalars),
+                                   cudaMemcpyHostToDevice, st));
+        const float bc2_sqrt = adamw_scalars(0.0f, beta1, beta2, 0.0f, step).bc2_sqrt;
+        adamw_multi_kernel<<<(unsigned)blocks, ADAMW_THREADS, 0, st>>>(
+            (const AdamwEntry *)dev, used, (const AdamwGroupScalars *)(dev + table_bytes), beta1, beta2, eps,
+            grad_scale, bc2_sqrt);
+        CUDA_LAUNCH_CHECK();
+    }
+    free(host);
 }
