@@ -224,33 +224,62 @@ void cuda_rope_release(void) {
         }
 }
 
-// Thread per (row m, frequency i): one sincos, applied to every q and k head.
-__global__ void rope_kernel(bf16 *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS,
-                            float direction) {
-    const int half = HS / 2;
+// Thread per (row m, VEC consecutive frequencies i..i+VEC-1): VEC sincos
+// computed once, applied to every q and k head. The two halves of a head
+// (x[i..], x[i+half..]) move as one 16-byte access each when VEC = 8. The
+// arithmetic per element is the scalar kernel's, so both widths give the same
+// bits; only the memory traffic differs.
+template <int VEC>
+__global__ void rope_vec_kernel(bf16 *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV,
+                                int HS, float direction) {
+    const int half = HS / 2, per_row = half / VEC;
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= (size_t)M * half) return;
-    const size_t m = t / half;
-    const int i = (int)(t % half);
-    const float angle = (float)pos[m] * inv_freq[i];
-    float s, c;
-    sincosf(angle, &s, &c);
-    s *= direction;
+    if (t >= (size_t)M * per_row) return;
+    const size_t m = t / per_row;
+    const int i = (int)(t % per_row) * VEC;
+    const float p = (float)pos[m];
+    float s[VEC], c[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; k++) {
+        sincosf(p * inv_freq[i + k], &s[k], &c[k]);
+        s[k] *= direction;
+    }
     bf16 *row = qkv + m * (size_t)(NH + 2 * NKV) * HS;
     for (int h = 0; h < NH + NKV; h++) {
         bf16 *x = row + (size_t)h * HS;
-        float a = __bfloat162float(x[i]), b = __bfloat162float(x[i + half]);
-        x[i] = __float2bfloat16_rn(a * c - b * s);
-        x[i + half] = __float2bfloat16_rn(b * c + a * s);
+        float a[VEC], b[VEC], ya[VEC], yb[VEC];
+        load_bf16<VEC>(x + i, a);
+        load_bf16<VEC>(x + i + half, b);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) {
+            ya[k] = a[k] * c[k] - b[k] * s[k];
+            yb[k] = b[k] * c[k] + a[k] * s[k];
+        }
+        store_bf16<VEC>(x + i, ya);
+        store_bf16<VEC>(x + i + half, yb);
     }
+}
+
+// Shared by rope_forward/backward (theta's table) and cuda_modern.cu's
+// rope_freq (a scaled table). 16-byte accesses need half % 8 == 0 (head sizes
+// 16, 64, 80, 128 all qualify) and an aligned buffer; otherwise scalar.
+void cuda_rope_launch(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS,
+                      float dir) {
+    if (M <= 0 || HS < 2) return;
+    const int half = HS / 2;
+    cudaStream_t st = cuda_ctx()->stream;
+    if (half % 8 == 0 && aligned16(qkv))
+        rope_vec_kernel<8><<<cuda_blocks((size_t)M * (half / 8), EW_THREADS), EW_THREADS, 0, st>>>(
+            (bf16 *)qkv, pos, inv_freq, M, NH, NKV, HS, dir);
+    else
+        rope_vec_kernel<1><<<cuda_blocks((size_t)M * half, EW_THREADS), EW_THREADS, 0, st>>>(
+            (bf16 *)qkv, pos, inv_freq, M, NH, NKV, HS, dir);
+    CUDA_LAUNCH_CHECK();
 }
 
 static void rope_apply(void *qkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta, float dir) {
     if (M <= 0 || HS < 2) return;
-    const float *inv_freq = rope_inv_freq(theta, HS);
-    rope_kernel<<<cuda_blocks((size_t)M * (HS / 2), EW_THREADS), EW_THREADS, 0, cuda_ctx()->stream>>>(
-        (bf16 *)qkv, pos, inv_freq, M, NH, NKV, HS, dir);
-    CUDA_LAUNCH_CHECK();
+    cuda_rope_launch(qkv, pos, rope_inv_freq(theta, HS), M, NH, NKV, HS, dir);
 }
 
 void cuda_rope_forward(void *qkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta) {

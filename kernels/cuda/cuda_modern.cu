@@ -44,17 +44,15 @@ static void cuda_gelu_tanh_backward(void *dinp, const void *inp, const void *dou
     CUDA_LAUNCH_CHECK();
 }
 
-// cuda_elementwise.cu's RoPE kernel (thread per row and frequency, the table
-// given): the scaled tables of linear / llama3 RoPE go through it unchanged.
-__global__ void rope_kernel(bf16 *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS,
-                            float direction);
+// cuda_elementwise.cu's RoPE launcher (16-byte accesses where the head size
+// allows, the table given): the scaled tables of linear / llama3 RoPE go
+// through it unchanged.
+void cuda_rope_launch(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS,
+                      float dir);
 
 static void rope_freq_apply(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS,
                             float dir) {
-    if (M <= 0 || HS < 2) return;
-    rope_kernel<<<cuda_blocks((size_t)M * (HS / 2), MODERN_THREADS), MODERN_THREADS, 0, cuda_ctx()->stream>>>(
-        (bf16 *)qkv, pos, inv_freq, M, NH, NKV, HS, dir);
-    CUDA_LAUNCH_CHECK();
+    cuda_rope_launch(qkv, pos, inv_freq, M, NH, NKV, HS, dir);
 }
 
 static void cuda_rope_freq_forward(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV,

@@ -280,6 +280,34 @@ static void check_rope(Harness *h, int M, int NH, int NKV, int HS, float theta) 
     check_rope_with(h, M, NH, NKV, HS, theta, NULL);
 }
 
+// The 16-byte RoPE path (aligned buffer, half % 8 == 0) against the scalar one
+// (the same data one element off, so not 16-byte aligned): the arithmetic per
+// element is the same, so the bits must be, forward and backward.
+static void check_rope_paths(Harness *h, int M, int NH, int NKV, int HS, float theta) {
+    char op[80];
+    snprintf(op, sizeof op, "rope M=%d HS=%d vector vs scalar", M, HS);
+    const size_t n = (size_t)M * (NH + 2 * NKV) * HS;
+    int32_t *pos = h_ids(h, M, 0, 4096);
+    void *dpos = d_i32(h, pos, M);
+    float *x = h_rand(h, n, 1.0f);
+    void *dv = d_act(h, x, n), *ds = at(h, d_act(h, NULL, n + 1), 1);
+    h->gpu->upload_act(ds, x, n);
+    for (int dir = 0; dir < 2; dir++) {
+        if (dir == 0) {
+            h->gpu->rope_forward(dv, dpos, M, NH, NKV, HS, theta);
+            h->gpu->rope_forward(ds, dpos, M, NH, NKV, HS, theta);
+        } else {
+            h->gpu->rope_backward(dv, dpos, M, NH, NKV, HS, theta);
+            h->gpu->rope_backward(ds, dpos, M, NH, NKV, HS, theta);
+        }
+        float *gv = down_act(h, dv, n), *gs = down_act(h, ds, n);
+        h_check_bitwise(h, op, gv, gs, n);
+        free(gv), free(gs);
+    }
+    free(x), free(pos);
+    h_release(h);
+}
+
 // ---- attention ---------------------------------------------------------------------------
 
 // seg_mode 0: none; 1: packed documents and right padding; 2: left padding
@@ -704,6 +732,8 @@ void run_checks(Harness *h) {
     check_swiglu(h, 512, 1376);
     check_rope(h, 2 * 37, 4, 2, 16, 10000.0f);
     check_rope(h, 512, 32, 8, 128, 500000.0f);
+    check_rope(h, 2 * 37, 4, 2, 20, 10000.0f);
+    check_rope_paths(h, 512, 32, 8, 128, 500000.0f);
     check_modern(h, (size_t)1152 * 4304 + 3, 512, 32, 8, 128);  // SigLIP-so400m MLP rows, Llama-3-8B heads
     // attention: generic path (odd head sizes, unaligned), flash path (64, 128)
     check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
@@ -757,6 +787,9 @@ void run_checks(Harness *h) {
     check_swiglu(h, 17, 64);
     check_rope(h, 2 * 37, 4, 2, 16, 10000.0f);
     check_rope(h, 16, 4, 2, 128, 500000.0f);
+    check_rope(h, 2 * 37, 4, 2, 20, 10000.0f);  // half = 10: the scalar path
+    check_rope_paths(h, 2 * 37, 4, 2, 16, 10000.0f);
+    check_rope_paths(h, 16, 4, 2, 128, 500000.0f);
     check_modern(h, 10007, 2 * 37, 4, 2, 16);
     check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
     check_attention(h, 2, 45, 5, 1, 80, 1, 1, 0);
