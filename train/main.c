@@ -32,7 +32,7 @@ static const Command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "text -> token ids (or ids -> text) with a model's tokenizer.json"},
     {"generate", cmd_generate, "generate a continuation of a prompt with a KV cache"},
     {"chat", cmd_chat, "talk about an image, turn by turn (LLaVA's CLI)"},
-    {"eval", cmd_eval, "evaluate on a benchmark (scienceqa)"},
+    {"eval", cmd_eval, "evaluate on a benchmark (scienceqa, vqa: LLaVA-Bench / MM-Vet answers)"},
     {"prep", cmd_prep, "prepare a LLaVA data set: HDF5 shards, manifest.json, report.json"},
     {"serve", cmd_serve, "an OpenAI-compatible chat server with a web chat page, batching requests"},
     {"datagen", cmd_datagen, "generate instruction data from captions + boxes with a chat-completions model"},
