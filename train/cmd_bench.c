@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "common/args.h"
@@ -91,8 +90,6 @@ static int bench_stage(LlavaModel *m, int stage, int batch, int text, int steps,
             flops += flops_micro_batch(&m->cfg, m->trainable[MODULE_LLM], m->params.module_numel[MODULE_LORA], &b);
         }
     }
-    struct rusage ru;
-    CHECK(getrusage(RUSAGE_SELF, &ru) == 0, "getrusage failed");
     if (status == EXIT_OK) {
         double tf = flops / t_total / 1e12;
         char mfu[48] = "", mem[256] = "";
@@ -104,7 +101,7 @@ static int bench_stage(LlavaModel *m, int stage, int batch, int text, int steps,
                "\"lora_r\": %d, \"max_rss_gb\": %.3f, \"peak_rss_mb\": %.1f%s%s}\n",
                ops->name, stage, batch, 1 + m->cfg.image_tokens + text, model_num_params(m, 0),
                model_num_params(m, 1), recompute, steps, t_total / steps, best, cpu_total / steps, tokens / t_total,
-               images / t_total, tf, m->lora.r, max_rss_gb(), ru.ru_maxrss / 1024.0, mfu, mem);
+               images / t_total, tf, m->lora.r, max_rss_gb(), max_rss_gb() * 1024.0, mfu, mem);
         fflush(stdout);
     }
     data.close(&data);
