@@ -159,9 +159,11 @@ void model_set_stage(LlavaModel *m, int stage);
 // Gradient checkpointing of the LLM layers. FULL keeps only each layer's
 // input and reruns the layer in backward (a third more LLM FLOPs, the least
 // memory). SELECTIVE keeps the matmul outputs (qkv, att, h, gateup, and lse)
-// and recomputes only the norms and SwiGLU (no matmul; per row and layer it
-// saves 2C + I of the 7C + 3I activations, about 30% for LLaMA-7B). All three
-// give bitwise the same results, with LoRA adapters too (their r-wide u is
+// and recomputes only the norms (with their rstds) and SwiGLU (no matmul).
+// OFF already shares the norm outputs and the SwiGLU output across layers and
+// rebuilds them in backward when weights or adapters train (see plan in
+// model.c), so SELECTIVE saves beyond OFF only the two per-layer rstd rows
+// (M floats each). All three give bitwise the same results, with LoRA adapters too (their r-wide u is
 // kept per layer in SELECTIVE; their inputs are the recomputed values).
 enum { RECOMPUTE_OFF = 0, RECOMPUTE_FULL = 1, RECOMPUTE_SELECTIVE = 2 };
 void model_set_recompute(LlavaModel *m, int mode);
