@@ -104,10 +104,12 @@ else
 fi
 
 # ---- SIGKILL mid-run, then resume: same ids as an uninterrupted run, none twice ----
+# Each answer hangs 400 ms so that a loaded machine still kills the run well
+# before its 9th line (the check below says so if it did not).
 cat > "$tmp/slow_rules.json" <<'RULES'
-[{"system": "needs reasoning", "hang_ms": 150, "content": "Question:\nWhy?\n===\nAnswer:\nBecause."},
- {"system": "a conversation", "hang_ms": 150, "content": "Question:\nWhat?\n===\nAnswer:\nThat."},
- {"hang_ms": 150, "content": "A description."}]
+[{"system": "needs reasoning", "hang_ms": 400, "content": "Question:\nWhy?\n===\nAnswer:\nBecause."},
+ {"system": "a conversation", "hang_ms": 400, "content": "Question:\nWhat?\n===\nAnswer:\nThat."},
+ {"hang_ms": 400, "content": "A description."}]
 RULES
 start_server "$tmp/slow_rules.json" "$tmp/log3.jsonl"
 mkdir -p "$tmp/whole" "$tmp/killed"
