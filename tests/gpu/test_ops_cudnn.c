@@ -1,0 +1,179 @@
+// Checks of the cuDNN attention backend (kernels/cuda/cuda_cudnn_attention.cu).
+//
+// On the emulator (test_gpu_emu): the per-row sequence lengths the graphs
+// take, computed by our kernel, against our masking rule: for every row the
+// kernel calls expressible, the mask cuDNN applies from those lengths
+// (query < seq_q, key < seq_kv, and key <= query when causal) must equal
+// cpu_attn_visible (kernels/cpu/cpu_ops.h) at every (query, key); the rows
+// it must refuse (packed documents, left padding, padding alone) are refused.
+// And asking for cuDNN is refused there with a message.
+//
+// On a GPU (test_gpu_ops --checks-only, tests/gpu/run.sh step 1): cuDNN's
+// forward and backward against the CPU op at head sizes 64 and 128, causal
+// and bidirectional, GQA, right padding, with the flash checks' tolerances;
+// the counters say that cuDNN itself ran (packed and left-padded rows must go
+// to the flash kernel, and do). Skipped, with the reason, without libcudnn.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "tests/gpu/gpu_harness.h"
+#include "tests/testlib.h"
+
+#ifdef LLAVA_GPU_EMU
+#include "kernels/cuda/cuda_cudnn_attention.h"
+#endif
+
+enum { SEG_NONE, SEG_RIGHT_PAD, SEG_PACKED, SEG_LEFT_PAD, SEG_ALL_PAD };
+
+// Row b: SEG_RIGHT_PAD: document b + 3 on the first T - b*T/8 rows, then
+// padding (row 0 has none); SEG_PACKED: documents of 1..T/2 rows, the odd
+// rows padded at the end; SEG_LEFT_PAD: 5 + b padding rows first;
+// SEG_ALL_PAD: row 0 one document, row 1 only padding.
+static int32_t *cudnn_make_seg(Harness *h, int B, int T, int mode) {
+    int32_t *seg = xmalloc((size_t)B * T * sizeof(int32_t));
+    for (int b = 0; b < B; b++) {
+        int32_t *s = seg + (size_t)b * T;
+        int doc = 1, left = 1 + (int)rng_below(&h->rng, (uint64_t)(T / 2 + 1));
+        for (int t = 0; t < T; t++) {
+            switch (mode) {
+            case SEG_RIGHT_PAD: s[t] = t < T - b * (T / 8) ? b + 3 : 0; break;
+            case SEG_LEFT_PAD: s[t] = t < 5 + b ? 0 : 1; break;
+            case SEG_ALL_PAD: s[t] = b % 2 ? 0 : 2; break;
+            default:  // SEG_PACKED
+                if ((b % 2) && t >= T - T / 8) {
+                    s[t] = 0;
+                    break;
+                }
+                s[t] = doc;
+                if (--left == 0) doc++, left = 1 + (int)rng_below(&h->rng, (uint64_t)(T / 2 + 1));
+            }
+        }
+    }
+    return seg;
+}
+
+#ifdef LLAVA_GPU_EMU
+// expect_ok: 1 = every row must be expressible, 0 = at least one row must not.
+static void check_seq_lens(Harness *h, int B, int T, int mode, int expect_ok) {
+    char op[64];
+    snprintf(op, sizeof op, "cudnn seq_lens B%d T%d mode %d", B, T, mode);
+    int32_t *seg = mode == SEG_NONE ? NULL : cudnn_make_seg(h, B, T, mode);
+    int32_t *dseg = seg ? d_i32(h, seg, (size_t)B * T) : NULL;
+    int32_t *dlens = d_poison(h, (size_t)3 * B * sizeof(int32_t));
+    cuda_cudnn_seq_lens(dlens, dseg, B, T);
+    int32_t *lens = xmalloc((size_t)3 * B * sizeof(int32_t));
+    h->gpu->download(lens, dlens, (size_t)3 * B * sizeof(int32_t));
+    int all_ok = 1, mismatches = 0;
+    for (int b = 0; b < B; b++) {
+        EXPECT(lens[b] == T, "%s: seq_q[%d] = %d, want %d", op, b, lens[b], T);
+        EXPECT(lens[2 * B + b] == 0 || lens[2 * B + b] == 1, "%s: flag[%d] = %d", op, b, lens[2 * B + b]);
+        all_ok &= lens[2 * B + b] == 1;
+        if (lens[2 * B + b] != 1) continue;
+        const int32_t *row = seg ? seg + (size_t)b * T : NULL;
+        for (int causal = 0; causal < 2; causal++)
+            for (int i = 0; i < T; i++)
+                for (int j = 0; j < T; j++) {
+                    const int cudnn = i < lens[b] && j < lens[B + b] && (!causal || j <= i);
+                    mismatches += cudnn != cpu_attn_visible(row, causal, i, j);
+                }
+    }
+    EXPECT(mismatches == 0, "%s: the padding mask from these lengths differs from ours at %d (query, key)", op,
+           mismatches);
+    EXPECT(all_ok == expect_ok, "%s: rows %s expressible, expected %s", op, all_ok ? "all" : "not all",
+           expect_ok ? "all" : "a refusal");
+    if (h->verbose) printf("  %-44s %s\n", op, all_ok ? "cuDNN" : "flash fallback");
+    free(seg), free(lens);
+    h_release(h);
+}
+#endif
+
+#define A (h->gpu->act_size)
+
+static void round_to_bf16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+// cuDNN's attention (table cu) against the CPU op, forward and backward, as
+// test_ops.c's check_attention does for the flash kernels; expect_cudnn: the
+// shape must run on cuDNN (1) or on the flash fallback (0).
+static void check_cudnn_attention(Harness *h, const Ops *cu, int B, int T, int NH, int NKV, int HS, int causal,
+                                  int mode, int expect_cudnn) {
+    static const char *const names[] = {"", " rightpad", " packed+pad", " leftpad", " allpad"};
+    char op[96];
+    snprintf(op, sizeof op, "cudnn attention B%d T%d %d/%d HS%d %s%s", B, T, NH, NKV, HS,
+             causal ? "causal" : "bidir", names[mode]);
+    const int M = B * T;
+    const size_t nqkv = (size_t)M * (NH + 2 * NKV) * HS, nout = (size_t)M * NH * HS, nl = (size_t)B * NH * T;
+    float *qkv = h_rand(h, nqkv, 1.0f);
+    int32_t *seg = mode == SEG_NONE ? NULL : cudnn_make_seg(h, B, T, mode);
+    AttnShape sc = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .causal = causal, .seg = seg};
+    float *out_c = xmalloc(nout * sizeof(float)), *lse_c = xmalloc(nl * sizeof(float));
+    h->cpu->attention_forward(out_c, lse_c, qkv, &sc);
+    long c0, f0, c1, f1;
+    backend_cudnn_counts(&c0, &f0);
+
+    AttnShape sg = sc;
+    sg.seg = seg ? d_i32(h, seg, M) : NULL;
+    void *dqkv_in = d_act(h, qkv, nqkv), *dout = d_poison(h, nout * A);
+    float *dlse = d_poison(h, nl * sizeof(float));
+    cu->attention_forward(dout, dlse, dqkv_in, &sg);
+    float *out_g = down_act(h, dout, nout), *lse_g = down_f32(h, dlse, nl);
+    h_check(h, op, "out", out_g, out_c, nout, TOL_BF16);
+    h_check(h, op, "lse", lse_g, lse_c, nl, TOL_F32);
+
+    round_to_bf16(out_c, nout);
+    float *dy = h_rand(h, nout, 1.0f), *dqkv_c = xmalloc(nqkv * sizeof(float));
+    h->cpu->attention_backward(dqkv_c, dy, qkv, out_c, lse_c, &sc);
+    void *ddy = d_act(h, dy, nout);
+    h->gpu->upload_act(dout, out_c, nout);
+    h->gpu->upload(dlse, lse_c, nl * sizeof(float));
+    void *ddqkv = d_poison(h, nqkv * A);
+    cu->attention_backward(ddqkv, ddy, dqkv_in, dout, dlse, &sg);
+    float *dqkv_g = down_act(h, ddqkv, nqkv);
+    h_check(h, op, "dqkv", dqkv_g, dqkv_c, nqkv, TOL_BF16);
+    backend_cudnn_counts(&c1, &f1);
+    if (expect_cudnn)
+        EXPECT(c1 - c0 == 2 && f1 == f0, "%s: cuDNN ran %ld of the 2 calls (the flash kernel %ld): see its message "
+               "above", op, c1 - c0, f1 - f0);
+    else
+        EXPECT(f1 - f0 == 2 && c1 == c0, "%s: expected the flash fallback for both calls, cuDNN ran %ld", op,
+               c1 - c0);
+    free(qkv), free(seg), free(out_c), free(lse_c), free(out_g), free(lse_g), free(dy), free(dqkv_c), free(dqkv_g);
+    h_release(h);
+}
+
+void run_cudnn_checks(Harness *h) {
+    printf("== cuDNN attention (attention_backend cudnn) ==\n");
+#ifdef LLAVA_GPU_EMU
+    check_seq_lens(h, 3, 77, SEG_NONE, 1);
+    check_seq_lens(h, 4, 96, SEG_RIGHT_PAD, 1);
+    check_seq_lens(h, 1, 300, SEG_RIGHT_PAD, 1);  // longer than a block: strided scan
+    check_seq_lens(h, 3, 100, SEG_PACKED, 0);
+    check_seq_lens(h, 2, 64, SEG_LEFT_PAD, 0);
+    check_seq_lens(h, 2, 40, SEG_ALL_PAD, 0);
+#endif
+    Error err = {{0}};
+    const Ops *cu = backend_attention(h->gpu, "cudnn", &err);
+#ifdef LLAVA_GPU_EMU
+    EXPECT(!cu && err.msg[0], "the emulator must refuse attention_backend cudnn with a message");
+    printf("cuDNN attention on the emulator: refused as it must be: %s\n", err.msg);
+    (void)check_cudnn_attention;
+#else
+    if (!cu) {
+        printf("cuDNN attention checks: skipped: %s\n", err.msg);
+        return;
+    }
+    check_cudnn_attention(h, cu, 2, 256, 8, 8, 64, 1, SEG_NONE, 1);
+    check_cudnn_attention(h, cu, 2, 577, 4, 4, 64, 0, SEG_NONE, 1);       // CLIP-336's 577 tokens
+    check_cudnn_attention(h, cu, 2, 200, 8, 2, 128, 1, SEG_RIGHT_PAD, 1);  // GQA + padding
+    check_cudnn_attention(h, cu, 2, 300, 4, 2, 128, 0, SEG_RIGHT_PAD, 1);
+    check_cudnn_attention(h, cu, 1, 1024, 8, 8, 128, 1, SEG_NONE, 1);
+    check_cudnn_attention(h, cu, 2, 100, 4, 2, 64, 1, SEG_PACKED, 0);     // the flash fallback
+    check_cudnn_attention(h, cu, 2, 129, 4, 2, 128, 1, SEG_LEFT_PAD, 0);
+#endif
+}
