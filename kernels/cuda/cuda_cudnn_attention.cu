@@ -101,21 +101,24 @@ extern "C" void ops_cuda_cudnn_counts(long *cudnn_calls, long *flash_calls) {
     *flash_calls = g_flash_calls;
 }
 
-#if !defined(LLAVA_HAVE_CUDNN_H) || defined(LLAVA_EMU_CUDA_H)
+#ifndef LLAVA_HAVE_CUDNN_H
+
+static const char k_no_headers[] = "this build has no cuDNN headers (cudnn.h was not found when it was configured); "
+                                   "rebuild with cuDNN 9 installed, or use attention_backend \"flash\"";
 
 extern "C" const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size_t cap) {
     (void)api;
-#ifdef LLAVA_EMU_CUDA_H
-    snprintf(msg, cap, "attention_backend \"cudnn\" cannot run on the CPU emulator (cuDNN's kernels need a GPU); "
-                       "use attention_backend \"flash\"");
-#else
-    snprintf(msg, cap, "this build has no cuDNN headers (cudnn.h was not found when it was configured); rebuild "
-                       "with cuDNN 9 installed, or use attention_backend \"flash\"");
-#endif
+    snprintf(msg, cap, "%s", k_no_headers);
     return NULL;
 }
 
-#else  // the real plugin with cuDNN headers
+extern "C" int cuda_cudnn_graph_check(const CudnnApi *api, const AttnShape *s, int backward, char *msg, size_t cap) {
+    (void)api, (void)s, (void)backward;
+    snprintf(msg, cap, "%s", k_no_headers);
+    return -1;
+}
+
+#else  // with cuDNN headers: the graphs (also built by the emulator, up to the plan), then running them
 
 #include <cudnn.h>
 
@@ -305,7 +308,8 @@ static void gb_inputs(GraphBuilder *g, const CudnnPlan *p, SdpaInputs *in) {
 }
 
 // scores outside [0, seq_q) x [0, seq_kv), and above the diagonal when causal,
-// become the mask value (cudnn-frontend's padding_mask and causal modifiers).
+// become the mask value, -inf (cudnn-frontend's padding_mask, then its
+// top-left diagonal band with right bound 0: row >= col).
 static void *gb_masks(GraphBuilder *g, const SdpaInputs *in, void *s, int causal) {
     void *row = gb_virtual(g, CUDNN_DATA_INT32, in->score), *col = gb_virtual(g, CUDNN_DATA_INT32, in->score);
     gb_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, s, NULL, NULL, row, 2);
@@ -322,7 +326,7 @@ static void *gb_masks(GraphBuilder *g, const SdpaInputs *in, void *s, int causal
     gb_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, padded, NULL, NULL, row2, 2);
     gb_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, padded, NULL, NULL, col2, 3);
     void *keep = gb_virtual(g, CUDNN_DATA_BOOLEAN, in->score);
-    gb_pointwise(g, CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_INT32, row2, col2, NULL, keep);
+    gb_pointwise(g, CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN, row2, col2, NULL, keep);
     void *masked = gb_virtual(g, CUDNN_DATA_FLOAT, in->score);
     gb_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, padded, in->neg_inf, keep, masked);
     return masked;
@@ -374,7 +378,8 @@ static void gb_backward(GraphBuilder *g, const CudnnPlan *p) {
     void *dq_accum = gb_tensor(g, UID_DQ_ACCUM, CUDNN_DATA_FLOAT, full, NULL);
 
     // softmax_sum = rowsum(dO * O) * 1 (the 1 is the pattern's dropout-scale slot)
-    void *doo = gb_virtual(g, CUDNN_DATA_FLOAT, full), *rs = gb_virtual(g, CUDNN_DATA_FLOAT, in.rowvec);
+    const int64_t doo_s[4] = {NH * T * HS, T * HS, NH * HS, 1};  // as cudnn-frontend lays it out
+    void *doo = gb_tensor(g, 0, CUDNN_DATA_FLOAT, full, doo_s), *rs = gb_virtual(g, CUDNN_DATA_FLOAT, in.rowvec);
     gb_pointwise(g, CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, dO, o, NULL, doo);
     gb_reduction(g, CUDNN_REDUCE_TENSOR_ADD, doo, rs);
     gb_pointwise(g, CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, rs, ones, NULL, softmax_sum);
@@ -431,6 +436,39 @@ static void plan_release(const CudnnApi *api, CudnnPlan *p) {
     for (int i = p->n_descs - 1; i >= 0; i--) api->backend_destroy_descriptor(p->descs[i]);
     memset(p, 0, sizeof *p);
 }
+
+static void gb_build(GraphBuilder *g, CudnnPlan *p, const CudnnApi *api) {
+    memset(g, 0, sizeof *g);
+    g->p = p, g->api = api, g->next_uid = UID_VIRTUAL;
+    if (p->backward) gb_backward(g, p);
+    else gb_forward(g, p);
+}
+
+extern "C" int cuda_cudnn_graph_check(const CudnnApi *api, const AttnShape *s, int backward, char *msg, size_t cap) {
+    CudnnPlan *p = (CudnnPlan *)calloc(1, sizeof *p);
+    GraphBuilder *g = (GraphBuilder *)malloc(sizeof *g);
+    CUDA_REQUIRE(p && g, "out of host memory");
+    p->backward = backward, p->B = s->B, p->T = s->T, p->NH = s->NH, p->NKV = s->NKV, p->HS = s->HS;
+    p->causal = s->causal != 0;
+    gb_build(g, p, api);
+    int rc = g->err[0] ? -1 : 0;
+    snprintf(msg, cap, "%s", rc ? g->err : "");
+    if (!rc) snprintf(msg, cap, "%d operations, %d descriptors", g->n_ops, p->n_descs);
+    plan_release(api, p);
+    free(p), free(g);
+    return rc;
+}
+
+#ifdef LLAVA_EMU_CUDA_H
+
+extern "C" const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size_t cap) {
+    (void)api, (void)g_cudnn;
+    snprintf(msg, cap, "attention_backend \"cudnn\" cannot run on the CPU emulator (cuDNN's kernels need a GPU); "
+                       "use attention_backend \"flash\"");
+    return NULL;
+}
+
+#else  // the real plugin: plans, then running them
 
 // The operation graph, heuristics mode A, and the first engine config that
 // finalizes into an execution plan. 0, or -1 with the reason in g->err.
@@ -504,10 +542,7 @@ static CudnnPlan *plan_get(const AttnShape *s, int backward) {
     p->in_use = 1, p->backward = backward, p->B = s->B, p->T = s->T, p->NH = s->NH, p->NKV = s->NKV;
     p->HS = s->HS, p->causal = s->causal != 0;
     GraphBuilder g;
-    memset(&g, 0, sizeof g);
-    g.p = p, g.api = &c->api, g.next_uid = UID_VIRTUAL;
-    if (backward) gb_backward(&g, p);
-    else gb_forward(&g, p);
+    gb_build(&g, p, &c->api);
     if (g.err[0] || gb_make_plan(&g, c->handle) != 0) {
         fprintf(stderr, "cuDNN attention: %s for B=%d T=%d NH=%d NKV=%d HS=%d %s %s: that shape uses the flash "
                         "kernel\n", g.err, s->B, s->T, s->NH, s->NKV, s->HS, s->causal ? "causal" : "bidirectional",
@@ -590,7 +625,7 @@ static void cudnn_attention_forward(void *out, float *lse, const void *qkv, cons
     }
     g_cudnn_calls++;
     bf16 *q = (bf16 *)qkv;
-    float scale = 1.0f / sqrtf((float)s->HS), neg_inf = -3.402823466e38f;  // the most negative float
+    float scale = 1.0f / sqrtf((float)s->HS), neg_inf = -INFINITY;  // the mask value for cuDNN >= 9.1
     const int64_t uids[] = {UID_Q, UID_K, UID_V, UID_O, UID_STATS, UID_SCALE, UID_NEG_INF, UID_SEQ_Q, UID_SEQ_KV};
     void *ptrs[] = {q, q + (size_t)s->NH * s->HS, q + (size_t)(s->NH + s->NKV) * s->HS, out, lse, &scale, &neg_inf,
                     g_cudnn.lens, g_cudnn.lens + s->B};
@@ -618,7 +653,7 @@ static void cudnn_attention_backward(void *dqkv, const void *dout, const void *q
     if (s->seg) CUDA_CHECK(cudaMemsetAsync(dqkv, 0, M * row * sizeof(bf16), cuda_ctx()->stream));
     bf16 *q = (bf16 *)qkv, *dq = (bf16 *)dqkv;
     const size_t ko = (size_t)s->NH * s->HS, vo = (size_t)(s->NH + s->NKV) * s->HS;
-    float scale = 1.0f / sqrtf((float)s->HS), neg_inf = -3.402823466e38f, one = 1.0f;
+    float scale = 1.0f / sqrtf((float)s->HS), neg_inf = -INFINITY, one = 1.0f;
     const int64_t uids[] = {UID_Q,   UID_K,     UID_V,       UID_O,     UID_DO,    UID_STATS,       UID_DQ,
                             UID_DK,  UID_DV,    UID_SCALE,   UID_ONE,   UID_NEG_INF, UID_SEQ_Q,     UID_SEQ_KV,
                             UID_SOFTMAX_SUM, UID_DQ_ACCUM};
@@ -655,4 +690,5 @@ extern "C" const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size
     return &c->table;
 }
 
-#endif
+#endif  // LLAVA_EMU_CUDA_H
+#endif  // LLAVA_HAVE_CUDNN_H

@@ -21,6 +21,13 @@ extern "C" {
 // (said once on stderr).
 const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size_t cap);
 
+// Builds the forward (backward = 0) or backward graph of this shape and
+// finalizes every descriptor in it, short of the operation graph and its
+// plan (those need a GPU); then releases them. 0 (msg: how many operations),
+// or -1 with cuDNN's complaint in msg. Runs without a GPU: the emulator's
+// check that the graphs are well formed for the cuDNN loaded.
+int cuda_cudnn_graph_check(const CudnnApi *api, const AttnShape *s, int backward, char *msg, size_t cap);
+
 // Attention calls so far that ran cuDNN's graphs and that went to the flash
 // kernel instead (tests: a check must know which ran).
 void ops_cuda_cudnn_counts(long *cudnn_calls, long *flash_calls);

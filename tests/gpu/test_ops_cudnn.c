@@ -26,6 +26,7 @@
 
 #ifdef LLAVA_GPU_EMU
 #include "kernels/cuda/cuda_cudnn_attention.h"
+#include "kernels/cudnn_lib.h"
 #endif
 
 enum { SEG_NONE, SEG_RIGHT_PAD, SEG_PACKED, SEG_LEFT_PAD, SEG_ALL_PAD };
@@ -89,6 +90,20 @@ static void check_seq_lens(Harness *h, int B, int T, int mode, int expect_ok) {
     if (h->verbose) printf("  %-44s %s\n", op, all_ok ? "cuDNN" : "flash fallback");
     free(seg), free(lens);
     h_release(h);
+}
+
+// Every descriptor of the forward and backward graphs of a shape finalizes
+// in the cuDNN this machine has (the operation graph and plan need a GPU).
+static void check_graphs(const CudnnApi *api, int B, int T, int NH, int NKV, int HS, int causal) {
+    AttnShape s = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .causal = causal, .seg = NULL};
+    for (int backward = 0; backward < 2; backward++) {
+        char msg[512];
+        int rc = cuda_cudnn_graph_check(api, &s, backward, msg, sizeof msg);
+        EXPECT(rc == 0, "cudnn %s graph B%d T%d %d/%d HS%d %s: %s", backward ? "backward" : "forward", B, T, NH,
+               NKV, HS, causal ? "causal" : "bidir", msg);
+        printf("  cudnn %s graph B%d T%d %d/%d HS%d %s: %s\n", backward ? "backward" : "forward", B, T, NH, NKV, HS,
+               causal ? "causal" : "bidir", rc ? "FAILED" : msg);
+    }
 }
 #endif
 
@@ -156,6 +171,17 @@ void run_cudnn_checks(Harness *h) {
     check_seq_lens(h, 3, 100, SEG_PACKED, 0);
     check_seq_lens(h, 2, 64, SEG_LEFT_PAD, 0);
     check_seq_lens(h, 2, 40, SEG_ALL_PAD, 0);
+    CudnnApi api;
+    char why[1024];
+    if (cudnn_lib_load(&api, why, sizeof why) == 0) {
+        printf("cuDNN graphs, descriptors finalized by %s (%zu):\n", api.path, api.version);
+        check_graphs(&api, 2, 256, 8, 8, 64, 1);
+        check_graphs(&api, 2, 577, 4, 4, 64, 0);
+        check_graphs(&api, 2, 200, 8, 2, 128, 1);  // GQA: the per-head dK/dV reduced onto the groups
+        check_graphs(&api, 4, 2048, 32, 8, 128, 1);
+    } else {
+        printf("cuDNN graphs: not checked, no libcudnn here (%s)\n", why);
+    }
 #endif
     Error err = {{0}};
     const Ops *cu = backend_attention(h->gpu, "cudnn", &err);
