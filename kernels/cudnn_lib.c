@@ -50,10 +50,7 @@ int cudnn_lib_load(CudnnApi *api, char *msg, size_t cap) {
                  "attention_backend \"flash\")");
         return -1;
     }
-    struct {
-        const char *name;
-        void **slot;
-    } syms[] = {
+    const DynlibSymbol syms[] = {
         {"cudnnGetVersion", (void **)&api->get_version},
         {"cudnnGetErrorString", (void **)&api->get_error_string},
         {"cudnnCreate", (void **)&api->create},
@@ -66,13 +63,11 @@ int cudnn_lib_load(CudnnApi *api, char *msg, size_t cap) {
         {"cudnnBackendFinalize", (void **)&api->backend_finalize},
         {"cudnnBackendExecute", (void **)&api->backend_execute},
     };
-    for (size_t i = 0; i < sizeof syms / sizeof *syms; i++) {
-        *syms[i].slot = dlsym(lib, syms[i].name);
-        if (!*syms[i].slot) {
-            snprintf(msg, cap, "%s lacks %s: not a cuDNN 9 library (LLAVA_CUDNN_LIBRARY=%s)", name, syms[i].name,
-                     env && *env ? env : "unset");
-            return -1;
-        }
+    const char *missing = dynlib_resolve(lib, syms, sizeof syms / sizeof *syms);
+    if (missing) {
+        snprintf(msg, cap, "%s lacks %s: not a cuDNN 9 library (LLAVA_CUDNN_LIBRARY=%s)", name, missing,
+                 env && *env ? env : "unset");
+        return -1;
     }
     cudnn_loaded_path(lib, api->path, sizeof api->path);
     api->version = api->get_version();

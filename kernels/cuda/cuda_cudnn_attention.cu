@@ -227,6 +227,20 @@ static void gb_add_op(GraphBuilder *g, void *op, const char *what) {
     g->ops[g->n_ops++] = op;
 }
 
+typedef struct {
+    cudnnBackendAttributeName_t name;
+    void *desc;  // NULL: the attribute is left unset
+} GbLink;
+
+// An operation of `type` whose attributes are the descriptors of links.
+static void gb_operation(GraphBuilder *g, cudnnBackendDescriptorType_t type, const GbLink *links, int n,
+                         const char *what) {
+    void *op = gb_desc(g, type);
+    for (int i = 0; i < n; i++)
+        if (links[i].desc) gb_set(g, op, links[i].name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &links[i].desc, what);
+    gb_add_op(g, op, what);
+}
+
 // y = mode(x, b, t): b and t optional (NULL); axis >= 0 for GEN_INDEX.
 static void gb_pointwise(GraphBuilder *g, cudnnPointwiseMode_t mode, cudnnDataType_t math, void *x, void *b, void *t,
                          void *y, int64_t axis = -1) {
@@ -235,13 +249,12 @@ static void gb_pointwise(GraphBuilder *g, cudnnPointwiseMode_t mode, cudnnDataTy
     GB_SET(g, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &math);
     if (axis >= 0) GB_SET(g, pw, CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis);
     gb_finalize(g, pw, "pointwise descriptor");
-    void *op = gb_desc(g, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    if (b) GB_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
-    if (t) GB_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    gb_add_op(g, op, "pointwise operation");
+    const GbLink links[] = {{CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw},
+                            {CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x},
+                            {CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b},
+                            {CUDNN_ATTR_OPERATION_POINTWISE_TDESC, t},
+                            {CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y}};
+    gb_operation(g, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, links, 5, "pointwise operation");
 }
 
 // c = a @ b over the last two dims; the overrides (seq-len tensors) bound M, N, K.
@@ -250,15 +263,14 @@ static void gb_matmul(GraphBuilder *g, void *a, void *b, void *c, void *m_ov, vo
     void *mm = gb_desc(g, CUDNN_BACKEND_MATMUL_DESCRIPTOR);
     GB_SET(g, mm, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &fp32);
     gb_finalize(g, mm, "matmul descriptor");
-    void *op = gb_desc(g, CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mm);
-    if (m_ov) GB_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_GEMM_M_OVERRIDE_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &m_ov);
-    if (n_ov) GB_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_GEMM_N_OVERRIDE_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n_ov);
-    if (k_ov) GB_SET(g, op, CUDNN_ATTR_OPERATION_MATMUL_GEMM_K_OVERRIDE_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &k_ov);
-    gb_add_op(g, op, "matmul operation");
+    const GbLink links[] = {{CUDNN_ATTR_OPERATION_MATMUL_ADESC, a},
+                            {CUDNN_ATTR_OPERATION_MATMUL_BDESC, b},
+                            {CUDNN_ATTR_OPERATION_MATMUL_CDESC, c},
+                            {CUDNN_ATTR_OPERATION_MATMUL_DESC, mm},
+                            {CUDNN_ATTR_OPERATION_MATMUL_GEMM_M_OVERRIDE_DESC, m_ov},
+                            {CUDNN_ATTR_OPERATION_MATMUL_GEMM_N_OVERRIDE_DESC, n_ov},
+                            {CUDNN_ATTR_OPERATION_MATMUL_GEMM_K_OVERRIDE_DESC, k_ov}};
+    gb_operation(g, CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR, links, 7, "matmul operation");
 }
 
 static void gb_reduction(GraphBuilder *g, cudnnReduceTensorOp_t mode, void *x, void *y) {
@@ -267,19 +279,16 @@ static void gb_reduction(GraphBuilder *g, cudnnReduceTensorOp_t mode, void *x, v
     GB_SET(g, rd, CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &mode);
     GB_SET(g, rd, CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &fp32);
     gb_finalize(g, rd, "reduction descriptor");
-    void *op = gb_desc(g, CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_REDUCTION_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &rd);
-    gb_add_op(g, op, "reduction operation");
+    const GbLink links[] = {{CUDNN_ATTR_OPERATION_REDUCTION_XDESC, x},
+                            {CUDNN_ATTR_OPERATION_REDUCTION_YDESC, y},
+                            {CUDNN_ATTR_OPERATION_REDUCTION_DESC, rd}};
+    gb_operation(g, CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR, links, 3, "reduction operation");
 }
 
 // y = x seen with other dims/strides (the virtual transposes of the pattern).
 static void gb_reshape(GraphBuilder *g, void *x, void *y) {
-    void *op = gb_desc(g, CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_RESHAPE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    GB_SET(g, op, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    gb_add_op(g, op, "reshape operation");
+    const GbLink links[] = {{CUDNN_ATTR_OPERATION_RESHAPE_XDESC, x}, {CUDNN_ATTR_OPERATION_RESHAPE_YDESC, y}};
+    gb_operation(g, CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR, links, 2, "reshape operation");
 }
 
 // The tensors both graphs share, in our fused layouts (element strides).
@@ -654,13 +663,13 @@ static void cudnn_attention_backward(void *dqkv, const void *dout, const void *q
     bf16 *q = (bf16 *)qkv, *dq = (bf16 *)dqkv;
     const size_t ko = (size_t)s->NH * s->HS, vo = (size_t)(s->NH + s->NKV) * s->HS;
     float scale = 1.0f / sqrtf((float)s->HS), neg_inf = -INFINITY, one = 1.0f;
-    const int64_t uids[] = {UID_Q,   UID_K,     UID_V,       UID_O,     UID_DO,    UID_STATS,       UID_DQ,
-                            UID_DK,  UID_DV,    UID_SCALE,   UID_ONE,   UID_NEG_INF, UID_SEQ_Q,     UID_SEQ_KV,
-                            UID_SOFTMAX_SUM, UID_DQ_ACCUM};
-    void *ptrs[] = {q,          q + ko,   q + vo,          (void *)out,     (void *)dout,
-                    (void *)lse, dq,      dq + ko,         dq + vo,         &scale,
-                    &one,       &neg_inf, g_cudnn.lens,    g_cudnn.lens + s->B, w + ws,
-                    w + ws + sum_bytes};
+    // the variant pack: uid -> pointer (by-value tensors point at host floats)
+    const int64_t uids[] = {UID_Q,     UID_K,   UID_V,       UID_O,     UID_DO,     UID_STATS,
+                            UID_DQ,    UID_DK,  UID_DV,      UID_SCALE, UID_ONE,    UID_NEG_INF,
+                            UID_SEQ_Q, UID_SEQ_KV, UID_SOFTMAX_SUM, UID_DQ_ACCUM};
+    void *ptrs[] = {q,     q + ko,  q + vo,  (void *)out, (void *)dout,  (void *)lse,
+                    dq,    dq + ko, dq + vo, &scale,      &one,          &neg_inf,
+                    g_cudnn.lens, g_cudnn.lens + s->B, w + ws, w + ws + sum_bytes};
     run_plan(p, uids, ptrs, 16, w);
 }
 

@@ -113,44 +113,68 @@ static void round_to_bf16(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
 }
 
-// cuDNN's attention (table cu) against the CPU op, forward and backward, as
-// test_ops.c's check_attention does for the flash kernels; expect_cudnn: the
-// shape must run on cuDNN (1) or on the flash fallback (0).
+// One attention problem and the CPU op's answers: out and lse forward, then
+// dqkv backward from a random dout and the bf16-rounded out (what the device
+// gets as its inputs too).
+typedef struct {
+    AttnShape s;  // seg on the host
+    size_t nqkv, nout, nl;
+    float *qkv, *out, *lse, *dy, *dqkv;
+} AttnCase;
+
+static void attn_case_make(Harness *h, AttnCase *c, int B, int T, int NH, int NKV, int HS, int causal, int mode) {
+    c->s = (AttnShape){.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .causal = causal,
+                       .seg = mode == SEG_NONE ? NULL : cudnn_make_seg(h, B, T, mode)};
+    c->nqkv = (size_t)B * T * (NH + 2 * NKV) * HS, c->nout = (size_t)B * T * NH * HS, c->nl = (size_t)B * NH * T;
+    c->qkv = h_rand(h, c->nqkv, 1.0f);
+    c->out = xmalloc(c->nout * sizeof(float)), c->lse = xmalloc(c->nl * sizeof(float));
+    h->cpu->attention_forward(c->out, c->lse, c->qkv, &c->s);
+    c->dy = h_rand(h, c->nout, 1.0f), c->dqkv = xmalloc(c->nqkv * sizeof(float));
+    float *out_rounded = h_copy(c->out, c->nout);
+    round_to_bf16(out_rounded, c->nout);
+    h->cpu->attention_backward(c->dqkv, c->dy, c->qkv, out_rounded, c->lse, &c->s);
+    free(out_rounded);
+}
+
+static void attn_case_free(AttnCase *c) {
+    free((void *)c->s.seg), free(c->qkv), free(c->out), free(c->lse), free(c->dy), free(c->dqkv);
+}
+
+// The table cu's forward and backward on the case, every output poisoned first.
+static void attn_case_check(Harness *h, const Ops *cu, const AttnCase *c, const char *op) {
+    AttnShape sg = c->s;
+    sg.seg = c->s.seg ? d_i32(h, c->s.seg, (size_t)c->s.B * c->s.T) : NULL;
+    void *qkv = d_act(h, c->qkv, c->nqkv), *out = d_poison(h, c->nout * A), *dqkv = d_poison(h, c->nqkv * A);
+    float *lse = d_poison(h, c->nl * sizeof(float));
+    cu->attention_forward(out, lse, qkv, &sg);
+    float *got_out = down_act(h, out, c->nout), *got_lse = down_f32(h, lse, c->nl);
+    h_check(h, op, "out", got_out, c->out, c->nout, TOL_BF16);
+    h_check(h, op, "lse", got_lse, c->lse, c->nl, TOL_F32);
+    // backward from the CPU's out (rounded to bf16 by the upload) and lse
+    h->gpu->upload_act(out, c->out, c->nout);
+    h->gpu->upload(lse, c->lse, c->nl * sizeof(float));
+    void *dy = d_act(h, c->dy, c->nout);
+    cu->attention_backward(dqkv, dy, qkv, out, lse, &sg);
+    float *got_dqkv = down_act(h, dqkv, c->nqkv);
+    h_check(h, op, "dqkv", got_dqkv, c->dqkv, c->nqkv, TOL_BF16);
+    free(got_out), free(got_lse), free(got_dqkv);
+    h_release(h);
+}
+
+// cuDNN's attention (table cu) against the CPU op; expect_cudnn: the shape
+// must run on cuDNN (1) or on the flash fallback (0), by the call counters.
+// (No bitwise-repeat check: cuDNN's backward adds dQ with atomics.)
 static void check_cudnn_attention(Harness *h, const Ops *cu, int B, int T, int NH, int NKV, int HS, int causal,
                                   int mode, int expect_cudnn) {
     static const char *const names[] = {"", " rightpad", " packed+pad", " leftpad", " allpad"};
     char op[96];
     snprintf(op, sizeof op, "cudnn attention B%d T%d %d/%d HS%d %s%s", B, T, NH, NKV, HS,
              causal ? "causal" : "bidir", names[mode]);
-    const int M = B * T;
-    const size_t nqkv = (size_t)M * (NH + 2 * NKV) * HS, nout = (size_t)M * NH * HS, nl = (size_t)B * NH * T;
-    float *qkv = h_rand(h, nqkv, 1.0f);
-    int32_t *seg = mode == SEG_NONE ? NULL : cudnn_make_seg(h, B, T, mode);
-    AttnShape sc = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .causal = causal, .seg = seg};
-    float *out_c = xmalloc(nout * sizeof(float)), *lse_c = xmalloc(nl * sizeof(float));
-    h->cpu->attention_forward(out_c, lse_c, qkv, &sc);
+    AttnCase c;
+    attn_case_make(h, &c, B, T, NH, NKV, HS, causal, mode);
     long c0, f0, c1, f1;
     backend_cudnn_counts(&c0, &f0);
-
-    AttnShape sg = sc;
-    sg.seg = seg ? d_i32(h, seg, M) : NULL;
-    void *dqkv_in = d_act(h, qkv, nqkv), *dout = d_poison(h, nout * A);
-    float *dlse = d_poison(h, nl * sizeof(float));
-    cu->attention_forward(dout, dlse, dqkv_in, &sg);
-    float *out_g = down_act(h, dout, nout), *lse_g = down_f32(h, dlse, nl);
-    h_check(h, op, "out", out_g, out_c, nout, TOL_BF16);
-    h_check(h, op, "lse", lse_g, lse_c, nl, TOL_F32);
-
-    round_to_bf16(out_c, nout);
-    float *dy = h_rand(h, nout, 1.0f), *dqkv_c = xmalloc(nqkv * sizeof(float));
-    h->cpu->attention_backward(dqkv_c, dy, qkv, out_c, lse_c, &sc);
-    void *ddy = d_act(h, dy, nout);
-    h->gpu->upload_act(dout, out_c, nout);
-    h->gpu->upload(dlse, lse_c, nl * sizeof(float));
-    void *ddqkv = d_poison(h, nqkv * A);
-    cu->attention_backward(ddqkv, ddy, dqkv_in, dout, dlse, &sg);
-    float *dqkv_g = down_act(h, ddqkv, nqkv);
-    h_check(h, op, "dqkv", dqkv_g, dqkv_c, nqkv, TOL_BF16);
+    attn_case_check(h, cu, &c, op);
     backend_cudnn_counts(&c1, &f1);
     if (expect_cudnn)
         EXPECT(c1 - c0 == 2 && f1 == f0, "%s: cuDNN ran %ld of the 2 calls (the flash kernel %ld): see its message "
@@ -158,8 +182,7 @@ static void check_cudnn_attention(Harness *h, const Ops *cu, int B, int T, int N
     else
         EXPECT(f1 - f0 == 2 && c1 == c0, "%s: expected the flash fallback for both calls, cuDNN ran %ld", op,
                c1 - c0);
-    free(qkv), free(seg), free(out_c), free(lse_c), free(out_g), free(lse_g), free(dy), free(dqkv_c), free(dqkv_g);
-    h_release(h);
+    attn_case_free(&c);
 }
 
 void run_cudnn_checks(Harness *h) {
