@@ -149,7 +149,7 @@ typedef struct {
     int next_victim;
     int32_t *lens;  // device [3 * lens_cap]: see cuda_cudnn_seq_lens
     int lens_cap;
-    int said_fallback;
+    int said_fallback;  // FALLBACK_* reasons already said
     Ops table;
 } CudnnState;
 
@@ -167,11 +167,14 @@ typedef struct {
 static void *gb_desc(GraphBuilder *g, cudnnBackendDescriptorType_t type) {
     void *d = NULL;
     if (g->err[0]) return NULL;
+    if (g->p->n_descs == MAX_DESCS) {
+        snprintf(g->err, sizeof g->err, "graph needs more than %d descriptors", MAX_DESCS);
+        return NULL;
+    }
     int st = g->api->backend_create_descriptor((int)type, &d);
-    if (st != CUDNN_STATUS_SUCCESS || g->p->n_descs == MAX_DESCS) {
+    if (st != CUDNN_STATUS_SUCCESS) {
         snprintf(g->err, sizeof g->err, "cudnnBackendCreateDescriptor(%d): %s", (int)type,
                  g->api->get_error_string(st));
-        if (d) g->api->backend_destroy_descriptor(d);
         return NULL;
     }
     g->p->descs[g->p->n_descs++] = d;
@@ -305,7 +308,8 @@ static void gb_inputs(GraphBuilder *g, const CudnnPlan *p, SdpaInputs *in) {
     const int64_t sd[4] = {B, NH, T, 1}, one[4] = {1, 1, 1, 1}, lens[4] = {B, 1, 1, 1};
     in->q = gb_tensor(g, UID_Q, CUDNN_DATA_BFLOAT16, qd, qs);
     in->kt = gb_tensor(g, UID_K, CUDNN_DATA_BFLOAT16, ktd, kts);
-    in->v = gb_tensor(g, UID_V, CUDNN_DATA_BFLOAT16, vd, qs);
+    // V as [B, NKV, T, HS] for P V; the backward graph reads it as V^T instead (same uid)
+    in->v = p->backward ? NULL : gb_tensor(g, UID_V, CUDNN_DATA_BFLOAT16, vd, qs);
     in->stats = gb_tensor(g, UID_STATS, CUDNN_DATA_FLOAT, sd, NULL);  // = our lse[B, NH, T]
     in->scale = gb_tensor(g, UID_SCALE, CUDNN_DATA_FLOAT, one, NULL, true);
     in->neg_inf = gb_tensor(g, UID_NEG_INF, CUDNN_DATA_FLOAT, one, NULL, true);
@@ -568,9 +572,11 @@ static CudnnPlan *plan_get(const AttnShape *s, int backward) {
 
 // ---- running ------------------------------------------------------------------------------
 
-static void say_fallback_once(const char *why) {
-    if (g_cudnn.said_fallback) return;
-    g_cudnn.said_fallback = 1;
+enum { FALLBACK_HEAD_SIZE = 1, FALLBACK_ALIGNMENT = 2, FALLBACK_SEGMENTS = 4 };
+
+static void say_fallback_once(int reason, const char *why) {
+    if (g_cudnn.said_fallback & reason) return;
+    g_cudnn.said_fallback |= reason;
     fprintf(stderr, "cuDNN attention: %s: those calls use the flash kernel (said once)\n", why);
 }
 
@@ -578,8 +584,8 @@ static void say_fallback_once(const char *why) {
 // -1 (said once) when the flash kernel must: see the file comment.
 static int prepare_lens(const AttnShape *s, const void *a, const void *b, const void *c, const void *d) {
     CudnnState *st = &g_cudnn;
-    if (s->HS % 8 != 0 || s->HS > 128) return say_fallback_once("head size not a multiple of 8 or above 128"), -1;
-    if (!aligned16(a, b, c, d)) return say_fallback_once("a buffer not 16-byte aligned"), -1;
+    if (s->HS % 8 != 0 || s->HS > 128) return say_fallback_once(FALLBACK_HEAD_SIZE, "head size not a multiple of 8 or above 128"), -1;
+    if (!aligned16(a, b, c, d)) return say_fallback_once(FALLBACK_ALIGNMENT, "a buffer not 16-byte aligned"), -1;
     if (s->B > st->lens_cap) {
         CUDA_CHECK(cudaStreamSynchronize(cuda_ctx()->stream));
         if (st->lens) CUDA_CHECK(cudaFree(st->lens));
@@ -598,59 +604,67 @@ static int prepare_lens(const AttnShape *s, const void *a, const void *b, const 
     int all = 1;
     for (int i = 0; i < s->B; i++) all &= ok[i] != 0;
     free(ok);
-    if (!all) say_fallback_once("packed documents, left padding or a row of padding alone (segment ids)");
+    if (!all) say_fallback_once(FALLBACK_SEGMENTS, "packed documents, left padding or a row of padding alone");
     return all ? 0 : -1;
 }
 
-static void run_plan(const CudnnPlan *p, const int64_t *uids, void **ptrs, int n, void *workspace) {
+// Executes the plan; 0, or -1 after saying why, with the plan marked
+// unsupported (the caller runs the flash kernel; so do later calls).
+static int run_plan(CudnnPlan *p, const int64_t *uids, void **ptrs, int n, void *workspace) {
     const CudnnApi *api = &g_cudnn.api;
     void *pack = NULL;
     int st = api->backend_create_descriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &pack);
-    CUDA_REQUIRE(st == CUDNN_STATUS_SUCCESS, "cuDNN variant pack: %s", api->get_error_string(st));
-    st = api->backend_set_attribute(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = api->backend_set_attribute(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
     if (st == CUDNN_STATUS_SUCCESS)
         st = api->backend_set_attribute(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
     if (st == CUDNN_STATUS_SUCCESS)
         st = api->backend_set_attribute(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
     if (st == CUDNN_STATUS_SUCCESS) st = api->backend_finalize(pack);
     if (st == CUDNN_STATUS_SUCCESS) st = api->backend_execute(g_cudnn.handle, p->plan, pack);
-    api->backend_destroy_descriptor(pack);
-    CUDA_REQUIRE(st == CUDNN_STATUS_SUCCESS, "cudnnBackendExecute (attention %s B=%d T=%d NH=%d NKV=%d HS=%d): %s",
-                 p->backward ? "backward" : "forward", p->B, p->T, p->NH, p->NKV, p->HS, api->get_error_string(st));
+    if (pack) api->backend_destroy_descriptor(pack);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        fprintf(stderr, "cuDNN attention: executing the %s plan for B=%d T=%d NH=%d NKV=%d HS=%d failed: %s: that "
+                        "shape uses the flash kernel\n", p->backward ? "backward" : "forward", p->B, p->T, p->NH,
+                p->NKV, p->HS, api->get_error_string(st));
+        p->supported = 0;
+        return -1;
+    }
     CUDA_LAUNCH_CHECK();
+    return 0;
 }
 
 static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
-static void cudnn_attention_forward(void *out, float *lse, const void *qkv, const AttnShape *s) {
-    if (s->B == 0 || s->T == 0) return;
-    CudnnPlan *p = prepare_lens(s, out, qkv, (const bf16 *)qkv + (size_t)s->NH * s->HS, lse) == 0
-                       ? plan_get(s, 0)
-                       : NULL;
-    if (!p) {
-        g_flash_calls++;
-        cuda_attention_forward(out, lse, qkv, s);
-        return;
-    }
-    g_cudnn_calls++;
+// Runs cuDNN's forward graph; 0, or -1 when the flash kernel must run the call.
+static int cudnn_forward_run(void *out, float *lse, const void *qkv, const AttnShape *s) {
     bf16 *q = (bf16 *)qkv;
+    if (prepare_lens(s, out, qkv, q + (size_t)s->NH * s->HS, lse) != 0) return -1;
+    CudnnPlan *p = plan_get(s, 0);
+    if (!p) return -1;
     float scale = 1.0f / sqrtf((float)s->HS), neg_inf = -INFINITY;  // the mask value for cuDNN >= 9.1
     const int64_t uids[] = {UID_Q, UID_K, UID_V, UID_O, UID_STATS, UID_SCALE, UID_NEG_INF, UID_SEQ_Q, UID_SEQ_KV};
     void *ptrs[] = {q, q + (size_t)s->NH * s->HS, q + (size_t)(s->NH + s->NKV) * s->HS, out, lse, &scale, &neg_inf,
                     g_cudnn.lens, g_cudnn.lens + s->B};
-    run_plan(p, uids, ptrs, 9, p->workspace ? cuda_scratch((size_t)p->workspace) : NULL);
+    return run_plan(p, uids, ptrs, 9, p->workspace ? cuda_scratch((size_t)p->workspace) : NULL);
 }
 
-static void cudnn_attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out, const float *lse,
-                                     const AttnShape *s) {
+static void cudnn_attention_forward(void *out, float *lse, const void *qkv, const AttnShape *s) {
     if (s->B == 0 || s->T == 0) return;
-    CudnnPlan *p = prepare_lens(s, dqkv, dout, qkv, out) == 0 ? plan_get(s, 1) : NULL;
-    if (!p) {
-        g_flash_calls++;
-        cuda_attention_backward(dqkv, dout, qkv, out, lse, s);
+    if (cudnn_forward_run(out, lse, qkv, s) == 0) {
+        g_cudnn_calls++;
         return;
     }
-    g_cudnn_calls++;
+    g_flash_calls++;
+    cuda_attention_forward(out, lse, qkv, s);
+}
+
+// Runs cuDNN's backward graph; 0, or -1 when the flash kernel must run the call.
+static int cudnn_backward_run(void *dqkv, const void *dout, const void *qkv, const void *out, const float *lse,
+                              const AttnShape *s) {
+    if (prepare_lens(s, dqkv, dout, qkv, out) != 0) return -1;
+    CudnnPlan *p = plan_get(s, 1);
+    if (!p) return -1;
     const size_t M = (size_t)s->B * s->T, row = (size_t)(s->NH + 2 * s->NKV) * s->HS;
     const size_t rows = (size_t)s->B * s->NH * s->T;
     // workspace: [the plan's][softmax_sum: rows fp32][dQ_accum: rows x HS fp32]
@@ -670,7 +684,18 @@ static void cudnn_attention_backward(void *dqkv, const void *dout, const void *q
     void *ptrs[] = {q,     q + ko,  q + vo,  (void *)out, (void *)dout,  (void *)lse,
                     dq,    dq + ko, dq + vo, &scale,      &one,          &neg_inf,
                     g_cudnn.lens, g_cudnn.lens + s->B, w + ws, w + ws + sum_bytes};
-    run_plan(p, uids, ptrs, 16, w);
+    return run_plan(p, uids, ptrs, 16, w);
+}
+
+static void cudnn_attention_backward(void *dqkv, const void *dout, const void *qkv, const void *out, const float *lse,
+                                     const AttnShape *s) {
+    if (s->B == 0 || s->T == 0) return;
+    if (cudnn_backward_run(dqkv, dout, qkv, out, lse, s) == 0) {
+        g_cudnn_calls++;
+        return;
+    }
+    g_flash_calls++;
+    cuda_attention_backward(dqkv, dout, qkv, out, lse, s);
 }
 
 extern "C" const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size_t cap) {
