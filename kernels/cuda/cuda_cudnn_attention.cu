@@ -115,7 +115,7 @@ extern "C" const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size
 extern "C" int cuda_cudnn_graph_check(const CudnnApi *api, const AttnShape *s, int backward, char *msg, size_t cap) {
     (void)api, (void)s, (void)backward;
     snprintf(msg, cap, "%s", k_no_headers);
-    return -1;
+    return -2;
 }
 
 #else  // with cuDNN headers: the graphs (also built by the emulator, up to the plan), then running them

@@ -24,8 +24,9 @@ const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size_t cap);
 // Builds the forward (backward = 0) or backward graph of this shape and
 // finalizes every descriptor in it, short of the operation graph and its
 // plan (those need a GPU); then releases them. 0 (msg: how many operations),
-// or -1 with cuDNN's complaint in msg. Runs without a GPU: the emulator's
-// check that the graphs are well formed for the cuDNN loaded.
+// -1 with cuDNN's complaint in msg, -2 when this build has no cuDNN headers.
+// Runs without a GPU: the emulator's check that the graphs are well formed
+// for the cuDNN loaded.
 int cuda_cudnn_graph_check(const CudnnApi *api, const AttnShape *s, int backward, char *msg, size_t cap);
 
 // Attention calls so far that ran cuDNN's graphs and that went to the flash

@@ -99,6 +99,10 @@ static void check_graphs(const CudnnApi *api, int B, int T, int NH, int NKV, int
     for (int backward = 0; backward < 2; backward++) {
         char msg[512];
         int rc = cuda_cudnn_graph_check(api, &s, backward, msg, sizeof msg);
+        if (rc == -2) {  // a libcudnn on the machine, but this build had no cudnn.h
+            printf("  cudnn graphs: not checked: %s\n", msg);
+            return;
+        }
         EXPECT(rc == 0, "cudnn %s graph B%d T%d %d/%d HS%d %s: %s", backward ? "backward" : "forward", B, T, NH,
                NKV, HS, causal ? "causal" : "bidir", msg);
         printf("  cudnn %s graph B%d T%d %d/%d HS%d %s: %s\n", backward ? "backward" : "forward", B, T, NH, NKV, HS,
