@@ -46,6 +46,14 @@ void *dynlib_open(const char *name, const char *const *dirs, char *msg, size_t c
     return NULL;
 }
 
+const char *dynlib_resolve(void *lib, const DynlibSymbol *syms, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        *syms[i].slot = dlsym(lib, syms[i].name);
+        if (!*syms[i].slot) return syms[i].name;
+    }
+    return NULL;
+}
+
 const char *const *dynlib_wheel_dirs(DynlibDirs *d, const char *wheel_lib) {
     static const char *const roots[] = {
         "$VIRTUAL_ENV/lib/python3*/site-packages",  "$CONDA_PREFIX/lib/python3*/site-packages",

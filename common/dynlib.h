@@ -17,6 +17,15 @@
 // with what was tried in msg.
 void *dynlib_open(const char *name, const char *const *dirs, char *msg, size_t cap);
 
+// One entry point to resolve from a library opened by dynlib_open.
+typedef struct {
+    const char *name;
+    void **slot;
+} DynlibSymbol;
+// dlsym of each name into its slot: NULL when all resolve, else the first
+// name the library lacks.
+const char *dynlib_resolve(void *lib, const DynlibSymbol *syms, size_t n);
+
 // The folder patterns where pip installs a wheel's libraries, wheel_lib being
 // the path inside site-packages ("nvidia/nccl/lib", "nvidia/cu13/lib"):
 // $VIRTUAL_ENV, $CONDA_PREFIX, /opt/*/.venv (and /opt/*), /usr/local, the

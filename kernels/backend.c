@@ -11,12 +11,15 @@
 #include <dlfcn.h>
 
 #include "common/dynlib.h"
+#include "kernels/cuda/cuda_cudnn_attention.h"
 
 // Defined when the backend is linked into the binary (llava_emu, test_gpu_emu:
 // the kernels on the CPU emulator); NULL otherwise, and the plugin is loaded.
 extern const Ops *ops_cuda_create(char *msg, size_t cap) __attribute__((weak));
 extern void *ops_cuda_stream(void) __attribute__((weak));
 extern int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) __attribute__((weak));
+extern const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size_t cap) __attribute__((weak));
+extern void ops_cuda_cudnn_counts(long *cudnn_calls, long *flash_calls) __attribute__((weak));
 
 typedef const Ops *(*CudaCreateFn)(char *msg, size_t cap);
 typedef void *(*CudaStreamFn)(void);
@@ -102,9 +105,60 @@ static int cuda_memory(size_t *free_bytes, size_t *total_bytes) {
     if (!fn) *(void **)&fn = cuda_symbol("ops_cuda_memory", msg, sizeof msg);
     return fn ? fn(free_bytes, total_bytes) : -1;
 }
+
+// cuDNN is loaded here (llava_core, kernels/cudnn_lib.c), only now, and its
+// entry points handed to the backend, which has no other way to reach it.
+static const Ops *cudnn_select(Error *err) {
+    char msg[1024] = {0};
+    CudnnApi api;
+    if (cudnn_lib_load(&api, msg, sizeof msg) != 0) {
+        err_set(err, "attention_backend \"cudnn\": %s", msg);
+        return NULL;
+    }
+    const Ops *(*create)(const CudnnApi *, char *, size_t) = ops_cuda_cudnn_create;
+    if (!create) {  // the plugin (a linked-in backend is the CPU emulator, which refuses cuDNN)
+        *(void **)&create = cuda_symbol("ops_cuda_cudnn_create", msg, sizeof msg);
+        cudnn_lib_preload(&api);
+    }
+    const Ops *ops = create ? create(&api, msg, sizeof msg) : NULL;
+    if (!ops) err_set(err, "attention_backend \"cudnn\" (%s, cuDNN %zu.%zu.%zu): %s", api.path, api.version / 10000,
+                      api.version / 100 % 100, api.version % 100, msg);
+    return ops;
+}
+
+int backend_cudnn_counts(long *cudnn_calls, long *flash_calls) {
+    char msg[1024] = {0};
+    void (*fn)(long *, long *) = ops_cuda_cudnn_counts;
+    if (!fn) *(void **)&fn = cuda_symbol("ops_cuda_cudnn_counts", msg, sizeof msg);
+    if (!fn) return -1;
+    fn(cudnn_calls, flash_calls);
+    return 0;
+}
 #else
 void *backend_cuda_stream(void) { return NULL; }
+int backend_cudnn_counts(long *cudnn_calls, long *flash_calls) {
+    *cudnn_calls = *flash_calls = 0;
+    return -1;
+}
 #endif
+
+const Ops *backend_attention(const Ops *ops, const char *attention, Error *err) {
+    if (!attention || !*attention || strcmp(attention, "flash") == 0) return ops;
+    if (strcmp(attention, "cudnn") != 0) {
+        err_set(err, "unknown attention backend '%s' (flash or cudnn)", attention);
+        return NULL;
+    }
+    if (strcmp(ops->name, "cuda") != 0) {
+        err_set(err, "attention_backend \"cudnn\" needs device cuda (this run uses %s); the CPU has one attention",
+                ops->name);
+        return NULL;
+    }
+#ifdef LLAVA_HAVE_CUDA
+    return cudnn_select(err);
+#else
+    return NULL;  // unreachable: without CUDA there is no "cuda" table
+#endif
+}
 
 int backend_device_memory(const Ops *ops, size_t *free_bytes, size_t *total_bytes) {
 #ifdef LLAVA_HAVE_CUDA

@@ -17,6 +17,14 @@ void *backend_cuda_stream(void);
 // The memory of the device ops runs on (the GPU's, or the machine's RAM for
 // the CPU backend): total and currently free bytes. 0, or -1 if unknown.
 int backend_device_memory(const Ops *ops, size_t *free_bytes, size_t *total_bytes);
+// The op table with the attention backend `attention` ("flash" or NULL/""
+// = ops unchanged; "cudnn" = cuDNN's fused attention, loaded now, device cuda
+// only, kernels/cuda/cuda_cudnn_attention.cu). NULL with err set when that
+// cannot be had (no libcudnn, too old, the CPU emulator, another device).
+const Ops *backend_attention(const Ops *ops, const char *attention, Error *err);
+// Attention calls so far that ran cuDNN's graphs and that went to the flash
+// kernel instead (tests). 0, or -1 when there is no CUDA backend.
+int backend_cudnn_counts(long *cudnn_calls, long *flash_calls);
 // Sets the OpenMP and BLAS thread counts (n <= 0: leave the defaults).
 void backend_set_threads(int n);
 // OpenMP reads OMP_WAIT_POLICY once, when its library loads (before main),

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #ifdef LLAVA_HAVE_NCCL_H
-#include <dlfcn.h>
 #include <nccl.h>
 
 #include "common/dynlib.h"
@@ -45,20 +44,15 @@ static int nccl_load(NcclApi *api, char *msg, size_t cap) {
                  "nvidia-nccl-cu13, or set LLAVA_NCCL_LIBRARY to libnccl.so.2)");
         return -1;
     }
-    struct {
-        const char *name;
-        void **slot;
-    } syms[] = {
+    const DynlibSymbol syms[] = {
         {"ncclGetUniqueId", (void **)&api->get_unique_id},   {"ncclCommInitRank", (void **)&api->comm_init_rank},
         {"ncclAllReduce", (void **)&api->all_reduce},         {"ncclBroadcast", (void **)&api->broadcast},
         {"ncclCommDestroy", (void **)&api->comm_destroy},     {"ncclGetErrorString", (void **)&api->error_string},
     };
-    for (size_t i = 0; i < sizeof syms / sizeof *syms; i++) {
-        *syms[i].slot = dlsym(lib, syms[i].name);
-        if (!*syms[i].slot) {
-            snprintf(msg, cap, "the NCCL library found lacks %s (too old?)", syms[i].name);
-            return -1;
-        }
+    const char *missing = dynlib_resolve(lib, syms, sizeof syms / sizeof *syms);
+    if (missing) {
+        snprintf(msg, cap, "the NCCL library found lacks %s (too old?)", missing);
+        return -1;
     }
     return 0;
 }

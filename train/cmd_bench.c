@@ -112,11 +112,11 @@ static int bench_stage(LlavaModel *m, int stage, int batch, int text, int steps,
 int cmd_bench(int argc, char **argv) {
     ModelSource src;
     model_source_default(&src);
-    const char *config_path = NULL, *device = "cpu";
+    const char *config_path = NULL, *device = "cpu", *attention = "flash";
     const char *stages = "2";
     int batch = 4, text = 64, steps = 5, warmup = 1, recompute = 0, threads = 0, lora_r = 0;
     float peak_tflops = 0;
-    ArgSpec specs[20];
+    ArgSpec specs[22];
     int n = model_source_args(&src, specs, 0);
     specs[n++] = (ArgSpec){"config", ARG_STRING, &config_path, "a LLaVA config.json to bench with random weights", 0};
     specs[n++] = (ArgSpec){"batch", ARG_INT, &batch, "samples per step, each with one image (default 4)", 0, 1, 4096};
@@ -133,6 +133,8 @@ int cmd_bench(int argc, char **argv) {
     specs[n++] = (ArgSpec){"recompute", ARG_INT, &recompute,
                            "gradient checkpointing: 0 off, 1 full, 2 selective (default 0)", 0, 0, 2};
     specs[n++] = (ArgSpec){"device", ARG_STRING, &device, "cpu | cuda (default cpu)", 0};
+    specs[n++] = (ArgSpec){"attention", ARG_STRING, &attention,
+                           "device cuda: flash | cudnn (cuDNN's fused attention) (default flash)", 0};
     specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all)", 0, 0, 1024};
     int rc = args_parse(argc, argv, specs, n, "llava bench (--model DIR | --config CONFIG.json) [options]",
                         "Times full training steps on synthetic data of a fixed shape (every sample: BOS, one image,\n"
@@ -156,6 +158,7 @@ int cmd_bench(int argc, char **argv) {
     backend_set_threads(threads);
     Error err = {{0}};
     const Ops *ops = backend_select(device, &err);
+    if (ops) ops = backend_attention(ops, attention, &err);
     LlavaModel m;
     if (!ops) {
         fprintf(stderr, "llava bench: %s\n", err.msg);

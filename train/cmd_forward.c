@@ -60,9 +60,9 @@ int cmd_forward(int argc, char **argv) {
     ModelSource src;
     model_source_default(&src);
     src.keep_adapter = 1;  // gradients of the adapters themselves, as PEFT computes them
-    const char *batch_path = NULL, *out_path = NULL, *device = "cpu";
+    const char *batch_path = NULL, *out_path = NULL, *device = "cpu", *attention = "flash";
     int stage = 2, recompute = 0, threads = 0, labeled_only = 0;
-    ArgSpec specs[16];
+    ArgSpec specs[18];
     int n = model_source_args(&src, specs, 0);
     specs[n++] = (ArgSpec){"batch", ARG_STRING, &batch_path, "input batch (safetensors, see docs/formats.md)", 1};
     specs[n++] = (ArgSpec){"out", ARG_STRING, &out_path, "output safetensors: logits, loss, grad.<name>", 1};
@@ -74,6 +74,8 @@ int cmd_forward(int argc, char **argv) {
                            "1: the LM head and loss only on labeled rows, as training runs them; writes labeled_logits "
                            "[K,V] and labeled_rows [K] instead of logits (default 0)", 0, 0, 1};
     specs[n++] = (ArgSpec){"device", ARG_STRING, &device, "cpu | cuda (default cpu)", 0};
+    specs[n++] = (ArgSpec){"attention", ARG_STRING, &attention,
+                           "device cuda: flash | cudnn (cuDNN's fused attention) (default flash)", 0};
     specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all cores)", 0, 0, 1024};
     int rc = args_parse(argc, argv, specs, n,
                         "llava forward --model DIR --batch IN.safetensors --out OUT.safetensors [options]",
@@ -89,6 +91,7 @@ int cmd_forward(int argc, char **argv) {
     backend_set_threads(threads);
     Error err = {{0}};
     const Ops *ops = backend_select(device, &err);
+    if (ops) ops = backend_attention(ops, attention, &err);
     if (!ops) {
         fprintf(stderr, "llava forward: %s\n", err.msg);
         return EXIT_BAD_INPUT;

@@ -77,6 +77,8 @@ static const KeySpec KEYS[] = {
     B(zero3_shard_frozen, "ZeRO-3: shard the frozen modules' layers too (vision tower; the LLM in stage 1)"),
     B(stochastic_rounding, "CUDA: round the bf16 weights stochastically from the fp32 masters (default: nearest)"),
     S(device, "cpu | cuda"),
+    S(attention_backend, "device cuda: flash (our kernels) | cudnn (cuDNN's fused attention, loaded only then; "
+                         "docs/cuda.md)"),
     I(threads, 0, 1024, "CPU threads (0 = all cores)"),
     I(seed, -MAXI, MAXI, "seed of data order and any fresh weights"),
     D(peak_tflops, 0, 1e9, "peak TFLOP/s of one device for the MFU column (0 = known devices only)"),
@@ -117,6 +119,7 @@ void run_config_default(RunConfig *c) {
     snprintf(c->lora_init, sizeof c->lora_init, "kaiming");
     c->recompute = 1;
     snprintf(c->device, sizeof c->device, "cpu");
+    snprintf(c->attention_backend, sizeof c->attention_backend, "flash");
     c->seed = 42;
     snprintf(c->output_dir, sizeof c->output_dir, "runs/llava");
     c->keep_last = 2;
@@ -246,6 +249,10 @@ int run_config_validate(const RunConfig *c, Error *err) {
         return err_set(err, "\"schedule\" must be cosine, linear or constant");
     if (!one_of(c->projector_type, (const char *const[]){"linear", "mlp2x_gelu", NULL}))
         return err_set(err, "\"projector_type\" must be linear or mlp2x_gelu");
+    if (!one_of(c->attention_backend, (const char *const[]){"flash", "cudnn", NULL}))
+        return err_set(err, "\"attention_backend\" must be flash or cudnn (got \"%s\")", c->attention_backend);
+    if (strcmp(c->attention_backend, "cudnn") == 0 && strcmp(c->device, "cuda") != 0)
+        return err_set(err, "\"attention_backend\": cudnn needs device cuda (device is %s)", c->device);
     if (!one_of(c->save_dtype, (const char *const[]){"auto", "bf16", "f32", NULL}))
         return err_set(err, "\"save_dtype\" must be auto, bf16 or f32");
     if (c->micro_batch < 1 || c->grad_accum < 1) return err_set(err, "micro_batch and grad_accum must be >= 1");

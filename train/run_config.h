@@ -50,6 +50,7 @@ typedef struct {
     double memory_limit_gb;   // capacity of one process for the memory plan, 0 = automatic
     int stochastic_rounding;  // bf16 weights rounded stochastically from the fp32 masters
     char device[16];
+    char attention_backend[16];  // flash | cudnn (device cuda)
     int threads;
     int seed;
     double peak_tflops;       // for MFU; 0 = known peak of the device, if any

@@ -277,6 +277,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
     }
     backend_set_threads(c->threads);
     t->ops = backend_select(c->device, &err);
+    if (t->ops) t->ops = backend_attention(t->ops, c->attention_backend, &err);
     if (t->ops) setup_nccl(t);
     if (!t->ops || load_model(t, &err) != 0) {
         fprintf(stderr, "llava train: %s\n", err.msg);

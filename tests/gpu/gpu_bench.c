@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "kernels/backend.h"
 #include "tests/gpu/gpu_harness.h"
 
 #define PATTERN ((size_t)1 << 20)
@@ -227,6 +228,7 @@ void run_timings(Harness *h, double *peak_gbs, double *peak_tflops) {
 
 void run_flash_bench(Harness *h, double peak_tflops) {
     printf("\n== flash attention, head size 128, T = 2048, B 4 x 32 heads ==\n");
+    double flash_s[2][2];  // [causal][fwd, bwd]
     for (int causal = 0; causal < 2; causal++) {
         double fs, bs;
         const int B = 4, T = 2048, NH = 32, HS = 128;
@@ -237,5 +239,25 @@ void run_flash_bench(Harness *h, double peak_tflops) {
                "the measured bf16 matmul rate (%.1f TFLOP/s)\n",
                causal ? "causal" : "bidirectional", fs * 1e3, tf_f, bs * 1e3, tf_b, tf_fb,
                peak_tflops > 0 ? 100.0 * tf_fb / peak_tflops : 0.0, peak_tflops);
+        flash_s[causal][0] = fs, flash_s[causal][1] = bs;
     }
+    // The same shapes through cuDNN's fused attention (attention_backend cudnn).
+    Error err = {{0}};
+    const Ops *cu = backend_attention(h->gpu, "cudnn", &err), *flash = h->gpu;
+    if (!cu) {
+        printf("cudnn attention: skipped: %s\n", err.msg);
+        return;
+    }
+    h->gpu = cu;
+    for (int causal = 0; causal < 2; causal++) {
+        double fs, bs;
+        bench_attention(h, causal ? "cudnn causal" : "cudnn bidirectional", 4, 2048, 32, 32, 128, causal, &fs, &bs);
+        printf("%-14s cudnn fwd %7.3f ms (flash/cudnn %.2fx) | bwd %7.3f ms (%.2fx) | fwd+bwd %.2fx\n",
+               causal ? "causal" : "bidirectional", fs * 1e3, flash_s[causal][0] / fs, bs * 1e3,
+               flash_s[causal][1] / bs, (flash_s[causal][0] + flash_s[causal][1]) / (fs + bs));
+    }
+    long ran = 0, fell_back = 0;
+    backend_cudnn_counts(&ran, &fell_back);
+    printf("cudnn attention calls: %ld ran on cuDNN, %ld went to the flash kernel\n", ran, fell_back);
+    h->gpu = flash;
 }

@@ -67,6 +67,9 @@ void h_print_table(const Harness *h, double peak_gbs, double peak_tflops);
 void run_checks(Harness *h);
 // The once-per-step optimizer ops (test_ops_optim.c); large = device sizes.
 void run_optim_checks(Harness *h, int large);
+// cuDNN attention (test_ops_cudnn.c): its layout kernel on the emulator,
+// cuDNN against the CPU op on a GPU with libcudnn (skipped, with the reason, without).
+void run_cudnn_checks(Harness *h);
 void run_timings(Harness *h, double *peak_gbs, double *peak_tflops);
 void run_flash_bench(Harness *h, double peak_tflops);
 

@@ -853,6 +853,7 @@ int main(int argc, char **argv) {
     double t0 = now_seconds();
     if (checks) {
         run_checks(h);
+        run_cudnn_checks(h);  // tests/gpu/test_ops_cudnn.c
         printf("checks took %.1f s\n", now_seconds() - t0);
     }
 #ifndef LLAVA_GPU_EMU
