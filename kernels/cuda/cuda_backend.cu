@@ -292,6 +292,10 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
     c->stage_size = kb && atol(kb) >= 4 ? (size_t)atol(kb) << 10 : (size_t)64 << 20;
     CUDA_CHECK(cudaMallocHost((void **)&c->stage, c->stage_size));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->stage_done, cudaEventDisableTiming));
+    // LLAVA_FLASH_TILES=0: the 64-row flash kernels at head size 128 (a
+    // fallback, and the baseline the benchmark compares against).
+    const char *tiles = getenv("LLAVA_FLASH_TILES");
+    c->flash_tiles = !(tiles && strcmp(tiles, "0") == 0);
     cuda_attention_init();
     fill_table(&g_ops);
     g_ready = true;
@@ -299,6 +303,15 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
 }
 
 extern "C" void *ops_cuda_stream(void) { return g_ready ? (void *)g_ctx.stream : NULL; }
+
+// Switches the 128-row flash kernels at head size 128 on (1) or off (0);
+// returns the previous setting, or -1 before the backend exists.
+extern "C" int ops_cuda_set_flash_tiles(int on) {
+    if (!g_ready) return -1;
+    const int was = g_ctx.flash_tiles;
+    g_ctx.flash_tiles = on != 0;
+    return was;
+}
 
 extern "C" int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) {
     if (!g_ready) return -1;
