@@ -17,7 +17,7 @@
 extern const Ops *ops_cuda_create(char *msg, size_t cap) __attribute__((weak));
 extern void *ops_cuda_stream(void) __attribute__((weak));
 extern int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) __attribute__((weak));
-extern int ops_cuda_set_flash_tiles(int on) __attribute__((weak));
+extern int ops_cuda_set_flash_tiles(int mode) __attribute__((weak));
 
 typedef const Ops *(*CudaCreateFn)(char *msg, size_t cap);
 typedef void *(*CudaStreamFn)(void);
@@ -97,11 +97,11 @@ void *backend_cuda_stream(void) {
     return stream ? stream() : NULL;
 }
 
-int backend_cuda_set_flash_tiles(int on) {
+int backend_cuda_set_flash_tiles(int mode) {
     char msg[1024] = {0};
     int (*fn)(int) = ops_cuda_set_flash_tiles;
     if (!fn) *(void **)&fn = cuda_symbol("ops_cuda_set_flash_tiles", msg, sizeof msg);
-    return fn ? fn(on) : -1;
+    return fn ? fn(mode) : -1;
 }
 
 static int cuda_memory(size_t *free_bytes, size_t *total_bytes) {
@@ -112,8 +112,8 @@ static int cuda_memory(size_t *free_bytes, size_t *total_bytes) {
 }
 #else
 void *backend_cuda_stream(void) { return NULL; }
-int backend_cuda_set_flash_tiles(int on) {
-    (void)on;
+int backend_cuda_set_flash_tiles(int mode) {
+    (void)mode;
     return -1;
 }
 #endif

@@ -41,8 +41,10 @@
 //            dO: 128 rows; K, V: 2 x 64 rows).
 // The 128-row kernels need 136 KiB of opt-in shared memory (sm_80, sm_90);
 // with less (sm_86/89: 99 KiB) the 64-row kernels run where they fit, else
-// the generic path. LLAVA_FLASH_TILES=0 (or backend_cuda_set_flash_tiles)
-// selects the 64-row kernels at HS 128, for comparison and as a fallback.
+// the generic path. Each kernel takes its 128-row form when its grid has a
+// block per SM (flash_tiles below); LLAVA_FLASH_TILES=0 / 2 (or
+// backend_cuda_set_flash_tiles) selects the 64-row / 128-row kernels at
+// HS 128 always, for comparison and as a fallback.
 //
 //   forward:  block = 16 W query rows of one head; loops over 64-key tiles
 //             with an online softmax; writes out and lse (natural log).
@@ -566,9 +568,14 @@ static_assert(TILES_SMEM >= FWD_SMEM(128, 128, 1) && TILES_SMEM >= DKDV_SMEM(128
 // Raises each flash kernel's dynamic shared-memory limit where the card
 // allows it; on cards with less (sm_86/89: 99 KiB) the head-size-128 kernels
 // stay off and the launchers send those shapes to a path that fits.
+// A kernel's static shared memory (row statistics, segment ids: at most 2 KiB
+// here) counts against the same opt-in limit as its dynamic shared memory.
+#define FA_STATIC_SMEM 4096
+static bool smem_fits(size_t dynamic_bytes) { return dynamic_bytes + FA_STATIC_SMEM <= cuda_ctx()->smem_optin; }
+
 template <class K>
 static void allow_smem(K *kernel, size_t bytes) {
-    if (bytes <= cuda_ctx()->smem_optin)
+    if (smem_fits(bytes))
         CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
@@ -584,17 +591,23 @@ void cuda_attention_init(void) {
     allow_smem(flash_bwd_dq_kernel<128, 8>, DQ_SMEM(128, 128));
 }
 
-// The 128-row kernels: head size 128, not switched off, and the card's
-// opt-in shared memory holds the largest of them.
-static bool flash_tiles(const AttnShape *s) {
+// Whether a head-size-128 kernel over `heads` heads runs in its 128-row form:
+// not switched off (flash_tiles 0), the card's opt-in shared memory holds the
+// largest 128-row kernel, and (flash_tiles 1, the default) its grid gives
+// every SM a block: one 8-warp block fills an SM's registers, so a grid of
+// fewer blocks than SMs (dK/dV with few kv heads and short sequences) would
+// leave SMs idle that the 64-row kernel's twice as many blocks would use.
+// flash_tiles 2 takes the 128-row kernels at any size (tests, benchmark).
+static bool flash_tiles(const AttnShape *s, int heads) {
     const CudaContext *c = cuda_ctx();
-    return s->HS == 128 && c->flash_tiles && TILES_SMEM <= c->smem_optin;
+    if (s->HS != 128 || c->flash_tiles == 0 || !smem_fits(TILES_SMEM)) return false;
+    return c->flash_tiles == 2 || (size_t)cuda_blocks(s->T, 128) * heads * s->B >= (size_t)c->sm_count;
 }
 
 bool cuda_flash_supported(const AttnShape *s, const void *a, const void *b, const void *c, const void *d) {
     if (s->HS != 64 && s->HS != 128) return false;
-    const size_t need = s->HS == 64 ? SMALL_SMEM(64) : SMALL_SMEM(128);
-    return aligned16(a, b, c, d) && (flash_tiles(s) || need <= cuda_ctx()->smem_optin);
+    // the 64-row kernels fit wherever the 128-row ones do (TILES_SMEM is larger)
+    return aligned16(a, b, c, d) && smem_fits(s->HS == 64 ? SMALL_SMEM(64) : SMALL_SMEM(128));
 }
 
 // Launches one flash kernel over grid with the config's threads and smem.
@@ -606,7 +619,7 @@ bool cuda_flash_supported(const AttnShape *s, const void *a, const void *b, cons
 
 void cuda_flash_forward(bf16 *out, float *lse, const bf16 *qkv, const AttnShape *s) {
     const float scale = 1.0f / sqrtf((float)s->HS);
-    if (flash_tiles(s)) {
+    if (flash_tiles(s, s->NH)) {
         dim3 grid(cuda_blocks(s->T, 128), s->NH, s->B);
         FA_LAUNCH((flash_fwd_kernel<128, 8, true>), grid, 8, FWD_SMEM(128, 128, 1), out, lse, qkv, s->seg, s->T,
                   s->NH, s->NKV, s->causal, scale);
@@ -621,29 +634,29 @@ void cuda_flash_forward(bf16 *out, float *lse, const bf16 *qkv, const AttnShape 
                   s->NH, s->NKV, s->causal, scale);
 }
 
+// dK/dV and dQ write disjoint parts of dqkv, so each picks its form alone.
 void cuda_flash_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse, const float *D,
                          const AttnShape *s) {
     const float scale = 1.0f / sqrtf((float)s->HS);
-    if (flash_tiles(s)) {
-        dim3 grid_kv(cuda_blocks(s->T, 128), s->NKV, s->B), grid_q(cuda_blocks(s->T, 128), s->NH, s->B);
-        FA_LAUNCH((flash_bwd_dkdv_kernel<128, BRQ_128, 8>), grid_kv, 8, DKDV_SMEM(128, BRQ_128, 128), dqkv, dout, qkv,
-                  lse, D, s->seg, s->T, s->NH, s->NKV, s->causal, scale);
-        FA_LAUNCH((flash_bwd_dq_kernel<128, 8>), grid_q, 8, DQ_SMEM(128, 128), dqkv, dout, qkv, lse, D, s->seg, s->T,
-                  s->NH, s->NKV, s->causal, scale);
-        return;
-    }
-    dim3 grid_kv(cuda_blocks(s->T, 64), s->NKV, s->B), grid_q(cuda_blocks(s->T, 64), s->NH, s->B);
-    if (s->HS == 64) {
-        FA_LAUNCH((flash_bwd_dkdv_kernel<64, BRQ_64, 4>), grid_kv, 4, DKDV_SMEM(64, BRQ_64, 64), dqkv, dout, qkv, lse,
-                  D, s->seg, s->T, s->NH, s->NKV, s->causal, scale);
-        FA_LAUNCH((flash_bwd_dq_kernel<64, 4>), grid_q, 4, DQ_SMEM(64, 64), dqkv, dout, qkv, lse, D, s->seg, s->T,
-                  s->NH, s->NKV, s->causal, scale);
-    } else {
-        FA_LAUNCH((flash_bwd_dkdv_kernel<128, BRQ_128, 4>), grid_kv, 4, DKDV_SMEM(128, BRQ_128, 64), dqkv, dout, qkv,
-                  lse, D, s->seg, s->T, s->NH, s->NKV, s->causal, scale);
-        FA_LAUNCH((flash_bwd_dq_kernel<128, 4>), grid_q, 4, DQ_SMEM(128, 64), dqkv, dout, qkv, lse, D, s->seg, s->T,
-                  s->NH, s->NKV, s->causal, scale);
-    }
+    const int T = s->T, NH = s->NH, NKV = s->NKV, B = s->B;
+    if (flash_tiles(s, NKV))
+        FA_LAUNCH((flash_bwd_dkdv_kernel<128, BRQ_128, 8>), dim3(cuda_blocks(T, 128), NKV, B), 8,
+                  DKDV_SMEM(128, BRQ_128, 128), dqkv, dout, qkv, lse, D, s->seg, T, NH, NKV, s->causal, scale);
+    else if (s->HS == 128)
+        FA_LAUNCH((flash_bwd_dkdv_kernel<128, BRQ_128, 4>), dim3(cuda_blocks(T, 64), NKV, B), 4,
+                  DKDV_SMEM(128, BRQ_128, 64), dqkv, dout, qkv, lse, D, s->seg, T, NH, NKV, s->causal, scale);
+    else
+        FA_LAUNCH((flash_bwd_dkdv_kernel<64, BRQ_64, 4>), dim3(cuda_blocks(T, 64), NKV, B), 4,
+                  DKDV_SMEM(64, BRQ_64, 64), dqkv, dout, qkv, lse, D, s->seg, T, NH, NKV, s->causal, scale);
+    if (flash_tiles(s, NH))
+        FA_LAUNCH((flash_bwd_dq_kernel<128, 8>), dim3(cuda_blocks(T, 128), NH, B), 8, DQ_SMEM(128, 128), dqkv, dout,
+                  qkv, lse, D, s->seg, T, NH, NKV, s->causal, scale);
+    else if (s->HS == 128)
+        FA_LAUNCH((flash_bwd_dq_kernel<128, 4>), dim3(cuda_blocks(T, 64), NH, B), 4, DQ_SMEM(128, 64), dqkv, dout,
+                  qkv, lse, D, s->seg, T, NH, NKV, s->causal, scale);
+    else
+        FA_LAUNCH((flash_bwd_dq_kernel<64, 4>), dim3(cuda_blocks(T, 64), NH, B), 4, DQ_SMEM(64, 64), dqkv, dout, qkv,
+                  lse, D, s->seg, T, NH, NKV, s->causal, scale);
 }
 
 // ---- op-table entry points ----------------------------------------------------------------

@@ -53,16 +53,16 @@ static void tiles_round_bf16(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
 }
 
-// out, lse (forward) or dqkv (backward) of one path; tiles = 1: the 128-row
-// kernels, 0: the 64-row ones.
+// out and lse (forward), dqkv (backward) of one path.
 typedef struct {
     float *out, *lse, *dqkv;
 } TilesResult;
 
-// Selects the kernels (1: 128-row); returns the previous setting.
-static int tiles_use(const char *op, int tiles) {
-    const int was = backend_cuda_set_flash_tiles(tiles);
-    EXPECT(was == 0 || was == 1, "%s: backend_cuda_set_flash_tiles(%d) returned %d", op, tiles, was);
+// Selects the kernels (0: 64-row, 2: 128-row at any grid size); returns the
+// previous setting.
+static int tiles_use(const char *op, int mode) {
+    const int was = backend_cuda_set_flash_tiles(mode);
+    EXPECT(was >= 0 && was <= 2, "%s: backend_cuda_set_flash_tiles(%d) returned %d", op, mode, was);
     return was;
 }
 
@@ -89,11 +89,13 @@ static void check_tiles(Harness *h, int B, int T, int NH, int NKV, int causal, i
     void *dq = d_act(h, qkv, nqkv), *ddy = d_act(h, dy, nout), *dout = d_poison(h, nout * 2);
     void *ddqkv = d_poison(h, nqkv * 2), *dout_c = d_act(h, out_c, nout);
     float *dlse = d_poison(h, nl * sizeof(float)), *dlse_c = d_f32(h, lse_c, nl);
-    // [0] 64-row kernels, [1] 128-row kernels, [2] 128-row kernels again
-    TilesResult r[3] = {{0}};
-    const int was = tiles_use(op, 1);
-    for (int k = all ? 0 : 1; k < (all ? 3 : 2); k++) {
-        tiles_use(op, k > 0);
+    // [0] 64-row kernels, [1] 128-row kernels, [2] 128-row kernels again,
+    // [3] the default choice by grid size (here a mix: the emulator has 4 SMs)
+    static const int mode[4] = {0, 2, 2, 1};
+    TilesResult r[4] = {{0}};
+    const int was = tiles_use(op, 2);
+    for (int k = all ? 0 : 1; k < (all ? 4 : 2); k++) {
+        tiles_use(op, mode[k]);
         h_poison(h, dout, nout * 2);
         h_poison(h, dlse, nl * sizeof(float));
         h->gpu->attention_forward(dout, dlse, dq, &sg);
@@ -111,6 +113,8 @@ static void check_tiles(Harness *h, int B, int T, int NH, int NKV, int causal, i
         h_check(h, op, "out vs 64-row", r[1].out, r[0].out, nout, TOL_BF16);
         h_check(h, op, "lse vs 64-row", r[1].lse, r[0].lse, nl, TOL_F32);
         h_check(h, op, "dqkv vs 64-row", r[1].dqkv, r[0].dqkv, nqkv, TOL_BF16);
+        h_check(h, op, "out by grid vs cpu", r[3].out, out_c, nout, TOL_BF16);
+        h_check(h, op, "dqkv by grid vs cpu", r[3].dqkv, dqkv_c, nqkv, TOL_BF16);
         char name[128];
         snprintf(name, sizeof name, "%s forward", op);
         h_check_bitwise(h, name, r[2].out, r[1].out, nout);
@@ -118,7 +122,7 @@ static void check_tiles(Harness *h, int B, int T, int NH, int NKV, int causal, i
         snprintf(name, sizeof name, "%s backward", op);
         h_check_bitwise(h, name, r[2].dqkv, r[1].dqkv, nqkv);
     }
-    for (int k = 0; k < 3; k++) free(r[k].out), free(r[k].lse), free(r[k].dqkv);
+    for (int k = 0; k < 4; k++) free(r[k].out), free(r[k].lse), free(r[k].dqkv);
     free(qkv), free(seg), free(out_c), free(lse_c), free(dy), free(dqkv_c);
     h_release(h);
 }
@@ -130,7 +134,7 @@ void run_attention_tiles_checks(Harness *h, int large) {
     check_tiles(h, 1, 1, 1, 1, 0, SEG_NONE, 1);
     check_tiles(h, 2, 63, 4, 1, 0, SEG_PACKED, 1);
     check_tiles(h, 2, 63, 4, 1, 1, SEG_LEFTPAD, 1);
-    check_tiles(h, 1, 200, 2, 1, 1, SEG_NONE, 1);
+    check_tiles(h, 1, 200, 4, 1, 1, SEG_NONE, 1);  // by grid: dK/dV 64-row, forward and dQ 128-row
     check_tiles(h, 2, 200, 1, 1, 0, SEG_LEFTPAD, large);
     check_tiles(h, 2, 130, 2, 1, 1, SEG_ALLPAD, large);
     check_tiles(h, 1, 577, 1, 1, 1, SEG_PACKED, large);
