@@ -8,7 +8,7 @@
 // Every warp owns 16 rows (queries, or keys in dK/dV) of the tile its block
 // computes; a block of W warps covers 16 W rows. Two configurations:
 //
-//   kernel      | "64-row" (HS 64; HS 128 with tiles off) | "128-row" (HS 128, the default)
+//   kernel      | "64-row" (HS 64; HS 128 when chosen)    | "128-row" (HS 128)
 //   forward     | 4 warps, 64 queries x 64-key tiles,     | 8 warps, 128 queries x 64-key tiles,
 //               | Q read from smem by ldmatrix per tile   | Q fragments in registers for all tiles
 //   dK/dV       | 4 warps, 64 keys x query tiles of 64    | 8 warps, 128 keys x query tiles of 32
@@ -22,17 +22,17 @@
 // warp is registers: at HS 128 one warp's 16 x 128 fp32 accumulator is 64
 // registers per thread (dK and dV: 128), S or dP of a 16 x 64 tile 32, Q's
 // 16 x 128 bf16 A fragments 32. So a warp keeps 16 rows and the block gets
-// more warps instead. ptxas (sm_90, CUDA 13, -O3; registers / thread, no
-// spills, no stack in any of them):
-//   64-row:  forward 166 / 135 (HS 128 / 64), dK/dV 249 / 168, dQ 177 / 128;
-//   128-row: see docs/cuda.md (measured with the build's own ptxas).
+// more warps instead. ptxas (sm_90, CUDA 13, -O3, 2026-12-01; registers per
+// thread, no spills, no stack in any of them; sm_80 in docs/cuda.md):
+//   64-row:  forward 167 / 128 (HS 128 / 64), dK/dV 252 / 168, dQ 178 / 128;
+//   128-row: forward 217, dK/dV 252, dQ 217.
 // Both run one 8-warp "slot" per SM at HS 128 (65536 registers / SM): the
 // 64-row kernels as two 4-warp blocks, the 128-row ones as one 8-warp block,
 // so occupancy is the same and the 128-row kernels win by traffic alone.
 // The forward keeps Q in registers because it reads it against every K tile
 // (T / 64 ldmatrix passes of Q in the 64-row kernel, one here); dK/dV keeps
 // its query tile at 32 rows because dK + dV already take 128 registers
-// (249 in all at 4 warps: 64-row query tiles would spill). Shared memory per
+// (252 in all: 64-row query tiles would spill). Shared memory per
 // block, rows padded by FA_PAD (16 bytes) so ldmatrix has no bank conflicts:
 //   64-row:  forward 85 / 45 KiB, dK/dV 68 / 54 KiB, dQ 102 / 54 KiB;
 //   128-row: forward 68 KiB (Q is staged in the second K/V buffer and read
@@ -56,10 +56,11 @@
 //             S and dP are computed in both (7 tile matmuls instead of 5).
 // Masking: causal, padding keys and packed documents through segment ids, by
 // the same rule as the CPU op (attn_visible), evaluated only on the tiles that
-// need it (segments or padding present, the diagonal, the edge of T), per
-// warp, forward and backward; the other tiles take every pair as is. A warp
-// whose 16 rows all come before a causal tile (or whose keys all come after
-// a query tile) skips that tile's work: it would add exact zeros. A row with
+// need it (segments or padding present, the diagonal, the edge of T), forward
+// and backward (tested per warp in the forward and the 8-warp dK/dV, per
+// block elsewhere); the other tiles take every pair as is. A warp whose 16
+// rows all come before a causal tile (or, in the 8-warp dK/dV, whose keys all
+// come after a query tile) skips that tile's work: it would add exact zeros. A row with
 // no visible key keeps l = 0: out = 0 and lse = -inf; backward treats
 // lse = -inf as P = 0.
 //
