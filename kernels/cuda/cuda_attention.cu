@@ -57,8 +57,8 @@
 // Masking: causal, padding keys and packed documents through segment ids, by
 // the same rule as the CPU op (attn_visible), evaluated only on the tiles that
 // need it (segments or padding present, the diagonal, the edge of T), forward
-// and backward (tested per warp in the forward and the 8-warp dK/dV, per
-// block elsewhere); the other tiles take every pair as is. A warp whose 16
+// and backward (tested per warp in the forward and the 8-warp dK/dV and dQ,
+// per block in the 4-warp backward); the other tiles take every pair as is. A warp whose 16
 // rows all come before a causal tile (or, in the 8-warp dK/dV, whose keys all
 // come after a query tile) skips that tile's work: it would add exact zeros. A row with
 // no visible key keeps l = 0: out = 0 and lse = -inf; backward treats
@@ -499,6 +499,10 @@ __global__ void __launch_bounds__(WARPS * 32) flash_bwd_dq_kernel(bf16 *dqkv, co
     zero_acc(dq);
     const int row0 = warp * 16;
     const int iw = q0 + row0;  // this warp's first query
+    // The mask test per warp in the 8-warp kernel, per block at 4 warps (where
+    // per warp costs HS 64 thirty registers).
+    constexpr bool WIDE = WARPS > 4;
+    const int qm = WIDE ? iw : q0, qn = WIDE ? 16 : BR;  // the queries the test covers
 
     for (int kt = 0; kt < n_kt; kt++) {
         const int buf = kt & 1;
@@ -516,7 +520,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_bwd_dq_kernel(bf16 *dqkv, co
         const bf16 *Kb = kv + buf * KVB, *Vb = Kb + BC * LDS;
         const int k0 = kt * BC;
         if (!(causal && k0 > iw + 15)) {  // causal: keys all after this warp's rows add nothing
-            const bool unmasked = !segb && q0 + BR <= T && k0 + BC <= T && (!causal || k0 + BC - 1 <= q0);
+            const bool unmasked = !segb && qm + qn <= T && k0 + BC <= T && (!causal || k0 + BC - 1 <= qm);
 
             float p[NS][4];
             zero_acc(p);
