@@ -28,7 +28,9 @@
 //   128-row: forward 217, dK/dV 252, dQ 217.
 // Both run one 8-warp "slot" per SM at HS 128 (65536 registers / SM): the
 // 64-row kernels as two 4-warp blocks, the 128-row ones as one 8-warp block,
-// so occupancy is the same and the 128-row kernels win by traffic alone.
+// so occupancy is the same and what differs is traffic (half the K/V tile
+// fills and, in the forward, no Q ldmatrix per tile): unmeasured until a GPU
+// runs tests/gpu's bench, which times both.
 // The forward keeps Q in registers because it reads it against every K tile
 // (T / 64 ldmatrix passes of Q in the 64-row kernel, one here); dK/dV keeps
 // its query tile at 32 rows because dK + dV already take 128 registers
