@@ -20,6 +20,7 @@ extern void *ops_cuda_stream(void) __attribute__((weak));
 extern int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) __attribute__((weak));
 extern const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size_t cap) __attribute__((weak));
 extern void ops_cuda_cudnn_counts(long *cudnn_calls, long *flash_calls) __attribute__((weak));
+extern int ops_cuda_set_flash_tiles(int mode) __attribute__((weak));
 
 typedef const Ops *(*CudaCreateFn)(char *msg, size_t cap);
 typedef void *(*CudaStreamFn)(void);
@@ -99,6 +100,13 @@ void *backend_cuda_stream(void) {
     return stream ? stream() : NULL;
 }
 
+int backend_cuda_set_flash_tiles(int mode) {
+    char msg[1024] = {0};
+    int (*fn)(int) = ops_cuda_set_flash_tiles;
+    if (!fn) *(void **)&fn = cuda_symbol("ops_cuda_set_flash_tiles", msg, sizeof msg);
+    return fn ? fn(mode) : -1;
+}
+
 static int cuda_memory(size_t *free_bytes, size_t *total_bytes) {
     char msg[1024] = {0};
     int (*fn)(size_t *, size_t *) = ops_cuda_memory;
@@ -138,6 +146,10 @@ int backend_cudnn_counts(long *cudnn_calls, long *flash_calls) {
 void *backend_cuda_stream(void) { return NULL; }
 int backend_cudnn_counts(long *cudnn_calls, long *flash_calls) {
     *cudnn_calls = *flash_calls = 0;
+    return -1;
+}
+int backend_cuda_set_flash_tiles(int mode) {
+    (void)mode;
     return -1;
 }
 #endif

@@ -14,6 +14,12 @@ const Ops *backend_select(const char *device, Error *err);
 // The cudaStream_t every CUDA op runs on, for code that must order its own
 // work after the ops' (NCCL); NULL before backend_select("cuda") succeeded.
 void *backend_cuda_stream(void);
+// Head size 128 flash attention of the CUDA backend: 0 = the 64-row kernels,
+// 1 = the 128-row kernels where their grid gives every SM a block (the
+// default), 2 = the 128-row kernels always (LLAVA_FLASH_TILES=0/1/2 at start
+// does the same). For the benchmark and the tests that compare the two;
+// returns the previous setting, -1 before backend_select("cuda") succeeded.
+int backend_cuda_set_flash_tiles(int mode);
 // The memory of the device ops runs on (the GPU's, or the machine's RAM for
 // the CPU backend): total and currently free bytes. 0, or -1 if unknown.
 int backend_device_memory(const Ops *ops, size_t *free_bytes, size_t *total_bytes);

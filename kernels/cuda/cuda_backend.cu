@@ -292,6 +292,11 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
     c->stage_size = kb && atol(kb) >= 4 ? (size_t)atol(kb) << 10 : (size_t)64 << 20;
     CUDA_CHECK(cudaMallocHost((void **)&c->stage, c->stage_size));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->stage_done, cudaEventDisableTiming));
+    // LLAVA_FLASH_TILES=0 / 2: the 64-row / 128-row flash kernels at head
+    // size 128 whatever the shape (a fallback; the benchmark's baseline);
+    // unset or 1: the 128-row kernels where their grid fills the card.
+    const char *tiles = getenv("LLAVA_FLASH_TILES");
+    c->flash_tiles = tiles && (strcmp(tiles, "0") == 0 || strcmp(tiles, "2") == 0) ? atoi(tiles) : 1;
     cuda_attention_init();
     fill_table(&g_ops);
     g_ready = true;
@@ -299,6 +304,16 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
 }
 
 extern "C" void *ops_cuda_stream(void) { return g_ready ? (void *)g_ctx.stream : NULL; }
+
+// The head-size-128 flash kernels: 0 = 64-row, 1 = 128-row where the grid
+// fills the card, 2 = 128-row (cuda_attention.cu); returns the previous
+// setting, or -1 before the backend exists or for another value.
+extern "C" int ops_cuda_set_flash_tiles(int mode) {
+    if (!g_ready || mode < 0 || mode > 2) return -1;
+    const int was = g_ctx.flash_tiles;
+    g_ctx.flash_tiles = mode;
+    return was;
+}
 
 extern "C" int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) {
     if (!g_ready) return -1;

@@ -54,6 +54,7 @@ typedef struct CudaContext {
     int sm_count;
     int cc_major, cc_minor;
     size_t smem_optin;             // max dynamic shared memory per block (bytes)
+    int flash_tiles;               // HS 128 flash kernels: 0 64-row, 1 by grid size, 2 128-row (cuda_attention.cu)
     cudaStream_t stream;
     cublasLtHandle_t lt;
     void *lt_workspace;

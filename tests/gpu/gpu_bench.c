@@ -3,7 +3,8 @@
 // CLIP-L/14-336: 8 images x 577 tokens, D 1024, FF 4096, 16 heads of 64),
 // against the two ceilings measured first on the same card: a large
 // device-to-device copy and a large bf16 matmul. Then the flash-attention
-// benchmark (head size 128, T = 2048, forward + backward).
+// benchmark (head size 128, T = 2048, forward + backward, the 64-row and
+// the 128-row kernels side by side).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,21 +227,39 @@ void run_timings(Harness *h, double *peak_gbs, double *peak_tflops) {
     bench_decode(h, 8, 2048, 32, 32, 128);
 }
 
+// Both head-size-128 configurations of kernels/cuda/cuda_attention.cu on the
+// same inputs: the 64-row kernels (4 warps) and the 128-row ones (8 warps, Q
+// in registers), switched with backend_cuda_set_flash_tiles.
 void run_flash_bench(Harness *h, double peak_tflops) {
-    printf("\n== flash attention, head size 128, T = 2048, B 4 x 32 heads ==\n");
-    double flash_s[2][2];  // [causal][fwd, bwd]
-    for (int causal = 0; causal < 2; causal++) {
-        double fs, bs;
-        const int B = 4, T = 2048, NH = 32, HS = 128;
-        bench_attention(h, causal ? "bench causal" : "bench bidirectional", B, T, NH, NH, HS, causal, &fs, &bs);
-        const double f = 4.0 * B * NH * (double)T * T * HS * (causal ? 0.5 : 1.0);
-        const double tf_f = f / fs * 1e-12, tf_b = 2.5 * f / bs * 1e-12, tf_fb = 3.5 * f / (fs + bs) * 1e-12;
-        printf("%-14s fwd %7.3f ms %6.1f TFLOP/s | bwd %7.3f ms %6.1f TFLOP/s | fwd+bwd %6.1f TFLOP/s = %4.1f%% of "
-               "the measured bf16 matmul rate (%.1f TFLOP/s)\n",
-               causal ? "causal" : "bidirectional", fs * 1e3, tf_f, bs * 1e3, tf_b, tf_fb,
-               peak_tflops > 0 ? 100.0 * tf_fb / peak_tflops : 0.0, peak_tflops);
-        flash_s[causal][0] = fs, flash_s[causal][1] = bs;
+    printf("\n== flash attention, head size 128, T = 2048, B 4 x 32 heads: 64-row vs 128-row kernels ==\n");
+    const int was = backend_cuda_set_flash_tiles(2);
+    if (was < 0) {
+        printf("flash bench: the backend cannot switch its flash kernels; skipped\n");
+        return;
     }
+    double flash_s[2][2];  // [causal][fwd, bwd] of the 128-row kernels
+    for (int causal = 0; causal < 2; causal++) {
+        double fs[2], bs[2];
+        const int B = 4, T = 2048, NH = 32, HS = 128;
+        const double f = 4.0 * B * NH * (double)T * T * HS * (causal ? 0.5 : 1.0);
+        for (int tiles = 0; tiles < 2; tiles++) {
+            char label[64];
+            snprintf(label, sizeof label, "bench %s %s", causal ? "causal" : "bidirectional",
+                     tiles ? "128-row" : "64-row");
+            backend_cuda_set_flash_tiles(tiles ? 2 : 0);
+            bench_attention(h, label, B, T, NH, NH, HS, causal, &fs[tiles], &bs[tiles]);
+            const double tf_f = f / fs[tiles] * 1e-12, tf_b = 2.5 * f / bs[tiles] * 1e-12;
+            const double tf_fb = 3.5 * f / (fs[tiles] + bs[tiles]) * 1e-12;
+            printf("%-14s %-8s fwd %7.3f ms %6.1f TFLOP/s | bwd %7.3f ms %6.1f TFLOP/s | fwd+bwd %6.1f TFLOP/s = "
+                   "%4.1f%% of the measured bf16 matmul rate (%.1f TFLOP/s)\n",
+                   causal ? "causal" : "bidirectional", tiles ? "128-row" : "64-row", fs[tiles] * 1e3, tf_f,
+                   bs[tiles] * 1e3, tf_b, tf_fb, peak_tflops > 0 ? 100.0 * tf_fb / peak_tflops : 0.0, peak_tflops);
+        }
+        flash_s[causal][0] = fs[1], flash_s[causal][1] = bs[1];
+        printf("%-14s 128-row / 64-row speed: fwd %.2fx, bwd %.2fx, fwd+bwd %.2fx\n", causal ? "causal" : "bidirectional",
+               fs[0] / fs[1], bs[0] / bs[1], (fs[0] + bs[0]) / (fs[1] + bs[1]));
+    }
+    backend_cuda_set_flash_tiles(was);
     // The same shapes through cuDNN's fused attention (attention_backend cudnn).
     Error err = {{0}};
     const Ops *cu = backend_attention(h->gpu, "cudnn", &err), *flash = h->gpu;
@@ -252,7 +271,7 @@ void run_flash_bench(Harness *h, double peak_tflops) {
     for (int causal = 0; causal < 2; causal++) {
         double fs, bs;
         bench_attention(h, causal ? "cudnn causal" : "cudnn bidirectional", 4, 2048, 32, 32, 128, causal, &fs, &bs);
-        printf("%-14s cudnn fwd %7.3f ms (flash/cudnn %.2fx) | bwd %7.3f ms (%.2fx) | fwd+bwd %.2fx\n",
+        printf("%-14s cudnn fwd %7.3f ms (128-row flash/cudnn %.2fx) | bwd %7.3f ms (%.2fx) | fwd+bwd %.2fx\n",
                causal ? "causal" : "bidirectional", fs * 1e3, flash_s[causal][0] / fs, bs * 1e3,
                flash_s[causal][1] / bs, (flash_s[causal][0] + flash_s[causal][1]) / (fs + bs));
     }
