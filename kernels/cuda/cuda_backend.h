@@ -21,6 +21,18 @@ void *ops_cuda_stream(void);
 // The device's free and total memory (cudaMemGetInfo). 0, or -1 before creation.
 int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes);
 
+// cuBLASLt plan cache counters (kernels/cuda/cuda_matmul.cu): every matmul
+// call is a hit (same exact shape as the plan's last), a check (a new shape
+// in the plan's bucket: cublasLtMatmulAlgoCheck on the cached algorithm;
+// check_failures of them refused) or, with a refusal or a new bucket, a
+// heuristic query. LLAVA_CUDA_DEBUG prints them when the plans are released.
+typedef struct {
+    long long calls, hits, checks, check_failures, queries;
+} CudaPlanStats;
+// Copies the counters to *stats (if not NULL); release != 0 then destroys
+// every plan and zeroes the counters (the next call of each shape queries).
+void ops_cuda_matmul_plans(CudaPlanStats *stats, int release);
+
 #ifdef __cplusplus
 }
 #endif

@@ -588,6 +588,22 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// The cached algorithm for a new shape. The emulated GEMM runs any shape, so
+// the check passes whenever the shapes agree, unless the test sets
+// LLAVA_EMU_REFUSE_ALGO_CHECK (the backend must then ask the heuristic again).
+cublasStatus_t cublasLtMatmulAlgoCheck(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
+                                       cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd,
+                                       const cublasLtMatmulAlgo_t *, cublasLtMatmulHeuristicResult_t *result) {
+    uint64_t m, n, k;
+    if (!emu_shapes((EmuDesc *)d, (EmuLayout *)a, (EmuLayout *)b, (EmuLayout *)c, (EmuLayout *)dd, &m, &n, &k))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const char *refuse = getenv("LLAVA_EMU_REFUSE_ALGO_CHECK");
+    if (refuse && *refuse && strcmp(refuse, "0") != 0) return CUBLAS_STATUS_NOT_SUPPORTED;
+    memset(result, 0, sizeof *result);
+    result->state = CUBLAS_STATUS_SUCCESS;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 static float emu_get(const void *p, cudaDataType_t t, size_t i) {
     if (t == CUDA_R_32F) return ((const float *)p)[i];
     return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
