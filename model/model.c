@@ -465,7 +465,7 @@ static void layer_event(LlavaModel *m, ModuleId mod, int l, LayerEvent ev) {
 
 // ---- vision tower (frozen: forward only, one layer of scratch) ---------------------
 
-static void vision_forward(LlavaModel *m, const float *pixels, int N) {
+static void vision_forward(LlavaModel *m, const float *pixels, const uint16_t *pixels_bf16, int N) {
     const Ops *o = m->ops;
     const LlavaConfig *c = &m->cfg;
     const VisionConfig *v = &c->vision;
@@ -476,7 +476,11 @@ static void vision_forward(LlavaModel *m, const float *pixels, int N) {
     const int NV = N * NT;
     const int PP = 3 * P * P, Iv = v->intermediate;
 
-    o->upload_act(a->pixels, pixels, (size_t)N * 3 * S * S);
+    const size_t n_pix = (size_t)N * 3 * S * S;
+    if (pixels_bf16 && o->act_size == sizeof(uint16_t))
+        o->upload(a->pixels, pixels_bf16, n_pix * sizeof(uint16_t));  // rounded already: a plain copy
+    else
+        o->upload_act(a->pixels, pixels, n_pix);
     o->patchify(a->patches, a->pixels, N, S, P);
     void *h;
     if (v->kind == VISION_SIGLIP) {
@@ -656,7 +660,7 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     m->n_counted = upload_batch(m, b);
 
     if (N > 0) {
-        vision_forward(m, b->pixels, N);
+        vision_forward(m, b->pixels, b->pixels_bf16, N);
         projector_forward(m, NF);
     }
     o->embedding_forward(a->x[0], a->ids, W(m, MODULE_LLM, m->off.embed), M, C);

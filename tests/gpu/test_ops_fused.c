@@ -3,7 +3,8 @@
 // every alignment (against the CPU op); the cuBLASLt plans shared by the
 // lengths of one bucket (results against the CPU op and, on the emulator,
 // bitwise against fresh plans, with the number of heuristic queries counted);
-// bf16 pixels made on the host against the backend's own conversion.
+// bf16 pixels rounded on the host (as the loader's workers do) against the
+// backend's own conversion, bitwise.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,7 +199,33 @@ static void check_plans(Harness *h, int K, int N, int keep) {
     h_release(h);
 }
 
+// ---- bf16 pixels -------------------------------------------------------------------------
+// The loader's workers round pixels with f32_to_bf16 and the model uploads
+// those bytes as they are; before, the backend's upload_act rounded them on
+// the step's thread. The same bits on the device either way, for values that
+// are not bf16-exact, ties, signed zeros, subnormals, overflow, inf and NaN.
+static void check_pixels_bf16(Harness *h, size_t n) {
+    float *x = h_rand(h, n, 1.5f);
+    for (size_t i = 0; i < n; i++) x[i] *= 1.0f + 1e-3f * (float)(i % 7);  // not bf16-exact
+    const uint32_t special[] = {0x3f808000u /* tie, even below */, 0x3f818000u /* tie, odd below */,
+                                0x80000000u, 0x00000001u, 0x807fffffu, 0x7f7fffffu /* rounds to inf */,
+                                0x7f800000u, 0xff800000u, 0x7fc00001u, 0xffa00000u /* signalling NaN */};
+    for (size_t k = 0; k < sizeof special / sizeof *special && k < n; k++) memcpy(&x[k * 13 % n], &special[k], 4);
+    uint16_t *host = xmalloc(n * sizeof(uint16_t)), *a = xmalloc(n * sizeof(uint16_t)), *b = xmalloc(n * 2);
+    for (size_t i = 0; i < n; i++) host[i] = f32_to_bf16(x[i]);
+    void *da = d_act(h, x, n), *db = d_act(h, NULL, n);
+    h->gpu->upload(db, host, n * sizeof(uint16_t));
+    h->gpu->download(a, da, n * sizeof(uint16_t));
+    h->gpu->download(b, db, n * sizeof(uint16_t));
+    EXPECT(memcmp(a, b, n * sizeof(uint16_t)) == 0 && memcmp(a, host, n * sizeof(uint16_t)) == 0,
+           "pixels: bf16 rounded on the host (loader) = rounded by upload_act, %zu values", n);
+    if (h->verbose) printf("  %-28s %-22s bitwise equal\n", "pixels bf16 (loader)", "vs upload_act");
+    free(x), free(host), free(a), free(b);
+    h_release(h);
+}
+
 void run_fused_checks(Harness *h, int large) {
     run_ce_checks(h, large);
+    check_pixels_bf16(h, large ? (size_t)16 * 3 * 336 * 336 : (size_t)2 * 3 * 28 * 28 + 5);
     check_plans(h, large ? 512 : 32, large ? 1024 : 16, large ? 9 : 1);
 }
