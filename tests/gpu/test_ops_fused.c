@@ -3,7 +3,8 @@
 // every alignment (against the CPU op); the cuBLASLt plans shared by the
 // lengths of one bucket (results against the CPU op and, on the emulator,
 // bitwise against fresh plans, with the number of heuristic queries counted);
-// bf16 pixels rounded on the host (as the loader's workers do) against the
+// the SwiGLU gradient that recomputes its output, bitwise against the two ops
+// it replaces; bf16 pixels rounded on the host (as the loader's workers do) against the
 // backend's own conversion, bitwise.
 #include <math.h>
 #include <stdio.h>
@@ -224,8 +225,54 @@ static void check_pixels_bf16(Harness *h, size_t n) {
     h_release(h);
 }
 
+// ---- SwiGLU gradient with the recompute of its output ------------------------------------
+// swiglu_backward_recompute against swiglu_forward + swiglu_backward: the
+// same bits on each backend (out NULL too), and the GPU against the CPU.
+static void check_swiglu_recompute(Harness *h, int M, int FF) {
+    char op[64];
+    snprintf(op, sizeof op, "swiglu_backward_recompute %dx%d", M, FF);
+    const size_t n = (size_t)M * FF;
+    float *gu = h_rand(h, 2 * n, 2.0f), *dy = h_rand(h, n, 1.0f);
+    float *out_c = xmalloc(n * sizeof(float)), *dgu_c = xmalloc(2 * n * sizeof(float));
+    float *out_f = xmalloc(n * sizeof(float)), *dgu_f = xmalloc(2 * n * sizeof(float));
+    h->cpu->swiglu_forward(out_c, gu, M, FF);
+    h->cpu->swiglu_backward(dgu_c, dy, gu, M, FF);
+    h->cpu->swiglu_backward_recompute(dgu_f, out_f, dy, gu, M, FF);
+    h_check_bitwise(h, "swiglu_backward_recompute cpu: out vs swiglu_forward", out_f, out_c, n);
+    h_check_bitwise(h, "swiglu_backward_recompute cpu: dgateup vs swiglu_backward", dgu_f, dgu_c, 2 * n);
+    void *dgu = d_act(h, gu, 2 * n), *ddy = d_act(h, dy, n);
+    void *dout = d_poison(h, n * A), *ddgu = d_poison(h, 2 * n * A);
+    h->gpu->swiglu_forward(dout, dgu, M, FF);
+    h->gpu->swiglu_backward(ddgu, ddy, dgu, M, FF);
+    float *out_g = down_act(h, dout, n), *dgu_g = down_act(h, ddgu, 2 * n);
+    h_poison(h, dout, n * A);
+    h_poison(h, ddgu, 2 * n * A);
+    h->gpu->swiglu_backward_recompute(ddgu, dout, ddy, dgu, M, FF);
+    float *out_gf = down_act(h, dout, n), *dgu_gf = down_act(h, ddgu, 2 * n);
+    char name[112];
+    snprintf(name, sizeof name, "%s: out vs swiglu_forward", op);
+    h_check_bitwise(h, name, out_gf, out_g, n);
+    snprintf(name, sizeof name, "%s: dgateup vs swiglu_backward", op);
+    h_check_bitwise(h, name, dgu_gf, dgu_g, 2 * n);
+    h_check(h, op, "out vs cpu", out_gf, out_c, n, TOL_BF16);
+    h_check(h, op, "dgateup vs cpu", dgu_gf, dgu_c, 2 * n, TOL_BF16);
+    // out NULL (a frozen down projection): only the gradient, the same bits.
+    h_poison(h, ddgu, 2 * n * A);
+    h->gpu->swiglu_backward_recompute(ddgu, NULL, ddy, dgu, M, FF);
+    free(dgu_gf);
+    dgu_gf = down_act(h, ddgu, 2 * n);
+    snprintf(name, sizeof name, "%s: out NULL, dgateup", op);
+    h_check_bitwise(h, name, dgu_gf, dgu_g, 2 * n);
+    free(gu), free(dy), free(out_c), free(dgu_c), free(out_f), free(dgu_f), free(out_g), free(dgu_g), free(out_gf);
+    free(dgu_gf);
+    h_release(h);
+}
+
 void run_fused_checks(Harness *h, int large) {
     run_ce_checks(h, large);
+    check_swiglu_recompute(h, 33, 45);  // the scalar variant
+    check_swiglu_recompute(h, 17, 64);
+    if (large) check_swiglu_recompute(h, 2048, 11008);  // LLaMA-7B
     check_pixels_bf16(h, large ? (size_t)16 * 3 * 336 * 336 : (size_t)2 * 3 * 28 * 28 + 5);
     check_plans(h, large ? 512 : 32, large ? 1024 : 16, large ? 9 : 1);
 }
