@@ -9,11 +9,15 @@
 // Plans: descriptors and the heuristic's choice, cached (asking the heuristic
 // costs more than many small matmuls). Batches of variable length give a new
 // token count almost every step, so the key holds each dimension rounded up
-// to a bucket (plan_bucket): a new length in a known bucket re-describes the
-// plan's layouts (cheap, host only) and asks cublasLtMatmulAlgoCheck whether
-// the cached algorithm runs that shape, querying the heuristic again only if
-// not. Dimensions set by a weight are pinned by the leading dimensions, which
-// stay exact in the key, so only the token dimension really shares plans.
+// to a bucket (plan_bucket), and the heuristic is asked once per bucket, for
+// the bucket's own shape. A length in the bucket re-describes the plan's
+// layouts (cheap, host only) and runs the bucket's algorithm if
+// cublasLtMatmulAlgoCheck accepts it for that shape, else the heuristic's
+// choice for the exact shape. Either way the algorithm is a function of the
+// call's shape, never of the order shapes came in: repeated and resumed runs
+// use the same ones (docs/cuda.md, Determinism). Dimensions set by a weight
+// are pinned by the leading dimensions, which stay exact in the key, so only
+// the token dimension really shares plans.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +39,9 @@ typedef struct {
     int m, n, k;  // the exact shape the layouts describe now
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c;
-    cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t bucket_algo;  // the heuristic's choice for the bucket's shape
+    int bucket_ok;                     // it found one
+    cublasLtMatmulAlgo_t algo;         // what runs the exact shape now
     int valid;   // key is meaningful
     int has_desc;  // descriptors exist
     int ok;      // algo runs the shape the layouts describe
@@ -116,9 +122,9 @@ static void plan_describe(Plan *p, int m, int n, int k) {
     p->k = k;
 }
 
-// Asks the heuristic for the shape the layouts describe. p->ok = 0 when no
-// algorithm fits (remembered: the same shape is not asked again).
-static void plan_query(Plan *p) {
+// Asks the heuristic for the shape the layouts describe: 1 and *algo, or 0
+// when no algorithm fits.
+static int plan_query(Plan *p, cublasLtMatmulAlgo_t *algo) {
     CudaContext *ctx = cuda_ctx();
     const PlanKey *k = &p->key;
     if (g_plan_stats.queries++ == 0 && getenv("LLAVA_CUDA_DEBUG")) atexit(plan_stats_print);
@@ -143,11 +149,39 @@ static void plan_query(Plan *p) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
         cuda_fatal(__FILE__, __LINE__, "cublasLtMatmulAlgoGetHeuristic: %s", cublasLtGetStatusString(st));
-    p->ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
-    if (p->ok) p->algo = res.algo;
+    const int ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (ok) *algo = res.algo;
+    return ok;
 }
 
-// Builds the descriptors for the key and the exact shape, then asks the heuristic.
+// The algorithm for the exact shape the layouts describe: the bucket's if
+// cublasLtMatmulAlgoCheck accepts it within the workspace, else the
+// heuristic's for this shape. p->ok = 0 when neither exists (remembered
+// until the shape changes).
+static void plan_select(Plan *p) {
+    if (p->bucket_ok) {
+        g_plan_stats.checks++;
+        cublasLtMatmulHeuristicResult_t res;
+        memset(&res, 0, sizeof res);
+        const cublasStatus_t st =
+            cublasLtMatmulAlgoCheck(cuda_ctx()->lt, p->desc, p->a, p->b, p->c, p->c, &p->bucket_algo, &res);
+        if (st == CUBLAS_STATUS_SUCCESS && res.workspaceSize <= cuda_ctx()->lt_workspace_size) {
+            p->algo = p->bucket_algo;
+            p->ok = 1;
+            return;
+        }
+        if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE &&
+            st != CUBLAS_STATUS_ARCH_MISMATCH)
+            cuda_fatal(__FILE__, __LINE__, "cublasLtMatmulAlgoCheck: %s", cublasLtGetStatusString(st));
+        g_plan_stats.check_failures++;
+    }
+    p->ok = plan_query(p, &p->algo);
+}
+
+// Builds the descriptors for the key, asks the heuristic for the bucket's
+// shape (each dimension at its bucket, except where that would make an
+// operand's rows exceed its leading dimension: those stay exact), then
+// selects the algorithm for the exact shape (m, n, kk).
 static void plan_build(Plan *p, const PlanKey *k, int m, int n, int kk) {
     memset(p, 0, sizeof *p);
     p->key = *k;
@@ -161,30 +195,16 @@ static void plan_build(Plan *p, const PlanKey *k, int m, int n, int kk) {
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                     sizeof bias_type));
     }
-    plan_describe(p, m, n, kk);
+    int bm = k->m, bn = k->n, bk = k->k;
+    if ((k->opa == CUBLAS_OP_N ? bm : bk) > k->lda) *(k->opa == CUBLAS_OP_N ? &bm : &bk) = k->opa == CUBLAS_OP_N ? m : kk;
+    if ((k->opb == CUBLAS_OP_N ? bk : bn) > k->ldb) *(k->opb == CUBLAS_OP_N ? &bk : &bn) = k->opb == CUBLAS_OP_N ? kk : n;
+    if (bm > k->ldc) bm = m;
+    plan_describe(p, bm, bn, bk);
     p->valid = 1;
     p->has_desc = 1;
-    plan_query(p);
-}
-
-// A new exact shape for a known plan: the cached algorithm if
-// cublasLtMatmulAlgoCheck accepts it for that shape within the workspace,
-// else the heuristic's choice for it.
-static void plan_reshape(Plan *p, int m, int n, int k) {
-    plan_describe(p, m, n, k);
-    if (p->ok) {
-        g_plan_stats.checks++;
-        cublasLtMatmulHeuristicResult_t res;
-        memset(&res, 0, sizeof res);
-        const cublasStatus_t st =
-            cublasLtMatmulAlgoCheck(cuda_ctx()->lt, p->desc, p->a, p->b, p->c, p->c, &p->algo, &res);
-        if (st == CUBLAS_STATUS_SUCCESS && res.workspaceSize <= cuda_ctx()->lt_workspace_size) return;
-        if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE &&
-            st != CUBLAS_STATUS_ARCH_MISMATCH)
-            cuda_fatal(__FILE__, __LINE__, "cublasLtMatmulAlgoCheck: %s", cublasLtGetStatusString(st));
-        g_plan_stats.check_failures++;
-    }
-    plan_query(p);
+    p->bucket_ok = plan_query(p, &p->bucket_algo);
+    plan_describe(p, m, n, kk);
+    plan_select(p);
 }
 
 // The plan for exact shape (m, n, k) under key (whose m, n, k are filled in
@@ -197,10 +217,12 @@ static const Plan *plan_get(PlanKey *key, int m, int n, int k) {
     for (int i = 0; i < PLAN_CACHE; i++) {
         Plan *p = &g_plans[i];
         if (!p->valid || memcmp(&p->key, key, sizeof *key) != 0) continue;
-        if (p->m == m && p->n == n && p->k == k)
+        if (p->m == m && p->n == n && p->k == k) {
             g_plan_stats.hits++;
-        else
-            plan_reshape(p, m, n, k);
+        } else {
+            plan_describe(p, m, n, k);
+            plan_select(p);
+        }
         return p->ok ? p : NULL;
     }
     Plan *slot = &g_plans[g_plan_next];
