@@ -127,7 +127,9 @@ static void plan_describe(Plan *p, int m, int n, int k) {
 static int plan_query(Plan *p, cublasLtMatmulAlgo_t *algo) {
     CudaContext *ctx = cuda_ctx();
     const PlanKey *k = &p->key;
-    if (g_plan_stats.queries++ == 0 && getenv("LLAVA_CUDA_DEBUG")) atexit(plan_stats_print);
+    static int print_at_exit = 0;  // registered once, even across ops_cuda_matmul_plans resets
+    if (!print_at_exit && getenv("LLAVA_CUDA_DEBUG")) print_at_exit = atexit(plan_stats_print) == 0;
+    g_plan_stats.queries++;
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = ctx->lt_workspace_size;
