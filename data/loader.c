@@ -46,6 +46,7 @@ typedef struct {
     LlavaBatch batch;
     int32_t *b_ids, *b_labels, *b_seg, *b_pos;  // [B*T]
     float *pixels;                              // [n_img, 3, S, S]
+    uint16_t *pixels_bf16;                      // [n_img, 3, S, S] with LoaderOptions.pixels_bf16
     size_t cap_bt, cap_pixels;
     int *row_of, *place;                        // [n] packing scratch
     int64_t *out_index;                         // [n] samples in row-major document order
@@ -272,6 +273,7 @@ static void build_batch(Loader *L, Slot *s, LoaderImageScratch *scratch) {
     if ((size_t)s->n_img * img_elems > s->cap_pixels) {
         s->cap_pixels = (size_t)s->n_img * img_elems;
         s->pixels = xrealloc(s->pixels, s->cap_pixels * sizeof(float));
+        if (L->o.pixels_bf16) s->pixels_bf16 = xrealloc(s->pixels_bf16, s->cap_pixels * sizeof(uint16_t));
     }
     int *fill = xcalloc((size_t)(rows ? rows : 1), sizeof(int));
     int *docs = xcalloc((size_t)(rows ? rows : 1), sizeof(int));
@@ -299,6 +301,13 @@ static void build_batch(Loader *L, Slot *s, LoaderImageScratch *scratch) {
                     s->failed = 1;
                     break;
                 }
+                // Rounded here, on this worker, so that the step's thread
+                // only copies: the very function (and bits) the CUDA upload used.
+                if (L->o.pixels_bf16) {
+                    const float *src = s->pixels + (size_t)n_img * img_elems;
+                    uint16_t *dst = s->pixels_bf16 + (size_t)n_img * img_elems;
+                    for (size_t e = 0; e < img_elems; e++) dst[e] = f32_to_bf16(src[e]);
+                }
                 n_img++;
             }
         }
@@ -315,6 +324,7 @@ static void build_batch(Loader *L, Slot *s, LoaderImageScratch *scratch) {
         .pos = L->o.pack ? s->b_pos : NULL,
         .n_images = n_img,
         .pixels = n_img ? s->pixels : NULL,
+        .pixels_bf16 = n_img && L->o.pixels_bf16 ? s->pixels_bf16 : NULL,
     };
 }
 
@@ -520,7 +530,7 @@ static void slot_free(Slot *s) {
     for (size_t i = 0; i < s->cap_n; i++) free(s->ids[i]);
     free(s->index); free(s->ids); free(s->len); free(s->tok_off); free(s->tok); free(s->lab); free(s->img);
     free(s->img_bytes); free(s->img_off); free(s->img_len); free(s->b_ids); free(s->b_labels); free(s->b_seg);
-    free(s->b_pos); free(s->pixels); free(s->row_of); free(s->place);
+    free(s->b_pos); free(s->pixels); free(s->pixels_bf16); free(s->row_of); free(s->place);
     free(s->out_index); free(s->out_ids);
 }
 

@@ -36,7 +36,8 @@
 //
 // Threads: one reader thread does all HDF5 reads (the library is serialized
 // by a global lock), `workers` threads build batches (padding, packing, pixel
-// conversion, decoding for --store encoded) into a ring of `prefetch` slots.
+// conversion, bf16 rounding when asked, decoding for --store encoded) into a
+// ring of `prefetch` slots.
 //
 // Usage:
 //   LoaderOptions o; loader_options_default(&o);
@@ -75,6 +76,8 @@ typedef struct {
     int drop_last;          // drop the partial last step of each epoch (default 0)
     int workers;            // batch-building threads (0 = all cores minus one, at least 1)
     int prefetch;           // micro-batches prepared ahead (0 = 2 x workers + 2)
+    int pixels_bf16;        // also round the pixels to bf16 in the workers (LlavaBatch.pixels_bf16),
+                            // for a bf16 backend (default 0)
     LoaderPos resume;       // where to start (default epoch 0, step 0, micro 0)
 } LoaderOptions;
 

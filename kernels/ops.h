@@ -117,6 +117,11 @@ typedef struct Ops {
     void (*swiglu_forward)(void *out, const void *gateup, int M, int FF);
     // dgateup[M,2FF] = gradients of gate and up halves from dout[M,FF]
     void (*swiglu_backward)(void *dgateup, const void *dout, const void *gateup, int M, int FF);
+    // swiglu_backward that also writes out[M,FF] = what swiglu_forward writes,
+    // bitwise (skipped when out is NULL), from one read of gateup: backward's
+    // recompute of the down projection's input fused with the gradient.
+    // Optional (NULL: the model calls swiglu_forward, then swiglu_backward).
+    void (*swiglu_backward_recompute)(void *dgateup, void *out, const void *dout, const void *gateup, int M, int FF);
 
     // ---- rotary embeddings (half-split layout) ------------------------------
     // Rotates the q and k heads of qkv[M, (NH+2NKV)*HS] in place by

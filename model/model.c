@@ -465,7 +465,7 @@ static void layer_event(LlavaModel *m, ModuleId mod, int l, LayerEvent ev) {
 
 // ---- vision tower (frozen: forward only, one layer of scratch) ---------------------
 
-static void vision_forward(LlavaModel *m, const float *pixels, int N) {
+static void vision_forward(LlavaModel *m, const float *pixels, const uint16_t *pixels_bf16, int N) {
     const Ops *o = m->ops;
     const LlavaConfig *c = &m->cfg;
     const VisionConfig *v = &c->vision;
@@ -476,7 +476,11 @@ static void vision_forward(LlavaModel *m, const float *pixels, int N) {
     const int NV = N * NT;
     const int PP = 3 * P * P, Iv = v->intermediate;
 
-    o->upload_act(a->pixels, pixels, (size_t)N * 3 * S * S);
+    const size_t n_pix = (size_t)N * 3 * S * S;
+    if (pixels_bf16 && o->act_size == sizeof(uint16_t))
+        o->upload(a->pixels, pixels_bf16, n_pix * sizeof(uint16_t));  // rounded already: a plain copy
+    else
+        o->upload_act(a->pixels, pixels, n_pix);
     o->patchify(a->patches, a->pixels, N, S, P);
     void *h;
     if (v->kind == VISION_SIGLIP) {
@@ -596,9 +600,21 @@ static void llm_layer_forward(LlavaModel *m, int l, LayerActs *L, const void *x_
     o->residual_forward(x_out, x_out, L->h, (size_t)M * C);
 }
 
+// Does layer l's backward recompute the SwiGLU output inside its gradient
+// kernel (ops swiglu_backward_recompute: gateup read once)? Not when the full
+// forward has just run again (the output is there), nor with an adapter on
+// down_proj, whose backward needs that output before the SwiGLU gradient's
+// input (dmlp) is complete.
+static int swiglu_recompute_in_backward(const LlavaModel *m, int l) {
+    const LoraState *s = &m->lora;
+    const int lora_down = s->r && s->a_off[l * LORA_TARGETS + LORA_DOWN] != NO_TENSOR;
+    return m->ops->swiglu_backward_recompute && m->recompute != RECOMPUTE_FULL && !lora_down;
+}
+
 // ln1, ln2 (with their rstds) and the SwiGLU output of layer l, again from
 // the kept inputs, into the buffers the layers share (see plan): the same ops
-// on the same values as the forward, so bitwise what the forward had.
+// on the same values as the forward, so bitwise what the forward had. (The
+// SwiGLU output comes later, from the fused backward, when it can.)
 static void llm_layer_recompute_cheap(LlavaModel *m, int l, LayerActs *L, const void *x_in) {
     const Ops *o = m->ops;
     const TextConfig *t = &m->cfg.text;
@@ -606,7 +622,7 @@ static void llm_layer_recompute_cheap(LlavaModel *m, int l, LayerActs *L, const 
     const int M = m->acts.M, C = t->hidden;
     o->rmsnorm_forward(L->ln1, L->ln1_rstd, x_in, W(m, MODULE_LLM, w->ln1_w), M, C, t->eps);
     o->rmsnorm_forward(L->ln2, L->ln2_rstd, L->h, W(m, MODULE_LLM, w->ln2_w), M, C, t->eps);
-    o->swiglu_forward(L->mlp, L->gateup, M, t->intermediate);
+    if (!swiglu_recompute_in_backward(m, l)) o->swiglu_forward(L->mlp, L->gateup, M, t->intermediate);
 }
 
 // On entry acts.dres holds d(x_out); on exit d(x_in).
@@ -620,10 +636,21 @@ static void llm_layer_backward(LlavaModel *m, int l, LayerActs *L, const void *x
     const int QKV = (t->heads + 2 * t->kv_heads) * HS, ATT = t->heads * HS;
     AttnShape as = llm_attn_shape(m);
     // MLP branch: x_out = h + down(swiglu(gateup(ln2(h))))
-    o->matmul_backward(a->dmlp, G(m, LM, w->down_w), G(m, LM, w->down_b), a->dres, L->mlp, W(m, LM, w->down_w), M,
-                       I, C);
-    lora_backward(m, l, LORA_DOWN, L, L->mlp, a->dres, a->dmlp);
-    o->swiglu_backward(a->dgateup, a->dmlp, L->gateup, M, I);
+    if (swiglu_recompute_in_backward(m, l)) {
+        // dmlp first (it needs no input), then the SwiGLU gradient writing the
+        // down projection's input as it goes (only if its weight gradient
+        // wants it), then that weight gradient.
+        float *g_down = G(m, LM, w->down_w);
+        o->matmul_backward(a->dmlp, NULL, NULL, a->dres, L->mlp, W(m, LM, w->down_w), M, I, C);
+        o->swiglu_backward_recompute(a->dgateup, g_down ? L->mlp : NULL, a->dmlp, L->gateup, M, I);
+        if (g_down)
+            o->matmul_backward(NULL, g_down, G(m, LM, w->down_b), a->dres, L->mlp, W(m, LM, w->down_w), M, I, C);
+    } else {
+        o->matmul_backward(a->dmlp, G(m, LM, w->down_w), G(m, LM, w->down_b), a->dres, L->mlp, W(m, LM, w->down_w),
+                           M, I, C);
+        lora_backward(m, l, LORA_DOWN, L, L->mlp, a->dres, a->dmlp);
+        o->swiglu_backward(a->dgateup, a->dmlp, L->gateup, M, I);
+    }
     o->matmul_backward(a->dln, G(m, LM, w->gateup_w), G(m, LM, w->gateup_b), a->dgateup, L->ln2,
                        W(m, LM, w->gateup_w), M, C, 2 * I);
     lora_backward(m, l, LORA_GATE, L, L->ln2, a->dgateup, a->dln);
@@ -656,7 +683,7 @@ int model_forward(LlavaModel *m, const LlavaBatch *b, Error *err) {
     m->n_counted = upload_batch(m, b);
 
     if (N > 0) {
-        vision_forward(m, b->pixels, N);
+        vision_forward(m, b->pixels, b->pixels_bf16, N);
         projector_forward(m, NF);
     }
     o->embedding_forward(a->x[0], a->ids, W(m, MODULE_LLM, m->off.embed), M, C);

@@ -28,6 +28,11 @@ typedef struct {
     const int32_t *pos;        // [B*T] positions or NULL for 0..T-1 in every row
     int n_images;
     const float *pixels;       // [n_images, 3, S, S], normalized
+    // The same pixels rounded to bf16 (common/util.h f32_to_bf16) or NULL. A
+    // backend whose activations are bf16 uploads these bytes as they are (the
+    // loader's workers rounded them, and PCIe carries half of fp32's bytes);
+    // any other backend uses `pixels`.
+    const uint16_t *pixels_bf16;
 } LlavaBatch;
 
 // LoRA on the LLM's linear layers: out += scale * B (A dropout(x)), A [r, in],

@@ -166,6 +166,7 @@ static void check_batch(const LoaderBatch *lb, int pack, int all_text) {
         }
     }
     ok &= doc == lb->n_samples && n_img == b->n_images && targets == lb->targets;
+    ok &= b->pixels_bf16 == NULL;  // fp32 only unless LoaderOptions.pixels_bf16 asks
     if (!pack) ok &= (b->seg != NULL) == any_pad;
     EXPECT(ok, "batch at epoch %lld step %lld micro %d has wrong contents", (long long)lb->pos.epoch,
            (long long)lb->pos.step, lb->pos.micro);
@@ -563,6 +564,7 @@ static void test_encoded(const char *src, const char *dir, int corrupt) {
     o.micro_batch = N;
     o.shuffle = 0;
     o.workers = 2;
+    o.pixels_bf16 = 1;  // as for the CUDA backend: rounded on the workers too
     Loader *L = loader_open(&o, &err);
     EXPECT(L != NULL, "open encoded folder: %s", err.msg);
     if (!L) return;
@@ -575,6 +577,14 @@ static void test_encoded(const char *src, const char *dir, int corrupt) {
         EXPECT(rc == 0 && lb.batch.n_images == N &&
                    memcmp(lb.batch.pixels, want, (size_t)N * 3 * SZ * SZ * sizeof(float)) == 0,
                "decoded on the loader = decoded directly (%s)", err.msg);
+        // bf16 pixels: every element f32_to_bf16 of the fp32 one (the rounding
+        // the CUDA upload applied on the main thread before).
+        size_t bad = 0;
+        const size_t n_px = (size_t)N * 3 * SZ * SZ;
+        for (size_t e = 0; rc == 0 && lb.batch.pixels_bf16 && e < n_px; e++)
+            bad += lb.batch.pixels_bf16[e] != f32_to_bf16(lb.batch.pixels[e]);
+        EXPECT(rc == 0 && lb.batch.pixels_bf16 && bad == 0, "bf16 pixels from the workers: %zu of %zu differ", bad,
+               n_px);
     }
     loader_close(L);
     free(want);

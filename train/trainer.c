@@ -168,6 +168,7 @@ static int open_data(Trainer *t, Error *err) {
     o.pack = c->pack;
     o.max_length = c->max_length;
     o.workers = c->workers;
+    o.pixels_bf16 = t->ops->act_size == sizeof(uint16_t);  // the CUDA backend: bf16 made by the workers
     if (mix.n) {
         const int rc = mixture_source_open(&t->data, &o, &mix, err);
         mixture_free(&mix);

@@ -103,6 +103,35 @@ void cpu_swiglu_backward(void *dgateup_, const void *dout_, const void *gateup_,
     }
 }
 
+// swiglu_backward_row plus out = swiglu_row's value, the same expressions.
+CPU_SIMD_CLONES
+static void swiglu_backward_recompute_row(float *dg, float *du, float *o, const float *dy, const float *g,
+                                          const float *u, int FF) {
+    for (int i = 0; i < FF; i++) {
+        float s = sigmoid_f(g[i]);
+        float silu = g[i] * s;
+        o[i] = silu * u[i];
+        du[i] = dy[i] * silu;
+        dg[i] = dy[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    }
+}
+
+void cpu_swiglu_backward_recompute(void *dgateup_, void *out_, const void *dout_, const void *gateup_, int M,
+                                   int FF) {
+    if (!out_) {
+        cpu_swiglu_backward(dgateup_, dout_, gateup_, M, FF);
+        return;
+    }
+    float *dgu = dgateup_, *out = out_;
+    const float *dout = dout_, *gu = gateup_;
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        const float *g = gu + (size_t)m * 2 * FF, *u = g + FF, *dy = dout + (size_t)m * FF;
+        float *dg = dgu + (size_t)m * 2 * FF;
+        swiglu_backward_recompute_row(dg, dg + FF, out + (size_t)m * FF, dy, g, u, FF);
+    }
+}
+
 // gelu_pytorch_tanh as torch computes it in fp32 (kBeta = sqrt(2/pi)).
 #define GELU_TANH_BETA 0.79788456080286535588f
 #define GELU_TANH_KAPPA 0.044715f

@@ -47,6 +47,7 @@ static const Ops CPU_OPS = {
     .quick_gelu_backward = cpu_quick_gelu_backward,
     .swiglu_forward = cpu_swiglu_forward,
     .swiglu_backward = cpu_swiglu_backward,
+    .swiglu_backward_recompute = cpu_swiglu_backward_recompute,
     .rope_forward = cpu_rope_forward,
     .rope_backward = cpu_rope_backward,
     .attention_forward = cpu_attention_forward,

@@ -29,6 +29,7 @@ void cpu_quick_gelu_forward(void *out, const void *inp, size_t n);
 void cpu_quick_gelu_backward(void *dinp, const void *inp, const void *dout, size_t n);
 void cpu_swiglu_forward(void *out, const void *gateup, int M, int FF);
 void cpu_swiglu_backward(void *dgateup, const void *dout, const void *gateup, int M, int FF);
+void cpu_swiglu_backward_recompute(void *dgateup, void *out, const void *dout, const void *gateup, int M, int FF);
 void cpu_gelu_tanh_forward(void *out, const void *inp, size_t n);
 void cpu_gelu_tanh_backward(void *dinp, const void *inp, const void *dout, size_t n);
 void cpu_rope_freq_forward(void *qkv, const int32_t *pos, const float *inv_freq, int M, int NH, int NKV, int HS);

@@ -187,6 +187,7 @@ static void fill_table(Ops *o) {
     o->quick_gelu_backward = cuda_quick_gelu_backward;
     o->swiglu_forward = cuda_swiglu_forward;
     o->swiglu_backward = cuda_swiglu_backward;
+    o->swiglu_backward_recompute = cuda_swiglu_backward_recompute;
     o->rope_forward = cuda_rope_forward;
     o->rope_backward = cuda_rope_backward;
     o->attention_forward = cuda_attention_forward;

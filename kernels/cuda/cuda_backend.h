@@ -21,6 +21,19 @@ void *ops_cuda_stream(void);
 // The device's free and total memory (cudaMemGetInfo). 0, or -1 before creation.
 int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes);
 
+// cuBLASLt plan cache counters (kernels/cuda/cuda_matmul.cu): a call is a
+// hit (the same exact shape as its plan's last) or a check
+// (cublasLtMatmulAlgoCheck of the bucket's algorithm on a new shape;
+// check_failures of them refused, each then a heuristic query for that
+// shape); queries also counts one per bucket, for the bucket's shape.
+// LLAVA_CUDA_DEBUG=1 prints them at exit.
+typedef struct {
+    long long calls, hits, checks, check_failures, queries;
+} CudaPlanStats;
+// Copies the counters to *stats (if not NULL); release != 0 then destroys
+// every plan and zeroes the counters (the next call of each shape queries).
+void ops_cuda_matmul_plans(CudaPlanStats *stats, int release);
+
 #ifdef __cplusplus
 }
 #endif

@@ -182,6 +182,7 @@ void cuda_quick_gelu_forward(void *out, const void *inp, size_t n);
 void cuda_quick_gelu_backward(void *dinp, const void *inp, const void *dout, size_t n);
 void cuda_swiglu_forward(void *out, const void *gateup, int M, int FF);
 void cuda_swiglu_backward(void *dgateup, const void *dout, const void *gateup, int M, int FF);
+void cuda_swiglu_backward_recompute(void *dgateup, void *out, const void *dout, const void *gateup, int M, int FF);
 void cuda_rope_forward(void *qkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta);
 void cuda_rope_backward(void *dqkv, const int32_t *pos, int M, int NH, int NKV, int HS, float theta);
 void cuda_rope_release(void);

@@ -6,11 +6,18 @@
 #include "kernels/cuda/cuda_internal.cuh"
 
 // ---- cross-entropy ----------------------------------------------------------------------
-// Block per row. Pass 1: every thread keeps an online (max, sum exp) over its
-// elements, merged across the block. Pass 2 (training) writes
+// Block per row, two passes over the V logits (one read for the statistics,
+// one read + one write for the gradient; the minimum for a softmax whose
+// normalizer is needed before any gradient can be written).
+// Pass 1: every thread keeps a running (max, sum exp(x - max)) over its
+// elements, rescaling the sum only when its max grows (about one exp per
+// logit), merged across the block. Pass 2 (training) writes
 // dlogits = (softmax - onehot) * scale over the logits in place: each element
 // is read and written by the same thread, and pass 2 starts after the block
 // barrier that ends pass 1, so no thread reads a logit another already overwrote.
+// Rows whose start is not 16-byte aligned (V not a multiple of 8) still take
+// 16-byte accesses: a scalar head up to the first aligned element, the vector
+// body, a scalar tail.
 #define CE_THREADS 512
 
 // Merges (m2, s2) into (m, s): s = sum exp(x - m). Two empty states (-inf)
@@ -22,6 +29,46 @@ __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2
     m = mx;
 }
 
+// Adds VEC logits to the running (m, s): one exp per logit, one more when
+// their max exceeds m. A NaN logit makes s NaN (the loss is then NaN).
+template <int VEC>
+__device__ __forceinline__ void lse_add(float &m, float &s, const float (&f)[VEC]) {
+    float lm = f[0];
+#pragma unroll
+    for (int k = 1; k < VEC; k++) lm = fmaxf(lm, f[k]);
+    if (lm > m) {
+        s = m == -INFINITY ? 0.0f : s * expf(m - lm);
+        m = lm;
+    }
+    if (m == -INFINITY) return;  // every logit so far is -inf
+#pragma unroll
+    for (int k = 0; k < VEC; k++) s += expf(f[k] - m);
+}
+
+// dlogits of VEC logits starting at column v.
+template <int VEC>
+__device__ __forceinline__ void ce_grad(float (&f)[VEC], int v, int t, float lse, float scale) {
+#pragma unroll
+    for (int k = 0; k < VEC; k++) f[k] = (expf(f[k] - lse) - (v + k == t ? 1.0f : 0.0f)) * scale;
+}
+
+// Elements [0, head) and [head + 8 * nvec, V) of a row are scalar, the rest
+// 16-byte vectors. head = 0 and nvec = 0 in the all-scalar variant.
+struct CeSplit {
+    int head, nvec;
+};
+template <int VEC>
+__device__ __forceinline__ CeSplit ce_split(const bf16 *x, int V) {
+    CeSplit sp = {0, 0};
+    if constexpr (VEC == 8) {
+        const int mis = (int)(((uintptr_t)x & 15u) >> 1);  // bf16 elements past a 16-byte boundary
+        sp.head = mis ? 8 - mis : 0;
+        if (sp.head > V) sp.head = V;
+        sp.nvec = (V - sp.head) / 8;
+    }
+    return sp;
+}
+
 template <int VEC>
 __global__ void __launch_bounds__(CE_THREADS) cross_entropy_kernel(float *losses, bf16 *dlogits, const bf16 *logits,
                                                                    const int32_t *targets, float scale, int V) {
@@ -31,26 +78,33 @@ __global__ void __launch_bounds__(CE_THREADS) cross_entropy_kernel(float *losses
     const int t = targets[m];
     const bf16 *x = logits + (size_t)m * V;
     bf16 *dx = dlogits ? dlogits + (size_t)m * V : nullptr;
+    const CeSplit sp = ce_split<VEC>(x, V);
+    const int body_end = sp.head + 8 * sp.nvec;
     if (t < 0) {  // ignored row: zero loss and zero gradient
         if (threadIdx.x == 0) losses[m] = 0.0f;
-        if (dx)
-            for (int v = threadIdx.x; v < V; v += blockDim.x) dx[v] = __float2bfloat16_rn(0.0f);
+        if (!dx) return;
+        for (int v = threadIdx.x; v < sp.head; v += blockDim.x) dx[v] = __float2bfloat16_rn(0.0f);
+        for (int i = threadIdx.x; i < sp.nvec; i += blockDim.x)
+            *reinterpret_cast<uint4 *>(dx + sp.head + 8 * i) = make_uint4(0u, 0u, 0u, 0u);
+        for (int v = body_end + threadIdx.x; v < V; v += blockDim.x) dx[v] = __float2bfloat16_rn(0.0f);
         return;
     }
     // The target's logit, read before anything is overwritten (t < V is
     // checked by the model; an out-of-range target gives a NaN loss).
     const float xt = t < V ? __bfloat162float(x[t]) : NAN;
     float mx = -INFINITY, sum = 0.0f;
-    for (int v = threadIdx.x * VEC; v < V; v += blockDim.x * VEC) {
-        float f[VEC];
-        load_bf16<VEC>(x + v, f);
-        float lm = f[0];
-#pragma unroll
-        for (int k = 1; k < VEC; k++) lm = fmaxf(lm, f[k]);
-        float ls = 0.0f;
-#pragma unroll
-        for (int k = 0; k < VEC; k++) ls += expf(f[k] - lm);
-        lse_merge(mx, sum, lm, ls);
+    for (int v = threadIdx.x; v < sp.head; v += blockDim.x) {
+        const float f[1] = {__bfloat162float(x[v])};
+        lse_add<1>(mx, sum, f);
+    }
+    for (int i = threadIdx.x; i < sp.nvec; i += blockDim.x) {
+        float f[8];
+        load_bf16<8>(x + sp.head + 8 * i, f);
+        lse_add<8>(mx, sum, f);
+    }
+    for (int v = body_end + threadIdx.x; v < V; v += blockDim.x) {
+        const float f[1] = {__bfloat162float(x[v])};
+        lse_add<1>(mx, sum, f);
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
@@ -73,12 +127,22 @@ __global__ void __launch_bounds__(CE_THREADS) cross_entropy_kernel(float *losses
     __syncthreads();
     if (!dx) return;
     const float lse = s_lse;
-    for (int v = threadIdx.x * VEC; v < V; v += blockDim.x * VEC) {
-        float f[VEC];
-        load_bf16<VEC>(x + v, f);
-#pragma unroll
-        for (int k = 0; k < VEC; k++) f[k] = (expf(f[k] - lse) - (v + k == t ? 1.0f : 0.0f)) * scale;
-        store_bf16<VEC>(dx + v, f);
+    for (int v = threadIdx.x; v < sp.head; v += blockDim.x) {
+        float f[1] = {__bfloat162float(x[v])};
+        ce_grad<1>(f, v, t, lse, scale);
+        dx[v] = __float2bfloat16_rn(f[0]);
+    }
+    for (int i = threadIdx.x; i < sp.nvec; i += blockDim.x) {
+        const int v = sp.head + 8 * i;
+        float f[8];
+        load_bf16<8>(x + v, f);
+        ce_grad<8>(f, v, t, lse, scale);
+        store_bf16<8>(dx + v, f);
+    }
+    for (int v = body_end + threadIdx.x; v < V; v += blockDim.x) {
+        float f[1] = {__bfloat162float(x[v])};
+        ce_grad<1>(f, v, t, lse, scale);
+        dx[v] = __float2bfloat16_rn(f[0]);
     }
 }
 
@@ -86,7 +150,11 @@ void cuda_cross_entropy(float *losses, void *dlogits, const void *logits, const 
                         int M, int V) {
     if (M <= 0) return;
     cudaStream_t st = cuda_ctx()->stream;
-    if (V % 8 == 0 && aligned16(logits, dlogits))
+    // Vector accesses need logits and dlogits at the same offset from a
+    // 16-byte boundary (always so in place): each row then splits the same way
+    // for both (its own head, by where it starts).
+    const bool vec = !dlogits || ((((uintptr_t)logits ^ (uintptr_t)dlogits) & 15u) == 0);
+    if (vec)
         cross_entropy_kernel<8><<<M, CE_THREADS, 0, st>>>(losses, (bf16 *)dlogits, (const bf16 *)logits, targets,
                                                           dloss_scale, V);
     else

@@ -6,15 +6,28 @@
 //   out[M,N]  = inp[M,K] @ W[N,K]^T   is  out^T[N,M]  = op_T(W) @ inp^T
 //   dinp[M,K] = dout[M,N] @ W[N,K]    is  dinp^T[K,M] = W^T @ dout^T   (no transposes)
 //   dW[N,K]  += dout^T @ inp          is  dW^T[K,N]  += inp^T @ op_T(dout^T)
-// Descriptors and the heuristic's choice are cached per shape: asking the
-// heuristic costs more than many small matmuls.
+// Plans: descriptors and the heuristic's choice, cached (asking the heuristic
+// costs more than many small matmuls). Batches of variable length give a new
+// token count almost every step, so the key holds each dimension rounded up
+// to a bucket (plan_bucket), and the heuristic is asked once per bucket, for
+// the bucket's own shape. A length in the bucket re-describes the plan's
+// layouts (cheap, host only) and runs the bucket's algorithm if
+// cublasLtMatmulAlgoCheck accepts it for that shape, else the heuristic's
+// choice for the exact shape. Either way the algorithm is a function of the
+// call's shape, never of the order shapes came in: repeated and resumed runs
+// use the same ones (docs/cuda.md, Determinism). Dimensions set by a weight
+// are pinned by the leading dimensions, which stay exact in the key, so only
+// the token dimension really shares plans.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_internal.cuh"
 
 typedef struct {
-    int m, n, k, lda, ldb, ldc;
+    int m, n, k;  // bucketed (plan_bucket)
+    int lda, ldb, ldc;
     cublasOperation_t opa, opb;
     cudaDataType_t dtype_d;
     int has_bias, accumulate;
@@ -23,17 +36,33 @@ typedef struct {
 
 typedef struct {
     PlanKey key;
+    int m, n, k;  // the exact shape the layouts describe now
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t a, b, c;
-    cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t bucket_algo;  // the heuristic's choice for the bucket's shape
+    int bucket_ok;                     // it found one
+    cublasLtMatmulAlgo_t algo;         // what runs the exact shape now
     int valid;   // key is meaningful
     int has_desc;  // descriptors exist
-    int ok;      // the heuristic found an algorithm
+    int ok;      // algo runs the shape the layouts describe
 } Plan;
 
 #define PLAN_CACHE 64
 static Plan g_plans[PLAN_CACHE];
 static int g_plan_next = 0;
+static CudaPlanStats g_plan_stats;
+
+// Buckets: powers of two up to 256, then quarter steps between powers of two
+// (257..320, ..., 449..512, 513..640, ...): at most 25% of padding in the
+// shape the heuristic saw, about 4 plans per doubling of the length.
+static int plan_bucket(int x) {
+    if (x <= 1 || x > (1 << 30)) return x;
+    int p = 1;
+    while (p < x) p <<= 1;  // smallest power of two >= x
+    if (p <= 256) return p;
+    const int step = p / 8;  // x > p / 2: quarter steps of the octave (p/2, p]
+    return (int)(((long long)x + step - 1) / step * step);
+}
 
 // Largest power of two (<= 256) dividing the address: cuBLASLt's heuristic
 // assumes 256-byte alignment unless told otherwise, and parameter tensors sit
@@ -57,34 +86,50 @@ static void plan_destroy(Plan *p) {
     p->ok = 0;
 }
 
+static void plan_stats_print(void) {
+    fprintf(stderr, "llava: cuBLASLt plans: %lld calls, %lld reused as is, %lld re-described and checked "
+            "(%lld refused), %lld heuristic queries\n", g_plan_stats.calls, g_plan_stats.hits, g_plan_stats.checks,
+            g_plan_stats.check_failures, g_plan_stats.queries);
+}
+
 void cuda_matmul_release(void) {
     for (int i = 0; i < PLAN_CACHE; i++) plan_destroy(&g_plans[i]);
 }
 
-// Builds descriptors for the key and asks the heuristic. p->ok = 0 when no
-// algorithm fits (remembered, so the heuristic is not asked again).
-static void plan_build(Plan *p, const PlanKey *k) {
-    CudaContext *ctx = cuda_ctx();
-    memset(p, 0, sizeof *p);
-    p->key = *k;
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &k->opa, sizeof k->opa));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &k->opb, sizeof k->opb));
-    if (k->has_bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t bias_type = CUDA_R_16BF;
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
-                                                    sizeof bias_type));
+extern "C" void ops_cuda_matmul_plans(CudaPlanStats *stats, int release) {
+    if (stats) *stats = g_plan_stats;
+    if (release) {
+        cuda_matmul_release();
+        memset(&g_plan_stats, 0, sizeof g_plan_stats);
     }
-    int a_rows = k->opa == CUBLAS_OP_N ? k->m : k->k, a_cols = k->opa == CUBLAS_OP_N ? k->k : k->m;
-    int b_rows = k->opb == CUBLAS_OP_N ? k->k : k->n, b_cols = k->opb == CUBLAS_OP_N ? k->n : k->k;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, a_rows, a_cols, k->lda));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, b_rows, b_cols, k->ldb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, k->dtype_d, k->m, k->n, k->ldc));
-    p->valid = 1;
-    p->has_desc = 1;
+}
 
+// Operand layouts for the exact shape (m, n, k) of the plan's key.
+static void plan_describe(Plan *p, int m, int n, int k) {
+    const PlanKey *key = &p->key;
+    const int a_rows = key->opa == CUBLAS_OP_N ? m : k, a_cols = key->opa == CUBLAS_OP_N ? k : m;
+    const int b_rows = key->opb == CUBLAS_OP_N ? k : n, b_cols = key->opb == CUBLAS_OP_N ? n : k;
+    if (p->has_desc) {
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->a));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->b));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->c));
+    }
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, a_rows, a_cols, key->lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, b_rows, b_cols, key->ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, key->dtype_d, m, n, key->ldc));
+    p->m = m;
+    p->n = n;
+    p->k = k;
+}
+
+// Asks the heuristic for the shape the layouts describe: 1 and *algo, or 0
+// when no algorithm fits.
+static int plan_query(Plan *p, cublasLtMatmulAlgo_t *algo) {
+    CudaContext *ctx = cuda_ctx();
+    const PlanKey *k = &p->key;
+    static int print_at_exit = 0;  // registered once, even across ops_cuda_matmul_plans resets
+    if (!print_at_exit && getenv("LLAVA_CUDA_DEBUG")) print_at_exit = atexit(plan_stats_print) == 0;
+    g_plan_stats.queries++;
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     size_t ws = ctx->lt_workspace_size;
@@ -106,17 +151,86 @@ static void plan_build(Plan *p, const PlanKey *k) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED)
         cuda_fatal(__FILE__, __LINE__, "cublasLtMatmulAlgoGetHeuristic: %s", cublasLtGetStatusString(st));
-    p->ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
-    if (p->ok) p->algo = res.algo;
+    const int ok = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (ok) *algo = res.algo;
+    return ok;
 }
 
-static const Plan *plan_get(const PlanKey *k) {
-    for (int i = 0; i < PLAN_CACHE; i++)
-        if (g_plans[i].valid && memcmp(&g_plans[i].key, k, sizeof *k) == 0) return g_plans[i].ok ? &g_plans[i] : NULL;
+// The algorithm for the exact shape the layouts describe: the bucket's if
+// cublasLtMatmulAlgoCheck accepts it within the workspace, else the
+// heuristic's for this shape. p->ok = 0 when neither exists (remembered
+// until the shape changes).
+static void plan_select(Plan *p) {
+    if (p->bucket_ok) {
+        g_plan_stats.checks++;
+        cublasLtMatmulHeuristicResult_t res;
+        memset(&res, 0, sizeof res);
+        const cublasStatus_t st =
+            cublasLtMatmulAlgoCheck(cuda_ctx()->lt, p->desc, p->a, p->b, p->c, p->c, &p->bucket_algo, &res);
+        if (st == CUBLAS_STATUS_SUCCESS && res.workspaceSize <= cuda_ctx()->lt_workspace_size) {
+            p->algo = p->bucket_algo;
+            p->ok = 1;
+            return;
+        }
+        if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE &&
+            st != CUBLAS_STATUS_ARCH_MISMATCH)
+            cuda_fatal(__FILE__, __LINE__, "cublasLtMatmulAlgoCheck: %s", cublasLtGetStatusString(st));
+        g_plan_stats.check_failures++;
+    }
+    p->ok = plan_query(p, &p->algo);
+}
+
+// Builds the descriptors for the key, asks the heuristic for the bucket's
+// shape (each dimension at its bucket, except where that would make an
+// operand's rows exceed its leading dimension: those stay exact), then
+// selects the algorithm for the exact shape (m, n, kk).
+static void plan_build(Plan *p, const PlanKey *k, int m, int n, int kk) {
+    memset(p, 0, sizeof *p);
+    p->key = *k;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &k->opa, sizeof k->opa));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &k->opb, sizeof k->opb));
+    if (k->has_bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t bias_type = CUDA_R_16BF;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                    sizeof bias_type));
+    }
+    int bm = k->m, bn = k->n, bk = k->k;
+    if ((k->opa == CUBLAS_OP_N ? bm : bk) > k->lda) *(k->opa == CUBLAS_OP_N ? &bm : &bk) = k->opa == CUBLAS_OP_N ? m : kk;
+    if ((k->opb == CUBLAS_OP_N ? bk : bn) > k->ldb) *(k->opb == CUBLAS_OP_N ? &bk : &bn) = k->opb == CUBLAS_OP_N ? kk : n;
+    if (bm > k->ldc) bm = m;
+    plan_describe(p, bm, bn, bk);
+    p->valid = 1;
+    p->has_desc = 1;
+    p->bucket_ok = plan_query(p, &p->bucket_algo);
+    plan_describe(p, m, n, kk);
+    plan_select(p);
+}
+
+// The plan for exact shape (m, n, k) under key (whose m, n, k are filled in
+// here, bucketed); NULL when cuBLASLt has no algorithm for it.
+static const Plan *plan_get(PlanKey *key, int m, int n, int k) {
+    g_plan_stats.calls++;
+    key->m = plan_bucket(m);
+    key->n = plan_bucket(n);
+    key->k = plan_bucket(k);
+    for (int i = 0; i < PLAN_CACHE; i++) {
+        Plan *p = &g_plans[i];
+        if (!p->valid || memcmp(&p->key, key, sizeof *key) != 0) continue;
+        if (p->m == m && p->n == n && p->k == k) {
+            g_plan_stats.hits++;
+        } else {
+            plan_describe(p, m, n, k);
+            plan_select(p);
+        }
+        return p->ok ? p : NULL;
+    }
     Plan *slot = &g_plans[g_plan_next];
     g_plan_next = (g_plan_next + 1) % PLAN_CACHE;
     plan_destroy(slot);
-    plan_build(slot, k);
+    plan_build(slot, key, m, n, k);
     return slot->ok ? slot : NULL;
 }
 
@@ -175,9 +289,6 @@ static void lt_matmul(void *D, cudaDataType_t dtype_d, const void *A, cublasOper
     CudaContext *ctx = cuda_ctx();
     PlanKey key;
     memset(&key, 0, sizeof key);  // padding bytes take part in memcmp
-    key.m = m;
-    key.n = n;
-    key.k = k;
     key.lda = lda;
     key.ldb = ldb;
     key.ldc = m;
@@ -192,7 +303,7 @@ static void lt_matmul(void *D, cudaDataType_t dtype_d, const void *A, cublasOper
     // The bias epilogue is used only for a 16-byte aligned bias (an unaligned
     // one has been seen to fail in the epilogue elsewhere) and when the
     // heuristic offers an algorithm with it; otherwise plain matmul + bias kernel.
-    const Plan *p = (bias && ((uintptr_t)bias & 15)) ? NULL : plan_get(&key);
+    const Plan *p = (bias && ((uintptr_t)bias & 15)) ? NULL : plan_get(&key, m, n, k);
     if (!p && bias) {
         lt_matmul(D, dtype_d, A, opa, lda, B, opb, ldb, m, n, k, accumulate, NULL);
         cuda_add_bias((bf16 *)D, bias, n, m);

@@ -72,6 +72,8 @@ void run_optim_checks(Harness *h, int large);
 void run_cudnn_checks(Harness *h);
 // The 128-row flash-attention kernels at HS 128 (test_ops_attention_tiles.c).
 void run_attention_tiles_checks(Harness *h, int large);
+// Fused cross-entropy, bucketed cuBLASLt plans, bf16 pixels (test_ops_fused.c).
+void run_fused_checks(Harness *h, int large);
 void run_timings(Harness *h, double *peak_gbs, double *peak_tflops);
 void run_flash_bench(Harness *h, double peak_tflops);
 

@@ -766,6 +766,7 @@ void run_checks(Harness *h) {
     check_stochastic_rounding(h, (size_t)1 << 20);
     run_optim_checks(h, 1);
     run_attention_tiles_checks(h, 1);
+    run_fused_checks(h, 1);
 }
 #else
 // Under the CPU emulator: small shapes that still take every path (vector and
@@ -818,6 +819,7 @@ void run_checks(Harness *h) {
     check_stochastic_rounding(h, (size_t)1 << 16);
     run_optim_checks(h, 0);
     run_attention_tiles_checks(h, 0);
+    run_fused_checks(h, 0);
 }
 #endif
 

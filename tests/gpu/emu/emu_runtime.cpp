@@ -584,7 +584,32 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDe
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }
     memset(&results[0], 0, sizeof results[0]);
+    // The emulated algorithm remembers the shape it was chosen for (as a
+    // real one is tiled for it): AlgoCheck refuses larger shapes.
+    results[0].algo.data[0] = m;
+    results[0].algo.data[1] = n;
+    results[0].algo.data[2] = k;
+    results[0].state = CUBLAS_STATUS_SUCCESS;
     *count = requested > 0 ? 1 : 0;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// A cached algorithm for a new shape: accepted when the shapes agree and none
+// of m, n, k exceeds the shape the heuristic chose it for (the emulated GEMM
+// runs anything; the rule makes a plan queried for too small a shape show up
+// as refusals). LLAVA_EMU_REFUSE_ALGO_CHECK refuses every check (the backend
+// must then ask the heuristic for the exact shape).
+cublasStatus_t cublasLtMatmulAlgoCheck(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
+                                       cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd,
+                                       const cublasLtMatmulAlgo_t *algo, cublasLtMatmulHeuristicResult_t *result) {
+    uint64_t m, n, k;
+    if (!emu_shapes((EmuDesc *)d, (EmuLayout *)a, (EmuLayout *)b, (EmuLayout *)c, (EmuLayout *)dd, &m, &n, &k))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m > algo->data[0] || n > algo->data[1] || k > algo->data[2]) return CUBLAS_STATUS_NOT_SUPPORTED;
+    const char *refuse = getenv("LLAVA_EMU_REFUSE_ALGO_CHECK");
+    if (refuse && *refuse && strcmp(refuse, "0") != 0) return CUBLAS_STATUS_NOT_SUPPORTED;
+    memset(result, 0, sizeof *result);
+    result->state = CUBLAS_STATUS_SUCCESS;
     return CUBLAS_STATUS_SUCCESS;
 }
 
