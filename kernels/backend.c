@@ -16,6 +16,7 @@
 // the kernels on the CPU emulator); NULL otherwise, and the plugin is loaded.
 extern const Ops *ops_cuda_create(char *msg, size_t cap) __attribute__((weak));
 extern void *ops_cuda_stream(void) __attribute__((weak));
+extern const BackendStreams *ops_cuda_streams(void) __attribute__((weak));
 extern int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) __attribute__((weak));
 
 typedef const Ops *(*CudaCreateFn)(char *msg, size_t cap);
@@ -96,6 +97,13 @@ void *backend_cuda_stream(void) {
     return stream ? stream() : NULL;
 }
 
+const BackendStreams *backend_cuda_streams(void) {
+    char msg[1024] = {0};
+    const BackendStreams *(*fn)(void) = ops_cuda_streams;
+    if (!fn) *(void **)&fn = cuda_symbol("ops_cuda_streams", msg, sizeof msg);
+    return fn ? fn() : NULL;
+}
+
 static int cuda_memory(size_t *free_bytes, size_t *total_bytes) {
     char msg[1024] = {0};
     int (*fn)(size_t *, size_t *) = ops_cuda_memory;
@@ -104,6 +112,7 @@ static int cuda_memory(size_t *free_bytes, size_t *total_bytes) {
 }
 #else
 void *backend_cuda_stream(void) { return NULL; }
+const BackendStreams *backend_cuda_streams(void) { return NULL; }
 #endif
 
 int backend_device_memory(const Ops *ops, size_t *free_bytes, size_t *total_bytes) {

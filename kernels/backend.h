@@ -9,11 +9,14 @@
 
 #include "common/util.h"
 #include "kernels/ops.h"
+#include "kernels/streams.h"
 
 const Ops *backend_select(const char *device, Error *err);
 // The cudaStream_t every CUDA op runs on, for code that must order its own
 // work after the ops' (NCCL); NULL before backend_select("cuda") succeeded.
 void *backend_cuda_stream(void);
+// Its communication stream and events (kernels/streams.h); NULL likewise.
+const BackendStreams *backend_cuda_streams(void);
 // The memory of the device ops runs on (the GPU's, or the machine's RAM for
 // the CPU backend): total and currently free bytes. 0, or -1 if unknown.
 int backend_device_memory(const Ops *ops, size_t *free_bytes, size_t *total_bytes);
