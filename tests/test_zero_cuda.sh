@@ -4,16 +4,27 @@
 # emu_nccl.c: NCCL's calls over MPI, as host functions on the emulated
 # streams) standing in for libnccl.so.2. The collectives run on the backend's
 # communication stream, which the emulator defers until something waits for
-# it (tests/gpu/emu/emu_streams.cpp), so a missing event wait gives wrong
-# numbers here.
-#  - zero_stage 0 (all-reduce) and 1 (sharded AdamW, weights broadcast) on
-#    2 processes: bitwise the run without NCCL (gradients through host memory
-#    over MPI: the same sums in the same order), bitwise the same on rerun,
-#    zero_stage 1 bitwise zero_stage 0, and the CPU run of 2 processes to bf16
+# it (tests/gpu/emu/emu_streams.cpp), and ZeRO-2's gradients live in emulated
+# device virtual memory where an unmapped chunk is PROT_NONE (emu_vmm.cpp),
+# so a missing event wait gives wrong numbers and a touch of memory given
+# back crashes the run.
+#  - zero_stage 0 (all-reduce) on 2 processes: bitwise the run without NCCL
+#    (gradients through host memory over MPI: the same sums in the same
+#    order), bitwise the same on rerun, and the CPU run of 2 processes to bf16
 #    rounding (weights 1e-2 norm-wise, losses 1e-2);
+#  - zero_stage 1 and 2 (per-layer reduce-scatter on the comm stream during
+#    backward) bitwise zero_stage 0, on 2 and 3 processes (a two-rank sum is
+#    order-free; with 3, MPI's reduce and all-reduce add in the same order,
+#    as tests/test_zero.sh shows on the CPU); with grad_accum 2 and recompute
+#    off equal to fp32 rounding (ZeRO-2 reduces each micro-batch, zero_stage 0
+#    the local sum: another order);
 #  - the negative control: LLAVA_TEST_DROP_COMM_WAIT=1 drops the compute
-#    stream's wait for the collectives (kernels/nccl.c), and the weights are
-#    then NOT those of the run with the wait.
+#    stream's waits for the collectives (kernels/nccl.c), and the zero_stage 2
+#    weights are then NOT those of the run with the waits;
+#  - device memory: a 16-layer model on 3 processes maps at most what
+#    `llava plan --device cuda` plans for its ZeRO-2 gradients (slice +
+#    non-layer tensors + 3 layer buckets), give or take the chunk rounding
+#    (64 KiB chunks here: LLAVA_CUDA_VMM_CHUNK_KB), and less than whole ones.
 # Skipped when the build has no emulator, no MPI or no NCCL header.
 # usage: test_zero_cuda.sh LLAVA SOURCE_DIR BUILD_DIR
 set -u
@@ -40,7 +51,7 @@ losses() { grep -o '"loss": [0-9.eE+-]*' "$tmp/$1/metrics.jsonl" | cut -d' ' -f2
 
 common=(--set "model=$src/tests/fixtures/tiny_llava15" --set data=synthetic:32 --set max_length=64 --set lr=2e-3
         --set warmup_ratio=0.1 --set log_every=100 --set seed=3 --set threads=1 --set stage=2 --set micro_batch=2
-        --set max_steps=4)
+        --set max_steps=3)
 # run NP NAME DEVICE [--set ...]: mpirun -np NP llava_emu train into $tmp/NAME, with the emulated NCCL
 run() { local np=$1 name=$2 dev=$3; shift 3
   LLAVA_NCCL_LIBRARY=${LLAVA_NCCL_LIBRARY-$nccl} mpirun -np "$np" "$emu" train "${common[@]}" --set device="$dev" \
@@ -52,25 +63,57 @@ near() { # near A B: bf16 rounding of the weights and the losses
     END { exit bad || NR == 0 }'
 }
 
-# --- NCCL on the emulator: all-reduce (zero_stage 0) and ZeRO-1 ----------------------------
-for z in 0 1; do
-  run 2 z${z} cuda --set zero_stage=$z
-  check "zero_stage $z, 2 cuda processes: NCCL's path ran (no fallback to host memory)" \
-    bash -c "! grep -q 'no NCCL' '$tmp/z$z.log' && grep -q 'on cuda x2' '$tmp/z$z.log'"
-  run 2 z${z}again cuda --set zero_stage=$z
-  check "zero_stage $z: the 2-process cuda run is bitwise the same on rerun" same z$z z${z}again
-  LLAVA_NCCL_LIBRARY=/nonexistent/libnccl.so.2 run 2 z${z}host cuda --set zero_stage=$z
-  check "zero_stage $z: without NCCL (through host memory) the same bits" \
-    bash -c "grep -q 'no NCCL' '$tmp/z${z}host.log' && '$st_diff' '$tmp/z$z/final/model.safetensors' '$tmp/z${z}host/final/model.safetensors'"
-  run 2 z${z}cpu cpu --set zero_stage=$z
-  check "zero_stage $z: cuda == cpu (2 processes each) to bf16 rounding" near z$z z${z}cpu
-done
-check "cuda: zero_stage 1 == zero_stage 0 (bitwise)" same z1 z0
+# --- NCCL on the emulator: all-reduce (zero_stage 0) ---------------------------------------
+run 2 z0 cuda --set zero_stage=0
+check "2 cuda processes: NCCL's path ran (no fallback to host memory)" \
+  bash -c "! grep -q 'no NCCL' '$tmp/z0.log' && grep -q 'on cuda x2' '$tmp/z0.log'"
+run 2 z0again cuda --set zero_stage=0
+check "zero_stage 0: the 2-process cuda run is bitwise the same on rerun" same z0 z0again
+LLAVA_NCCL_LIBRARY=/nonexistent/libnccl.so.2 run 2 z0host cuda --set zero_stage=0
+check "zero_stage 0: without NCCL (through host memory) the same bits" \
+  bash -c "grep -q 'no NCCL' '$tmp/z0host.log' && '$st_diff' '$tmp/z0/final/model.safetensors' '$tmp/z0host/final/model.safetensors'"
+run 2 z0cpu cpu --set zero_stage=0
+check "zero_stage 0: cuda == cpu (2 processes each) to bf16 rounding" near z0 z0cpu
 
-# --- the negative control: a dropped wait must show --------------------------------------------
-LLAVA_TEST_DROP_COMM_WAIT=1 run 2 drop cuda --set zero_stage=0
-check "negative control: without the compute stream's wait for the all-reduce the weights differ" \
-  bash -c "! '$st_diff' '$tmp/drop/final/model.safetensors' '$tmp/z0/final/model.safetensors'"
+# --- ZeRO-1 and ZeRO-2 on the emulated GPUs -------------------------------------------------
+run 2 z1 cuda --set zero_stage=1
+check "2 cuda processes: zero_stage 1 == zero_stage 0 (bitwise)" same z1 z0
+run 2 z2 cuda --set zero_stage=2
+check "2 cuda processes: zero_stage 2 == zero_stage 0 (bitwise)" same z2 z0
+run 3 z0_3 cuda --set zero_stage=0
+run 3 z2_3 cuda --set zero_stage=2
+check "3 cuda processes: zero_stage 2 == zero_stage 0 (bitwise)" same z2_3 z0_3
+ga=(--set micro_batch=1 --set grad_accum=2 --set recompute=false)
+run 2 gaz0 cuda "${ga[@]}" --set zero_stage=0
+run 2 gaz2 cuda "${ga[@]}" --set zero_stage=2
+check "grad_accum 2, recompute off: zero_stage 2 == zero_stage 0 to fp32 rounding" \
+  "$st_diff" "$tmp/gaz2/final/model.safetensors" "$tmp/gaz0/final/model.safetensors" --tol 1e-6
+
+# --- the negative control: dropped waits must show ---------------------------------------------
+LLAVA_TEST_DROP_COMM_WAIT=1 run 2 drop cuda --set zero_stage=2
+check "negative control: without the compute stream's waits for the collectives the weights differ" \
+  bash -c "! '$st_diff' '$tmp/drop/final/model.safetensors' '$tmp/z2/final/model.safetensors'"
+
+# --- device memory as planned ------------------------------------------------------------------
+sed -e 's/"num_hidden_layers": 2/"num_hidden_layers": 16/' "$src/tests/fixtures/tiny_llava15/config.json" > "$tmp/deep.json"
+"$build/llava_emu" init --config "$tmp/deep.json" --tokenizer "$src/tests/fixtures/tiny_llava15" --out "$tmp/deep" \
+  > "$tmp/init.log" 2>&1 || { fail "init"; cat "$tmp/init.log"; }
+deep=(--set "model=$tmp/deep" --set data=synthetic:12 --set max_length=32 --set micro_batch=1 --set stage=2)
+"$build/llava_emu" plan "${deep[@]}" --device cuda --world 3 --json > "$tmp/plan.json" || fail "llava plan --device cuda"
+planned=$(grep -o '"zero_stage": 2, "weights": [0-9]*, "gradients": [0-9]*' "$tmp/plan.json" | grep -o '[0-9]*$')
+LLAVA_NCCL_LIBRARY=$nccl LLAVA_CUDA_VMM_CHUNK_KB=64 mpirun -np 3 "$emu" train "${deep[@]}" --set device=cuda --set zero_stage=2 --set max_steps=1 \
+  --set threads=1 --set log_every=100 --set output_dir="$tmp/deep_run" > "$tmp/deep.log" 2>&1 || { fail "deep run"; tail -5 "$tmp/deep.log"; }
+# "zero: rank R device gradients: peak P MiB mapped; whole W, kept K, one layer L, chunk C MiB" (train/zero.c)
+mem_as_planned() {
+  grep '^zero: rank' "$tmp/deep.log" | awk -v p="$planned" '{
+    peak = $7 * 1048576; whole = $11 * 1048576; chunk = $(NF - 1) * 1048576; n++
+    printf "rank %s: peak %.0f B, planned %.0f B, whole %.0f B\n", $3, peak, p, whole
+    if (peak < p - 2 * chunk || peak > p + 8 * chunk || peak >= whole) bad = 1 }
+    END { exit (bad || n != 3) }'
+}
+check "3 processes: each rank's peak of mapped device gradients is the plan's ($planned B, +- chunk rounding), below whole ones" \
+  mem_as_planned
+cat "$tmp/check.txt"
 
 echo "$failures failures"
 [ $failures -eq 0 ]

@@ -1,4 +1,5 @@
 #include "train/plan.h"
+#include "train/zero_device.h"
 
 #include <string.h>
 
@@ -98,8 +99,13 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
     r->weights = (vision_w + (double)p->projector + llm_w + lora) * A;
     // gradients
     if (zs >= 2 && N > 1) {
-        // LoRA's adapters are one bucket, reduced after backward: whole until then
-        double resident = (double)p->projector + lora + (llm_trains ? llm_rest + (double)p->llm_layer : 0);
+        // LoRA's adapters are one bucket, reduced after backward: whole until
+        // then. The CPU holds one layer's bucket at a time; a GPU up to
+        // ZERO_BUCKETS_IN_FLIGHT + 1 (the one in backward and those whose
+        // reduce-scatter is still running, train/zero_device.h), plus the
+        // rounding of each mapped range to 2 MiB chunks (not counted here).
+        double buckets = gpu ? ZERO_BUCKETS_IN_FLIGHT + 1 : 1;
+        double resident = (double)p->projector + lora + (llm_trains ? llm_rest + buckets * (double)p->llm_layer : 0);
         r->grads = (trainable / N + resident) * 4;
     } else {
         r->grads = trainable * 4;

@@ -1,11 +1,14 @@
 #include "train/zero.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "kernels/nccl.h"
 
 // ---- giving memory back ------------------------------------------------------------
 
@@ -49,13 +52,23 @@ static size_t owner_part(const Zero *z, ModuleId mod, int r, size_t lo, size_t h
     return a < b ? b - a : 0;
 }
 
-// Every owner's part of weights [lo, hi) of module mod to every process.
+// Every owner's part of weights [lo, hi) of module mod to every process. On a
+// GPU: NCCL broadcasts on the communication stream, after the ops so far
+// (AdamW) and before the later ones.
 static void gather_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
     const size_t A = z->m->ops->act_size;
+    if (z->dev && !z->nccl) return;  // one GPU process: nothing to exchange
+    if (z->dev) nccl_comm_waits_compute(z->nccl);
     for (int r = 0; r < z->comm.world; r++) {
         size_t plo, n = owner_part(z, mod, r, lo, hi, &plo);
-        if (n) comm_broadcast(&z->comm, (char *)z->m->weights[mod] + plo * A, n * A, r);
+        if (!n) continue;
+        char *p = (char *)z->m->weights[mod] + plo * A, msg[512];
+        if (!z->dev)
+            comm_broadcast(&z->comm, p, n * A, r);
+        else if (nccl_broadcast_bytes_async(z->nccl, p, n * A, r, msg, sizeof msg) != 0)
+            FATAL("ZeRO weight gather: %s", msg);
     }
+    if (z->dev) nccl_compute_waits_comm(z->nccl);
 }
 
 static void release_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
@@ -67,6 +80,10 @@ static void release_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
 // gets the sum of its part; everything else of the bucket is given back.
 static void reduce_scatter_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
     float *g = z->m->grads[mod];
+    if (z->dev) {  // a non-layer bucket on a GPU: its chunks stay mapped (zero_after_backward zeroes it)
+        zero_device_reduce_range(z->dev, z->m, mod, lo, hi, z->own_lo[mod], z->own_hi[mod], z->comm.world);
+        return;
+    }
     for (int r = 0; r < z->comm.world; r++) {
         size_t plo, n = owner_part(z, mod, r, lo, hi, &plo);
         if (n) comm_reduce_sum_f32(&z->comm, g + plo, n, r);
@@ -121,6 +138,22 @@ static void drop_all_layers(Zero *z) {
     }
 }
 
+// Zeroes elements [lo, hi) of a device buffer except the owned part [keep_lo, keep_hi), on the ops' stream.
+static void zero_except(const Ops *ops, float *g, size_t lo, size_t hi, size_t keep_lo, size_t keep_hi) {
+    size_t a_hi = clamp_hi(hi, keep_lo), b_lo = clamp_lo(lo, keep_hi);
+    if (lo < a_hi) ops->zero(g + lo, (a_hi - lo) * sizeof(float));
+    if (b_lo < hi) ops->zero(g + b_lo, (hi - b_lo) * sizeof(float));
+}
+
+// A GPU layer bucket before its backward: its chunks mapped, the part this
+// process does not own zeroed (backward adds into it; the owned part holds
+// the sum of the micro-batches so far).
+static void hold_layer_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
+    int me = z->comm.rank;
+    zero_device_hold(z->dev, mod, lo, hi);
+    zero_except(z->m->ops, z->m->grads[mod], lo, hi, z->own_lo[mod][me], z->own_hi[mod][me]);
+}
+
 static void on_layer(void *ctx, ModuleId mod, int l, LayerEvent ev) {
     Zero *z = ctx;
     LayerStack *st = &z->stack[mod == MODULE_LLM ? STACK_LLM : STACK_VISION];
@@ -136,12 +169,17 @@ static void on_layer(void *ctx, ModuleId mod, int l, LayerEvent ev) {
         if (sharded && !(st->has_backward && l == st->run_layers - 1)) drop_layer(z, st, l);
         break;
     case LAYER_BEFORE_BACKWARD:
+        if (z->dev && z->m->grads[mod]) hold_layer_grads(z, mod, st->lo[l], st->hi[l]);
         if (!sharded) break;
         ensure_layer(z, st, l);
         prefetch_layer(z, st, l - 1);
         break;
     case LAYER_AFTER_BACKWARD:
-        if (z->m->grads[mod]) reduce_scatter_grads(z, mod, st->lo[l], st->hi[l]);
+        if (z->dev && z->m->grads[mod])
+            zero_device_reduce_bucket(z->dev, z->m, mod, st->lo[l], st->hi[l], z->own_lo[mod], z->own_hi[mod],
+                                      z->comm.world);
+        else if (z->m->grads[mod])
+            reduce_scatter_grads(z, mod, st->lo[l], st->hi[l]);
         if (sharded) drop_layer(z, st, l);
         break;
     }
@@ -202,13 +240,46 @@ static void release_layers(Zero *z, LayerStack *st) {
     for (int l = 0; l < st->layers; l++) st->gathered[l] = 0;
 }
 
-int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel *m, const Optimizer *opt,
-              Error *err) {
+// The non-layer ranges of a module's gradients: the LLM's embedding (and a
+// tied head) before the layers and final norm and head after them; all of
+// any other module. Returns how many (at most 2).
+static int non_layer_ranges(const Zero *z, ModuleId mod, size_t out[2][2]) {
+    const LayerStack *st = &z->stack[STACK_LLM];
+    const size_t n = z->m->params.module_numel[mod];
+    if (mod != MODULE_LLM) {
+        out[0][0] = 0, out[0][1] = n;
+        return 1;
+    }
+    out[0][0] = 0, out[0][1] = st->lo[0];
+    out[1][0] = st->hi[st->layers - 1], out[1][1] = n;
+    return 2;
+}
+
+static int init_device(Zero *z, Error *err) {
+    size_t own[MODULE_COUNT][2] = {{0}}, keep[MODULE_COUNT][2][2] = {{{0}}};
+    int n_keep[MODULE_COUNT] = {0};
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        if (!z->m->grads[i]) continue;
+        own[i][0] = z->own_lo[i][z->comm.rank];
+        own[i][1] = z->own_hi[i][z->comm.rank];
+        n_keep[i] = non_layer_ranges(z, (ModuleId)i, keep[i]);
+    }
+    z->dev = xcalloc(1, sizeof *z->dev);
+    return zero_device_init(z->dev, z->m, z->nccl, own, keep, n_keep, err);
+}
+
+int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, void *nccl, LlavaModel *m,
+              const Optimizer *opt, Error *err) {
     memset(z, 0, sizeof *z);
-    if (strcmp(m->ops->name, "cpu") != 0)
-        return err_set(err, "zero_stage %d runs on the CPU backend only in this build (device %s): use zero_stage 1 "
-                       "on GPUs for now (docs/training.md, ZeRO-2/3)", stage, m->ops->name);
+    const int on_gpu = strcmp(m->ops->name, "cpu") != 0;
+    if (on_gpu && stage == 3)
+        return err_set(err, "zero_stage 3 runs on the CPU backend only in this build (device %s): use zero_stage 2 "
+                       "on GPUs for now (docs/training.md, ZeRO-2/3)", m->ops->name);
+    if (on_gpu && comm->world > 1 && !nccl)
+        return err_set(err, "zero_stage %d on GPUs needs NCCL (the warning above says why it could not be opened)",
+                       stage);
     z->stage = stage;
+    z->nccl = nccl;
     z->comm = *comm;
     z->m = m;
     z->opt = opt;
@@ -227,6 +298,7 @@ int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel
         if (st->sharded && !z->own_lo[st->module]) set_owners(z, st->module, 1);
         release_layers(z, st);
     }
+    if (on_gpu && init_device(z, err) != 0) return -1;
     zero_begin_step(z);  // the gradients model_set_stage allocated whole: only the slice stays
     m->layer_hook = on_layer;
     m->layer_hook_ctx = z;
@@ -234,6 +306,18 @@ int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel
 }
 
 void zero_free(Zero *z) {
+    if (z->dev) {
+        // What a GPU process held (tests/test_zero_cuda.sh checks it against the layer sizes).
+        const ZeroDevice *d = z->dev;
+        const LayerStack *st = &z->stack[STACK_LLM];
+        const double MiB = 1048576.0, layer = st->layers ? (double)(st->hi[0] - st->lo[0]) * sizeof(float) : 0;
+        printf("zero: rank %d device gradients: peak %.3f MiB mapped; whole %.3f, kept (slice + non-layer) %.3f, one "
+               "layer %.3f, chunk %.3f MiB\n", z->comm.rank, (double)d->peak / MiB, (double)d->whole / MiB,
+               (double)d->kept / MiB, layer / MiB, (double)d->st->chunk / MiB);
+        fflush(stdout);
+        zero_device_free(z->dev, z->m);
+        free(z->dev);
+    }
     if (z->m && z->m->layer_hook_ctx == z) {
         z->m->layer_hook = NULL;
         z->m->layer_hook_ctx = NULL;
@@ -251,10 +335,19 @@ void zero_free(Zero *z) {
 void zero_begin_step(Zero *z) {
     int me = z->comm.rank;
     drop_all_layers(z);
+    if (z->dev) zero_device_settle(z->dev);  // every layer bucket's chunks let go
     for (int i = 0; i < MODULE_COUNT; i++) {
         float *g = z->m->grads[i];
         if (!g) continue;
         size_t lo = z->own_lo[i][me], hi = z->own_hi[i][me];
+        if (z->dev) {  // the slice and the non-layer ranges (all that is mapped) start at zero
+            size_t r[2][2];
+            int n = non_layer_ranges(z, (ModuleId)i, r);
+            z->m->ops->zero(g + lo, (hi - lo) * sizeof(float));
+            for (int k = 0; k < n; k++)
+                if (r[k][0] < r[k][1]) z->m->ops->zero(g + r[k][0], (r[k][1] - r[k][0]) * sizeof(float));
+            continue;
+        }
         memset(g + lo, 0, (hi - lo) * sizeof(float));
         release_except(g, sizeof(float), 0, z->m->params.module_numel[i], lo, hi);
     }
@@ -262,17 +355,24 @@ void zero_begin_step(Zero *z) {
 
 void zero_after_backward(Zero *z) {
     LlavaModel *m = z->m;
-    const LayerStack *st = &z->stack[STACK_LLM];
     for (int i = 0; i < MODULE_COUNT; i++) {
         if (!m->grads[i]) continue;
-        size_t n = m->params.module_numel[i];
-        if (i == MODULE_LLM) {
-            // embedding (and a tied head) before the layers, final norm and head after them
-            reduce_scatter_grads(z, MODULE_LLM, 0, st->lo[0]);
-            reduce_scatter_grads(z, MODULE_LLM, st->hi[st->layers - 1], n);
-        } else {
-            reduce_scatter_grads(z, (ModuleId)i, 0, n);  // the projector: one bucket
-        }
+        size_t r[2][2];
+        int n = non_layer_ranges(z, (ModuleId)i, r);
+        for (int k = 0; k < n; k++) reduce_scatter_grads(z, (ModuleId)i, r[k][0], r[k][1]);
+    }
+    if (!z->dev) return;
+    // GPU: the ops wait for every reduce (the next micro-batch's backward
+    // writes these buffers again, the norm and AdamW read the slice), then
+    // the non-owned parts of the non-layer ranges start again from zero.
+    if (z->nccl) nccl_compute_waits_comm(z->nccl);
+    int me = z->comm.rank;
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        if (!m->grads[i]) continue;
+        size_t r[2][2];
+        int n = non_layer_ranges(z, (ModuleId)i, r);
+        for (int k = 0; k < n; k++)
+            zero_except(m->ops, m->grads[i], r[k][0], r[k][1], z->own_lo[i][me], z->own_hi[i][me]);
     }
 }
 

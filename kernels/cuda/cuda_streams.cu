@@ -5,6 +5,8 @@
 // calls are the driver's (cuMem*), reached through cudaGetDriverEntryPoint:
 // the plugin links cudart statically and never links libcuda itself.
 #include <cuda.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <unordered_map>
 
@@ -56,8 +58,11 @@ static void vmm_init(void) {
     g_vmm.prop.location.id = cuda_ctx()->device;
     size_t g = 0;
     CU_CHECK(g_vmm.granularity(&g, &g_vmm.prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
-    const size_t two_mib = (size_t)2 << 20;
-    g_vmm.chunk = g > two_mib ? g : (two_mib + g - 1) / g * g;
+    // 2 MiB (the granularity GPUs report); LLAVA_CUDA_VMM_CHUNK_KB makes it
+    // smaller where the device allows (tests on the emulator: tiny models).
+    const char *kb = getenv("LLAVA_CUDA_VMM_CHUNK_KB");
+    const size_t want = kb && atol(kb) > 0 ? (size_t)atol(kb) << 10 : (size_t)2 << 20;
+    g_vmm.chunk = want <= g ? g : (want + g - 1) / g * g;
 }
 
 static void *vmm_reserve(size_t bytes) {

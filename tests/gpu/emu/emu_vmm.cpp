@@ -15,7 +15,10 @@
 
 namespace {
 
-const size_t kChunk = (size_t)2 << 20;  // the granularity GPUs report
+// The granularity reported: 64 KiB, smaller than a GPU's 2 MiB, so that tests
+// of tiny models can set LLAVA_CUDA_VMM_CHUNK_KB=64 (the backend's default
+// chunk is 2 MiB either way).
+const size_t kChunk = (size_t)64 << 10;
 
 CUresult emu_reserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr, unsigned long long) {
     if (!size || size % kChunk) return CUDA_ERROR_INVALID_VALUE;
