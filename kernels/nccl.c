@@ -129,32 +129,35 @@ void nccl_compute_waits_comm(void *comm) {
     c->st->wait(c->st->compute, c->comm_done);
 }
 
+// The collectives, in place on the comm stream (r: what NCCL returned).
+static ncclResult_t nccl_enqueue(NcclComm *c, int reduce, void *buf, size_t n, int root) {
+    cudaStream_t s = (cudaStream_t)c->st->comm;
+    if (reduce && root < 0) return c->api.all_reduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, s);
+    if (reduce) return c->api.reduce(buf, buf, n, ncclFloat32, ncclSum, root, c->comm, s);
+    return c->api.broadcast(buf, buf, n, ncclUint8, root, c->comm, s);
+}
+
+// One collective, ordered with the ops when `ordered` (see nccl.h).
+static int nccl_collective(void *comm, int ordered, int reduce, void *buf, size_t n, int root, const char *what,
+                           char *msg, size_t cap) {
+    NcclComm *c = comm;
+    if (ordered) nccl_comm_waits_compute(c);
+    ncclResult_t r = nccl_enqueue(c, reduce, buf, n, root);
+    if (ordered) nccl_compute_waits_comm(c);
+    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, what, msg, cap);
+}
+
 int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
-    NcclComm *c = comm;
-    nccl_comm_waits_compute(c);
-    ncclResult_t r = c->api.all_reduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, (cudaStream_t)c->st->comm);
-    nccl_compute_waits_comm(c);
-    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, "ncclAllReduce", msg, cap);
+    return nccl_collective(comm, 1, 1, buf, n, -1, "ncclAllReduce", msg, cap);
 }
-
 int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
-    NcclComm *c = comm;
-    nccl_comm_waits_compute(c);
-    ncclResult_t r = c->api.broadcast(buf, buf, bytes, ncclUint8, root, c->comm, (cudaStream_t)c->st->comm);
-    nccl_compute_waits_comm(c);
-    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, "ncclBroadcast", msg, cap);
+    return nccl_collective(comm, 1, 0, buf, bytes, root, "ncclBroadcast", msg, cap);
 }
-
 int nccl_reduce_sum_f32_async(void *comm, float *buf, size_t n, int root, char *msg, size_t cap) {
-    NcclComm *c = comm;
-    ncclResult_t r = c->api.reduce(buf, buf, n, ncclFloat32, ncclSum, root, c->comm, (cudaStream_t)c->st->comm);
-    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, "ncclReduce", msg, cap);
+    return nccl_collective(comm, 0, 1, buf, n, root, "ncclReduce", msg, cap);
 }
-
 int nccl_broadcast_bytes_async(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
-    NcclComm *c = comm;
-    ncclResult_t r = c->api.broadcast(buf, buf, bytes, ncclUint8, root, c->comm, (cudaStream_t)c->st->comm);
-    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, "ncclBroadcast", msg, cap);
+    return nccl_collective(comm, 0, 0, buf, bytes, root, "ncclBroadcast", msg, cap);
 }
 
 void nccl_leave(void *comm) {
@@ -180,20 +183,21 @@ void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
     snprintf(msg, cap, "this build has no NCCL (nccl.h was not found when it was configured)");
     return NULL;
 }
-int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
-    (void)comm, (void)buf, (void)n;
+static int nccl_missing(char *msg, size_t cap) {
     snprintf(msg, cap, "this build has no NCCL");
     return -1;
+}
+int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
+    (void)comm, (void)buf, (void)n;
+    return nccl_missing(msg, cap);
 }
 int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
     (void)comm, (void)buf, (void)bytes, (void)root;
-    snprintf(msg, cap, "this build has no NCCL");
-    return -1;
+    return nccl_missing(msg, cap);
 }
 int nccl_reduce_sum_f32_async(void *comm, float *buf, size_t n, int root, char *msg, size_t cap) {
-    (void)comm, (void)buf, (void)n, (void)root;
-    snprintf(msg, cap, "this build has no NCCL");
-    return -1;
+    (void)root;
+    return nccl_allreduce_sum_f32(comm, buf, n, msg, cap);
 }
 int nccl_broadcast_bytes_async(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
     return nccl_broadcast_bytes(comm, buf, bytes, root, msg, cap);

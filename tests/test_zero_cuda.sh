@@ -4,27 +4,36 @@
 # emu_nccl.c: NCCL's calls over MPI, as host functions on the emulated
 # streams) standing in for libnccl.so.2. The collectives run on the backend's
 # communication stream, which the emulator defers until something waits for
-# it (tests/gpu/emu/emu_streams.cpp), and ZeRO-2's gradients live in emulated
-# device virtual memory where an unmapped chunk is PROT_NONE (emu_vmm.cpp),
-# so a missing event wait gives wrong numbers and a touch of memory given
-# back crashes the run.
+# it (tests/gpu/emu/emu_streams.cpp), and ZeRO-2/3's gradients and ZeRO-3's
+# LLM weights live in emulated device virtual memory where an unmapped chunk
+# is PROT_NONE (emu_vmm.cpp; 64 KiB chunks here, LLAVA_CUDA_VMM_CHUNK_KB, so
+# the tiny models' layers are really unmapped), so a missing event wait gives
+# wrong numbers and a touch of memory given back crashes the run.
 #  - zero_stage 0 (all-reduce) on 2 processes: bitwise the run without NCCL
 #    (gradients through host memory over MPI: the same sums in the same
 #    order), bitwise the same on rerun, and the CPU run of 2 processes to bf16
 #    rounding (weights 1e-2 norm-wise, losses 1e-2);
-#  - zero_stage 1 and 2 (per-layer reduce-scatter on the comm stream during
-#    backward) bitwise zero_stage 0, on 2 and 3 processes (a two-rank sum is
-#    order-free; with 3, MPI's reduce and all-reduce add in the same order,
-#    as tests/test_zero.sh shows on the CPU); with grad_accum 2 and recompute
-#    off equal to fp32 rounding (ZeRO-2 reduces each micro-batch, zero_stage 0
-#    the local sum: another order);
+#  - zero_stage 1, 2 (per-layer reduce-scatter on the comm stream during
+#    backward) and 3 (that, and layers all-gathered on the comm stream one
+#    ahead) bitwise zero_stage 0 on 2 processes, and zero_stage 3 on 3 (a
+#    two-rank sum is order-free; with 3, MPI's reduce and all-reduce add in
+#    the same order, as tests/test_zero.sh shows on the CPU); zero_stage 3
+#    with grad_accum 2 and recompute off equal to fp32 rounding (ZeRO-2/3
+#    reduce each micro-batch, zero_stage 0 the local sum: another order);
+#  - a zero_stage 3 run of 3 processes killed after its step-2 checkpoint and
+#    resumed by 2 processes (zero_stage 3, and 1) ends where the uninterrupted
+#    3-process run ends, to
+#    bf16 rounding (micro-batches of 3, not 2: the sums run in another order
+#    and the bf16 weights round them);
 #  - the negative control: LLAVA_TEST_DROP_COMM_WAIT=1 drops the compute
 #    stream's waits for the collectives (kernels/nccl.c), and the zero_stage 2
 #    weights are then NOT those of the run with the waits;
 #  - device memory: a 16-layer model on 3 processes maps at most what
-#    `llava plan --device cuda` plans for its ZeRO-2 gradients (slice +
-#    non-layer tensors + 3 layer buckets), give or take the chunk rounding
-#    (64 KiB chunks here: LLAVA_CUDA_VMM_CHUNK_KB), and less than whole ones.
+#    `llava plan --device cuda` plans for its ZeRO-2/3 gradients (slice +
+#    non-layer tensors + 2 layer buckets), give or take the chunk rounding,
+#    and less than whole ones; with ZeRO-3 the LLM weights of ranks 1 and 2
+#    (rank 0 maps them all to save) peak at their slice + non-layer tensors +
+#    3 layers, below whole ones.
 # Skipped when the build has no emulator, no MPI or no NCCL header.
 # usage: test_zero_cuda.sh LLAVA SOURCE_DIR BUILD_DIR
 set -u
@@ -44,6 +53,7 @@ fi
 tmp=$(mktemp -d /tmp/llava_zero_cuda.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
+export LLAVA_CUDA_VMM_CHUNK_KB=64
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 check() { local what=$1; shift; if "$@" > "$tmp/check.txt" 2>&1; then echo "ok: $what"; else fail "$what"; cat "$tmp/check.txt"; fi; }
@@ -80,14 +90,33 @@ run 2 z1 cuda --set zero_stage=1
 check "2 cuda processes: zero_stage 1 == zero_stage 0 (bitwise)" same z1 z0
 run 2 z2 cuda --set zero_stage=2
 check "2 cuda processes: zero_stage 2 == zero_stage 0 (bitwise)" same z2 z0
+run 2 z3 cuda --set zero_stage=3
+check "2 cuda processes: zero_stage 3 == zero_stage 0 (bitwise)" same z3 z0
 run 3 z0_3 cuda --set zero_stage=0
-run 3 z2_3 cuda --set zero_stage=2
-check "3 cuda processes: zero_stage 2 == zero_stage 0 (bitwise)" same z2_3 z0_3
+run 3 z3_3 cuda --set zero_stage=3  # its gradients go through ZeRO-2's path
+check "3 cuda processes: zero_stage 3 == zero_stage 0 (bitwise)" same z3_3 z0_3
 ga=(--set micro_batch=1 --set grad_accum=2 --set recompute=false)
 run 2 gaz0 cuda "${ga[@]}" --set zero_stage=0
-run 2 gaz2 cuda "${ga[@]}" --set zero_stage=2
-check "grad_accum 2, recompute off: zero_stage 2 == zero_stage 0 to fp32 rounding" \
-  "$st_diff" "$tmp/gaz2/final/model.safetensors" "$tmp/gaz0/final/model.safetensors" --tol 1e-6
+run 2 gaz3 cuda "${ga[@]}" --set zero_stage=3
+check "grad_accum 2, recompute off: zero_stage 3 == zero_stage 0 to fp32 rounding" \
+  "$st_diff" "$tmp/gaz3/final/model.safetensors" "$tmp/gaz0/final/model.safetensors" --tol 1e-6
+
+# --- resume a zero_stage 3 run across process counts -------------------------------------------
+rs=(--set max_steps=4 --set save_every=2)
+LLAVA_TEST_CRASH_DURING_SAVE=4 LLAVA_NCCL_LIBRARY=$nccl mpirun -np 3 "$emu" train "${common[@]}" --set device=cuda \
+  "${rs[@]}" --set zero_stage=3 --set output_dir="$tmp/r3" > "$tmp/r3.log" 2>&1
+check "the zero_stage 3 run left a step-2 checkpoint with 3 optimizer slices" \
+  test -f "$tmp/r3/checkpoint-00000002/optimizer-00002-of-00003.safetensors"
+cp -r "$tmp/r3" "$tmp/r3b"
+run 2 r3 cuda "${rs[@]}" --set micro_batch=3 --set zero_stage=3
+run 2 r3b cuda "${rs[@]}" --set micro_batch=3 --set zero_stage=1
+run 3 rref cuda --set max_steps=4 --set zero_stage=0
+check "3 processes zero_stage 3 -> 2 processes zero_stage 3: resumed at step 2" \
+  grep -q "resumed from .*checkpoint-00000002 at step 2" "$tmp/r3.log"
+check "... ends where the uninterrupted run ends (bf16 rounding)" \
+  "$st_diff" "$tmp/r3/final/model.safetensors" "$tmp/rref/final/model.safetensors" --tol 1e-2
+check "3 processes zero_stage 3 -> 2 processes zero_stage 1: the same" \
+  "$st_diff" "$tmp/r3b/final/model.safetensors" "$tmp/rref/final/model.safetensors" --tol 1e-2
 
 # --- the negative control: dropped waits must show ---------------------------------------------
 LLAVA_TEST_DROP_COMM_WAIT=1 run 2 drop cuda --set zero_stage=2
@@ -100,12 +129,12 @@ sed -e 's/"num_hidden_layers": 2/"num_hidden_layers": 16/' "$src/tests/fixtures/
   > "$tmp/init.log" 2>&1 || { fail "init"; cat "$tmp/init.log"; }
 deep=(--set "model=$tmp/deep" --set data=synthetic:12 --set max_length=32 --set micro_batch=1 --set stage=2)
 "$build/llava_emu" plan "${deep[@]}" --device cuda --world 3 --json > "$tmp/plan.json" || fail "llava plan --device cuda"
-planned=$(grep -o '"zero_stage": 2, "weights": [0-9]*, "gradients": [0-9]*' "$tmp/plan.json" | grep -o '[0-9]*$')
-LLAVA_NCCL_LIBRARY=$nccl LLAVA_CUDA_VMM_CHUNK_KB=64 mpirun -np 3 "$emu" train "${deep[@]}" --set device=cuda --set zero_stage=2 --set max_steps=1 \
+planned=$(grep -o '"zero_stage": 3, "weights": [0-9]*, "gradients": [0-9]*' "$tmp/plan.json" | grep -o '[0-9]*$')
+LLAVA_NCCL_LIBRARY=$nccl mpirun -np 3 "$emu" train "${deep[@]}" --set device=cuda --set zero_stage=3 --set max_steps=1 \
   --set threads=1 --set log_every=100 --set output_dir="$tmp/deep_run" > "$tmp/deep.log" 2>&1 || { fail "deep run"; tail -5 "$tmp/deep.log"; }
 # "zero: rank R device gradients: peak P MiB mapped; whole W, kept K, one layer L, chunk C MiB" (train/zero.c)
 mem_as_planned() {
-  grep '^zero: rank' "$tmp/deep.log" | awk -v p="$planned" '{
+  grep '^zero: rank .* device gradients' "$tmp/deep.log" | awk -v p="$planned" '{
     peak = $7 * 1048576; whole = $11 * 1048576; chunk = $(NF - 1) * 1048576; n++
     printf "rank %s: peak %.0f B, planned %.0f B, whole %.0f B\n", $3, peak, p, whole
     if (peak < p - 2 * chunk || peak > p + 8 * chunk || peak >= whole) bad = 1 }
@@ -113,6 +142,17 @@ mem_as_planned() {
 }
 check "3 processes: each rank's peak of mapped device gradients is the plan's ($planned B, +- chunk rounding), below whole ones" \
   mem_as_planned
+cat "$tmp/check.txt"
+# "zero: rank R device LLM weights: peak P MiB mapped; whole W, kept K MiB"; a layer is half its fp32 gradient
+weights_bounded() {
+  layer=$(grep -o 'one layer [0-9.]*' "$tmp/deep.log" | head -1 | awk '{ print $3 / 2 }')
+  grep '^zero: rank [12] device LLM weights' "$tmp/deep.log" | awk -v l="$layer" '{
+    peak = $8; whole = $12; kept = $17; n++; printf "rank %s: weights peak %.3f MiB, kept %.3f, whole %.3f\n", $3, peak, kept, whole
+    if (peak >= whole || peak > kept + 3 * l + 8 * 0.0625) bad = 1 }  # 64 KiB chunks
+    END { exit (bad || n != 2) }'
+}
+check "3 processes, zero_stage 3: the LLM weights of ranks 1 and 2 peak at slice + non-layer + 3 layers, below whole" \
+  weights_bounded
 cat "$tmp/check.txt"
 
 echo "$failures failures"

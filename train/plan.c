@@ -88,7 +88,9 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
     // weights
     double llm_w = (double)p->llm;
     if (zs == 3 && N > 1 && (llm_trains || in->shard_frozen)) {
-        double in_flight = 2;  // the layer in use and the prefetched one
+        // the layer in use and the prefetched one; a GPU also holds up to
+        // ZERO_BUCKETS_IN_FLIGHT used layers until the compute stream is past them
+        double in_flight = gpu ? ZERO_BUCKETS_IN_FLIGHT + 2 : 2;
         llm_w = llm_rest + layers_all / N + in_flight * (double)p->llm_layer;
     }
     double vision_w = (double)p->vision;

@@ -94,10 +94,17 @@ static void reduce_scatter_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
 
 // ---- the layer hook --------------------------------------------------------------------
 
-// Starts the broadcasts of layer l's owner parts without waiting.
+// Starts the broadcasts of layer l's owner parts without waiting (on a GPU:
+// its chunks mapped and the broadcasts queued on the communication stream).
 static void prefetch_layer(Zero *z, LayerStack *st, int l) {
     if (l < 0 || l >= st->run_layers || st->gathered[l] || st->prefetched >= 0) return;
     const size_t A = z->m->ops->act_size;
+    if (z->dev) {
+        zero_device_gather_layer(z->dev, z->m, st->module, l, st->lo[l], st->hi[l], z->own_lo[st->module],
+                                 z->own_hi[st->module], z->comm.world);
+        st->prefetched = l;
+        return;
+    }
     for (int r = 0; r < z->comm.world; r++) {
         size_t plo, n = owner_part(z, st->module, r, st->lo[l], st->hi[l], &plo);
         if (n) comm_ibroadcast(&z->comm, (char *)z->m->weights[st->module] + plo * A, n * A, r, &st->pending);
@@ -107,6 +114,13 @@ static void prefetch_layer(Zero *z, LayerStack *st, int l) {
 
 // Layer l's weights whole here: the prefetch waited for, or a gather now.
 static void ensure_layer(Zero *z, LayerStack *st, int l) {
+    if (z->dev && !st->gathered[l]) {
+        prefetch_layer(z, st, l);  // nothing if l is the layer prefetched
+        CHECK(st->prefetched == l, "ZeRO-3: layer %d needed while layer %d is being gathered", l, st->prefetched);
+        zero_device_use_layer(z->dev, l);  // the compute stream waits for its broadcasts
+        st->prefetched = -1;
+        st->gathered[l] = 1;
+    }
     if (st->prefetched == l) {
         comm_wait_all(&z->comm, &st->pending);
         st->prefetched = -1;
@@ -119,7 +133,10 @@ static void ensure_layer(Zero *z, LayerStack *st, int l) {
 }
 
 static void drop_layer(Zero *z, LayerStack *st, int l) {
-    release_weights(z, st->module, st->lo[l], st->hi[l]);
+    if (z->dev)
+        zero_device_drop_layer(z->dev, st->module, st->lo[l], st->hi[l]);  // once the compute stream is past it
+    else
+        release_weights(z, st->module, st->lo[l], st->hi[l]);
     st->gathered[l] = 0;
 }
 
@@ -129,7 +146,10 @@ static void drop_all_layers(Zero *z) {
         LayerStack *st = &z->stack[k];
         if (!st->sharded) continue;
         if (st->prefetched >= 0) {
-            comm_wait_all(&z->comm, &st->pending);
+            if (z->dev)
+                zero_device_use_layer(z->dev, st->prefetched);  // its broadcasts done before its chunks go
+            else
+                comm_wait_all(&z->comm, &st->pending);
             st->gathered[st->prefetched] = 1;
             st->prefetched = -1;
         }
@@ -150,7 +170,7 @@ static void zero_except(const Ops *ops, float *g, size_t lo, size_t hi, size_t k
 // the sum of the micro-batches so far).
 static void hold_layer_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
     int me = z->comm.rank;
-    zero_device_hold(z->dev, mod, lo, hi);
+    zero_device_hold(z->dev, &z->dev->grads[mod], lo, hi);
     zero_except(z->m->ops, z->m->grads[mod], lo, hi, z->own_lo[mod][me], z->own_hi[mod][me]);
 }
 
@@ -235,8 +255,13 @@ static void stack_free(Zero *z, LayerStack *st) {
     free(st->gathered);
 }
 
+// At setup (the CPU: the non-owned layer weights given back; a GPU's are
+// moved into mapped chunks by init_device instead) and after a save.
 static void release_layers(Zero *z, LayerStack *st) {
-    if (st->sharded && st->layers) release_weights(z, st->module, st->lo[0], st->hi[st->layers - 1]);
+    if (st->sharded && st->layers && strcmp(z->m->ops->name, "cpu") == 0) release_weights(z, st->module, st->lo[0], st->hi[st->layers - 1]);
+    if (st->sharded && st->layers && z->dev && z->saving)
+        zero_device_let_go(z->dev, &z->dev->weights[st->module], st->lo[0], st->hi[st->layers - 1]);
+    z->saving = 0;
     for (int l = 0; l < st->layers; l++) st->gathered[l] = 0;
 }
 
@@ -265,16 +290,24 @@ static int init_device(Zero *z, Error *err) {
         n_keep[i] = non_layer_ranges(z, (ModuleId)i, keep[i]);
     }
     z->dev = xcalloc(1, sizeof *z->dev);
-    return zero_device_init(z->dev, z->m, z->nccl, own, keep, n_keep, err);
+    if (zero_device_init(z->dev, z->m, z->nccl, own, keep, n_keep, err) != 0) return -1;
+    const LayerStack *st = &z->stack[STACK_LLM];
+    if (!st->sharded) return 0;
+    // ZeRO-3: the LLM's weights too; the non-layer ranges stay whole
+    const int me = z->comm.rank;
+    const size_t w_own[2] = {z->own_lo[MODULE_LLM][me], z->own_hi[MODULE_LLM][me]};
+    size_t w_keep[2][2];
+    int n = non_layer_ranges(z, MODULE_LLM, w_keep);
+    return zero_device_init_weights(z->dev, z->m, MODULE_LLM, w_own, w_keep, n, st->layers, err);
 }
 
 int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, void *nccl, LlavaModel *m,
               const Optimizer *opt, Error *err) {
     memset(z, 0, sizeof *z);
     const int on_gpu = strcmp(m->ops->name, "cpu") != 0;
-    if (on_gpu && stage == 3)
-        return err_set(err, "zero_stage 3 runs on the CPU backend only in this build (device %s): use zero_stage 2 "
-                       "on GPUs for now (docs/training.md, ZeRO-2/3)", m->ops->name);
+    if (on_gpu && stage == 3 && shard_frozen)
+        return err_set(err, "zero3_shard_frozen runs on the CPU backend only in this build (device %s): set "
+                       "zero3_shard_frozen=false on GPUs (docs/training.md, ZeRO-2/3)", m->ops->name);
     if (on_gpu && comm->world > 1 && !nccl)
         return err_set(err, "zero_stage %d on GPUs needs NCCL (the warning above says why it could not be opened)",
                        stage);
@@ -312,8 +345,13 @@ void zero_free(Zero *z) {
         const LayerStack *st = &z->stack[STACK_LLM];
         const double MiB = 1048576.0, layer = st->layers ? (double)(st->hi[0] - st->lo[0]) * sizeof(float) : 0;
         printf("zero: rank %d device gradients: peak %.3f MiB mapped; whole %.3f, kept (slice + non-layer) %.3f, one "
-               "layer %.3f, chunk %.3f MiB\n", z->comm.rank, (double)d->peak / MiB, (double)d->whole / MiB,
-               (double)d->kept / MiB, layer / MiB, (double)d->st->chunk / MiB);
+               "layer %.3f, chunk %.3f MiB\n", z->comm.rank, (double)d->grad_mem.peak / MiB,
+               (double)d->grad_mem.whole / MiB, (double)d->grad_mem.kept / MiB, layer / MiB,
+               (double)d->st->chunk / MiB);
+        if (d->weight_mem.whole)
+            printf("zero: rank %d device LLM weights: peak %.3f MiB mapped; whole %.3f, kept (slice + non-layer) %.3f "
+                   "MiB\n", z->comm.rank, (double)d->weight_mem.peak / MiB, (double)d->weight_mem.whole / MiB,
+                   (double)d->weight_mem.kept / MiB);
         fflush(stdout);
         zero_device_free(z->dev, z->m);
         free(z->dev);
@@ -414,9 +452,25 @@ void zero_gather_for_save(Zero *z) {
         for (int r = 0; r < W; r++) {
             size_t plo, n = owner_part(z, st->module, r, lo, hi, &plo);
             counts[r] = n * A;
-            displs[r] = plo * A;
+            displs[r] = (z->dev ? plo - lo : plo) * A;
         }
-        comm_gatherv_bytes_to0(&z->comm, z->m->weights[st->module], counts, displs);
+        if (!z->dev) {
+            comm_gatherv_bytes_to0(&z->comm, z->m->weights[st->module], counts, displs);
+            continue;
+        }
+        // A GPU: through host memory (a save is rare): rank 0 maps the whole
+        // layer range and uploads what every owner sent.
+        char *dev = z->m->weights[st->module], *host = xmalloc((hi - lo) * A);
+        const int me = z->comm.rank;
+        if (counts[me]) z->m->ops->download(host + displs[me], dev + lo * A + displs[me], counts[me]);
+        comm_gatherv_bytes_to0(&z->comm, host, counts, displs);
+        if (me == 0) {
+            zero_device_hold(z->dev, &z->dev->weights[st->module], lo, hi);
+            z->m->ops->upload(dev + lo * A, host, (hi - lo) * A);
+            z->m->ops->synchronize();
+            z->saving = 1;
+        }
+        free(host);
     }
     free(counts);
     free(displs);

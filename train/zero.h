@@ -28,10 +28,10 @@
 // falls); the partial pages at a range's ends are zeroed instead. Checkpoint
 // contents do not change: rank 0 assembles the whole model to write it.
 //
-// On a GPU (ZeRO-2; ZeRO-3 is refused there in this build): the collectives
-// are NCCL's on the backend's communication stream, ordered by events, and
-// the gradients live in device virtual memory mapped only for the slice, the
-// non-layer tensors and the layer buckets in flight (train/zero_device.h).
+// On a GPU the collectives are NCCL's on the backend's communication stream,
+// ordered by events, and the gradients (and ZeRO-3's LLM weights) live in
+// device virtual memory mapped only for the slice, the non-layer tensors and
+// the layers in flight (train/zero_device.h). zero3_shard_frozen is CPU-only.
 #ifndef LLAVA_ZERO_H
 #define LLAVA_ZERO_H
 
@@ -65,7 +65,8 @@ typedef struct {
     // module (gradients of trainable modules; with ZeRO-3 also the sharded layers' weights)
     size_t *own_lo[MODULE_COUNT], *own_hi[MODULE_COUNT];
     void *nccl;       // GPU: the kernels/nccl.h communicator (NULL: one process)
-    ZeroDevice *dev;  // GPU: the device gradients (NULL on the CPU)
+    ZeroDevice *dev;  // GPU: the device gradients and ZeRO-3 weights (NULL on the CPU)
+    int saving;       // GPU, rank 0: the whole layer range held for a save
 } Zero;
 
 // stage 2 or 3; shard_frozen: ZeRO-3 shards the frozen modules' layers too. Call after the

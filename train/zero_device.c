@@ -7,78 +7,125 @@
 #include "kernels/backend.h"
 #include "kernels/nccl.h"
 
-// Chunk index range [*c0, *c1] covering elements [lo, hi) of a module (fp32).
-static int chunk_span(const ZeroDevice *d, size_t lo, size_t hi, size_t *c0, size_t *c1) {
-    if (lo >= hi) return 0;
-    *c0 = lo * sizeof(float) / d->st->chunk;
-    *c1 = (hi * sizeof(float) - 1) / d->st->chunk;
+// Chunk index range [*c0, *c1] covering elements [lo, hi) of a range.
+static int chunk_span(const ZeroDevice *d, const ZeroVm *vm, size_t lo, size_t hi, size_t *c0, size_t *c1) {
+    if (!vm->base || lo >= hi) return 0;
+    *c0 = lo * vm->elem / d->st->chunk;
+    *c1 = (hi * vm->elem - 1) / d->st->chunk;
     return 1;
 }
 
-void zero_device_hold(ZeroDevice *d, ModuleId mod, size_t lo, size_t hi) {
+void zero_device_hold(ZeroDevice *d, ZeroVm *vm, size_t lo, size_t hi) {
     size_t c0, c1;
-    if (!d->base[mod] || !chunk_span(d, lo, hi, &c0, &c1)) return;
+    if (!chunk_span(d, vm, lo, hi, &c0, &c1)) return;
     for (size_t c = c0; c <= c1; c++)
-        if (d->users[mod][c]++ == 0) {
-            d->st->map((char *)d->base[mod] + c * d->st->chunk);
-            d->mapped += d->st->chunk;
-            if (d->mapped > d->peak) d->peak = d->mapped;
+        if (vm->users[c]++ == 0) {
+            d->st->map(vm->base + c * d->st->chunk);
+            vm->acct->mapped += d->st->chunk;
+            if (vm->acct->mapped > vm->acct->peak) vm->acct->peak = vm->acct->mapped;
         }
 }
 
-void zero_device_let_go(ZeroDevice *d, ModuleId mod, size_t lo, size_t hi) {
+void zero_device_let_go(ZeroDevice *d, ZeroVm *vm, size_t lo, size_t hi) {
     size_t c0, c1;
-    if (!d->base[mod] || !chunk_span(d, lo, hi, &c0, &c1)) return;
+    if (!chunk_span(d, vm, lo, hi, &c0, &c1)) return;
     for (size_t c = c0; c <= c1; c++) {
-        CHECK(d->users[mod][c] > 0, "ZeRO-2: a gradient chunk let go more often than held");
-        if (--d->users[mod][c] == 0) {
-            d->st->unmap((char *)d->base[mod] + c * d->st->chunk);
-            d->mapped -= d->st->chunk;
+        CHECK(vm->users[c] > 0, "ZeRO: a device chunk let go more often than held");
+        if (--vm->users[c] == 0) {
+            d->st->unmap(vm->base + c * d->st->chunk);
+            vm->acct->mapped -= d->st->chunk;
         }
     }
+}
+
+static void *take_event(ZeroDevice *d) {
+    CHECK(d->n_spare > 0, "ZeRO: no free device event");
+    return d->spare[--d->n_spare];
+}
+
+// Items whose event completed let go, oldest first; while more than `limit`
+// are pending, the host waits for the oldest.
+static void settle(ZeroDevice *d, ZeroQueue *q, int limit) {
+    while (q->n > limit || (q->n > 0 && d->st->event_done(q->item[0].event))) {
+        ZeroRelease r = q->item[0];
+        d->st->event_sync(r.event);  // completed already unless over the limit
+        zero_device_let_go(d, r.vm, r.lo, r.hi);
+        d->spare[d->n_spare++] = r.event;
+        memmove(q->item, q->item + 1, (size_t)(q->n - 1) * sizeof *q->item);
+        q->n--;
+    }
+}
+
+// Lets [lo, hi) of vm go once the work so far of `stream` has completed.
+static void release_after(ZeroDevice *d, ZeroQueue *q, ZeroVm *vm, size_t lo, size_t hi, void *stream) {
+    ZeroRelease r = {vm, lo, hi, take_event(d)};
+    d->st->record(r.event, stream);
+    q->item[q->n++] = r;
+    settle(d, q, ZERO_BUCKETS_IN_FLIGHT);
+}
+
+void zero_device_settle(ZeroDevice *d) {
+    settle(d, &d->buckets, 0);
+    settle(d, &d->drops, 0);
+}
+
+// Reserves a module's range in place of its whole buffer `*buf`, with the
+// chunks of own and keep held; their contents copied over when `copy`.
+static int vm_init(ZeroDevice *d, LlavaModel *m, ZeroVm *vm, ZeroMem *acct, void *buf, size_t n, size_t elem,
+                   const size_t own[2], const size_t keep[][2], int n_keep, int copy, const char *what, Error *err) {
+    const size_t chunk = d->st->chunk;
+    vm->elem = elem;
+    vm->acct = acct;
+    vm->bytes = (n * elem + chunk - 1) / chunk * chunk;
+    acct->whole += n * elem;
+    vm->base = d->st->reserve(vm->bytes);
+    if (!vm->base)
+        return err_set(err, "ZeRO: cannot reserve %zu MiB of device address space for %s", vm->bytes >> 20, what);
+    vm->users = xcalloc(vm->bytes / chunk, sizeof(int));
+    zero_device_hold(d, vm, own[0], own[1]);
+    for (int k = 0; k < n_keep; k++) zero_device_hold(d, vm, keep[k][0], keep[k][1]);
+    if (copy) {
+        m->ops->copy(vm->base + own[0] * elem, (char *)buf + own[0] * elem, (own[1] - own[0]) * elem);
+        for (int k = 0; k < n_keep; k++)
+            m->ops->copy(vm->base + keep[k][0] * elem, (char *)buf + keep[k][0] * elem, (keep[k][1] - keep[k][0]) * elem);
+    }
+    m->ops->synchronize();  // nothing queued still touches the whole buffer given back now
+    m->ops->free(buf);
+    acct->kept = acct->mapped;
+    return 0;
 }
 
 int zero_device_init(ZeroDevice *d, LlavaModel *m, void *nccl, const size_t own[MODULE_COUNT][2],
                      const size_t keep[MODULE_COUNT][2][2], const int n_keep[MODULE_COUNT], Error *err) {
     memset(d, 0, sizeof *d);
     d->st = backend_cuda_streams();
-    if (!d->st) return err_set(err, "ZeRO-2 on a GPU: the CUDA backend's streams are not available");
+    if (!d->st) return err_set(err, "ZeRO on a GPU: the CUDA backend's streams are not available");
     d->nccl = nccl;
-    for (int k = 0; k <= ZERO_BUCKETS_IN_FLIGHT; k++) d->spare[d->n_spare++] = d->st->event_new();
-    m->ops->synchronize();  // nothing queued still touches the whole buffers given back below
+    while (d->n_spare < (int)(sizeof d->spare / sizeof *d->spare)) d->spare[d->n_spare++] = d->st->event_new();
     for (int i = 0; i < MODULE_COUNT; i++) {
         if (!m->grads[i]) continue;
-        const size_t n = m->params.module_numel[i], chunk = d->st->chunk;
-        d->bytes[i] = (n * sizeof(float) + chunk - 1) / chunk * chunk;
-        d->whole += n * sizeof(float);
-        d->base[i] = d->st->reserve(d->bytes[i]);
-        if (!d->base[i])
-            return err_set(err, "ZeRO-2: cannot reserve %zu MiB of device address space for the %s gradients",
-                           d->bytes[i] >> 20, module_name((ModuleId)i));
-        d->users[i] = xcalloc(d->bytes[i] / chunk, sizeof(int));
-        m->ops->free(m->grads[i]);
-        m->grads[i] = d->base[i];
-        zero_device_hold(d, (ModuleId)i, own[i][0], own[i][1]);
-        for (int k = 0; k < n_keep[i]; k++) zero_device_hold(d, (ModuleId)i, keep[i][k][0], keep[i][k][1]);
+        char what[64];
+        snprintf(what, sizeof what, "the %s gradients", module_name((ModuleId)i));
+        if (vm_init(d, m, &d->grads[i], &d->grad_mem, m->grads[i], m->params.module_numel[i], sizeof(float), own[i],
+                    keep[i], n_keep[i], 0, what, err) != 0)
+            return -1;
+        m->grads[i] = (float *)d->grads[i].base;
     }
-    d->kept = d->mapped;
     return 0;
 }
 
-// Buckets whose reduces completed let go, oldest first; while more than
-// `limit` are pending, the host waits for the oldest.
-static void settle(ZeroDevice *d, int limit) {
-    while (d->n_pending > limit || (d->n_pending > 0 && d->st->event_done(d->pending[0].event))) {
-        ZeroBucket b = d->pending[0];
-        d->st->event_sync(b.event);  // completed already unless over the limit
-        zero_device_let_go(d, b.mod, b.lo, b.hi);
-        d->spare[d->n_spare++] = b.event;
-        memmove(d->pending, d->pending + 1, (size_t)(d->n_pending - 1) * sizeof *d->pending);
-        d->n_pending--;
-    }
+int zero_device_init_weights(ZeroDevice *d, LlavaModel *m, ModuleId mod, const size_t own[2],
+                             const size_t keep[2][2], int n_keep, int layers, Error *err) {
+    char what[64];
+    snprintf(what, sizeof what, "the %s weights", module_name(mod));
+    d->gathered = xcalloc((size_t)layers, sizeof(void *));
+    for (int l = 0; l < layers; l++) d->gathered[l] = d->st->event_new();
+    if (vm_init(d, m, &d->weights[mod], &d->weight_mem, m->weights[mod], m->params.module_numel[mod],
+                m->ops->act_size, own, keep, n_keep, 1, what, err) != 0)
+        return -1;
+    m->weights[mod] = d->weights[mod].base;
+    return 0;
 }
-
-void zero_device_settle(ZeroDevice *d) { settle(d, 0); }
 
 static void reduce_owners(ZeroDevice *d, LlavaModel *m, ModuleId mod, size_t lo, size_t hi, const size_t *own_lo,
                           const size_t *own_hi, int world) {
@@ -95,35 +142,64 @@ static void reduce_owners(ZeroDevice *d, LlavaModel *m, ModuleId mod, size_t lo,
 void zero_device_reduce_bucket(ZeroDevice *d, LlavaModel *m, ModuleId mod, size_t lo, size_t hi,
                                const size_t *own_lo, const size_t *own_hi, int world) {
     reduce_owners(d, m, mod, lo, hi, own_lo, own_hi, world);
-    CHECK(d->n_spare > 0, "ZeRO-2: no free bucket event");
-    ZeroBucket b = {mod, lo, hi, d->spare[--d->n_spare]};
-    d->st->record(b.event, d->st->comm);
-    d->pending[d->n_pending++] = b;
-    settle(d, ZERO_BUCKETS_IN_FLIGHT);
+    release_after(d, &d->buckets, &d->grads[mod], lo, hi, d->st->comm);
 }
 
 void zero_device_reduce_range(ZeroDevice *d, LlavaModel *m, ModuleId mod, size_t lo, size_t hi,
                               const size_t *own_lo, const size_t *own_hi, int world) {
     reduce_owners(d, m, mod, lo, hi, own_lo, own_hi, world);
-    settle(d, ZERO_BUCKETS_IN_FLIGHT);
+    settle(d, &d->buckets, ZERO_BUCKETS_IN_FLIGHT);
+}
+
+void zero_device_gather_layer(ZeroDevice *d, LlavaModel *m, ModuleId mod, int l, size_t lo, size_t hi,
+                              const size_t *own_lo, const size_t *own_hi, int world) {
+    ZeroVm *vm = &d->weights[mod];
+    zero_device_hold(d, vm, lo, hi);
+    if (d->nccl) {
+        char msg[512];
+        nccl_comm_waits_compute(d->nccl);  // AdamW has written the owned parts; earlier uses are done
+        for (int r = 0; r < world; r++) {
+            size_t a = lo > own_lo[r] ? lo : own_lo[r], b = hi < own_hi[r] ? hi : own_hi[r];
+            if (a < b && nccl_broadcast_bytes_async(d->nccl, vm->base + a * vm->elem, (b - a) * vm->elem, r, msg,
+                                                    sizeof msg) != 0)
+                FATAL("ZeRO-3 layer gather: %s", msg);
+        }
+    }
+    d->st->record(d->gathered[l], d->st->comm);
+    settle(d, &d->drops, ZERO_BUCKETS_IN_FLIGHT);
+}
+
+void zero_device_use_layer(ZeroDevice *d, int l) { d->st->wait(d->st->compute, d->gathered[l]); }
+
+void zero_device_drop_layer(ZeroDevice *d, ModuleId mod, size_t lo, size_t hi) {
+    release_after(d, &d->drops, &d->weights[mod], lo, hi, d->st->compute);
+}
+
+// Unmaps and gives back a range; 1 when there was one (the model's pointer then dangles).
+static int vm_free(ZeroDevice *d, ZeroVm *vm) {
+    if (!vm->base) return 0;
+    const size_t chunks = vm->bytes / d->st->chunk;
+    for (size_t c = 0; c < chunks; c++)
+        if (vm->users[c]) d->st->unmap(vm->base + c * d->st->chunk);
+    d->st->unreserve(vm->base, vm->bytes);
+    free(vm->users);
+    return 1;
 }
 
 void zero_device_free(ZeroDevice *d, LlavaModel *m) {
     if (!d->st) return;
-    settle(d, 0);
+    zero_device_settle(d);
     // the communication stream's last work done (nccl_leave may have ended the communicator already)
     d->st->record(d->spare[0], d->st->comm);
     d->st->event_sync(d->spare[0]);
     m->ops->synchronize();
     for (int i = 0; i < MODULE_COUNT; i++) {
-        if (!d->base[i]) continue;
-        const size_t chunks = d->bytes[i] / d->st->chunk;
-        for (size_t c = 0; c < chunks; c++)
-            if (d->users[i][c]) d->st->unmap((char *)d->base[i] + c * d->st->chunk);
-        d->st->unreserve(d->base[i], d->bytes[i]);
-        free(d->users[i]);
-        if (m->grads[i] == d->base[i]) m->grads[i] = NULL;
+        if (vm_free(d, &d->grads[i])) m->grads[i] = NULL;
+        if (vm_free(d, &d->weights[i])) m->weights[i] = NULL;
     }
     for (int k = 0; k < d->n_spare; k++) d->st->event_free(d->spare[k]);
+    if (d->gathered)
+        for (int l = 0; l < m->cfg.text.layers; l++) d->st->event_free(d->gathered[l]);
+    free(d->gathered);
     memset(d, 0, sizeof *d);
 }

@@ -26,6 +26,8 @@
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
@@ -36,6 +38,14 @@
 
 using std::max;
 using std::min;
+
+// The emulator's own failures (a launch or call the hardware would reject).
+#define EMU_FAIL(...)                                                  \
+    do {                                                               \
+        fprintf(stderr, "cuda emulator: " __VA_ARGS__);                \
+        fputc('\n', stderr);                                           \
+        abort();                                                       \
+    } while (0)
 
 namespace emu {
 uint3 &thread_idx();

@@ -174,39 +174,33 @@ const char *ncclGetErrorString(ncclResult_t r) {
     }
 }
 
+// One collective queued on `stream`, its element type resolved.
+static ncclResult_t emu_nccl_submit(EmuKind kind, const void *send, void *recv, size_t count, ncclDataType_t type,
+                                    MPI_Op op, int root, ncclComm_t comm, cudaStream_t stream) {
+    EmuCollective c = {kind, send, recv, count, MPI_DATATYPE_NULL, 0, op, root, comm};
+    c.type = emu_nccl_type(type, &c.elem);
+    return emu_nccl_enqueue(c, stream);
+}
+
 ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
                            ncclComm_t comm, cudaStream_t stream) {
-    EmuCollective c = {EMU_ALLREDUCE, send, recv, count, MPI_DATATYPE_NULL, 0, emu_nccl_op(op), 0, comm};
-    c.type = emu_nccl_type(type, &c.elem);
-    return emu_nccl_enqueue(c, stream);
+    return emu_nccl_submit(EMU_ALLREDUCE, send, recv, count, type, emu_nccl_op(op), 0, comm, stream);
 }
-
 ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t type, int root,
                            ncclComm_t comm, cudaStream_t stream) {
-    EmuCollective c = {EMU_BROADCAST, send, recv, count, MPI_DATATYPE_NULL, 0, MPI_OP_NULL, root, comm};
-    c.type = emu_nccl_type(type, &c.elem);
-    return emu_nccl_enqueue(c, stream);
+    return emu_nccl_submit(EMU_BROADCAST, send, recv, count, type, MPI_OP_NULL, root, comm, stream);
 }
-
 ncclResult_t ncclReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op, int root,
                         ncclComm_t comm, cudaStream_t stream) {
-    EmuCollective c = {EMU_REDUCE, send, recv, count, MPI_DATATYPE_NULL, 0, emu_nccl_op(op), root, comm};
-    c.type = emu_nccl_type(type, &c.elem);
-    return emu_nccl_enqueue(c, stream);
+    return emu_nccl_submit(EMU_REDUCE, send, recv, count, type, emu_nccl_op(op), root, comm, stream);
 }
-
 ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t recvcount, ncclDataType_t type, ncclRedOp_t op,
                                ncclComm_t comm, cudaStream_t stream) {
-    EmuCollective c = {EMU_REDUCE_SCATTER, send, recv, recvcount, MPI_DATATYPE_NULL, 0, emu_nccl_op(op), 0, comm};
-    c.type = emu_nccl_type(type, &c.elem);
-    return emu_nccl_enqueue(c, stream);
+    return emu_nccl_submit(EMU_REDUCE_SCATTER, send, recv, recvcount, type, emu_nccl_op(op), 0, comm, stream);
 }
-
 ncclResult_t ncclAllGather(const void *send, void *recv, size_t sendcount, ncclDataType_t type, ncclComm_t comm,
                            cudaStream_t stream) {
-    EmuCollective c = {EMU_ALLGATHER, send, recv, sendcount, MPI_DATATYPE_NULL, 0, MPI_OP_NULL, 0, comm};
-    c.type = emu_nccl_type(type, &c.elem);
-    return emu_nccl_enqueue(c, stream);
+    return emu_nccl_submit(EMU_ALLGATHER, send, recv, sendcount, type, MPI_OP_NULL, 0, comm, stream);
 }
 
 // Collectives are enqueued one by one in program order on every rank, so a

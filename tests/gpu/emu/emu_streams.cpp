@@ -31,12 +31,6 @@
 #include <functional>
 #include <vector>
 
-#define EMU_FAIL(...)                                                  \
-    do {                                                               \
-        fprintf(stderr, "cuda emulator: " __VA_ARGS__);                \
-        fputc('\n', stderr);                                           \
-        abort();                                                       \
-    } while (0)
 
 namespace {
 
