@@ -25,9 +25,11 @@
 #    3-process run ends, to
 #    bf16 rounding (micro-batches of 3, not 2: the sums run in another order
 #    and the bf16 weights round them);
-#  - the negative control: LLAVA_TEST_DROP_COMM_WAIT=1 drops the compute
+#  - the negative controls: LLAVA_TEST_DROP_COMM_WAIT=1 drops the compute
 #    stream's waits for the collectives (kernels/nccl.c), and the zero_stage 2
 #    weights are then NOT those of the run with the waits;
+#    LLAVA_TEST_EARLY_UNMAP=1 unmaps a layer bucket without waiting for its
+#    reduce-scatter (train/zero_device.c), and the run crashes;
 #  - device memory: a 16-layer model on 3 processes maps at most what
 #    `llava plan --device cuda` plans for its ZeRO-2/3 gradients (slice +
 #    non-layer tensors + 2 layer buckets), give or take the chunk rounding,
@@ -122,6 +124,10 @@ check "3 processes zero_stage 3 -> 2 processes zero_stage 1: the same" \
 LLAVA_TEST_DROP_COMM_WAIT=1 run 2 drop cuda --set zero_stage=2
 check "negative control: without the compute stream's waits for the collectives the weights differ" \
   bash -c "! '$st_diff' '$tmp/drop/final/model.safetensors' '$tmp/z2/final/model.safetensors'"
+LLAVA_TEST_EARLY_UNMAP=1 LLAVA_NCCL_LIBRARY=$nccl mpirun -np 2 "$emu" train "${common[@]}" --set device=cuda \
+  --set zero_stage=2 --set max_steps=1 --set output_dir="$tmp/early" > "$tmp/early.log" 2>&1; rc=$?
+check "negative control: gradient chunks unmapped before their reduce-scatter ran crash the emulated run" \
+  bash -c "[ $rc -ne 0 ] && grep -qi 'segmentation fault\|signal 11' '$tmp/early.log'"
 
 # --- device memory as planned ------------------------------------------------------------------
 sed -e 's/"num_hidden_layers": 2/"num_hidden_layers": 16/' "$src/tests/fixtures/tiny_llava15/config.json" > "$tmp/deep.json"

@@ -58,6 +58,10 @@ static void settle(ZeroDevice *d, ZeroQueue *q, int limit) {
 
 // Lets [lo, hi) of vm go once the work so far of `stream` has completed.
 static void release_after(ZeroDevice *d, ZeroQueue *q, ZeroVm *vm, size_t lo, size_t hi, void *stream) {
+    if (d->early_unmap) {  // unmapped under the queued work that still touches it: must crash on the emulator
+        zero_device_let_go(d, vm, lo, hi);
+        return;
+    }
     ZeroRelease r = {vm, lo, hi, take_event(d)};
     d->st->record(r.event, stream);
     q->item[q->n++] = r;
@@ -101,6 +105,8 @@ int zero_device_init(ZeroDevice *d, LlavaModel *m, void *nccl, const size_t own[
     d->st = backend_cuda_streams();
     if (!d->st) return err_set(err, "ZeRO on a GPU: the CUDA backend's streams are not available");
     d->nccl = nccl;
+    const char *early = getenv("LLAVA_TEST_EARLY_UNMAP");
+    d->early_unmap = early && atoi(early) != 0;
     while (d->n_spare < (int)(sizeof d->spare / sizeof *d->spare)) d->spare[d->n_spare++] = d->st->event_new();
     for (int i = 0; i < MODULE_COUNT; i++) {
         if (!m->grads[i]) continue;

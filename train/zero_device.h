@@ -67,6 +67,7 @@ typedef struct {
     ZeroQueue buckets, drops;  // gradient buckets reducing; layers used, to unmap
     void *spare[2 * (ZERO_BUCKETS_IN_FLIGHT + 1) + 1];  // events not in use
     int n_spare;
+    int early_unmap;  // LLAVA_TEST_EARLY_UNMAP: the negative control of tests/test_zero_cuda.sh
     void **gathered;  // ZeRO-3: [layers] event recorded on the comm stream after layer l's broadcasts
 } ZeroDevice;
 
