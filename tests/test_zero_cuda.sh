@@ -15,7 +15,9 @@
 #    rounding (weights 1e-2 norm-wise, losses 1e-2);
 #  - zero_stage 1, 2 (per-layer reduce-scatter on the comm stream during
 #    backward) and 3 (that, and layers all-gathered on the comm stream one
-#    ahead) bitwise zero_stage 0 on 2 processes, and zero_stage 3 on 3 (a
+#    ahead; also with zero3_shard_frozen, in stage 2 and in stage 1 where
+#    the frozen LLM is sharded) bitwise zero_stage 0 on 2 processes, and
+#    zero_stage 3 on 3 (a
 #    two-rank sum is order-free; with 3, MPI's reduce and all-reduce add in
 #    the same order, as tests/test_zero.sh shows on the CPU); zero_stage 3
 #    with grad_accum 2 and recompute off equal to fp32 rounding (ZeRO-2/3
@@ -94,6 +96,11 @@ run 2 z2 cuda --set zero_stage=2
 check "2 cuda processes: zero_stage 2 == zero_stage 0 (bitwise)" same z2 z0
 run 2 z3 cuda --set zero_stage=3
 check "2 cuda processes: zero_stage 3 == zero_stage 0 (bitwise)" same z3 z0
+run 2 z3f cuda --set zero_stage=3 --set zero3_shard_frozen=true
+check "2 cuda processes: zero_stage 3 with the vision tower sharded too == zero_stage 0 (bitwise)" same z3f z0
+run 2 s1z0 cuda --set stage=1 --set zero_stage=0
+run 2 s1z3f cuda --set stage=1 --set zero_stage=3 --set zero3_shard_frozen=true
+check "stage 1: zero_stage 3 with the frozen LLM and vision tower sharded == zero_stage 0 (bitwise)" same s1z3f s1z0
 run 3 z0_3 cuda --set zero_stage=0
 run 3 z3_3 cuda --set zero_stage=3  # its gradients go through ZeRO-2's path
 check "3 cuda processes: zero_stage 3 == zero_stage 0 (bitwise)" same z3_3 z0_3
@@ -152,7 +159,7 @@ cat "$tmp/check.txt"
 # "zero: rank R device LLM weights: peak P MiB mapped; whole W, kept K MiB"; a layer is half its fp32 gradient
 weights_bounded() {
   layer=$(grep -o 'one layer [0-9.]*' "$tmp/deep.log" | head -1 | awk '{ print $3 / 2 }')
-  grep '^zero: rank [12] device LLM weights' "$tmp/deep.log" | awk -v l="$layer" '{
+  grep '^zero: rank [12] device sharded weights' "$tmp/deep.log" | awk -v l="$layer" '{
     peak = $8; whole = $12; kept = $17; n++; printf "rank %s: weights peak %.3f MiB, kept %.3f, whole %.3f\n", $3, peak, kept, whole
     if (peak >= whole || peak > kept + 3 * l + 8 * 0.0625) bad = 1 }  # 64 KiB chunks
     END { exit (bad || n != 2) }'

@@ -117,7 +117,7 @@ static void ensure_layer(Zero *z, LayerStack *st, int l) {
     if (z->dev && !st->gathered[l]) {
         prefetch_layer(z, st, l);  // nothing if l is the layer prefetched
         CHECK(st->prefetched == l, "ZeRO-3: layer %d needed while layer %d is being gathered", l, st->prefetched);
-        zero_device_use_layer(z->dev, l);  // the compute stream waits for its broadcasts
+        zero_device_use_layer(z->dev, st->module, l);  // the compute stream waits for its broadcasts
         st->prefetched = -1;
         st->gathered[l] = 1;
     }
@@ -147,7 +147,7 @@ static void drop_all_layers(Zero *z) {
         if (!st->sharded) continue;
         if (st->prefetched >= 0) {
             if (z->dev)
-                zero_device_use_layer(z->dev, st->prefetched);  // its broadcasts done before its chunks go
+                zero_device_use_layer(z->dev, st->module, st->prefetched);  // its broadcasts done before its chunks go
             else
                 comm_wait_all(&z->comm, &st->pending);
             st->gathered[st->prefetched] = 1;
@@ -261,7 +261,6 @@ static void release_layers(Zero *z, LayerStack *st) {
     if (st->sharded && st->layers && strcmp(z->m->ops->name, "cpu") == 0) release_weights(z, st->module, st->lo[0], st->hi[st->layers - 1]);
     if (st->sharded && st->layers && z->dev && z->saving)
         zero_device_let_go(z->dev, &z->dev->weights[st->module], st->lo[0], st->hi[st->layers - 1]);
-    z->saving = 0;
     for (int l = 0; l < st->layers; l++) st->gathered[l] = 0;
 }
 
@@ -269,9 +268,9 @@ static void release_layers(Zero *z, LayerStack *st) {
 // tied head) before the layers and final norm and head after them; all of
 // any other module. Returns how many (at most 2).
 static int non_layer_ranges(const Zero *z, ModuleId mod, size_t out[2][2]) {
-    const LayerStack *st = &z->stack[STACK_LLM];
+    const LayerStack *st = &z->stack[mod == MODULE_VISION ? STACK_VISION : STACK_LLM];
     const size_t n = z->m->params.module_numel[mod];
-    if (mod != MODULE_LLM) {
+    if (mod != MODULE_LLM && mod != MODULE_VISION) {
         out[0][0] = 0, out[0][1] = n;
         return 1;
     }
@@ -291,23 +290,25 @@ static int init_device(Zero *z, Error *err) {
     }
     z->dev = xcalloc(1, sizeof *z->dev);
     if (zero_device_init(z->dev, z->m, z->nccl, own, keep, n_keep, err) != 0) return -1;
-    const LayerStack *st = &z->stack[STACK_LLM];
-    if (!st->sharded) return 0;
-    // ZeRO-3: the LLM's weights too; the non-layer ranges stay whole
+    // ZeRO-3: the sharded stacks' weights too (the LLM; with zero3_shard_frozen
+    // the vision tower); the non-layer ranges stay whole
     const int me = z->comm.rank;
-    const size_t w_own[2] = {z->own_lo[MODULE_LLM][me], z->own_hi[MODULE_LLM][me]};
-    size_t w_keep[2][2];
-    int n = non_layer_ranges(z, MODULE_LLM, w_keep);
-    return zero_device_init_weights(z->dev, z->m, MODULE_LLM, w_own, w_keep, n, st->layers, err);
+    for (int k = 0; k < STACK_COUNT; k++) {
+        const LayerStack *st = &z->stack[k];
+        if (!st->sharded) continue;
+        const ModuleId mod = st->module;
+        const size_t w_own[2] = {z->own_lo[mod][me], z->own_hi[mod][me]};
+        size_t w_keep[2][2];
+        int n = non_layer_ranges(z, mod, w_keep);
+        if (zero_device_init_weights(z->dev, z->m, mod, w_own, w_keep, n, st->layers, err) != 0) return -1;
+    }
+    return 0;
 }
 
 int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, void *nccl, LlavaModel *m,
               const Optimizer *opt, Error *err) {
     memset(z, 0, sizeof *z);
     const int on_gpu = strcmp(m->ops->name, "cpu") != 0;
-    if (on_gpu && stage == 3 && shard_frozen)
-        return err_set(err, "zero3_shard_frozen runs on the CPU backend only in this build (device %s): set "
-                       "zero3_shard_frozen=false on GPUs (docs/training.md, ZeRO-2/3)", m->ops->name);
     if (on_gpu && comm->world > 1 && !nccl)
         return err_set(err, "zero_stage %d on GPUs needs NCCL (the warning above says why it could not be opened)",
                        stage);
@@ -349,7 +350,7 @@ void zero_free(Zero *z) {
                (double)d->grad_mem.whole / MiB, (double)d->grad_mem.kept / MiB, layer / MiB,
                (double)d->st->chunk / MiB);
         if (d->weight_mem.whole)
-            printf("zero: rank %d device LLM weights: peak %.3f MiB mapped; whole %.3f, kept (slice + non-layer) %.3f "
+            printf("zero: rank %d device sharded weights: peak %.3f MiB mapped; whole %.3f, kept (slice + non-layer) %.3f "
                    "MiB\n", z->comm.rank, (double)d->weight_mem.peak / MiB, (double)d->weight_mem.whole / MiB,
                    (double)d->weight_mem.kept / MiB);
         fflush(stdout);
@@ -479,4 +480,5 @@ void zero_gather_for_save(Zero *z) {
 void zero_release_after_save(Zero *z) {
     if (z->comm.rank != 0) return;
     for (int k = 0; k < STACK_COUNT; k++) release_layers(z, &z->stack[k]);
+    z->saving = 0;
 }

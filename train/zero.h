@@ -31,7 +31,7 @@
 // On a GPU the collectives are NCCL's on the backend's communication stream,
 // ordered by events, and the gradients (and ZeRO-3's LLM weights) live in
 // device virtual memory mapped only for the slice, the non-layer tensors and
-// the layers in flight (train/zero_device.h). zero3_shard_frozen is CPU-only.
+// the layers in flight (train/zero_device.h).
 #ifndef LLAVA_ZERO_H
 #define LLAVA_ZERO_H
 

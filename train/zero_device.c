@@ -124,8 +124,9 @@ int zero_device_init_weights(ZeroDevice *d, LlavaModel *m, ModuleId mod, const s
                              const size_t keep[2][2], int n_keep, int layers, Error *err) {
     char what[64];
     snprintf(what, sizeof what, "the %s weights", module_name(mod));
-    d->gathered = xcalloc((size_t)layers, sizeof(void *));
-    for (int l = 0; l < layers; l++) d->gathered[l] = d->st->event_new();
+    d->gathered[mod] = xcalloc((size_t)layers, sizeof(void *));
+    d->layers[mod] = layers;
+    for (int l = 0; l < layers; l++) d->gathered[mod][l] = d->st->event_new();
     if (vm_init(d, m, &d->weights[mod], &d->weight_mem, m->weights[mod], m->params.module_numel[mod],
                 m->ops->act_size, own, keep, n_keep, 1, what, err) != 0)
         return -1;
@@ -171,11 +172,11 @@ void zero_device_gather_layer(ZeroDevice *d, LlavaModel *m, ModuleId mod, int l,
                 FATAL("ZeRO-3 layer gather: %s", msg);
         }
     }
-    d->st->record(d->gathered[l], d->st->comm);
+    d->st->record(d->gathered[mod][l], d->st->comm);
     settle(d, &d->drops, ZERO_BUCKETS_IN_FLIGHT);
 }
 
-void zero_device_use_layer(ZeroDevice *d, int l) { d->st->wait(d->st->compute, d->gathered[l]); }
+void zero_device_use_layer(ZeroDevice *d, ModuleId mod, int l) { d->st->wait(d->st->compute, d->gathered[mod][l]); }
 
 void zero_device_drop_layer(ZeroDevice *d, ModuleId mod, size_t lo, size_t hi) {
     release_after(d, &d->drops, &d->weights[mod], lo, hi, d->st->compute);
@@ -204,8 +205,9 @@ void zero_device_free(ZeroDevice *d, LlavaModel *m) {
         if (vm_free(d, &d->weights[i])) m->weights[i] = NULL;
     }
     for (int k = 0; k < d->n_spare; k++) d->st->event_free(d->spare[k]);
-    if (d->gathered)
-        for (int l = 0; l < m->cfg.text.layers; l++) d->st->event_free(d->gathered[l]);
-    free(d->gathered);
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        for (int l = 0; l < d->layers[i]; l++) d->st->event_free(d->gathered[i][l]);
+        free(d->gathered[i]);
+    }
     memset(d, 0, sizeof *d);
 }

@@ -68,7 +68,8 @@ typedef struct {
     void *spare[2 * (ZERO_BUCKETS_IN_FLIGHT + 1) + 1];  // events not in use
     int n_spare;
     int early_unmap;  // LLAVA_TEST_EARLY_UNMAP: the negative control of tests/test_zero_cuda.sh
-    void **gathered;  // ZeRO-3: [layers] event recorded on the comm stream after layer l's broadcasts
+    void **gathered[MODULE_COUNT];  // ZeRO-3: [layers] event recorded on the comm stream after layer l's broadcasts
+    int layers[MODULE_COUNT];
 } ZeroDevice;
 
 // Replaces the model's whole gradient buffers by reserved ranges; holds the
@@ -99,7 +100,7 @@ void zero_device_reduce_range(ZeroDevice *d, LlavaModel *m, ModuleId mod, size_t
 // after its use, its chunks let go once the compute stream's work so far completed (drop).
 void zero_device_gather_layer(ZeroDevice *d, LlavaModel *m, ModuleId mod, int l, size_t lo, size_t hi,
                               const size_t *own_lo, const size_t *own_hi, int world);
-void zero_device_use_layer(ZeroDevice *d, int l);
+void zero_device_use_layer(ZeroDevice *d, ModuleId mod, int l);
 void zero_device_drop_layer(ZeroDevice *d, ModuleId mod, size_t lo, size_t hi);
 // Every pending bucket and drop waited for (host) and let go.
 void zero_device_settle(ZeroDevice *d);
