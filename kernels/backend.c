@@ -17,6 +17,7 @@
 // the kernels on the CPU emulator); NULL otherwise, and the plugin is loaded.
 extern const Ops *ops_cuda_create(char *msg, size_t cap) __attribute__((weak));
 extern void *ops_cuda_stream(void) __attribute__((weak));
+extern const BackendStreams *ops_cuda_streams(void) __attribute__((weak));
 extern int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes) __attribute__((weak));
 extern const Ops *ops_cuda_cudnn_create(const CudnnApi *api, char *msg, size_t cap) __attribute__((weak));
 extern void ops_cuda_cudnn_counts(long *cudnn_calls, long *flash_calls) __attribute__((weak));
@@ -107,6 +108,13 @@ int backend_cuda_set_flash_tiles(int mode) {
     return fn ? fn(mode) : -1;
 }
 
+const BackendStreams *backend_cuda_streams(void) {
+    char msg[1024] = {0};
+    const BackendStreams *(*fn)(void) = ops_cuda_streams;
+    if (!fn) *(void **)&fn = cuda_symbol("ops_cuda_streams", msg, sizeof msg);
+    return fn ? fn() : NULL;
+}
+
 static int cuda_memory(size_t *free_bytes, size_t *total_bytes) {
     char msg[1024] = {0};
     int (*fn)(size_t *, size_t *) = ops_cuda_memory;
@@ -152,6 +160,7 @@ int backend_cuda_set_flash_tiles(int mode) {
     (void)mode;
     return -1;
 }
+const BackendStreams *backend_cuda_streams(void) { return NULL; }
 #endif
 
 const Ops *backend_attention(const Ops *ops, const char *attention, Error *err) {

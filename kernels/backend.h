@@ -9,6 +9,7 @@
 
 #include "common/util.h"
 #include "kernels/ops.h"
+#include "kernels/streams.h"
 
 const Ops *backend_select(const char *device, Error *err);
 // The cudaStream_t every CUDA op runs on, for code that must order its own
@@ -20,6 +21,8 @@ void *backend_cuda_stream(void);
 // does the same). For the benchmark and the tests that compare the two;
 // returns the previous setting, -1 before backend_select("cuda") succeeded.
 int backend_cuda_set_flash_tiles(int mode);
+// Its communication stream and events (kernels/streams.h); NULL likewise.
+const BackendStreams *backend_cuda_streams(void);
 // The memory of the device ops runs on (the GPU's, or the machine's RAM for
 // the CPU backend): total and currently free bytes. 0, or -1 if unknown.
 int backend_device_memory(const Ops *ops, size_t *free_bytes, size_t *total_bytes);

@@ -1,5 +1,7 @@
-// NCCL through dlopen (see nccl.h). Not yet run on a GPU: docs/gpu-status.md
-// lists it among the owed checks (it needs 2+ GPUs).
+// NCCL through dlopen (see nccl.h). Not yet run on GPUs: docs/gpu-status.md
+// lists it among the owed checks (it needs 2+ GPUs). On the CPU emulator it
+// runs against tests/gpu/emu/emu_nccl.c (LLAVA_NCCL_LIBRARY), which does the
+// collectives over MPI on the emulated stream.
 #include "kernels/nccl.h"
 
 #include <stdio.h>
@@ -20,6 +22,7 @@ typedef struct {
     __typeof__(&ncclCommInitRank) comm_init_rank;
     __typeof__(&ncclAllReduce) all_reduce;
     __typeof__(&ncclBroadcast) broadcast;
+    __typeof__(&ncclReduce) reduce;
     __typeof__(&ncclCommDestroy) comm_destroy;
     __typeof__(&ncclGetErrorString) error_string;
 } NcclApi;
@@ -27,7 +30,10 @@ typedef struct {
 typedef struct {
     NcclApi api;
     ncclComm_t comm;
-    void *stream;  // the CUDA ops' cudaStream_t
+    const BackendStreams *st;  // every collective runs on st->comm
+    void *compute_done;        // recorded on st->compute: the ops enqueued so far
+    void *comm_done;           // recorded on st->comm: the collectives enqueued so far
+    int drop_wait;             // LLAVA_TEST_DROP_COMM_WAIT: the negative control of the stream tests
 } NcclComm;
 
 // Opens libnccl.so.2 (dlopen counts references, so calling this again returns
@@ -48,6 +54,7 @@ static int nccl_load(NcclApi *api, char *msg, size_t cap) {
         {"ncclGetUniqueId", (void **)&api->get_unique_id},   {"ncclCommInitRank", (void **)&api->comm_init_rank},
         {"ncclAllReduce", (void **)&api->all_reduce},         {"ncclBroadcast", (void **)&api->broadcast},
         {"ncclCommDestroy", (void **)&api->comm_destroy},     {"ncclGetErrorString", (void **)&api->error_string},
+        {"ncclReduce", (void **)&api->reduce},
     };
     const char *missing = dynlib_resolve(lib, syms, sizeof syms / sizeof *syms);
     if (missing) {
@@ -73,8 +80,8 @@ int nccl_make_id(void *id, char *msg, size_t cap) {
 }
 
 void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
-    void *stream = backend_cuda_stream();
-    if (!stream) {
+    const BackendStreams *st = backend_cuda_streams();
+    if (!st) {
         snprintf(msg, cap, "NCCL needs the CUDA backend to be initialized first");
         return NULL;
     }
@@ -83,7 +90,7 @@ void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
         snprintf(msg, cap, "out of memory");
         return NULL;
     }
-    c->stream = stream;
+    c->st = st;
     if (nccl_load(&c->api, msg, cap) != 0) {
         free(c);
         return NULL;
@@ -96,25 +103,65 @@ void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
         free(c);
         return NULL;
     }
+    c->compute_done = st->event_new();
+    c->comm_done = st->event_new();
+    const char *drop = getenv("LLAVA_TEST_DROP_COMM_WAIT");
+    c->drop_wait = drop && atoi(drop) != 0;
     return c;
 }
 
-int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
+void nccl_comm_waits_compute(void *comm) {
     NcclComm *c = comm;
-    ncclResult_t r = c->api.all_reduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, (cudaStream_t)c->stream);
-    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, "ncclAllReduce", msg, cap);
+    c->st->record(c->compute_done, c->st->compute);
+    c->st->wait(c->st->comm, c->compute_done);
 }
 
-int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
+void nccl_compute_waits_comm(void *comm) {
     NcclComm *c = comm;
-    ncclResult_t r = c->api.broadcast(buf, buf, bytes, ncclUint8, root, c->comm, (cudaStream_t)c->stream);
-    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, "ncclBroadcast", msg, cap);
+    c->st->record(c->comm_done, c->st->comm);  // nccl_leave waits for it
+    if (c->drop_wait) return;  // the negative control: the ops read what the collectives have not written yet
+    c->st->wait(c->st->compute, c->comm_done);
+}
+
+// The collectives, in place on the comm stream (r: what NCCL returned).
+static ncclResult_t nccl_enqueue(NcclComm *c, int reduce, void *buf, size_t n, int root) {
+    cudaStream_t s = (cudaStream_t)c->st->comm;
+    if (reduce && root < 0) return c->api.all_reduce(buf, buf, n, ncclFloat32, ncclSum, c->comm, s);
+    if (reduce) return c->api.reduce(buf, buf, n, ncclFloat32, ncclSum, root, c->comm, s);
+    return c->api.broadcast(buf, buf, n, ncclUint8, root, c->comm, s);
+}
+
+// One collective, ordered with the ops when `ordered` (see nccl.h).
+static int nccl_collective(void *comm, int ordered, int reduce, void *buf, size_t n, int root, const char *what,
+                           char *msg, size_t cap) {
+    NcclComm *c = comm;
+    if (ordered) nccl_comm_waits_compute(c);
+    ncclResult_t r = nccl_enqueue(c, reduce, buf, n, root);
+    if (ordered) nccl_compute_waits_comm(c);
+    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, what, msg, cap);
+}
+
+int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
+    return nccl_collective(comm, 1, 1, buf, n, -1, "ncclAllReduce", msg, cap);
+}
+int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
+    return nccl_collective(comm, 1, 0, buf, bytes, root, "ncclBroadcast", msg, cap);
+}
+int nccl_reduce_sum_f32_async(void *comm, float *buf, size_t n, int root, char *msg, size_t cap) {
+    return nccl_collective(comm, 0, 1, buf, n, root, "ncclReduce", msg, cap);
+}
+int nccl_broadcast_bytes_async(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
+    return nccl_collective(comm, 0, 0, buf, bytes, root, "ncclBroadcast", msg, cap);
 }
 
 void nccl_leave(void *comm) {
     NcclComm *c = comm;
     if (!c) return;
+    c->st->record(c->comm_done, c->st->comm);  // every collective enqueued done before the communicator goes
+    c->st->event_sync(c->comm_done);
     c->api.comm_destroy(c->comm);
+    c->st->event_free(c->compute_done);
+    c->st->event_free(c->comm_done);
     free(c);
 }
 
@@ -130,16 +177,27 @@ void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
     snprintf(msg, cap, "this build has no NCCL (nccl.h was not found when it was configured)");
     return NULL;
 }
-int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
-    (void)comm, (void)buf, (void)n;
+static int nccl_missing(char *msg, size_t cap) {
     snprintf(msg, cap, "this build has no NCCL");
     return -1;
+}
+int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
+    (void)comm, (void)buf, (void)n;
+    return nccl_missing(msg, cap);
 }
 int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
     (void)comm, (void)buf, (void)bytes, (void)root;
-    snprintf(msg, cap, "this build has no NCCL");
-    return -1;
+    return nccl_missing(msg, cap);
 }
+int nccl_reduce_sum_f32_async(void *comm, float *buf, size_t n, int root, char *msg, size_t cap) {
+    (void)root;
+    return nccl_allreduce_sum_f32(comm, buf, n, msg, cap);
+}
+int nccl_broadcast_bytes_async(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
+    return nccl_broadcast_bytes(comm, buf, bytes, root, msg, cap);
+}
+void nccl_comm_waits_compute(void *comm) { (void)comm; }
+void nccl_compute_waits_comm(void *comm) { (void)comm; }
 void nccl_leave(void *comm) { (void)comm; }
 
 #endif

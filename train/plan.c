@@ -1,4 +1,5 @@
 #include "train/plan.h"
+#include "train/zero_device.h"
 
 #include <string.h>
 
@@ -87,7 +88,9 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
     // weights
     double llm_w = (double)p->llm;
     if (zs == 3 && N > 1 && (llm_trains || in->shard_frozen)) {
-        double in_flight = 2;  // the layer in use and the prefetched one
+        // the layer in use and the prefetched one; a GPU also holds up to
+        // ZERO_BUCKETS_IN_FLIGHT used layers until the compute stream is past them
+        double in_flight = gpu ? ZERO_BUCKETS_IN_FLIGHT + 2 : 2;
         llm_w = llm_rest + layers_all / N + in_flight * (double)p->llm_layer;
     }
     double vision_w = (double)p->vision;
@@ -98,8 +101,13 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
     r->weights = (vision_w + (double)p->projector + llm_w + lora) * A;
     // gradients
     if (zs >= 2 && N > 1) {
-        // LoRA's adapters are one bucket, reduced after backward: whole until then
-        double resident = (double)p->projector + lora + (llm_trains ? llm_rest + (double)p->llm_layer : 0);
+        // LoRA's adapters are one bucket, reduced after backward: whole until
+        // then. The CPU holds one layer's bucket at a time; a GPU up to
+        // ZERO_BUCKETS_IN_FLIGHT + 1 (the one in backward and those whose
+        // reduce-scatter is still running, train/zero_device.h), plus the
+        // rounding of each mapped range to 2 MiB chunks (not counted here).
+        double buckets = gpu ? ZERO_BUCKETS_IN_FLIGHT + 1 : 1;
+        double resident = (double)p->projector + lora + (llm_trains ? llm_rest + buckets * (double)p->llm_layer : 0);
         r->grads = (trainable / N + resident) * 4;
     } else {
         r->grads = trainable * 4;

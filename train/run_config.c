@@ -268,9 +268,6 @@ int run_config_validate(const RunConfig *c, Error *err) {
         return err_set(err, "AdamW betas must be in [0, 1) and eps > 0");
     if (c->keep_last < 1) return err_set(err, "keep_last must be >= 1");
     if (c->zero_stage < 0 || c->zero_stage > 3) return err_set(err, "zero_stage must be 0, 1, 2 or 3");
-    if (c->zero_stage >= 2 && strcmp(c->device, "cpu") != 0)
-        return err_set(err, "zero_stage %d runs on the CPU backend only in this build (device %s): use zero_stage 1 "
-                       "on GPUs for now (docs/training.md, ZeRO-2/3)", c->zero_stage, c->device);
     if (c->log_every < 1) return err_set(err, "log_every must be >= 1");
     if (c->max_bad_steps < 1) return err_set(err, "max_bad_steps must be >= 1");
     if (!c->output_dir[0]) return err_set(err, "output_dir must be set");

@@ -350,7 +350,7 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         LOG0(t, "resumed from %s at step %ld\n", resume_dir, t->step);
     }
     // After the resume, which writes every trainable weight: ZeRO-3 then gives back what it does not own.
-    if (c->zero_stage >= 2 && zero_init(&t->zero, c->zero_stage, c->zero3_shard_frozen, comm, &t->model, &t->opt, &err) != 0) {
+    if (c->zero_stage >= 2 && zero_init(&t->zero, c->zero_stage, c->zero3_shard_frozen, comm, t->nccl, &t->model, &t->opt, &err) != 0) {
         fprintf(stderr, "llava train: %s\n", err.msg);
         return EXIT_BAD_INPUT;
     }

@@ -1,11 +1,14 @@
 #include "train/zero.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "kernels/nccl.h"
 
 // ---- giving memory back ------------------------------------------------------------
 
@@ -49,13 +52,23 @@ static size_t owner_part(const Zero *z, ModuleId mod, int r, size_t lo, size_t h
     return a < b ? b - a : 0;
 }
 
-// Every owner's part of weights [lo, hi) of module mod to every process.
+// Every owner's part of weights [lo, hi) of module mod to every process. On a
+// GPU: NCCL broadcasts on the communication stream, after the ops so far
+// (AdamW) and before the later ones.
 static void gather_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
     const size_t A = z->m->ops->act_size;
+    if (z->dev && !z->nccl) return;  // one GPU process: nothing to exchange
+    if (z->dev) nccl_comm_waits_compute(z->nccl);
     for (int r = 0; r < z->comm.world; r++) {
         size_t plo, n = owner_part(z, mod, r, lo, hi, &plo);
-        if (n) comm_broadcast(&z->comm, (char *)z->m->weights[mod] + plo * A, n * A, r);
+        if (!n) continue;
+        char *p = (char *)z->m->weights[mod] + plo * A, msg[512];
+        if (!z->dev)
+            comm_broadcast(&z->comm, p, n * A, r);
+        else if (nccl_broadcast_bytes_async(z->nccl, p, n * A, r, msg, sizeof msg) != 0)
+            FATAL("ZeRO weight gather: %s", msg);
     }
+    if (z->dev) nccl_compute_waits_comm(z->nccl);
 }
 
 static void release_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
@@ -67,6 +80,10 @@ static void release_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
 // gets the sum of its part; everything else of the bucket is given back.
 static void reduce_scatter_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
     float *g = z->m->grads[mod];
+    if (z->dev) {  // a non-layer bucket on a GPU: its chunks stay mapped (zero_after_backward zeroes it)
+        zero_device_reduce_range(z->dev, z->m, mod, lo, hi, z->own_lo[mod], z->own_hi[mod], z->comm.world);
+        return;
+    }
     for (int r = 0; r < z->comm.world; r++) {
         size_t plo, n = owner_part(z, mod, r, lo, hi, &plo);
         if (n) comm_reduce_sum_f32(&z->comm, g + plo, n, r);
@@ -77,10 +94,17 @@ static void reduce_scatter_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
 
 // ---- the layer hook --------------------------------------------------------------------
 
-// Starts the broadcasts of layer l's owner parts without waiting.
+// Starts the broadcasts of layer l's owner parts without waiting (on a GPU:
+// its chunks mapped and the broadcasts queued on the communication stream).
 static void prefetch_layer(Zero *z, LayerStack *st, int l) {
     if (l < 0 || l >= st->run_layers || st->gathered[l] || st->prefetched >= 0) return;
     const size_t A = z->m->ops->act_size;
+    if (z->dev) {
+        zero_device_gather_layer(z->dev, z->m, st->module, l, st->lo[l], st->hi[l], z->own_lo[st->module],
+                                 z->own_hi[st->module], z->comm.world);
+        st->prefetched = l;
+        return;
+    }
     for (int r = 0; r < z->comm.world; r++) {
         size_t plo, n = owner_part(z, st->module, r, st->lo[l], st->hi[l], &plo);
         if (n) comm_ibroadcast(&z->comm, (char *)z->m->weights[st->module] + plo * A, n * A, r, &st->pending);
@@ -90,6 +114,13 @@ static void prefetch_layer(Zero *z, LayerStack *st, int l) {
 
 // Layer l's weights whole here: the prefetch waited for, or a gather now.
 static void ensure_layer(Zero *z, LayerStack *st, int l) {
+    if (z->dev && !st->gathered[l]) {
+        prefetch_layer(z, st, l);  // nothing if l is the layer prefetched
+        CHECK(st->prefetched == l, "ZeRO-3: layer %d needed while layer %d is being gathered", l, st->prefetched);
+        zero_device_use_layer(z->dev, st->module, l);  // the compute stream waits for its broadcasts
+        st->prefetched = -1;
+        st->gathered[l] = 1;
+    }
     if (st->prefetched == l) {
         comm_wait_all(&z->comm, &st->pending);
         st->prefetched = -1;
@@ -102,7 +133,10 @@ static void ensure_layer(Zero *z, LayerStack *st, int l) {
 }
 
 static void drop_layer(Zero *z, LayerStack *st, int l) {
-    release_weights(z, st->module, st->lo[l], st->hi[l]);
+    if (z->dev)
+        zero_device_drop_layer(z->dev, st->module, st->lo[l], st->hi[l]);  // once the compute stream is past it
+    else
+        release_weights(z, st->module, st->lo[l], st->hi[l]);
     st->gathered[l] = 0;
 }
 
@@ -112,13 +146,32 @@ static void drop_all_layers(Zero *z) {
         LayerStack *st = &z->stack[k];
         if (!st->sharded) continue;
         if (st->prefetched >= 0) {
-            comm_wait_all(&z->comm, &st->pending);
+            if (z->dev)
+                zero_device_use_layer(z->dev, st->module, st->prefetched);  // its broadcasts done before its chunks go
+            else
+                comm_wait_all(&z->comm, &st->pending);
             st->gathered[st->prefetched] = 1;
             st->prefetched = -1;
         }
         for (int l = 0; l < st->layers; l++)
             if (st->gathered[l]) drop_layer(z, st, l);
     }
+}
+
+// Zeroes elements [lo, hi) of a device buffer except the owned part [keep_lo, keep_hi), on the ops' stream.
+static void zero_except(const Ops *ops, float *g, size_t lo, size_t hi, size_t keep_lo, size_t keep_hi) {
+    size_t a_hi = clamp_hi(hi, keep_lo), b_lo = clamp_lo(lo, keep_hi);
+    if (lo < a_hi) ops->zero(g + lo, (a_hi - lo) * sizeof(float));
+    if (b_lo < hi) ops->zero(g + b_lo, (hi - b_lo) * sizeof(float));
+}
+
+// A GPU layer bucket before its backward: its chunks mapped, the part this
+// process does not own zeroed (backward adds into it; the owned part holds
+// the sum of the micro-batches so far).
+static void hold_layer_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
+    int me = z->comm.rank;
+    zero_device_hold(z->dev, &z->dev->grads[mod], lo, hi);
+    zero_except(z->m->ops, z->m->grads[mod], lo, hi, z->own_lo[mod][me], z->own_hi[mod][me]);
 }
 
 static void on_layer(void *ctx, ModuleId mod, int l, LayerEvent ev) {
@@ -136,12 +189,17 @@ static void on_layer(void *ctx, ModuleId mod, int l, LayerEvent ev) {
         if (sharded && !(st->has_backward && l == st->run_layers - 1)) drop_layer(z, st, l);
         break;
     case LAYER_BEFORE_BACKWARD:
+        if (z->dev && z->m->grads[mod]) hold_layer_grads(z, mod, st->lo[l], st->hi[l]);
         if (!sharded) break;
         ensure_layer(z, st, l);
         prefetch_layer(z, st, l - 1);
         break;
     case LAYER_AFTER_BACKWARD:
-        if (z->m->grads[mod]) reduce_scatter_grads(z, mod, st->lo[l], st->hi[l]);
+        if (z->dev && z->m->grads[mod])
+            zero_device_reduce_bucket(z->dev, z->m, mod, st->lo[l], st->hi[l], z->own_lo[mod], z->own_hi[mod],
+                                      z->comm.world);
+        else if (z->m->grads[mod])
+            reduce_scatter_grads(z, mod, st->lo[l], st->hi[l]);
         if (sharded) drop_layer(z, st, l);
         break;
     }
@@ -197,18 +255,65 @@ static void stack_free(Zero *z, LayerStack *st) {
     free(st->gathered);
 }
 
+// At setup (the CPU: the non-owned layer weights given back; a GPU's are
+// moved into mapped chunks by init_device instead) and after a save.
 static void release_layers(Zero *z, LayerStack *st) {
-    if (st->sharded && st->layers) release_weights(z, st->module, st->lo[0], st->hi[st->layers - 1]);
+    if (st->sharded && st->layers && strcmp(z->m->ops->name, "cpu") == 0) release_weights(z, st->module, st->lo[0], st->hi[st->layers - 1]);
+    if (st->sharded && st->layers && z->dev && z->saving)
+        zero_device_let_go(z->dev, &z->dev->weights[st->module], st->lo[0], st->hi[st->layers - 1]);
     for (int l = 0; l < st->layers; l++) st->gathered[l] = 0;
 }
 
-int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel *m, const Optimizer *opt,
-              Error *err) {
+// The non-layer ranges of a module's gradients: the LLM's embedding (and a
+// tied head) before the layers and final norm and head after them; all of
+// any other module. Returns how many (at most 2).
+static int non_layer_ranges(const Zero *z, ModuleId mod, size_t out[2][2]) {
+    const LayerStack *st = &z->stack[mod == MODULE_VISION ? STACK_VISION : STACK_LLM];
+    const size_t n = z->m->params.module_numel[mod];
+    if (mod != MODULE_LLM && mod != MODULE_VISION) {
+        out[0][0] = 0, out[0][1] = n;
+        return 1;
+    }
+    out[0][0] = 0, out[0][1] = st->lo[0];
+    out[1][0] = st->hi[st->layers - 1], out[1][1] = n;
+    return 2;
+}
+
+static int init_device(Zero *z, Error *err) {
+    size_t own[MODULE_COUNT][2] = {{0}}, keep[MODULE_COUNT][2][2] = {{{0}}};
+    int n_keep[MODULE_COUNT] = {0};
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        if (!z->m->grads[i]) continue;
+        own[i][0] = z->own_lo[i][z->comm.rank];
+        own[i][1] = z->own_hi[i][z->comm.rank];
+        n_keep[i] = non_layer_ranges(z, (ModuleId)i, keep[i]);
+    }
+    z->dev = xcalloc(1, sizeof *z->dev);
+    if (zero_device_init(z->dev, z->m, z->nccl, own, keep, n_keep, err) != 0) return -1;
+    // ZeRO-3: the sharded stacks' weights too (the LLM; with zero3_shard_frozen
+    // the vision tower); the non-layer ranges stay whole
+    const int me = z->comm.rank;
+    for (int k = 0; k < STACK_COUNT; k++) {
+        const LayerStack *st = &z->stack[k];
+        if (!st->sharded) continue;
+        const ModuleId mod = st->module;
+        const size_t w_own[2] = {z->own_lo[mod][me], z->own_hi[mod][me]};
+        size_t w_keep[2][2];
+        int n = non_layer_ranges(z, mod, w_keep);
+        if (zero_device_init_weights(z->dev, z->m, mod, w_own, w_keep, n, st->layers, err) != 0) return -1;
+    }
+    return 0;
+}
+
+int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, void *nccl, LlavaModel *m,
+              const Optimizer *opt, Error *err) {
     memset(z, 0, sizeof *z);
-    if (strcmp(m->ops->name, "cpu") != 0)
-        return err_set(err, "zero_stage %d runs on the CPU backend only in this build (device %s): use zero_stage 1 "
-                       "on GPUs for now (docs/training.md, ZeRO-2/3)", stage, m->ops->name);
+    const int on_gpu = strcmp(m->ops->name, "cpu") != 0;
+    if (on_gpu && comm->world > 1 && !nccl)
+        return err_set(err, "zero_stage %d on GPUs needs NCCL (the warning above says why it could not be opened)",
+                       stage);
     z->stage = stage;
+    z->nccl = nccl;
     z->comm = *comm;
     z->m = m;
     z->opt = opt;
@@ -227,6 +332,7 @@ int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel
         if (st->sharded && !z->own_lo[st->module]) set_owners(z, st->module, 1);
         release_layers(z, st);
     }
+    if (on_gpu && init_device(z, err) != 0) return -1;
     zero_begin_step(z);  // the gradients model_set_stage allocated whole: only the slice stays
     m->layer_hook = on_layer;
     m->layer_hook_ctx = z;
@@ -234,6 +340,23 @@ int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel
 }
 
 void zero_free(Zero *z) {
+    if (z->dev) {
+        // What a GPU process held (tests/test_zero_cuda.sh checks it against the layer sizes).
+        const ZeroDevice *d = z->dev;
+        const LayerStack *st = &z->stack[STACK_LLM];
+        const double MiB = 1048576.0, layer = st->layers ? (double)(st->hi[0] - st->lo[0]) * sizeof(float) : 0;
+        printf("zero: rank %d device gradients: peak %.3f MiB mapped; whole %.3f, kept (slice + non-layer) %.3f, one "
+               "layer %.3f, chunk %.3f MiB\n", z->comm.rank, (double)d->grad_mem.peak / MiB,
+               (double)d->grad_mem.whole / MiB, (double)d->grad_mem.kept / MiB, layer / MiB,
+               (double)d->st->chunk / MiB);
+        if (d->weight_mem.whole)
+            printf("zero: rank %d device sharded weights: peak %.3f MiB mapped; whole %.3f, kept (slice + non-layer) %.3f "
+                   "MiB\n", z->comm.rank, (double)d->weight_mem.peak / MiB, (double)d->weight_mem.whole / MiB,
+                   (double)d->weight_mem.kept / MiB);
+        fflush(stdout);
+        zero_device_free(z->dev, z->m);
+        free(z->dev);
+    }
     if (z->m && z->m->layer_hook_ctx == z) {
         z->m->layer_hook = NULL;
         z->m->layer_hook_ctx = NULL;
@@ -251,10 +374,19 @@ void zero_free(Zero *z) {
 void zero_begin_step(Zero *z) {
     int me = z->comm.rank;
     drop_all_layers(z);
+    if (z->dev) zero_device_settle(z->dev);  // every layer bucket's chunks let go
     for (int i = 0; i < MODULE_COUNT; i++) {
         float *g = z->m->grads[i];
         if (!g) continue;
         size_t lo = z->own_lo[i][me], hi = z->own_hi[i][me];
+        if (z->dev) {  // the slice and the non-layer ranges (all that is mapped) start at zero
+            size_t r[2][2];
+            int n = non_layer_ranges(z, (ModuleId)i, r);
+            z->m->ops->zero(g + lo, (hi - lo) * sizeof(float));
+            for (int k = 0; k < n; k++)
+                if (r[k][0] < r[k][1]) z->m->ops->zero(g + r[k][0], (r[k][1] - r[k][0]) * sizeof(float));
+            continue;
+        }
         memset(g + lo, 0, (hi - lo) * sizeof(float));
         release_except(g, sizeof(float), 0, z->m->params.module_numel[i], lo, hi);
     }
@@ -262,17 +394,24 @@ void zero_begin_step(Zero *z) {
 
 void zero_after_backward(Zero *z) {
     LlavaModel *m = z->m;
-    const LayerStack *st = &z->stack[STACK_LLM];
     for (int i = 0; i < MODULE_COUNT; i++) {
         if (!m->grads[i]) continue;
-        size_t n = m->params.module_numel[i];
-        if (i == MODULE_LLM) {
-            // embedding (and a tied head) before the layers, final norm and head after them
-            reduce_scatter_grads(z, MODULE_LLM, 0, st->lo[0]);
-            reduce_scatter_grads(z, MODULE_LLM, st->hi[st->layers - 1], n);
-        } else {
-            reduce_scatter_grads(z, (ModuleId)i, 0, n);  // the projector: one bucket
-        }
+        size_t r[2][2];
+        int n = non_layer_ranges(z, (ModuleId)i, r);
+        for (int k = 0; k < n; k++) reduce_scatter_grads(z, (ModuleId)i, r[k][0], r[k][1]);
+    }
+    if (!z->dev) return;
+    // GPU: the ops wait for every reduce (the next micro-batch's backward
+    // writes these buffers again, the norm and AdamW read the slice), then
+    // the non-owned parts of the non-layer ranges start again from zero.
+    if (z->nccl) nccl_compute_waits_comm(z->nccl);
+    int me = z->comm.rank;
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        if (!m->grads[i]) continue;
+        size_t r[2][2];
+        int n = non_layer_ranges(z, (ModuleId)i, r);
+        for (int k = 0; k < n; k++)
+            zero_except(m->ops, m->grads[i], r[k][0], r[k][1], z->own_lo[i][me], z->own_hi[i][me]);
     }
 }
 
@@ -314,9 +453,25 @@ void zero_gather_for_save(Zero *z) {
         for (int r = 0; r < W; r++) {
             size_t plo, n = owner_part(z, st->module, r, lo, hi, &plo);
             counts[r] = n * A;
-            displs[r] = plo * A;
+            displs[r] = (z->dev ? plo - lo : plo) * A;
         }
-        comm_gatherv_bytes_to0(&z->comm, z->m->weights[st->module], counts, displs);
+        if (!z->dev) {
+            comm_gatherv_bytes_to0(&z->comm, z->m->weights[st->module], counts, displs);
+            continue;
+        }
+        // A GPU: through host memory (a save is rare): rank 0 maps the whole
+        // layer range and uploads what every owner sent.
+        char *dev = z->m->weights[st->module], *host = xmalloc((hi - lo) * A);
+        const int me = z->comm.rank;
+        if (counts[me]) z->m->ops->download(host + displs[me], dev + lo * A + displs[me], counts[me]);
+        comm_gatherv_bytes_to0(&z->comm, host, counts, displs);
+        if (me == 0) {
+            zero_device_hold(z->dev, &z->dev->weights[st->module], lo, hi);
+            z->m->ops->upload(dev + lo * A, host, (hi - lo) * A);
+            z->m->ops->synchronize();
+            z->saving = 1;
+        }
+        free(host);
     }
     free(counts);
     free(displs);
@@ -325,4 +480,5 @@ void zero_gather_for_save(Zero *z) {
 void zero_release_after_save(Zero *z) {
     if (z->comm.rank != 0) return;
     for (int k = 0; k < STACK_COUNT; k++) release_layers(z, &z->stack[k]);
+    z->saving = 0;
 }

@@ -28,14 +28,17 @@
 // falls); the partial pages at a range's ends are zeroed instead. Checkpoint
 // contents do not change: rank 0 assembles the whole model to write it.
 //
-// On the CPU backend only in this build (the GPU path with a communication
-// stream is future work: docs/gpu-status.md); zero_init refuses other backends.
+// On a GPU the collectives are NCCL's on the backend's communication stream,
+// ordered by events, and the gradients (and ZeRO-3's LLM weights) live in
+// device virtual memory mapped only for the slice, the non-layer tensors and
+// the layers in flight (train/zero_device.h).
 #ifndef LLAVA_ZERO_H
 #define LLAVA_ZERO_H
 
 #include "train/dist.h"
 #include "model/model.h"
 #include "train/optim.h"
+#include "train/zero_device.h"
 
 // The layers of one module in the layout, and which of them are whole here.
 typedef struct {
@@ -61,13 +64,17 @@ typedef struct {
     // [world] per module: rank r owns elements [own_lo[mod][r], own_hi[mod][r]) of the
     // module (gradients of trainable modules; with ZeRO-3 also the sharded layers' weights)
     size_t *own_lo[MODULE_COUNT], *own_hi[MODULE_COUNT];
+    void *nccl;       // GPU: the kernels/nccl.h communicator (NULL: one process)
+    ZeroDevice *dev;  // GPU: the device gradients and ZeRO-3 weights (NULL on the CPU)
+    int saving;       // GPU, rank 0: the whole layer range held for a save
 } Zero;
 
 // stage 2 or 3; shard_frozen: ZeRO-3 shards the frozen modules' layers too. Call after the
 // optimizer is set up and any resume is done (this gives back non-owned
 // weights under ZeRO-3). Installs the model's layer hook. 0, or -1 with err.
-int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, LlavaModel *m, const Optimizer *opt,
-              Error *err);
+// nccl: the trainer's NCCL communicator on GPUs (NULL on the CPU or with one process).
+int zero_init(Zero *z, int stage, int shard_frozen, const Comm *comm, void *nccl, LlavaModel *m,
+              const Optimizer *opt, Error *err);
 void zero_free(Zero *z);
 // Before a step's first backward: the gradients of the slice zeroed, the rest given back.
 void zero_begin_step(Zero *z);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "kernels/ops.h"
+#include "kernels/streams.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -18,6 +19,9 @@ const Ops *ops_cuda_create(char *msg, size_t cap);
 // The cudaStream_t every op of the table runs on (NULL before creation), for
 // code that must order its own work after the ops' (NCCL, copies).
 void *ops_cuda_stream(void);
+// The compute and communication streams and their events (kernels/streams.h,
+// cuda_streams.cu); NULL before creation.
+const BackendStreams *ops_cuda_streams(void);
 // The device's free and total memory (cudaMemGetInfo). 0, or -1 before creation.
 int ops_cuda_memory(size_t *free_bytes, size_t *total_bytes);
 

@@ -26,6 +26,8 @@
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
@@ -36,6 +38,14 @@
 
 using std::max;
 using std::min;
+
+// The emulator's own failures (a launch or call the hardware would reject).
+#define EMU_FAIL(...)                                                  \
+    do {                                                               \
+        fprintf(stderr, "cuda emulator: " __VA_ARGS__);                \
+        fputc('\n', stderr);                                           \
+        abort();                                                       \
+    } while (0)
 
 namespace emu {
 uint3 &thread_idx();
@@ -59,10 +69,17 @@ void ldmatrix_x4(uint32_t (&r)[4], const void *p, bool trans);
 void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 void shfl_xor(const void *in, void *out, size_t bytes, int mask);
 
+// Streams (emu_streams.cpp): `work` runs now on an eager stream, or is queued
+// on a deferred one until something waits for it. observe() is for calls the
+// emulator runs only eagerly (cuBLASLt): it fails on a deferred stream.
+void launch(cudaStream_t stream, std::function<void()> work);
+void observe(cudaStream_t stream, const char *what);
+
 struct Launch {
     dim3 grid, block;
     size_t smem;
-    Launch(dim3 g, dim3 b, size_t s = 0, cudaStream_t = 0) : grid(g), block(b), smem(s) {}
+    cudaStream_t stream;
+    Launch(dim3 g, dim3 b, size_t s = 0, cudaStream_t st = 0) : grid(g), block(b), smem(s), stream(st) {}
 };
 template <class F>
 struct Bound {
@@ -76,7 +93,8 @@ Bound<F> operator|(Launch l, F f) {
 template <class F, class... A>
 void operator|(Bound<F> b, std::tuple<A...> args) {
     F f = b.f;
-    run_grid(b.l.grid, b.l.block, b.l.smem, [f, args]() { std::apply(f, args); });
+    Launch l = b.l;
+    launch(l.stream, [f, args, l]() { run_grid(l.grid, l.block, l.smem, [f, args]() { std::apply(f, args); }); });
 }
 }  // namespace emu
 

@@ -28,34 +28,7 @@
 #include <functional>
 #include <vector>
 
-#define EMU_FAIL(...)                                                  \
-    do {                                                               \
-        fprintf(stderr, "cuda emulator: " __VA_ARGS__);                \
-        fputc('\n', stderr);                                           \
-        abort();                                                       \
-    } while (0)
 
-// Pinned host memory and deferred copies: a copy out of pinned memory
-// (cudaMallocHost) lands only when the stream is next observed to run (a
-// launch, a memset, another copy, a synchronization, a cuBLASLt call), so a
-// host that rewrites pinned memory before its copy completed uploads the new
-// bytes here, as it might on a GPU.
-struct PendingCopy {
-    void *dst;
-    const void *src;
-    size_t n;
-};
-static std::vector<std::pair<const unsigned char *, size_t>> g_pinned;
-static std::vector<PendingCopy> g_pending;
-static void flush_copies() {
-    for (const PendingCopy &c : g_pending) memmove(c.dst, c.src, c.n);
-    g_pending.clear();
-}
-static bool is_pinned(const void *p) {
-    for (const auto &r : g_pinned)
-        if ((const unsigned char *)p >= r.first && (const unsigned char *)p < r.first + r.second) return true;
-    return false;
-}
 namespace emu {
 
 enum { STACK_BYTES = 256 * 1024 };
@@ -181,7 +154,6 @@ static void fiber_main() {
 }  // returns to g_sched through uc_link
 
 void run_grid(dim3 grid, dim3 block, size_t smem, std::function<void()> body) {
-    flush_copies();  // the kernel reads what was uploaded before it
     const size_t nthreads = (size_t)block.x * block.y * block.z;
     if (nthreads == 0 || nthreads > 1024) EMU_FAIL("block of %zu threads", nthreads);
     if (smem > 232448) EMU_FAIL("%zu bytes of dynamic shared memory (the limit is 227 KiB)", smem);
@@ -405,77 +377,8 @@ cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *)
 cudaError_t cudaFuncSetAttribute(const void *, enum cudaFuncAttribute, int value) {
     return value <= 232448 ? cudaSuccess : cudaErrorInvalidValue;
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int) {
-    static int dummy;
-    *s = (cudaStream_t)&dummy;
-    return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t) {
-    flush_copies();
-    return cudaSuccess;
-}
-cudaError_t cudaDeviceSynchronize(void) {
-    flush_copies();
-    return cudaSuccess;
-}
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 const char *cudaGetErrorString(cudaError_t) { return "error (CPU emulation)"; }
-
-cudaError_t cudaMallocHost(void **p, size_t bytes) {
-    *p = malloc(bytes ? bytes : 1);
-    if (!*p) return cudaErrorMemoryAllocation;
-    g_pinned.push_back({(const unsigned char *)*p, bytes});
-    return cudaSuccess;
-}
-cudaError_t cudaFreeHost(void *p) {
-    flush_copies();
-    for (size_t i = 0; i < g_pinned.size(); i++)
-        if (g_pinned[i].first == p) g_pinned.erase(g_pinned.begin() + (long)i);
-    free(p);
-    return cudaSuccess;
-}
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int) {
-    static int dummy;
-    *e = (cudaEvent_t)&dummy;
-    return cudaSuccess;
-}
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) {
-    flush_copies();  // every copy so far was recorded before the (only) event
-    return cudaSuccess;
-}
-cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
-
-cudaError_t cudaMalloc(void **p, size_t bytes) {
-    size_t n = (bytes + 255) & ~(size_t)255;
-    *p = aligned_alloc(256, n ? n : 256);
-    if (!*p) return cudaErrorMemoryAllocation;
-    memset(*p, 0xa5, n);  // garbage, like fresh device memory
-    return cudaSuccess;
-}
-cudaError_t cudaFree(void *p) {
-    flush_copies();
-    free(p);
-    return cudaSuccess;
-}
-cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
-    *free_b = *total_b = (size_t)16 << 30;
-    return cudaSuccess;
-}
-cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) {
-    flush_copies();
-    memset(p, v, n);
-    return cudaSuccess;
-}
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t) {
-    if (kind == cudaMemcpyHostToDevice && is_pinned(src)) {
-        g_pending.push_back({dst, src, n});
-        return cudaSuccess;
-    }
-    flush_copies();
-    memmove(dst, src, n);
-    return cudaSuccess;
-}
 
 // ---- cuBLASLt ----------------------------------------------------------------------------
 
@@ -621,8 +524,8 @@ static float emu_get(const void *p, cudaDataType_t t, size_t i) {
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t desc, const void *alpha, const void *A,
                               cublasLtMatrixLayout_t Al, const void *B, cublasLtMatrixLayout_t Bl, const void *beta,
                               const void *C, cublasLtMatrixLayout_t Cl, void *D, cublasLtMatrixLayout_t Dl,
-                              const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t) {
-    flush_copies();
+                              const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t stream) {
+    emu::observe(stream, "cublasLtMatmul");
     const EmuDesc *d = (const EmuDesc *)desc;
     const EmuLayout *a = (const EmuLayout *)Al, *b = (const EmuLayout *)Bl, *c = (const EmuLayout *)Cl,
                     *dl = (const EmuLayout *)Dl;

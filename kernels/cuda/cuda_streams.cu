@@ -1,0 +1,137 @@
+// The communication stream, events and virtual memory of kernels/streams.h.
+// The stream is created at the first call (a one-GPU run never makes it),
+// with the greatest priority so that a collective's kernels start as soon as
+// their inputs are ready, beside the compute stream's. The virtual-memory
+// calls are the driver's (cuMem*), reached through cudaGetDriverEntryPoint:
+// the plugin links cudart statically and never links libcuda itself.
+#include <cuda.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unordered_map>
+
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_internal.cuh"
+#include "kernels/streams.h"
+
+// The driver's entry points, typed from cuda.h.
+struct DriverVmm {
+    decltype(&cuMemAddressReserve) reserve;
+    decltype(&cuMemAddressFree) address_free;
+    decltype(&cuMemCreate) create;
+    decltype(&cuMemRelease) release;
+    decltype(&cuMemMap) map;
+    decltype(&cuMemUnmap) unmap;
+    decltype(&cuMemSetAccess) set_access;
+    decltype(&cuMemGetAllocationGranularity) granularity;
+    CUmemAllocationProp prop;
+    size_t chunk;
+    std::unordered_map<uintptr_t, CUmemGenericAllocationHandle> handles;  // mapped chunk -> its memory
+};
+static DriverVmm g_vmm;
+
+#define CU_CHECK(call)                                                                        \
+    do {                                                                                     \
+        CUresult r_ = (call);                                                                \
+        if (r_ != CUDA_SUCCESS) cuda_fatal(__FILE__, __LINE__, "%s: CUresult %d", #call, (int)r_); \
+    } while (0)
+
+static void vmm_symbol(const char *name, void **slot) {
+    cudaDriverEntryPointQueryResult found;
+    CUDA_CHECK(cudaGetDriverEntryPointByVersion(name, slot, 12000, cudaEnableDefault, &found));
+    CUDA_REQUIRE(found == cudaDriverEntryPointSuccess && *slot, "the CUDA driver lacks %s (too old for "
+                 "virtual memory management, which ZeRO-2/3 need)", name);
+}
+
+static void vmm_init(void) {
+    vmm_symbol("cuMemAddressReserve", (void **)&g_vmm.reserve);
+    vmm_symbol("cuMemAddressFree", (void **)&g_vmm.address_free);
+    vmm_symbol("cuMemCreate", (void **)&g_vmm.create);
+    vmm_symbol("cuMemRelease", (void **)&g_vmm.release);
+    vmm_symbol("cuMemMap", (void **)&g_vmm.map);
+    vmm_symbol("cuMemUnmap", (void **)&g_vmm.unmap);
+    vmm_symbol("cuMemSetAccess", (void **)&g_vmm.set_access);
+    vmm_symbol("cuMemGetAllocationGranularity", (void **)&g_vmm.granularity);
+    memset(&g_vmm.prop, 0, sizeof g_vmm.prop);
+    g_vmm.prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    g_vmm.prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    g_vmm.prop.location.id = cuda_ctx()->device;
+    size_t g = 0;
+    CU_CHECK(g_vmm.granularity(&g, &g_vmm.prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+    // 2 MiB (the granularity GPUs report); LLAVA_CUDA_VMM_CHUNK_KB makes it
+    // smaller where the device allows (tests on the emulator: tiny models).
+    const char *kb = getenv("LLAVA_CUDA_VMM_CHUNK_KB");
+    const size_t want = kb && atol(kb) > 0 ? (size_t)atol(kb) << 10 : (size_t)2 << 20;
+    g_vmm.chunk = want <= g ? g : (want + g - 1) / g * g;
+}
+
+static void *vmm_reserve(size_t bytes) {
+    CUdeviceptr p = 0;
+    if (g_vmm.reserve(&p, bytes, g_vmm.chunk, 0, 0) != CUDA_SUCCESS) return NULL;
+    return (void *)p;
+}
+static void vmm_unreserve(void *base, size_t bytes) { CU_CHECK(g_vmm.address_free((CUdeviceptr)base, bytes)); }
+static void vmm_map(void *at) {
+    CUmemGenericAllocationHandle h;
+    CU_CHECK(g_vmm.create(&h, g_vmm.chunk, &g_vmm.prop, 0));
+    CU_CHECK(g_vmm.map((CUdeviceptr)at, g_vmm.chunk, 0, h, 0));
+    CUmemAccessDesc access;
+    memset(&access, 0, sizeof access);
+    access.location = g_vmm.prop.location;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    CU_CHECK(g_vmm.set_access((CUdeviceptr)at, g_vmm.chunk, &access, 1));
+    g_vmm.handles[(uintptr_t)at] = h;
+}
+static void vmm_unmap(void *at) {
+    auto it = g_vmm.handles.find((uintptr_t)at);
+    CUDA_REQUIRE(it != g_vmm.handles.end(), "unmapping device memory that is not mapped");
+    CU_CHECK(g_vmm.unmap((CUdeviceptr)at, g_vmm.chunk));
+    CU_CHECK(g_vmm.release(it->second));  // the memory goes back once unmapped
+    g_vmm.handles.erase(it);
+}
+
+static void *stream_event_new(void) {
+    cudaEvent_t e;
+    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return (void *)e;
+}
+static void stream_event_free(void *e) {
+    if (e) CUDA_CHECK(cudaEventDestroy((cudaEvent_t)e));
+}
+static void stream_record(void *e, void *s) { CUDA_CHECK(cudaEventRecord((cudaEvent_t)e, (cudaStream_t)s)); }
+static void stream_wait(void *s, void *e) { CUDA_CHECK(cudaStreamWaitEvent((cudaStream_t)s, (cudaEvent_t)e, 0)); }
+static void stream_event_sync(void *e) { CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)e)); }
+static int stream_event_done(void *e) {
+    cudaError_t r = cudaEventQuery((cudaEvent_t)e);
+    if (r == cudaErrorNotReady) return 0;
+    CUDA_CHECK(r);
+    return 1;
+}
+
+extern "C" const BackendStreams *ops_cuda_streams(void) {
+    static BackendStreams streams;
+    static bool made = false;
+    if (!ops_cuda_stream()) return NULL;  // the op table first
+    if (!made) {
+        int least = 0, greatest = 0;
+        CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+        cudaStream_t comm;
+        CUDA_CHECK(cudaStreamCreateWithPriority(&comm, cudaStreamNonBlocking, greatest));
+        streams.compute = ops_cuda_stream();
+        streams.comm = (void *)comm;
+        streams.event_new = stream_event_new;
+        streams.event_free = stream_event_free;
+        streams.record = stream_record;
+        streams.wait = stream_wait;
+        streams.event_sync = stream_event_sync;
+        streams.event_done = stream_event_done;
+        vmm_init();
+        streams.chunk = g_vmm.chunk;
+        streams.reserve = vmm_reserve;
+        streams.unreserve = vmm_unreserve;
+        streams.map = vmm_map;
+        streams.unmap = vmm_unmap;
+        made = true;
+    }
+    return &streams;
+}

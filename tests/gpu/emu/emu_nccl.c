@@ -1,0 +1,209 @@
+// A stand-in for libnccl.so.2 on the CPU emulator (libnccl_emu.so, loaded by
+// kernels/nccl.c through LLAVA_NCCL_LIBRARY): the subset of NCCL's API the
+// trainer uses, done over MPI on the emulator's device memory (host memory).
+// Each collective is enqueued on the stream it is given, as a host function
+// (cudaLaunchHostFunc, which the emulator defines, tests/gpu/emu_streams.cpp):
+// on a deferred (communication) stream it runs only when something waits for
+// that stream, so the trainer's events are what orders it, as on GPUs.
+// The ranks run the same program, so they reach their deferred collectives in
+// the same order and MPI's blocking collectives match up.
+//
+// What this cannot show: NCCL's own behaviour (its algorithms' summation
+// order, which can differ from MPI's; transports; hangs between real
+// streams). docs/gpu-status.md lists those among the GPU-only checks.
+#include <mpi.h>
+#include <nccl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ncclComm {
+    MPI_Comm mpi;  // a duplicate of MPI_COMM_WORLD: its collectives never match the trainer's own
+    int rank, world;
+};
+
+static void emu_nccl_die(const char *what, int rc) {
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, s, &len);
+    fprintf(stderr, "emulated NCCL: %s failed: %s\n", what, s);
+    abort();  // inside a stream's host function: no error can be returned
+}
+
+static MPI_Datatype emu_nccl_type(ncclDataType_t t, size_t *bytes) {
+    switch (t) {
+    case ncclInt8:
+    case ncclUint8: *bytes = 1; return MPI_BYTE;
+    case ncclInt32: *bytes = 4; return MPI_INT;
+    case ncclUint32: *bytes = 4; return MPI_UNSIGNED;
+    case ncclInt64: *bytes = 8; return MPI_INT64_T;
+    case ncclFloat32: *bytes = 4; return MPI_FLOAT;
+    case ncclFloat64: *bytes = 8; return MPI_DOUBLE;
+    default: *bytes = 0; return MPI_DATATYPE_NULL;  // half types: not needed by the trainer
+    }
+}
+
+static MPI_Op emu_nccl_op(ncclRedOp_t op) {
+    switch (op) {
+    case ncclSum: return MPI_SUM;
+    case ncclProd: return MPI_PROD;
+    case ncclMax: return MPI_MAX;
+    case ncclMin: return MPI_MIN;
+    default: return MPI_OP_NULL;
+    }
+}
+
+typedef enum { EMU_ALLREDUCE, EMU_BROADCAST, EMU_REDUCE, EMU_REDUCE_SCATTER, EMU_ALLGATHER } EmuKind;
+
+typedef struct {
+    EmuKind kind;
+    const void *send;
+    void *recv;
+    size_t count;  // elements: of the whole buffer, or (reduce-scatter, all-gather) of each rank's part
+    MPI_Datatype type;
+    size_t elem;
+    MPI_Op op;
+    int root;
+    ncclComm_t comm;
+} EmuCollective;
+
+// MPI counts are int: the tiny test models never come near INT_MAX.
+static int emu_count(size_t n) {
+    if (n > 0x7fffffff) {
+        fprintf(stderr, "emulated NCCL: %zu elements in one collective (at most 2^31-1)\n", n);
+        abort();
+    }
+    return (int)n;
+}
+
+static void emu_nccl_run(void *arg) {
+    EmuCollective *c = arg;
+    MPI_Comm mc = c->comm->mpi;
+    const int n = emu_count(c->count), me = c->comm->rank;
+    const int in_place = c->send == c->recv;
+    int rc = MPI_SUCCESS;
+    switch (c->kind) {
+    case EMU_ALLREDUCE:
+        rc = MPI_Allreduce(in_place ? MPI_IN_PLACE : c->send, c->recv, n, c->type, c->op, mc);
+        break;
+    case EMU_BROADCAST:
+        if (me == c->root && !in_place) memcpy(c->recv, c->send, c->count * c->elem);
+        rc = MPI_Bcast(c->recv, n, c->type, c->root, mc);
+        break;
+    case EMU_REDUCE:
+        if (me == c->root)
+            rc = MPI_Reduce(in_place ? MPI_IN_PLACE : c->send, c->recv, n, c->type, c->op, c->root, mc);
+        else
+            rc = MPI_Reduce(c->send, NULL, n, c->type, c->op, c->root, mc);
+        break;
+    case EMU_REDUCE_SCATTER: {
+        // NCCL's in-place form has recv = send + rank * count, which MPI has no
+        // form for: reduce from a copy of the input then.
+        const size_t all = c->count * c->elem * (size_t)c->comm->world;
+        const char *s = c->send, *r = c->recv;
+        void *copy = r >= s && r < s + all ? malloc(all) : NULL;
+        if (copy) memcpy(copy, s, all);
+        rc = MPI_Reduce_scatter_block(copy ? copy : c->send, c->recv, n, c->type, c->op, mc);
+        free(copy);
+        break;
+    }
+    case EMU_ALLGATHER:
+        rc = MPI_Allgather((const char *)c->send == (const char *)c->recv + (size_t)me * c->count * c->elem
+                               ? MPI_IN_PLACE
+                               : c->send,
+                           n, c->type, c->recv, n, c->type, mc);
+        break;
+    }
+    if (rc != MPI_SUCCESS) emu_nccl_die("an MPI collective", rc);
+    free(c);
+}
+
+static ncclResult_t emu_nccl_enqueue(EmuCollective c, cudaStream_t stream) {
+    if (!c.comm || c.type == MPI_DATATYPE_NULL || (c.kind != EMU_BROADCAST && c.kind != EMU_ALLGATHER &&
+                                                    c.op == MPI_OP_NULL))
+        return ncclInvalidArgument;
+    if (c.root < 0 || c.root >= c.comm->world) return ncclInvalidArgument;
+    EmuCollective *p = malloc(sizeof *p);
+    if (!p) return ncclSystemError;
+    *p = c;
+    return cudaLaunchHostFunc(stream, emu_nccl_run, p) == cudaSuccess ? ncclSuccess : ncclUnhandledCudaError;
+}
+
+ncclResult_t ncclGetUniqueId(ncclUniqueId *id) {
+    memset(id, 0, sizeof *id);
+    snprintf(id->internal, sizeof id->internal, "llava.c emulated NCCL over MPI_COMM_WORLD");
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int rank) {
+    (void)id;
+    int init = 0, size = 0, me = 0;
+    MPI_Initialized(&init);
+    if (!init) return ncclInvalidUsage;  // the emulation rides on the trainer's MPI
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    if (size != nranks || me != rank) return ncclInvalidArgument;
+    ncclComm_t c = calloc(1, sizeof *c);
+    if (!c) return ncclSystemError;
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &c->mpi) != MPI_SUCCESS) {
+        free(c);
+        return ncclSystemError;
+    }
+    c->rank = rank;
+    c->world = nranks;
+    *comm = c;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+    if (!comm) return ncclInvalidArgument;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Comm_free(&comm->mpi);
+    free(comm);
+    return ncclSuccess;
+}
+
+const char *ncclGetErrorString(ncclResult_t r) {
+    switch (r) {
+    case ncclSuccess: return "no error (emulated NCCL)";
+    case ncclInvalidArgument: return "invalid argument (emulated NCCL: a type or operation it does not emulate?)";
+    case ncclInvalidUsage: return "invalid usage (emulated NCCL: MPI is not initialized)";
+    case ncclSystemError: return "system error (emulated NCCL)";
+    default: return "error (emulated NCCL)";
+    }
+}
+
+// One collective queued on `stream`, its element type resolved.
+static ncclResult_t emu_nccl_submit(EmuKind kind, const void *send, void *recv, size_t count, ncclDataType_t type,
+                                    MPI_Op op, int root, ncclComm_t comm, cudaStream_t stream) {
+    EmuCollective c = {kind, send, recv, count, MPI_DATATYPE_NULL, 0, op, root, comm};
+    c.type = emu_nccl_type(type, &c.elem);
+    return emu_nccl_enqueue(c, stream);
+}
+
+ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op,
+                           ncclComm_t comm, cudaStream_t stream) {
+    return emu_nccl_submit(EMU_ALLREDUCE, send, recv, count, type, emu_nccl_op(op), 0, comm, stream);
+}
+ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataType_t type, int root,
+                           ncclComm_t comm, cudaStream_t stream) {
+    return emu_nccl_submit(EMU_BROADCAST, send, recv, count, type, MPI_OP_NULL, root, comm, stream);
+}
+ncclResult_t ncclReduce(const void *send, void *recv, size_t count, ncclDataType_t type, ncclRedOp_t op, int root,
+                        ncclComm_t comm, cudaStream_t stream) {
+    return emu_nccl_submit(EMU_REDUCE, send, recv, count, type, emu_nccl_op(op), root, comm, stream);
+}
+ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t recvcount, ncclDataType_t type, ncclRedOp_t op,
+                               ncclComm_t comm, cudaStream_t stream) {
+    return emu_nccl_submit(EMU_REDUCE_SCATTER, send, recv, recvcount, type, emu_nccl_op(op), 0, comm, stream);
+}
+ncclResult_t ncclAllGather(const void *send, void *recv, size_t sendcount, ncclDataType_t type, ncclComm_t comm,
+                           cudaStream_t stream) {
+    return emu_nccl_submit(EMU_ALLGATHER, send, recv, sendcount, type, MPI_OP_NULL, 0, comm, stream);
+}
+
+// Collectives are enqueued one by one in program order on every rank, so a
+// group needs nothing more here.
+ncclResult_t ncclGroupStart(void) { return ncclSuccess; }
+ncclResult_t ncclGroupEnd(void) { return ncclSuccess; }
