@@ -111,6 +111,12 @@ int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t c
     return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, "ncclAllReduce", msg, cap);
 }
 
+int nccl_allreduce_sum_bf16(void *comm, void *buf, size_t n, char *msg, size_t cap) {
+    NcclComm *c = comm;
+    ncclResult_t r = c->api.all_reduce(buf, buf, n, ncclBfloat16, ncclSum, c->comm, (cudaStream_t)c->stream);
+    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, "ncclAllReduce", msg, cap);
+}
+
 int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
     NcclComm *c = comm;
     ncclResult_t r = c->api.broadcast(buf, buf, bytes, ncclUint8, root, c->comm, (cudaStream_t)c->stream);
@@ -137,6 +143,11 @@ void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
     return NULL;
 }
 int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
+    (void)comm, (void)buf, (void)n;
+    snprintf(msg, cap, "this build has no NCCL");
+    return -1;
+}
+int nccl_allreduce_sum_bf16(void *comm, void *buf, size_t n, char *msg, size_t cap) {
     (void)comm, (void)buf, (void)n;
     snprintf(msg, cap, "this build has no NCCL");
     return -1;

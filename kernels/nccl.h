@@ -19,6 +19,9 @@ int nccl_make_id(void *id, char *msg, size_t cap);
 void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap);
 // In place, on the ops' stream. 0, or -1 with msg.
 int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap);
+// The same on n bf16 elements (bf16 gradients: half the traffic; NCCL rounds
+// the partial sums to bf16 between its steps).
+int nccl_allreduce_sum_bf16(void *comm, void *buf, size_t n, char *msg, size_t cap);
 int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap);
 void nccl_leave(void *comm);
 

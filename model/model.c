@@ -18,13 +18,17 @@ static void *act_at(const LlavaModel *m, const void *base, size_t elems) {
     return (char *)base + elems * m->ops->act_size;
 }
 
-// Weight and gradient addresses by offset inside a module.
+// Weight and gradient addresses by offset inside a module. G is what
+// backward writes: the fp32 gradients, or the bf16 ones (grad_size 2).
 static void *W(const LlavaModel *m, ModuleId mod, size_t off) {
     return off == NO_TENSOR ? NULL : act_at(m, m->weights[mod], off);
 }
-static float *G(const LlavaModel *m, ModuleId mod, size_t off) {
-    return (off == NO_TENSOR || !m->grads[mod]) ? NULL : m->grads[mod] + off;
+void *model_backward_grad(const LlavaModel *m, ModuleId mod, size_t off) {
+    if (off == NO_TENSOR) return NULL;
+    if (m->grad_bf16) return m->grads16[mod] ? (char *)m->grads16[mod] + off * m->ops->grad_size : NULL;
+    return m->grads[mod] ? m->grads[mod] + off : NULL;
 }
+static void *G(const LlavaModel *m, ModuleId mod, size_t off) { return model_backward_grad(m, mod, off); }
 
 static size_t optional_offset(const ParamTable *t, const char *name) {
     const ParamInfo *p = params_find(t, name);
@@ -139,6 +143,7 @@ void model_free(LlavaModel *m) {
     for (int i = 0; i < MODULE_COUNT; i++) {
         if (m->weights[i]) m->ops->free(m->weights[i]);
         if (m->grads[i]) m->ops->free(m->grads[i]);
+        if (m->grads16[i]) m->ops->free(m->grads16[i]);
     }
     if (m->rope_inv_freq) m->ops->free(m->rope_inv_freq);
     free(m->off.vis);
@@ -148,19 +153,57 @@ void model_free(LlavaModel *m) {
     memset(m, 0, sizeof *m);
 }
 
+// Gradient buffers for the trainable modules, none for the frozen ones: fp32
+// (m->grads) unless gradients are bf16 (m->grads16, plus m->grads as the
+// fp32 accumulator when asked for).
+static void grads_allocate(LlavaModel *m) {
+    for (int i = 0; i < MODULE_COUNT; i++) {
+        const size_t n = m->params.module_numel[i];
+        const int fp32 = m->trainable[i] && (!m->grad_bf16 || m->grad_fp32_accumulator);
+        const int bf16 = m->trainable[i] && m->grad_bf16;
+        if (fp32 && !m->grads[i]) m->grads[i] = m->ops->alloc(n * sizeof(float));
+        if (!fp32 && m->grads[i]) {
+            m->ops->free(m->grads[i]);
+            m->grads[i] = NULL;
+        }
+        if (bf16 && !m->grads16[i]) m->grads16[i] = m->ops->alloc(n * m->ops->grad_size);
+        if (!bf16 && m->grads16[i]) {
+            m->ops->free(m->grads16[i]);
+            m->grads16[i] = NULL;
+        }
+    }
+}
+
 void model_set_stage(LlavaModel *m, int stage) {
     CHECK(stage >= 0 && stage <= 2, "stage %d", stage);
     // With adapters the LLM stays frozen and the adapters train in its place.
     int lora = m->lora.r > 0;
     int want[MODULE_COUNT] = {0, stage >= 1, stage >= 2 && !lora, stage >= 2 && lora};
-    for (int i = 0; i < MODULE_COUNT; i++) {
-        m->trainable[i] = want[i];
-        if (want[i] && !m->grads[i]) m->grads[i] = m->ops->alloc(m->params.module_numel[i] * sizeof(float));
-        if (!want[i] && m->grads[i]) {
-            m->ops->free(m->grads[i]);
-            m->grads[i] = NULL;
-        }
-    }
+    for (int i = 0; i < MODULE_COUNT; i++) m->trainable[i] = want[i];
+    grads_allocate(m);
+}
+
+int model_set_grad_dtype(LlavaModel *m, int bf16, int fp32_accumulator, Error *err) {
+    if (bf16 && !m->ops->bf16_grads)
+        return err_set(err, "grad_dtype \"bf16\" needs --device cuda: the %s backend keeps fp32 gradients (it is "
+                       "the fp32 reference)", m->ops->name);
+    if (bf16) m->ops = m->ops->bf16_grads;
+    m->grad_bf16 = !!bf16;
+    m->grad_fp32_accumulator = bf16 && fp32_accumulator;
+    grads_allocate(m);
+    return 0;
+}
+
+void model_accumulate_grads(LlavaModel *m) {
+    if (!m->grad_bf16 || !m->grad_fp32_accumulator) return;
+    for (int i = 0; i < MODULE_COUNT; i++)
+        if (m->grads[i] && m->grads16[i])
+            m->ops->grad_accumulate(m->grads[i], m->grads16[i], m->params.module_numel[i]);
+}
+
+void *model_step_grads(const LlavaModel *m, ModuleId mod, int *is_bf16) {
+    *is_bf16 = !m->grads[mod] && m->grads16[mod];
+    return m->grads[mod] ? (void *)m->grads[mod] : m->grads16[mod];
 }
 
 void model_replan(LlavaModel *m) { acts_free(m); }
@@ -174,8 +217,10 @@ void model_set_recompute(LlavaModel *m, int mode) {
 void model_set_head_labeled_only(LlavaModel *m, int on) { m->head_labeled_only = !!on; }
 
 void model_zero_grads(LlavaModel *m) {
-    for (int i = 0; i < MODULE_COUNT; i++)
+    for (int i = 0; i < MODULE_COUNT; i++) {
         if (m->grads[i]) m->ops->zero(m->grads[i], m->params.module_numel[i] * sizeof(float));
+        if (m->grads16[i]) m->ops->zero(m->grads16[i], m->params.module_numel[i] * m->ops->grad_size);
+    }
 }
 
 size_t model_num_params(const LlavaModel *m, int trainable_only) {
@@ -186,7 +231,9 @@ size_t model_num_params(const LlavaModel *m, int trainable_only) {
 }
 
 void *model_weight(const LlavaModel *m, const ParamInfo *p) { return W(m, p->module, p->offset); }
-float *model_grad(const LlavaModel *m, const ParamInfo *p) { return G(m, p->module, p->offset); }
+float *model_grad(const LlavaModel *m, const ParamInfo *p) {
+    return m->grads[p->module] ? m->grads[p->module] + p->offset : NULL;
+}
 const void *model_logits(const LlavaModel *m) { return m->acts.logits; }
 
 // ---- activation plan --------------------------------------------------------------
@@ -345,7 +392,8 @@ size_t model_activation_bytes(const LlavaModel *m, int rows, int images) {
 size_t model_training_state_bytes(const LlavaModel *m) {
     size_t all = model_num_params(m, 0), trainable = model_num_params(m, 1);
     size_t master = m->ops->act_size < sizeof(float) ? sizeof(float) : 0;
-    return all * m->ops->act_size + trainable * (sizeof(float) * 3 + master);
+    size_t grads = m->grad_bf16 ? m->ops->grad_size + (m->grad_fp32_accumulator ? sizeof(float) : 0) : sizeof(float);
+    return all * m->ops->act_size + trainable * (grads + sizeof(float) * 2 + master);
 }
 
 // ---- batch checks and host-side preparation ---------------------------------------
@@ -742,7 +790,7 @@ void model_backward(LlavaModel *m, float dloss_scale) {
         layer_event(m, MODULE_LLM, l, LAYER_AFTER_BACKWARD);
     }
     // a->dres now holds d(inputs_embeds).
-    if (m->grads[LM]) o->embedding_backward(G(m, LM, off->embed), a->dres, a->ids, M, C, t->vocab);
+    if (G(m, LM, off->embed)) o->embedding_backward(G(m, LM, off->embed), a->dres, a->ids, M, C, t->vocab);
     if (NF > 0 && m->trainable[MODULE_PROJECTOR]) {
         o->gather_rows(a->dpout, a->dres, a->image_rows, NF, C);
         projector_backward(m, NF);

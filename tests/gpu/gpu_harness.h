@@ -67,6 +67,8 @@ void h_print_table(const Harness *h, double peak_gbs, double peak_tflops);
 void run_checks(Harness *h);
 // The once-per-step optimizer ops (test_ops_optim.c); large = device sizes.
 void run_optim_checks(Harness *h, int large);
+// bf16 parameter gradients (test_ops_bf16grad.c); large = device sizes.
+void run_bf16grad_checks(Harness *h, int large);
 void run_timings(Harness *h, double *peak_gbs, double *peak_tflops);
 void run_flash_bench(Harness *h, double peak_tflops);
 

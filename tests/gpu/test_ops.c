@@ -765,6 +765,7 @@ void run_checks(Harness *h) {
     check_adamw(h, 100003, 777);
     check_stochastic_rounding(h, (size_t)1 << 20);
     run_optim_checks(h, 1);
+    run_bf16grad_checks(h, 1);
 }
 #else
 // Under the CPU emulator: small shapes that still take every path (vector and
@@ -816,6 +817,7 @@ void run_checks(Harness *h) {
     check_adamw(h, 10007, 777);
     check_stochastic_rounding(h, (size_t)1 << 16);
     run_optim_checks(h, 0);
+    run_bf16grad_checks(h, 0);
 }
 #endif
 
