@@ -264,9 +264,6 @@ int run_config_validate(const RunConfig *c, Error *err) {
         return err_set(err, "AdamW betas must be in [0, 1) and eps > 0");
     if (c->keep_last < 1) return err_set(err, "keep_last must be >= 1");
     if (c->zero_stage < 0 || c->zero_stage > 3) return err_set(err, "zero_stage must be 0, 1, 2 or 3");
-    if (c->zero_stage >= 2 && strcmp(c->device, "cpu") != 0)
-        return err_set(err, "zero_stage %d runs on the CPU backend only in this build (device %s): use zero_stage 1 "
-                       "on GPUs for now (docs/training.md, ZeRO-2/3)", c->zero_stage, c->device);
     if (!one_of(c->grad_dtype, (const char *const[]){"fp32", "bf16", NULL}))
         return err_set(err, "\"grad_dtype\" must be fp32 or bf16");
     if (strcmp(c->grad_dtype, "bf16") == 0 && strcmp(c->device, "cuda") != 0)
@@ -275,6 +272,9 @@ int run_config_validate(const RunConfig *c, Error *err) {
     if (strcmp(c->grad_dtype, "bf16") == 0 && c->zero_stage >= 2)
         return err_set(err, "grad_dtype \"bf16\" works with zero_stage 0 or 1 for now, not %d (bf16 gradients with "
                        "ZeRO-2/3 are future work, docs/training.md)", c->zero_stage);
+    if (c->zero_stage >= 2 && strcmp(c->device, "cpu") != 0)
+        return err_set(err, "zero_stage %d runs on the CPU backend only in this build (device %s): use zero_stage 1 "
+                       "on GPUs for now (docs/training.md, ZeRO-2/3)", c->zero_stage, c->device);
     if (c->log_every < 1) return err_set(err, "log_every must be >= 1");
     if (c->max_bad_steps < 1) return err_set(err, "max_bad_steps must be >= 1");
     if (!c->output_dir[0]) return err_set(err, "output_dir must be set");
