@@ -40,10 +40,11 @@ if [ ! -x "$build/llava_emu" ]; then
   exit 0
 fi
 
+mpi_prefix=()  # train runs under it (set for the 2-process runs)
 train() {
   local name=$1
   shift
-  "$build/llava_emu" train --set "model=$src/tests/fixtures/tiny_llava15" --set data=synthetic:32 \
+  "${mpi_prefix[@]}" "$build/llava_emu" train --set "model=$src/tests/fixtures/tiny_llava15" --set data=synthetic:32 \
     --set max_length=64 --set lr=2e-3 --set warmup_ratio=0.1 --set log_every=100 --set seed=5 --set stage=2 \
     --set micro_batch=2 --set max_steps=4 --set device=cuda --set output_dir="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 ||
     { cat "$tmp/$name.log"; echo "FAIL: llava_emu train $name"; exit 1; }
@@ -72,6 +73,22 @@ lora=(--set lora_r=4 --set lora_alpha=8 --set lora_dropout=0.1)
 train lora_fp32 "${lora[@]}" >"$tmp/lora_fp32.txt"
 train lora_bf16 "${lora[@]}" --set grad_dtype=bf16 >"$tmp/lora_bf16.txt"
 compare "LoRA r 4, grad_accum 1" "$tmp/lora_fp32.txt" "$tmp/lora_bf16.txt"
+# Two processes with ZeRO-1, one micro-batch a step: the bf16 gradients cross
+# processes as they are (the emulator has no NCCL: through host memory, widened
+# to fp32 for MPI and rounded back) and each process's AdamW slice reads them.
+if command -v mpirun >/dev/null 2>&1; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
+  train_mpi() {
+    mpi_prefix=(mpirun -np 2)
+    train "$@" --set zero_stage=1 --set threads=1
+    mpi_prefix=()
+  }
+  train_mpi mpi_fp32 >"$tmp/mpi_fp32.txt"
+  train_mpi mpi_bf16 --set grad_dtype=bf16 >"$tmp/mpi_bf16.txt"
+  compare "2 processes, ZeRO-1, grad_accum 1" "$tmp/mpi_fp32.txt" "$tmp/mpi_bf16.txt"
+else
+  echo "test_bf16_grads: the 2-process part skipped: mpirun not found"
+fi
 # The printed plan counts the gradients at 2 bytes (plus the accumulator with grad_accum > 1).
 grep -q "bf16 gradients, capacity" "$tmp/bf16_a1.log" || { echo "FAIL: the plan does not say bf16 gradients"; exit 1; }
 grep -q "bf16 gradients + fp32 accumulator" "$tmp/bf16_a3.log" ||

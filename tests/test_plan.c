@@ -150,8 +150,9 @@ int main(int argc, char **argv) {
             // fp32: 4 bytes; bf16: 2, plus the fp32 accumulator (4) when grad_accum > 1
             double want = trainable * (bytes == 4 ? 4 : accum > 1 ? 6 : 2);
             for (int z = 0; z < 2; z++)
-                EXPECT(pg.row[z].grads == want, "grad_bytes %d, grad_accum %d, zero_stage %d: gradients %.0f, want %.0f",
-                       bytes, accum, z, pg.row[z].grads, want);
+                EXPECT(pg.row[z].grads == want,
+                       "grad_bytes %d, grad_accum %d, zero_stage %d: gradients %.0f, want %.0f", bytes, accum, z,
+                       pg.row[z].grads, want);
             if (bytes == 2 && accum == 1) {
                 Plan pf;
                 PlanInput f = g;

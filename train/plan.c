@@ -161,8 +161,9 @@ void plan_format_bytes(double b, char *out, size_t cap) {
 void plan_print(const Plan *p, const PlanInput *in, int mark, FILE *out) {
     char cap[32] = "unknown";
     if (in->capacity > 0) plan_format_bytes(in->capacity, cap, sizeof cap);
-    const char *grads = in->grad_bytes != 2 ? "" : plan_grad_element_bytes(in) > 2 ? ", bf16 gradients + fp32 accumulator"
-                                                                                  : ", bf16 gradients";
+    const char *grads = in->grad_bytes != 2                   ? ""
+                        : plan_grad_element_bytes(in) > 2 ? ", bf16 gradients + fp32 accumulator"
+                                                          : ", bf16 gradients";
     fprintf(out, "memory per process: %d process(es), stage %d, micro_batch %d x max_length %d, %s%s, capacity %s\n",
             in->world, in->stage, in->micro_batch, in->max_length, in->act_bytes < 4 ? "bf16 weights" : "fp32", grads,
             cap);
@@ -179,7 +180,8 @@ void plan_print(const Plan *p, const PlanInput *in, int mark, FILE *out) {
     }
     static const char *modes[] = {"without", "with full", "with selective"};
     fprintf(out, "  (total counts activations %s recompute; * = this run)\n", modes[in->recompute % 3]);
-    if (in->grad_bytes == 2) fprintf(out, "  (zero 2 and 3: fp32 gradients; grad_dtype bf16 runs with zero_stage 0 or 1)\n");
+    if (in->grad_bytes == 2)
+        fprintf(out, "  (zero 2 and 3: fp32 gradients; grad_dtype bf16 runs with zero_stage 0 or 1)\n");
 }
 
 void plan_print_json(const Plan *p, const PlanInput *in, FILE *out) {

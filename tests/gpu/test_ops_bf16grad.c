@@ -25,7 +25,8 @@ static void check_table(Harness *h, const Ops *g16) {
            g16 ? g16->grad_size : 0, h->gpu->grad_size);
     EXPECT(g16 && g16->bf16_grads == g16 && g16->sum_squares_bf16_multi && g16->grad_accumulate,
            "bf16_grads table: points to itself and has the bf16-only ops");
-    EXPECT(g16 && g16->matmul_forward == h->gpu->matmul_forward && g16->attention_backward == h->gpu->attention_backward,
+    EXPECT(g16 && g16->matmul_forward == h->gpu->matmul_forward && g16->attention_backward == h->gpu->attention_backward &&
+               g16->adamw_update_multi == h->gpu->adamw_update_multi,
            "bf16_grads table: the ops without parameter gradients are the fp32 table's");
     EXPECT(!h->cpu->bf16_grads && h->cpu->grad_size == 4, "the CPU backend has no bf16 gradients");
 }
@@ -36,7 +37,8 @@ static void check_matmul_grads(Harness *h, const Ops *g16, int M, int K, int N) 
     snprintf(op, sizeof op, "bf16g matmul %dx%dx%d", M, K, N);
     float *dout = h_rand(h, (size_t)M * N, 1.0f), *inp = h_rand(h, (size_t)M * K, 1.0f);
     float *w = h_rand(h, (size_t)N * K, 0.2f), *dw = h_rand(h, (size_t)N * K, 0.5f), *db = h_rand(h, N, 0.5f);
-    void *d_dout = d_act(h, dout, (size_t)M * N), *d_inp = d_act(h, inp, (size_t)M * K), *d_w = d_act(h, w, (size_t)N * K);
+    void *d_dout = d_act(h, dout, (size_t)M * N), *d_inp = d_act(h, inp, (size_t)M * K);
+    void *d_w = d_act(h, w, (size_t)N * K);
     void *d_dw = d_act(h, dw, (size_t)N * K), *d_db = d_act(h, db, N);  // bf16 gradients, bf16-exact start
     void *dx16 = d_poison(h, (size_t)M * K * 2), *dx32 = d_poison(h, (size_t)M * K * 2);
     float *dw32 = d_f32(h, dw, (size_t)N * K), *db32 = d_f32(h, db, N);
