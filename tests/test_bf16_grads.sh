@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # grad_dtype "bf16" (bf16 parameter gradients on CUDA) against the fp32
 # gradients of the same run, both on the emulated CUDA backend (llava_emu):
-# 4 steps of the tiny fixture with grad_accum 1 (bf16 gradients used as they
-# are) and 3 (each micro-batch folded into the fp32 accumulator), full stage 2
-# and LoRA. The first step's loss comes before any update: bitwise the same;
-# later losses and the gradient norms within 5e-3 relative (measured: 2e-4 and
-# 7e-4 at most; bf16 gradients round each element once per micro-batch, about
-# 2^-9 relative, and AdamW normalizes the step, so the weights drift apart
-# slowly).
+# 3 steps of the tiny fixture with grad_accum 1 (bf16 gradients used as they
+# are) and 3 (each micro-batch folded into the fp32 accumulator), full stage 2,
+# LoRA, and 2 processes with ZeRO-1. The first step's loss comes before any
+# update: bitwise the same (AdamW's first step moves each weight by lr times
+# the gradient's sign, so the second loss mostly agrees too); the losses and
+# the gradient norms within 5e-3 relative (measured: 2.9e-4 and 1.5e-3 at
+# most; bf16 gradients round each element once per micro-batch, about 2^-9
+# relative).
 # Also: the CPU backend and zero_stage 2/3 refuse bf16 gradients (exit 2).
 # Skipped when the build has no CUDA backend (nothing to emulate).
 set -euo pipefail
@@ -45,8 +46,8 @@ train() {
   local name=$1
   shift
   "${mpi_prefix[@]}" "$build/llava_emu" train --set "model=$src/tests/fixtures/tiny_llava15" --set data=synthetic:32 \
-    --set max_length=64 --set lr=2e-3 --set warmup_ratio=0.1 --set log_every=100 --set seed=5 --set stage=2 \
-    --set micro_batch=2 --set max_steps=4 --set device=cuda --set output_dir="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 ||
+    --set max_length=64 --set lr=2e-3 --set warmup_ratio=0 --set log_every=100 --set seed=5 --set stage=2 \
+    --set micro_batch=2 --set max_steps=3 --set device=cuda --set output_dir="$tmp/$name" "$@" >"$tmp/$name.log" 2>&1 ||
     { cat "$tmp/$name.log"; echo "FAIL: llava_emu train $name"; exit 1; }
   grep -o '"loss": [0-9.eE+-]*, "lr": [0-9.eE+-]*, "grad_norm": [0-9.eE+-]*' "$tmp/$name/metrics.jsonl" |
     awk '{ gsub(",", ""); print $2, $6 }'
@@ -61,7 +62,7 @@ compare() {
     function rel(x, y) { d = (x - y) / x; return d < 0 ? -d : d }
     NR == 1 && $1 != $3 { print "FAIL: " label ": the first loss differs (" $1 " vs " $3 ")"; bad = 1 }
     NF != 4 || rel($1, $3) > 5e-3 || rel($2, $4) > 5e-3 { bad = 1 }
-    END { if (bad || NR != 4) { print "FAIL: " label ": bf16 gradients stray from fp32 by more than 5e-3"; exit 1 } }'
+    END { if (bad || NR != 3) { print "FAIL: " label ": bf16 gradients stray from fp32 by more than 5e-3"; exit 1 } }'
 }
 
 for accum in 1 3; do
