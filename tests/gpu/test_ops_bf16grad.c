@@ -114,6 +114,30 @@ static void check_embedding_grads(Harness *h, const Ops *g16, int M, int C, int 
     h_release(h);
 }
 
+// One token repeated over every row, each adding 2^-10 to a table row at 1.0:
+// added one by one into bf16 every addition would round away (half an ulp at
+// 1.0 is 2^-8), so the row must be summed in fp32 first. M = 1000 < 1024 (one
+// chunk): each call adds 1000/1024 once, exactly representable: the result
+// must equal the CPU's exactly (2.953125 after two calls).
+static void check_embedding_frequent(Harness *h, const Ops *g16) {
+    enum { M = 1000, C = 16, V = 3 };
+    int32_t *ids = xmalloc(M * sizeof(int32_t));
+    float *dout = xmalloc((size_t)M * C * sizeof(float)), *table = xcalloc((size_t)V * C, sizeof(float));
+    for (int m = 0; m < M; m++) ids[m] = 1;
+    for (int i = 0; i < M * C; i++) dout[i] = 1.0f / 1024.0f;
+    for (int c = 0; c < C; c++) table[C + c] = 1.0f;
+    void *d_dout = d_act(h, dout, (size_t)M * C), *d_table = d_act(h, table, (size_t)V * C);
+    int32_t *d_ids = d_i32(h, ids, M);
+    for (int r = 0; r < 2; r++) {
+        g16->embedding_backward(d_table, d_dout, d_ids, M, C, V);
+        h->cpu->embedding_backward(table, dout, ids, M, C, V);
+    }
+    float *got = down_act(h, d_table, (size_t)V * C);
+    h_check_bitwise(h, "bf16g embedding, one frequent token", got, table, (size_t)V * C);
+    free(ids), free(dout), free(table), free(got);
+    h_release(h);
+}
+
 // acc += bf16 grad (exact fp32 add of the widened value), grad = 0.
 static void check_grad_accumulate(Harness *h, const Ops *g16, size_t n) {
     float *acc = h_rand(h, n, 1.0f), *g = h_rand(h, n, 0.01f), *zero = xcalloc(n, sizeof(float));
@@ -195,6 +219,7 @@ void run_bf16grad_checks(Harness *h, int large) {
     check_norm_grads(h, g16, 0, 300, 512);
     check_embedding_grads(h, g16, 1500, 72, 50);
     check_embedding_grads(h, g16, 300, 1100, 1000);  // columns over one block's 1024
+    check_embedding_frequent(h, g16);
     check_grad_accumulate(h, g16, 10007);
     check_sum_squares_bf16(h, g16);
     check_adamw_bf16(h, 10007);
