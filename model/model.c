@@ -19,14 +19,9 @@ static void *act_at(const LlavaModel *m, const void *base, size_t elems) {
 }
 
 // Weight and gradient addresses by offset inside a module. G is what
-// backward writes: the fp32 gradients, or the bf16 ones (grad_size 2).
+// backward writes (model_backward_grad, model/model_grads.c).
 static void *W(const LlavaModel *m, ModuleId mod, size_t off) {
     return off == NO_TENSOR ? NULL : act_at(m, m->weights[mod], off);
-}
-void *model_backward_grad(const LlavaModel *m, ModuleId mod, size_t off) {
-    if (off == NO_TENSOR) return NULL;
-    if (m->grad_bf16) return m->grads16[mod] ? (char *)m->grads16[mod] + off * m->ops->grad_size : NULL;
-    return m->grads[mod] ? m->grads[mod] + off : NULL;
 }
 static void *G(const LlavaModel *m, ModuleId mod, size_t off) { return model_backward_grad(m, mod, off); }
 
@@ -153,57 +148,13 @@ void model_free(LlavaModel *m) {
     memset(m, 0, sizeof *m);
 }
 
-// Gradient buffers for the trainable modules, none for the frozen ones: fp32
-// (m->grads) unless gradients are bf16 (m->grads16, plus m->grads as the
-// fp32 accumulator when asked for).
-static void grads_allocate(LlavaModel *m) {
-    for (int i = 0; i < MODULE_COUNT; i++) {
-        const size_t n = m->params.module_numel[i];
-        const int fp32 = m->trainable[i] && (!m->grad_bf16 || m->grad_fp32_accumulator);
-        const int bf16 = m->trainable[i] && m->grad_bf16;
-        if (fp32 && !m->grads[i]) m->grads[i] = m->ops->alloc(n * sizeof(float));
-        if (!fp32 && m->grads[i]) {
-            m->ops->free(m->grads[i]);
-            m->grads[i] = NULL;
-        }
-        if (bf16 && !m->grads16[i]) m->grads16[i] = m->ops->alloc(n * m->ops->grad_size);
-        if (!bf16 && m->grads16[i]) {
-            m->ops->free(m->grads16[i]);
-            m->grads16[i] = NULL;
-        }
-    }
-}
-
 void model_set_stage(LlavaModel *m, int stage) {
     CHECK(stage >= 0 && stage <= 2, "stage %d", stage);
     // With adapters the LLM stays frozen and the adapters train in its place.
     int lora = m->lora.r > 0;
     int want[MODULE_COUNT] = {0, stage >= 1, stage >= 2 && !lora, stage >= 2 && lora};
     for (int i = 0; i < MODULE_COUNT; i++) m->trainable[i] = want[i];
-    grads_allocate(m);
-}
-
-int model_set_grad_dtype(LlavaModel *m, int bf16, int fp32_accumulator, Error *err) {
-    if (bf16 && !m->ops->bf16_grads)
-        return err_set(err, "grad_dtype \"bf16\" needs --device cuda: the %s backend keeps fp32 gradients (it is "
-                       "the fp32 reference)", m->ops->name);
-    if (bf16) m->ops = m->ops->bf16_grads;
-    m->grad_bf16 = !!bf16;
-    m->grad_fp32_accumulator = bf16 && fp32_accumulator;
-    grads_allocate(m);
-    return 0;
-}
-
-void model_accumulate_grads(LlavaModel *m) {
-    if (!m->grad_bf16 || !m->grad_fp32_accumulator) return;
-    for (int i = 0; i < MODULE_COUNT; i++)
-        if (m->grads[i] && m->grads16[i])
-            m->ops->grad_accumulate(m->grads[i], m->grads16[i], m->params.module_numel[i]);
-}
-
-void *model_step_grads(const LlavaModel *m, ModuleId mod, int *is_bf16) {
-    *is_bf16 = !m->grads[mod] && m->grads16[mod];
-    return m->grads[mod] ? (void *)m->grads[mod] : m->grads16[mod];
+    model_grads_allocate(m);
 }
 
 void model_replan(LlavaModel *m) { acts_free(m); }
@@ -216,13 +167,6 @@ void model_set_recompute(LlavaModel *m, int mode) {
 
 void model_set_head_labeled_only(LlavaModel *m, int on) { m->head_labeled_only = !!on; }
 
-void model_zero_grads(LlavaModel *m) {
-    for (int i = 0; i < MODULE_COUNT; i++) {
-        if (m->grads[i]) m->ops->zero(m->grads[i], m->params.module_numel[i] * sizeof(float));
-        if (m->grads16[i]) m->ops->zero(m->grads16[i], m->params.module_numel[i] * m->ops->grad_size);
-    }
-}
-
 size_t model_num_params(const LlavaModel *m, int trainable_only) {
     size_t n = 0;
     for (int i = 0; i < MODULE_COUNT; i++)
@@ -231,9 +175,6 @@ size_t model_num_params(const LlavaModel *m, int trainable_only) {
 }
 
 void *model_weight(const LlavaModel *m, const ParamInfo *p) { return W(m, p->module, p->offset); }
-float *model_grad(const LlavaModel *m, const ParamInfo *p) {
-    return m->grads[p->module] ? m->grads[p->module] + p->offset : NULL;
-}
 const void *model_logits(const LlavaModel *m) { return m->acts.logits; }
 
 // ---- activation plan --------------------------------------------------------------

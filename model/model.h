@@ -204,6 +204,9 @@ void model_replan(LlavaModel *m);
 // when fp32_accumulator (several micro-batches per step: bf16 sums of many
 // micro-batches lose precision). Call before model_set_stage.
 int model_set_grad_dtype(LlavaModel *m, int bf16, int fp32_accumulator, Error *err);
+// (Re)allocates the gradient buffers to the trainable modules and the
+// gradient dtype (model_set_stage and model_set_grad_dtype call it).
+void model_grads_allocate(LlavaModel *m);
 // With bf16 gradients and the accumulator: m->grads += m->grads16, then
 // m->grads16 = 0 (after each micro-batch's backward). No-op otherwise.
 void model_accumulate_grads(LlavaModel *m);
