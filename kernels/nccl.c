@@ -144,6 +144,14 @@ static int nccl_collective(void *comm, int ordered, int reduce, void *buf, size_
 int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
     return nccl_collective(comm, 1, 1, buf, n, -1, "ncclAllReduce", msg, cap);
 }
+// bf16 gradients (grad_dtype bf16): summed by NCCL in bf16, ordered with the ops as the fp32 one.
+int nccl_allreduce_sum_bf16(void *comm, void *buf, size_t n, char *msg, size_t cap) {
+    NcclComm *c = comm;
+    nccl_comm_waits_compute(c);
+    ncclResult_t r = c->api.all_reduce(buf, buf, n, ncclBfloat16, ncclSum, c->comm, (cudaStream_t)c->st->comm);
+    nccl_compute_waits_comm(c);
+    return r == ncclSuccess ? 0 : nccl_fail(&c->api, r, "ncclAllReduce", msg, cap);
+}
 int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
     return nccl_collective(comm, 1, 0, buf, bytes, root, "ncclBroadcast", msg, cap);
 }
@@ -182,6 +190,10 @@ static int nccl_missing(char *msg, size_t cap) {
     return -1;
 }
 int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap) {
+    (void)comm, (void)buf, (void)n;
+    return nccl_missing(msg, cap);
+}
+int nccl_allreduce_sum_bf16(void *comm, void *buf, size_t n, char *msg, size_t cap) {
     (void)comm, (void)buf, (void)n;
     return nccl_missing(msg, cap);
 }

@@ -23,6 +23,9 @@ void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap);
 // every later one (the comm stream waits for the compute stream, then the
 // compute stream for the collective). 0, or -1 with msg.
 int nccl_allreduce_sum_f32(void *comm, float *buf, size_t n, char *msg, size_t cap);
+// The same on n bf16 elements (bf16 gradients: half the traffic; NCCL rounds
+// the partial sums to bf16 between its steps).
+int nccl_allreduce_sum_bf16(void *comm, void *buf, size_t n, char *msg, size_t cap);
 int nccl_broadcast_bytes(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap);
 // The pieces, for collectives that overlap the ops: the comm stream waits for
 // the ops enqueued so far; the ops enqueued later wait for the collectives

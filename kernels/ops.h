@@ -5,8 +5,12 @@
 // Buffer conventions
 // - `void *` buffers hold the backend's activation/parameter dtype ("act":
 //   fp32 on the CPU, bf16 on CUDA). `float *` buffers are always fp32: norm
-//   statistics, the log-sum-exp of attention, losses, parameter gradients,
-//   optimizer state. `int32_t *` buffers are token ids, targets, positions and
+//   statistics, the log-sum-exp of attention, losses, optimizer state.
+// - Parameter gradients are in the table's grad dtype (`grad_size` bytes): fp32
+//   on every backend's own table; bf16 on the table `bf16_grads` points to
+//   (CUDA: grad_dtype "bf16", half the gradient memory). The backward ops take
+//   them as `void *`; the other functions of a bf16-gradient table are the
+//   fp32 table's, so its fp32 path is bitwise the same. `int32_t *` buffers are token ids, targets, positions and
 //   segment ids. All pointers are backend memory (host for CPU, device for CUDA).
 // - Shapes use short names: B batch, T sequence, M = B*T rows, C channels,
 //   NH query heads, NKV key/value heads, HS head size, V vocabulary, FF MLP
@@ -30,7 +34,9 @@ extern "C" {
 // One tensor of a multi-tensor AdamW step (adamw_update_multi): the part of a
 // parameter, its fp32 master (or NULL), gradient and moments, n elements each,
 // the parameter group whose lr / weight decay apply, and its seed (0: round to
-// nearest).
+// nearest). grad_bf16 = 1: grad points to bf16 elements instead (a
+// bf16-gradient table's buffers, read directly when no fp32 accumulator is
+// kept; backends without bf16 gradients refuse it).
 typedef struct {
     void *param;
     float *master;
@@ -39,6 +45,7 @@ typedef struct {
     size_t n;
     int group;
     uint32_t seed;
+    int grad_bf16;
 } AdamwTensor;
 typedef struct {
     float lr, weight_decay;
@@ -60,6 +67,10 @@ typedef struct {
 typedef struct Ops {
     const char *name;     // "cpu", "cuda"
     size_t act_size;      // bytes per act element: 4 (fp32) or 2 (bf16)
+    size_t grad_size;     // bytes per parameter-gradient element: 4 (fp32) or 2 (bf16)
+    // The same backend with bf16 parameter gradients (grad_size 2), or NULL
+    // when it has none (the CPU: its fp32 gradients are the reference).
+    const struct Ops *bf16_grads;
 
     // ---- memory -------------------------------------------------------------
     void *(*alloc)(size_t bytes);                // zero-filled; aborts on OOM
@@ -78,23 +89,24 @@ typedef struct Ops {
     void (*matmul_forward)(void *out, const void *inp, const void *weight, const void *bias,
                            int M, int K, int N);
     // dinp[M,K] = dout[M,N] @ weight[N,K]            (skipped when dinp NULL)
-    // dweight[N,K] += dout^T @ inp, dbias[N] += sum_rows dout   (NULL = frozen)
-    void (*matmul_backward)(void *dinp, float *dweight, float *dbias, const void *dout,
+    // dweight[N,K] += dout^T @ inp, dbias[N] += sum_rows dout   (NULL = frozen;
+    // grad dtype, products summed in fp32 and added with one rounding)
+    void (*matmul_backward)(void *dinp, void *dweight, void *dbias, const void *dout,
                             const void *inp, const void *weight, int M, int K, int N);
 
     // ---- normalization ------------------------------------------------------
     // out = (inp - mean) * rstd * weight + bias, biased variance, fp32 stats.
     void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *inp,
                               const void *weight, const void *bias, int M, int C, float eps);
-    // dinp[M,C] +=, dweight[C] +=, dbias[C] += (NULL = frozen)
-    void (*layernorm_backward)(void *dinp, float *dweight, float *dbias, const void *dout,
+    // dinp[M,C] +=, dweight[C] +=, dbias[C] += (NULL = frozen; grad dtype)
+    void (*layernorm_backward)(void *dinp, void *dweight, void *dbias, const void *dout,
                                const void *inp, const void *weight, const float *mean,
                                const float *rstd, int M, int C);
     // out = inp * rsqrt(mean(inp^2) + eps) * weight
     void (*rmsnorm_forward)(void *out, float *rstd, const void *inp, const void *weight,
                             int M, int C, float eps);
-    // dinp[M,C] +=, dweight[C] += (NULL = frozen)
-    void (*rmsnorm_backward)(void *dinp, float *dweight, const void *dout, const void *inp,
+    // dinp[M,C] +=, dweight[C] += (NULL = frozen; grad dtype)
+    void (*rmsnorm_backward)(void *dinp, void *dweight, const void *dout, const void *inp,
                              const void *weight, const float *rstd, int M, int C);
     // Fused: res[M,C] = a + b (residual_forward's rounding), then
     // out = rmsnorm(res) with rstd: bitwise residual_forward followed by
@@ -163,8 +175,8 @@ typedef struct Ops {
     // ---- embeddings, gathers ------------------------------------------------
     // out[M,C] = table[ids[m]]; ids[m] < 0 gives a zero row.
     void (*embedding_forward)(void *out, const int32_t *ids, const void *table, int M, int C);
-    // dtable[V,C] += rows of dout for ids >= 0. Deterministic.
-    void (*embedding_backward)(float *dtable, const void *dout, const int32_t *ids, int M, int C, int V);
+    // dtable[V,C] += rows of dout for ids >= 0 (grad dtype). Deterministic.
+    void (*embedding_backward)(void *dtable, const void *dout, const int32_t *ids, int M, int C, int V);
     // dst[rows[i]] = src[i] for i < n (rows of C)
     void (*scatter_rows)(void *dst, const void *src, const int32_t *rows, int n, int C);
     // dst[i] = src[rows[i]] for i < n
@@ -234,6 +246,14 @@ typedef struct Ops {
     // added in order into a double starting at 0.0: the same bits as the host
     // loop, with a single read back from the device.
     double (*sum_squares_multi)(const float *const *grads, const size_t *n, int count);
+
+    // ---- bf16 parameter gradients (bf16_grads tables only; NULL elsewhere) ---
+    // sum_squares_multi over bf16 buffers: each element widened to fp32 and
+    // squared and added as sum_squares does (fp32 per thread, fp64 across).
+    double (*sum_squares_bf16_multi)(const void *const *grads, const size_t *n, int count);
+    // acc[i] += grad[i] (bf16 widened, fp32 add), then grad[i] = 0, for i < n:
+    // folds one micro-batch's bf16 gradient into the fp32 accumulator.
+    void (*grad_accumulate)(float *acc, void *grad, size_t n);
 } Ops;
 
 // The CPU backend (always available).

@@ -118,9 +118,7 @@ void lora_free(LlavaModel *m) {
 static void *lora_w(const LlavaModel *m, size_t off) {
     return (char *)m->weights[MODULE_LORA] + off * m->ops->act_size;
 }
-static float *lora_g(const LlavaModel *m, size_t off) {
-    return m->grads[MODULE_LORA] ? m->grads[MODULE_LORA] + off : NULL;
-}
+static void *lora_g(const LlavaModel *m, size_t off) { return model_backward_grad(m, MODULE_LORA, off); }
 
 // Each (layer, target) draws its own mask, as PEFT has one Dropout per layer.
 static uint64_t dropout_seed(const LlavaModel *m, int layer, LoraTarget t) {
@@ -208,7 +206,9 @@ void lora_merge(LlavaModel *m) {
     for (int i = 0; i < pt->n; i++) CHECK(strmap_put(&pt->index, pt->p[i].name, i), "duplicate %s", pt->p[i].name);
     pt->module_numel[MODULE_LORA] = 0;
     if (m->grads[MODULE_LORA]) o->free(m->grads[MODULE_LORA]);
+    if (m->grads16[MODULE_LORA]) o->free(m->grads16[MODULE_LORA]);
     m->grads[MODULE_LORA] = NULL;
+    m->grads16[MODULE_LORA] = NULL;
     m->trainable[MODULE_LORA] = 0;
     lora_free(m);
     model_replan(m);

@@ -18,13 +18,12 @@ static void *act_at(const LlavaModel *m, const void *base, size_t elems) {
     return (char *)base + elems * m->ops->act_size;
 }
 
-// Weight and gradient addresses by offset inside a module.
+// Weight and gradient addresses by offset inside a module. G is what
+// backward writes (model_backward_grad, model/model_grads.c).
 static void *W(const LlavaModel *m, ModuleId mod, size_t off) {
     return off == NO_TENSOR ? NULL : act_at(m, m->weights[mod], off);
 }
-static float *G(const LlavaModel *m, ModuleId mod, size_t off) {
-    return (off == NO_TENSOR || !m->grads[mod]) ? NULL : m->grads[mod] + off;
-}
+static void *G(const LlavaModel *m, ModuleId mod, size_t off) { return model_backward_grad(m, mod, off); }
 
 static size_t optional_offset(const ParamTable *t, const char *name) {
     const ParamInfo *p = params_find(t, name);
@@ -139,6 +138,7 @@ void model_free(LlavaModel *m) {
     for (int i = 0; i < MODULE_COUNT; i++) {
         if (m->weights[i]) m->ops->free(m->weights[i]);
         if (m->grads[i]) m->ops->free(m->grads[i]);
+        if (m->grads16[i]) m->ops->free(m->grads16[i]);
     }
     if (m->rope_inv_freq) m->ops->free(m->rope_inv_freq);
     free(m->off.vis);
@@ -153,14 +153,8 @@ void model_set_stage(LlavaModel *m, int stage) {
     // With adapters the LLM stays frozen and the adapters train in its place.
     int lora = m->lora.r > 0;
     int want[MODULE_COUNT] = {0, stage >= 1, stage >= 2 && !lora, stage >= 2 && lora};
-    for (int i = 0; i < MODULE_COUNT; i++) {
-        m->trainable[i] = want[i];
-        if (want[i] && !m->grads[i]) m->grads[i] = m->ops->alloc(m->params.module_numel[i] * sizeof(float));
-        if (!want[i] && m->grads[i]) {
-            m->ops->free(m->grads[i]);
-            m->grads[i] = NULL;
-        }
-    }
+    for (int i = 0; i < MODULE_COUNT; i++) m->trainable[i] = want[i];
+    model_grads_allocate(m);
 }
 
 void model_replan(LlavaModel *m) { acts_free(m); }
@@ -173,11 +167,6 @@ void model_set_recompute(LlavaModel *m, int mode) {
 
 void model_set_head_labeled_only(LlavaModel *m, int on) { m->head_labeled_only = !!on; }
 
-void model_zero_grads(LlavaModel *m) {
-    for (int i = 0; i < MODULE_COUNT; i++)
-        if (m->grads[i]) m->ops->zero(m->grads[i], m->params.module_numel[i] * sizeof(float));
-}
-
 size_t model_num_params(const LlavaModel *m, int trainable_only) {
     size_t n = 0;
     for (int i = 0; i < MODULE_COUNT; i++)
@@ -186,7 +175,6 @@ size_t model_num_params(const LlavaModel *m, int trainable_only) {
 }
 
 void *model_weight(const LlavaModel *m, const ParamInfo *p) { return W(m, p->module, p->offset); }
-float *model_grad(const LlavaModel *m, const ParamInfo *p) { return G(m, p->module, p->offset); }
 const void *model_logits(const LlavaModel *m) { return m->acts.logits; }
 
 // ---- activation plan --------------------------------------------------------------
@@ -345,7 +333,8 @@ size_t model_activation_bytes(const LlavaModel *m, int rows, int images) {
 size_t model_training_state_bytes(const LlavaModel *m) {
     size_t all = model_num_params(m, 0), trainable = model_num_params(m, 1);
     size_t master = m->ops->act_size < sizeof(float) ? sizeof(float) : 0;
-    return all * m->ops->act_size + trainable * (sizeof(float) * 3 + master);
+    size_t grads = m->grad_bf16 ? m->ops->grad_size + (m->grad_fp32_accumulator ? sizeof(float) : 0) : sizeof(float);
+    return all * m->ops->act_size + trainable * (grads + sizeof(float) * 2 + master);
 }
 
 // ---- batch checks and host-side preparation ---------------------------------------
@@ -769,7 +758,7 @@ void model_backward(LlavaModel *m, float dloss_scale) {
         layer_event(m, MODULE_LLM, l, LAYER_AFTER_BACKWARD);
     }
     // a->dres now holds d(inputs_embeds).
-    if (m->grads[LM]) o->embedding_backward(G(m, LM, off->embed), a->dres, a->ids, M, C, t->vocab);
+    if (G(m, LM, off->embed)) o->embedding_backward(G(m, LM, off->embed), a->dres, a->ids, M, C, t->vocab);
     if (NF > 0 && m->trainable[MODULE_PROJECTOR]) {
         o->gather_rows(a->dpout, a->dres, a->image_rows, NF, C);
         projector_backward(m, NF);

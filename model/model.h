@@ -6,7 +6,9 @@
 //   model_init(&m, &cfg, ops); checkpoint_load_*(&m, ...);
 //   model_set_stage(&m, 2); model_set_recompute(&m, 1);
 //   model_forward(&m, &batch, ...); model_backward(&m, 1.0f / counted_tokens);
-//   gradients are in m.grads[module] (fp32, laid out like m.weights).
+//   gradients are in m.grads[module] (fp32, laid out like m.weights); with
+//   model_set_grad_dtype(&m, 1, ...) backward writes bf16 ones into
+//   m.grads16 instead (see there).
 #ifndef LLAVA_MODEL_H
 #define LLAVA_MODEL_H
 
@@ -137,7 +139,15 @@ typedef struct {
     ModelOffsets off;
     ParamTable params;
     void *weights[MODULE_COUNT];  // act dtype, one allocation per module
-    float *grads[MODULE_COUNT];   // fp32, NULL for frozen modules
+    // fp32 gradients, NULL for frozen modules. With bf16 gradients: the fp32
+    // accumulator the micro-batches' bf16 gradients are folded into
+    // (model_accumulate_grads), allocated only when asked (grad_accum > 1).
+    float *grads[MODULE_COUNT];
+    // bf16 gradients (grad_bf16 only): what backward writes, through the
+    // backend's bf16_grads table (m->ops then is that table). NULL otherwise.
+    void *grads16[MODULE_COUNT];
+    int grad_bf16;                // 1: bf16 gradients (model_set_grad_dtype)
+    int grad_fp32_accumulator;    // with grad_bf16: keep m->grads as the fp32 accumulator
     int trainable[MODULE_COUNT];
     int recompute;                // RECOMPUTE_*: gradient checkpointing per LLM layer
     int head_labeled_only;        // LM head + loss only on rows with a target (training)
@@ -187,15 +197,36 @@ void model_reserve(LlavaModel *m, int rows, int images);
 // images under the current recompute mode, LoRA buffers included when
 // adapters are attached (the plan, sized without
 // allocating), and of everything else training holds: weights, fp32
-// gradients of the trainable modules and AdamW's state (m, v, and fp32 master
+// gradients of the trainable modules (fp32, or bf16 plus the fp32
+// accumulator when there is one) and AdamW's state (m, v, and fp32 master
 // weights where parameters are bf16), unsharded.
 size_t model_activation_bytes(const LlavaModel *m, int rows, int images);
 size_t model_training_state_bytes(const LlavaModel *m);
 // Drops the activation plan (the next forward plans again): after the layout changes (LoRA attached).
 void model_replan(LlavaModel *m);
+// bf16 parameter gradients (bf16 = 1) on a backend that has them
+// (ops->bf16_grads; the CPU has not: -1 with err), with an fp32 accumulator
+// when fp32_accumulator (several micro-batches per step: bf16 sums of many
+// micro-batches lose precision). Call before model_set_stage.
+int model_set_grad_dtype(LlavaModel *m, int bf16, int fp32_accumulator, Error *err);
+// (Re)allocates the gradient buffers to the trainable modules and the
+// gradient dtype (model_set_stage and model_set_grad_dtype call it).
+void model_grads_allocate(LlavaModel *m);
+// With bf16 gradients and the accumulator: m->grads += m->grads16, then
+// m->grads16 = 0 (after each micro-batch's backward). No-op otherwise.
+void model_accumulate_grads(LlavaModel *m);
+// The gradient buffer of a module that the optimizer step reads: fp32
+// m->grads[mod] (*is_bf16 = 0) when it exists, else the bf16 m->grads16[mod]
+// (*is_bf16 = 1), NULL for a frozen module.
+void *model_step_grads(const LlavaModel *m, ModuleId mod, int *is_bf16);
+// Where backward adds the gradient of element `off` of a module: into the
+// fp32 gradients, or the bf16 ones with bf16 gradients; NULL when frozen
+// (or off is SIZE_MAX, no such tensor).
+void *model_backward_grad(const LlavaModel *m, ModuleId mod, size_t off);
 void model_zero_grads(LlavaModel *m);
 size_t model_num_params(const LlavaModel *m, int trainable_only);
-// Pointer to a tensor's weights / gradient (NULL if frozen), by canonical name.
+// Pointer to a tensor's weights / fp32 gradient (NULL if frozen or, with bf16
+// gradients, when there is no fp32 accumulator), by canonical name.
 void *model_weight(const LlavaModel *m, const ParamInfo *p);
 float *model_grad(const LlavaModel *m, const ParamInfo *p);
 

@@ -132,6 +132,35 @@ int main(int argc, char **argv) {
     plan_compute(&p3, &m.cfg, &in);
     EXPECT(p3.row[3].total < p.row[3].total, "3 processes below 2 with ZeRO-3");
     EXPECT(p3.row[0].total == p.row[0].total, "zero_stage 0 does not depend on the process count");
+
+    // Gradients by dtype, against counts worked out by hand from the fixture's
+    // config.json (C 64, FF 128, 2 layers, V 160, vision width 32, mlp2x_gelu):
+    // projector 32*64+64 + 64*64+64 = 6272; LLM 160*64 (embed) + 2 * (4*64*64
+    // + 3*64*128 + 2*64) + 64 + 160*64 (head) = 102720; stage 2 trains both.
+    const double trainable = 6272 + 102720;
+    EXPECT(p.projector == 6272 && p.llm == 102720, "projector %zu, LLM %zu parameters", p.projector, p.llm);
+    PlanInput g = in;
+    g.act_bytes = 2;
+    for (int accum = 1; accum <= 4; accum += 3)
+        for (int bytes = 2; bytes <= 4; bytes += 2) {
+            g.grad_bytes = bytes;
+            g.grad_accum = accum;
+            Plan pg;
+            plan_compute(&pg, &m.cfg, &g);
+            // fp32: 4 bytes; bf16: 2, plus the fp32 accumulator (4) when grad_accum > 1
+            double want = trainable * (bytes == 4 ? 4 : accum > 1 ? 6 : 2);
+            for (int z = 0; z < 2; z++)
+                EXPECT(pg.row[z].grads == want,
+                       "grad_bytes %d, grad_accum %d, zero_stage %d: gradients %.0f, want %.0f", bytes, accum, z,
+                       pg.row[z].grads, want);
+            if (bytes == 2 && accum == 1) {
+                Plan pf;
+                PlanInput f = g;
+                f.grad_bytes = 4;
+                plan_compute(&pf, &m.cfg, &f);
+                EXPECT(pf.row[0].total - pg.row[0].total == trainable * 2, "bf16 gradients save 2 bytes a parameter");
+            }
+        }
     model_free(&m);
     return test_summary("test_plan");
 }

@@ -31,7 +31,8 @@ static void memory_plan(const LlavaModel *m, int batch, int seq, char *out, size
     size_t state = model_training_state_bytes(m), free_b = 0, total_b = 0;
     double gb = 1024.0 * 1024.0 * 1024.0;
     size_t act = model_activation_bytes(m, batch * seq, batch);
-    int n = snprintf(out, cap, ", \"state_gb\": %.3f, \"activations_gb\": %.3f", state / gb, act / gb);
+    int n = snprintf(out, cap, ", \"grad_dtype\": \"%s\", \"state_gb\": %.3f, \"activations_gb\": %.3f",
+                     m->grad_bf16 ? "bf16" : "fp32", state / gb, act / gb);
     if (backend_device_memory(m->ops, &free_b, &total_b) != 0 || n < 0 || (size_t)n >= cap) return;
     double budget = 0.9 * (double)total_b;
     int lo = 0, hi = 1;  // largest B with state + act(B) <= budget: grow, then bisect
@@ -113,7 +114,7 @@ int cmd_bench(int argc, char **argv) {
     ModelSource src;
     model_source_default(&src);
     const char *config_path = NULL, *device = "cpu", *attention = "flash";
-    const char *stages = "2";
+    const char *stages = "2", *grad_dtype = "fp32";
     int batch = 4, text = 64, steps = 5, warmup = 1, recompute = 0, threads = 0, lora_r = 0;
     float peak_tflops = 0;
     ArgSpec specs[22];
@@ -135,6 +136,8 @@ int cmd_bench(int argc, char **argv) {
     specs[n++] = (ArgSpec){"device", ARG_STRING, &device, "cpu | cuda (default cpu)", 0};
     specs[n++] = (ArgSpec){"attention", ARG_STRING, &attention,
                            "device cuda: flash | cudnn (cuDNN's fused attention) (default flash)", 0};
+    specs[n++] = (ArgSpec){"grad-dtype", ARG_STRING, &grad_dtype,
+                           "fp32 | bf16: parameter gradients (bf16: CUDA only; one micro-batch, no accumulator)", 0};
     specs[n++] = (ArgSpec){"threads", ARG_INT, &threads, "CPU threads (default: all)", 0, 0, 1024};
     int rc = args_parse(argc, argv, specs, n, "llava bench (--model DIR | --config CONFIG.json) [options]",
                         "Times full training steps on synthetic data of a fixed shape (every sample: BOS, one image,\n"
@@ -186,6 +189,12 @@ int cmd_bench(int argc, char **argv) {
         lora_attach(&m, &spec);
         m.lora.dropout_active = 1;
         lora_init_weights(&m, "kaiming", 1, &err);
+    }
+    const int bf16 = strcmp(grad_dtype, "bf16") == 0;
+    if ((!bf16 && strcmp(grad_dtype, "fp32") != 0) || model_set_grad_dtype(&m, bf16, 0, &err) != 0) {
+        fprintf(stderr, "llava bench: --grad-dtype %s: %s\n", grad_dtype, err.msg[0] ? err.msg : "give fp32 or bf16");
+        model_free(&m);
+        return EXIT_BAD_INPUT;
     }
     int status = EXIT_OK;
     for (int si = 0; si < n_stages && status == EXIT_OK; si++)

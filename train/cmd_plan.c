@@ -12,7 +12,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: llava plan --config FILE [--set key=value ...] [--world N] [--gpu-memory SIZE]\n"
             "                  [--model-config CONFIG.json] [--device cpu|cuda] [--json]\n\n"
-            "Prints what one process (one GPU) holds for the run, by part (weights, fp32 gradients, AdamW state,\n"
+            "Prints what one process (one GPU) holds for the run, by part (weights, gradients (fp32, or bf16 with\n"
+            "grad_dtype bf16, plus an fp32 accumulator when grad_accum > 1), AdamW state,\n"
             "activations of one micro-batch with and without recompute, workspace, communication buffers), for\n"
             "zero_stage 0, 1, 2 and 3, and whether it fits. No weights are read: the model's shape comes from\n"
             "<model>/config.json, or --model-config (assets/models/llava-v1.5-{7b,13b}.json).\n\n"

@@ -59,12 +59,27 @@ size_t optim_module_part(const Optimizer *o, const LlavaModel *m, ModuleId mod, 
 
 double optim_grad_norm(const LlavaModel *m) {
     const float *grads[MODULE_COUNT];
-    size_t n[MODULE_COUNT];
-    int count = 0;
+    const void *grads16[MODULE_COUNT];
+    size_t n[MODULE_COUNT], n16[MODULE_COUNT];
+    int count = 0, count16 = 0;
     for (int i = 0; i < MODULE_COUNT; i++) {
-        if (!m->grads[i]) continue;
-        grads[count] = m->grads[i];
-        n[count++] = m->params.module_numel[i];
+        int bf16 = 0;
+        const void *g = model_step_grads(m, (ModuleId)i, &bf16);
+        if (!g) continue;
+        if (bf16) {
+            grads16[count16] = g;
+            n16[count16++] = m->params.module_numel[i];
+        } else {
+            grads[count] = g;
+            n[count++] = m->params.module_numel[i];
+        }
+    }
+    // bf16 gradients read directly (no accumulator): every trainable module's
+    // are bf16 then, one pass of the bf16 op.
+    if (count16) {
+        CHECK(!count && m->ops->sum_squares_bf16_multi, "the %s backend cannot take the norm of bf16 gradients",
+              m->ops->name);
+        return sqrt(m->ops->sum_squares_bf16_multi(grads16, n16, count16));
     }
     // One read back from the device per step when the backend has the op.
     if (m->ops->sum_squares_multi) return sqrt(m->ops->sum_squares_multi(grads, n, count));
@@ -109,9 +124,13 @@ void optim_step(Optimizer *o, LlavaModel *m, double lr, float grad_scale, int st
             seed = (uint32_t)(step * 2654435761u) ^ (uint32_t)(i * 40503u + 1u);
             seed = seed ? seed : 1u;
         }
+        int bf16 = 0;
+        const char *g = model_step_grads(m, p->module, &bf16);
+        const size_t G = bf16 ? m->ops->grad_size : sizeof(float);
         tensors[count++] = (AdamwTensor){.param = (char *)model_weight(m, p) + in_tensor * A,
                                          .master = o->master ? o->master + in_slice : NULL,
-                                         .grad = model_grad(m, p) + in_tensor,
+                                         .grad = (const float *)(g + (p->offset + in_tensor) * G),
+                                         .grad_bf16 = bf16,
                                          .m = o->m + in_slice,
                                          .v = o->v + in_slice,
                                          .n = hi - lo,
@@ -120,7 +139,11 @@ void optim_step(Optimizer *o, LlavaModel *m, double lr, float grad_scale, int st
     }
     // One pass over the slice (one CUDA launch) when the backend has it, else
     // the same update tensor by tensor.
-    if (m->ops->adamw_update_multi && !o->per_tensor) {
+    // bf16 gradients read directly have only the multi-tensor op
+    // (adamw_update reads fp32), whatever per_tensor asks.
+    const int direct16 = m->grad_bf16 && !m->grad_fp32_accumulator;
+    CHECK(!direct16 || m->ops->adamw_update_multi, "AdamW on bf16 gradients needs the backend's adamw_update_multi");
+    if (m->ops->adamw_update_multi && (!o->per_tensor || direct16)) {
         m->ops->adamw_update_multi(tensors, count, groups, OPTIM_GROUPS, (float)o->beta1, (float)o->beta2,
                                    (float)o->eps, grad_scale, step);
     } else {

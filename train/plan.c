@@ -77,6 +77,13 @@ static void count_params(Plan *p, const LlavaConfig *cfg) {
     params_free(&t);
 }
 
+// Bytes per trainable element for its gradient (zero_stage 0/1): fp32, or bf16
+// plus the fp32 accumulator when several micro-batches make a step.
+static double plan_grad_element_bytes(const PlanInput *in) {
+    if (in->grad_bytes != 2) return 4;
+    return in->grad_accum > 1 ? 2 + 4 : 2;
+}
+
 static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *in, int zs, PlanRow *r) {
     const double N = in->world > 0 ? in->world : 1, A = in->act_bytes;
     const int gpu = in->act_bytes < 4;
@@ -110,7 +117,7 @@ static void compute_row(const Plan *p, const LlavaConfig *cfg, const PlanInput *
         double resident = (double)p->projector + lora + (llm_trains ? llm_rest + buckets * (double)p->llm_layer : 0);
         r->grads = (trainable / N + resident) * 4;
     } else {
-        r->grads = trainable * 4;
+        r->grads = trainable * plan_grad_element_bytes(in);
     }
     // optimizer: m, v (+ fp32 masters when weights are low precision)
     double per = 8 + (A < 4 ? 4 : 0);
@@ -162,8 +169,11 @@ void plan_format_bytes(double b, char *out, size_t cap) {
 void plan_print(const Plan *p, const PlanInput *in, int mark, FILE *out) {
     char cap[32] = "unknown";
     if (in->capacity > 0) plan_format_bytes(in->capacity, cap, sizeof cap);
-    fprintf(out, "memory per process: %d process(es), stage %d, micro_batch %d x max_length %d, %s, capacity %s\n",
-            in->world, in->stage, in->micro_batch, in->max_length, in->act_bytes < 4 ? "bf16 weights" : "fp32",
+    const char *grads = in->grad_bytes != 2                   ? ""
+                        : plan_grad_element_bytes(in) > 2 ? ", bf16 gradients + fp32 accumulator"
+                                                          : ", bf16 gradients";
+    fprintf(out, "memory per process: %d process(es), stage %d, micro_batch %d x max_length %d, %s%s, capacity %s\n",
+            in->world, in->stage, in->micro_batch, in->max_length, in->act_bytes < 4 ? "bf16 weights" : "fp32", grads,
             cap);
     fprintf(out, "  %-6s %11s %11s %11s %13s %13s %10s %10s %11s  %s\n", "zero", "weights", "gradients", "optim",
             "acts(recomp)", "acts(none)", "workspace", "comm", "total", "fits");
@@ -178,12 +188,15 @@ void plan_print(const Plan *p, const PlanInput *in, int mark, FILE *out) {
     }
     static const char *modes[] = {"without", "with full", "with selective"};
     fprintf(out, "  (total counts activations %s recompute; * = this run)\n", modes[in->recompute % 3]);
+    if (in->grad_bytes == 2)
+        fprintf(out, "  (zero 2 and 3: fp32 gradients; grad_dtype bf16 runs with zero_stage 0 or 1)\n");
 }
 
 void plan_print_json(const Plan *p, const PlanInput *in, FILE *out) {
     fprintf(out, "{\"world\": %d, \"stage\": %d, \"micro_batch\": %d, \"max_length\": %d, \"capacity\": %.0f, "
-            "\"params\": {\"vision\": %zu, \"projector\": %zu, \"llm\": %zu}, \"zero\": [",
-            in->world, in->stage, in->micro_batch, in->max_length, in->capacity, p->vision, p->projector, p->llm);
+            "\"grad_dtype\": \"%s\", \"params\": {\"vision\": %zu, \"projector\": %zu, \"llm\": %zu}, \"zero\": [",
+            in->world, in->stage, in->micro_batch, in->max_length, in->capacity, in->grad_bytes == 2 ? "bf16" : "fp32",
+            p->vision, p->projector, p->llm);
     for (int zs = 0; zs < 4; zs++) {
         const PlanRow *r = &p->row[zs];
         fprintf(out, "%s{\"zero_stage\": %d, \"weights\": %.0f, \"gradients\": %.0f, \"optimizer\": %.0f, "
@@ -200,7 +213,8 @@ void plan_suggest(const LlavaConfig *cfg, const PlanInput *in, int zs, char *out
     out[0] = '\0';
     Plan p;
     plan_compute(&p, cfg, in);
-    for (int z = zs + 1; z < 4 && in->world > 1; z++)
+    // bf16 gradients are refused with ZeRO-2/3: never suggest those.
+    for (int z = zs + 1; z < (in->grad_bytes == 2 ? 2 : 4) && in->world > 1; z++)
         if (p.row[z].fits == 1) {
             snprintf(out, cap, "--set zero_stage=%d", z);
             return;
@@ -216,6 +230,7 @@ void plan_suggest(const LlavaConfig *cfg, const PlanInput *in, int zs, char *out
     }
     for (int mb = in->micro_batch / 2; mb >= 1; mb /= 2) {
         t.micro_batch = mb;
+        t.grad_accum = (in->grad_accum > 0 ? in->grad_accum : 1) * (in->micro_batch / mb);  // bf16: the accumulator
         plan_compute(&p, cfg, &t);
         if (p.row[zs].fits == 1) {
             snprintf(out, cap, "--set micro_batch=%d (and grad_accum x%d for the same global batch)%s", mb,

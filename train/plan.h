@@ -9,7 +9,10 @@
 //               with shard_frozen the vision tower's layers the same way
 //   gradients   fp32 of the trainable tensors; ZeRO-2/3: 1/N, plus the
 //               bucket in flight (one layer) and the non-layer tensors
-//               (embedding, head, projector: reduced after backward)
+//               (embedding, head, projector: reduced after backward).
+//               grad_dtype bf16 (zero_stage 0/1): 2 bytes each, plus the
+//               fp32 accumulator (4 more) when grad_accum > 1; the ZeRO-2/3
+//               rows stay fp32 (bf16 is refused there for now)
 //   optimizer   AdamW's m and v (fp32) and fp32 masters where A < 4; ZeRO-1+: 1/N
 //   activations the activation arena of one micro-batch of micro_batch x
 //               max_length rows and micro_batch images (the worst case), as
@@ -39,6 +42,8 @@ typedef struct {
     int lora_r;          // their rank and targets (bit mask of 1 << LoraTarget), for the activations
     unsigned lora_targets;
     double capacity;     // bytes per process; <= 0 = unknown
+    int grad_bytes;      // parameter gradient element: 4 (fp32; 0 reads as 4) or 2 (grad_dtype bf16)
+    int grad_accum;      // micro-batches per step: with bf16 gradients > 1 adds the fp32 accumulator
 } PlanInput;
 
 typedef struct {

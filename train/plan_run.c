@@ -62,6 +62,10 @@ void plan_input_from_run(PlanInput *in, const RunConfig *rc, const LlavaConfig *
     in->shard_frozen = rc->zero3_shard_frozen;
     in->lora_params = lora_elements(rc, cfg, &in->lora_targets);
     in->lora_r = in->lora_params > 0 ? rc->lora_r : 0;
+    in->grad_bytes = strcmp(rc->grad_dtype, "bf16") == 0 ? 2 : 4;
+    // global_batch sets grad_accum as the trainer does (checked to divide by then)
+    const int per = rc->micro_batch * (world > 0 ? world : 1);
+    in->grad_accum = rc->global_batch > 0 && per > 0 ? rc->global_batch / per : rc->grad_accum;
     if (rc->memory_limit_gb > 0) {
         in->capacity = rc->memory_limit_gb * 1024.0 * 1024.0 * 1024.0;
     } else if (in->act_bytes == 4) {

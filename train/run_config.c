@@ -76,6 +76,8 @@ static const KeySpec KEYS[] = {
                                "its processes on the CPU, unchecked on GPUs)"),
     B(zero3_shard_frozen, "ZeRO-3: shard the frozen modules' layers too (vision tower; the LLM in stage 1)"),
     B(stochastic_rounding, "CUDA: round the bf16 weights stochastically from the fp32 masters (default: nearest)"),
+    S(grad_dtype, "fp32 | bf16: parameter gradients; bf16 (CUDA, zero_stage 0/1) halves their memory and keeps an "
+                  "fp32 accumulator when grad_accum > 1 (docs/training.md)"),
     S(device, "cpu | cuda"),
     S(attention_backend, "device cuda: flash (our kernels) | cudnn (cuDNN's fused attention, loaded only then; "
                          "docs/cuda.md)"),
@@ -127,6 +129,7 @@ void run_config_default(RunConfig *c) {
     snprintf(c->resume, sizeof c->resume, "auto");
     c->max_bad_steps = 5;
     snprintf(c->save_dtype, sizeof c->save_dtype, "auto");
+    snprintf(c->grad_dtype, sizeof c->grad_dtype, "fp32");
 }
 
 static const KeySpec *find_key(const char *key) {
@@ -268,6 +271,14 @@ int run_config_validate(const RunConfig *c, Error *err) {
         return err_set(err, "AdamW betas must be in [0, 1) and eps > 0");
     if (c->keep_last < 1) return err_set(err, "keep_last must be >= 1");
     if (c->zero_stage < 0 || c->zero_stage > 3) return err_set(err, "zero_stage must be 0, 1, 2 or 3");
+    if (!one_of(c->grad_dtype, (const char *const[]){"fp32", "bf16", NULL}))
+        return err_set(err, "\"grad_dtype\" must be fp32 or bf16");
+    if (strcmp(c->grad_dtype, "bf16") == 0 && strcmp(c->device, "cuda") != 0)
+        return err_set(err, "grad_dtype \"bf16\" needs device cuda: the %s backend keeps fp32 gradients (it is the "
+                       "fp32 reference); drop grad_dtype or set device=cuda", c->device);
+    if (strcmp(c->grad_dtype, "bf16") == 0 && c->zero_stage >= 2)
+        return err_set(err, "grad_dtype \"bf16\" works with zero_stage 0 or 1 for now, not %d (bf16 gradients with "
+                       "ZeRO-2/3 are future work, docs/training.md)", c->zero_stage);
     if (c->log_every < 1) return err_set(err, "log_every must be >= 1");
     if (c->max_bad_steps < 1) return err_set(err, "max_bad_steps must be >= 1");
     if (!c->output_dir[0]) return err_set(err, "output_dir must be set");

@@ -49,6 +49,7 @@ typedef struct {
     int zero3_shard_frozen;   // ZeRO-3: the frozen modules (vision tower, a stage-1 LLM) sharded too
     double memory_limit_gb;   // capacity of one process for the memory plan, 0 = automatic
     int stochastic_rounding;  // bf16 weights rounded stochastically from the fp32 masters
+    char grad_dtype[8];       // fp32 | bf16 (CUDA: bf16 parameter gradients, fp32 accumulator when grad_accum > 1)
     char device[16];
     char attention_backend[16];  // flash | cudnn (device cuda)
     int threads;

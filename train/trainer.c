@@ -289,6 +289,12 @@ int trainer_setup(Trainer *t, const RunConfig *cfg, const Comm *comm) {
         return EXIT_BAD_INPUT;
     }
     model_set_stage(&t->model, c->stage);
+    // bf16 gradients; several micro-batches a step are summed in fp32 (the
+    // accumulator), one micro-batch's gradient is used as it is.
+    if (strcmp(c->grad_dtype, "bf16") == 0 && model_set_grad_dtype(&t->model, 1, c->grad_accum > 1, &err) != 0) {
+        fprintf(stderr, "llava train: %s\n", err.msg);
+        return EXIT_BAD_INPUT;
+    }
     model_set_recompute(&t->model, c->recompute             ? RECOMPUTE_FULL
                                    : c->selective_recompute ? RECOMPUTE_SELECTIVE
                                                             : RECOMPUTE_OFF);
@@ -474,6 +480,29 @@ static void allreduce_grads(Trainer *t, float *grads, size_t n) {
     free(host);
 }
 
+// The same for bf16 gradients (grad_dtype bf16, one micro-batch a step):
+// NCCL sums bf16 (half the traffic); through MPI they are widened to fp32 on
+// the host, summed and rounded back once.
+static void allreduce_grads_bf16(Trainer *t, void *grads, size_t n) {
+    if (t->comm.world == 1) return;
+#ifdef LLAVA_HAVE_CUDA
+    if (t->nccl) {
+        char msg[512];
+        if (nccl_allreduce_sum_bf16(t->nccl, grads, n, msg, sizeof msg) != 0) FATAL("%s", msg);
+        return;
+    }
+#endif
+    uint16_t *raw = xmalloc(n * sizeof(uint16_t));
+    float *host = xmalloc(n * sizeof(float));
+    t->ops->download(raw, grads, n * sizeof(uint16_t));
+    for (size_t i = 0; i < n; i++) host[i] = bf16_to_f32(raw[i]);
+    comm_allreduce_sum_f32(&t->comm, host, n);
+    for (size_t i = 0; i < n; i++) raw[i] = f32_to_bf16(host[i]);
+    t->ops->upload(grads, raw, n * sizeof(uint16_t));
+    free(host);
+    free(raw);
+}
+
 // ZeRO-1: each rank updated only its slice of the trainable weights; every
 // rank gets every slice. MPI works on host memory, so device weights travel
 // through a host copy.
@@ -558,6 +587,7 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
         if (model_forward(m, &micro[i], err) != 0) return -1;
         if (!t->loss_slots) sums[0] += m->loss_sum;
         if (counts[0] > 0) model_backward(m, scale);
+        if (counts[0] > 0) model_accumulate_grads(m);  // bf16 gradients into the fp32 accumulator, if kept
         // ZeRO-2/3 reduce-scattered the layers' gradients during backward; the rest now.
         if (counts[0] > 0 && zero2) zero_after_backward(&t->zero);
     }
@@ -570,8 +600,12 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
         for (int i = 0; i < n; i++) sums[0] += host[i];
         free(host);
     }
-    for (int i = 0; i < MODULE_COUNT && !zero2; i++)
-        if (m->grads[i]) allreduce_grads(t, m->grads[i], m->params.module_numel[i]);
+    for (int i = 0; i < MODULE_COUNT && !zero2; i++) {
+        int bf16 = 0;
+        void *g = model_step_grads(m, (ModuleId)i, &bf16);
+        if (g && bf16) allreduce_grads_bf16(t, g, m->params.module_numel[i]);
+        if (g && !bf16) allreduce_grads(t, g, m->params.module_numel[i]);
+    }
     comm_allreduce_sum_f64(&t->comm, sums, 2);
     s->loss = counts[0] > 0 ? sums[0] / (double)counts[0] : NAN;
     s->flops = sums[1];

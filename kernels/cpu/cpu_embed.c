@@ -19,7 +19,8 @@ void cpu_embedding_forward(void *out_, const int32_t *ids, const void *table_, i
 
 // Parallel over channels: every thread walks all rows in order, so repeated
 // ids accumulate in a fixed order without atomics.
-void cpu_embedding_backward(float *dtable, const void *dout_, const int32_t *ids, int M, int C, int V) {
+void cpu_embedding_backward(void *dtable_, const void *dout_, const int32_t *ids, int M, int C, int V) {
+    float *dtable = dtable_;  // fp32 gradients (grad_size 4)
     const float *dout = dout_;
     (void)V;
 #pragma omp parallel for schedule(static)

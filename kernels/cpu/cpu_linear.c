@@ -25,9 +25,9 @@ void cpu_matmul_forward(void *out_, const void *inp_, const void *weight_, const
         for (int n = 0; n < N; n++) out[(size_t)m * N + n] += bias[n];
 }
 
-void cpu_matmul_backward(void *dinp_, float *dweight, float *dbias, const void *dout_, const void *inp_,
+void cpu_matmul_backward(void *dinp_, void *dweight_, void *dbias_, const void *dout_, const void *inp_,
                          const void *weight_, int M, int K, int N) {
-    float *dinp = dinp_;
+    float *dinp = dinp_, *dweight = dweight_, *dbias = dbias_;  // fp32 gradients (grad_size 4)
     const float *dout = dout_, *inp = inp_, *weight = weight_;
     // dinp[M,K] = dout[M,N] @ weight[N,K]
     if (dinp)

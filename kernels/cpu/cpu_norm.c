@@ -32,9 +32,9 @@ void cpu_layernorm_forward(void *out_, float *mean, float *rstd, const void *inp
     }
 }
 
-void cpu_layernorm_backward(void *dinp_, float *dweight, float *dbias, const void *dout_, const void *inp_,
+void cpu_layernorm_backward(void *dinp_, void *dweight_, void *dbias_, const void *dout_, const void *inp_,
                             const void *weight_, const float *mean, const float *rstd, int M, int C) {
-    float *dinp = dinp_;
+    float *dinp = dinp_, *dweight = dweight_, *dbias = dbias_;  // fp32 gradients (grad_size 4)
     const float *dout = dout_, *inp = inp_, *w = weight_;
     if (dinp) {
 #pragma omp parallel for schedule(static)
@@ -127,9 +127,9 @@ void cpu_residual_rmsnorm_forward(void *res, void *out, float *rstd, const void 
 // depend on the number of threads.
 #define NORM_ROWS 16
 
-void cpu_rmsnorm_backward(void *dinp_, float *dweight, const void *dout_, const void *inp_, const void *weight_,
+void cpu_rmsnorm_backward(void *dinp_, void *dweight_, const void *dout_, const void *inp_, const void *weight_,
                           const float *rstd, int M, int C) {
-    float *dinp = dinp_;
+    float *dinp = dinp_, *dweight = dweight_;  // fp32 gradients (grad_size 4)
     const float *dout = dout_, *inp = inp_, *w = weight_;
     const int n_chunks = (M + NORM_ROWS - 1) / NORM_ROWS;
     double *partial = dweight ? xmalloc((size_t)n_chunks * C * sizeof(double)) : NULL;  // [n_chunks, C]

@@ -23,6 +23,7 @@ static void cpu_synchronize(void) {}
 static const Ops CPU_OPS = {
     .name = "cpu",
     .act_size = sizeof(float),
+    .grad_size = sizeof(float),
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,

@@ -8,17 +8,17 @@
 #include "kernels/ops.h"
 
 void cpu_matmul_forward(void *out, const void *inp, const void *weight, const void *bias, int M, int K, int N);
-void cpu_matmul_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+void cpu_matmul_backward(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
                          const void *weight, int M, int K, int N);
 
 void cpu_layernorm_forward(void *out, float *mean, float *rstd, const void *inp, const void *weight,
                            const void *bias, int M, int C, float eps);
-void cpu_layernorm_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+void cpu_layernorm_backward(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
                             const void *weight, const float *mean, const float *rstd, int M, int C);
 void cpu_rmsnorm_forward(void *out, float *rstd, const void *inp, const void *weight, int M, int C, float eps);
 void cpu_residual_rmsnorm_forward(void *res, void *out, float *rstd, const void *a, const void *b, const void *weight,
                                   int M, int C, float eps);
-void cpu_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const void *inp, const void *weight,
+void cpu_rmsnorm_backward(void *dinp, void *dweight, const void *dout, const void *inp, const void *weight,
                           const float *rstd, int M, int C);
 
 void cpu_residual_forward(void *out, const void *a, const void *b, size_t n);
@@ -47,7 +47,7 @@ void cpu_attention_cached(void *out, const void *qkv, const void *k_cache, const
                           const int32_t *lens, int B, int Tq, int Tcap, int NH, int NKV, int HS);
 
 void cpu_embedding_forward(void *out, const int32_t *ids, const void *table, int M, int C);
-void cpu_embedding_backward(float *dtable, const void *dout, const int32_t *ids, int M, int C, int V);
+void cpu_embedding_backward(void *dtable, const void *dout, const int32_t *ids, int M, int C, int V);
 void cpu_scatter_rows(void *dst, const void *src, const int32_t *rows, int n, int C);
 void cpu_gather_rows(void *dst, const void *src, const int32_t *rows, int n, int C);
 void cpu_patchify(void *patches, const void *pixels, int N, int S, int P);

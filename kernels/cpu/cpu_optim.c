@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu_math.h"
+#include "common/util.h"
 #include "kernels/cpu/cpu_ops.h"
 
 // Fixed-size chunks summed in index order: the result does not depend on the
@@ -80,6 +81,8 @@ void cpu_adamw_update_multi(const AdamwTensor *tensors, int count, const AdamwGr
     for (int i = 0; i < count; i++) {
         const AdamwTensor *t = &tensors[i];
         if (!t->n) continue;
+        CHECK(!t->grad_bf16, "adamw_update_multi: tensor %d has bf16 gradients, which the CPU backend does not have",
+              i);
         cpu_adamw_update(t->param, t->master, t->grad, t->m, t->v, t->n, groups[t->group].lr, beta1, beta2, eps,
                          groups[t->group].weight_decay, grad_scale, step, t->seed);
     }

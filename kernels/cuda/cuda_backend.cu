@@ -17,6 +17,7 @@
 static CudaContext g_ctx;
 static bool g_ready = false;
 static Ops g_ops;
+static Ops g_ops_bf16g;  // g_ops with bf16 parameter gradients (grad_dtype "bf16")
 
 // Like common/util.c's fatal_at, repeated here so that llava_cuda needs no
 // symbol from llava_core (the two static libraries link in that order).
@@ -163,6 +164,8 @@ static void fill_table(Ops *o) {
     memset(o, 0, sizeof *o);
     o->name = "cuda";
     o->act_size = sizeof(bf16);
+    o->grad_size = sizeof(float);
+    o->bf16_grads = &g_ops_bf16g;
     o->alloc = cu_alloc;
     o->free = cu_free;
     o->zero = cu_zero;
@@ -210,6 +213,20 @@ static void fill_table(Ops *o) {
     o->adamw_update_multi = cuda_adamw_update_multi;
     o->sum_squares_multi = cuda_sum_squares_multi;
     cuda_modern_fill(o);  // tanh GELU, table RoPE (cuda_modern.cu)
+}
+
+// The fp32 table with the ops that write parameter gradients swapped for
+// their bf16 versions, and the two ops only bf16 gradients need.
+static void fill_table_bf16g(Ops *o, const Ops *fp32) {
+    *o = *fp32;
+    o->grad_size = sizeof(bf16);
+    o->bf16_grads = o;
+    o->matmul_backward = cuda_matmul_backward_bf16g;
+    o->layernorm_backward = cuda_layernorm_backward_bf16g;
+    o->rmsnorm_backward = cuda_rmsnorm_backward_bf16g;
+    o->embedding_backward = cuda_embedding_backward_bf16g;
+    o->sum_squares_bf16_multi = cuda_sum_squares_bf16_multi;
+    o->grad_accumulate = cuda_grad_accumulate;
 }
 
 // A kernel of this build, used to ask whether the build has code for the card.
@@ -300,6 +317,7 @@ extern "C" const Ops *ops_cuda_create(char *msg, size_t cap) {
     c->flash_tiles = tiles && (strcmp(tiles, "0") == 0 || strcmp(tiles, "2") == 0) ? atoi(tiles) : 1;
     cuda_attention_init();
     fill_table(&g_ops);
+    fill_table_bf16g(&g_ops_bf16g, &g_ops);
     g_ready = true;
     return &g_ops;
 }

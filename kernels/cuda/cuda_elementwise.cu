@@ -404,10 +404,49 @@ __global__ void embedding_backward_kernel(float *dtable, const bf16 *dout, const
     }
 }
 
-void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *ids, int M, int C, int V) {
+// The same ownership with a bf16 table: adding each row into bf16 would round
+// once per occurrence, and a frequent token's small updates would stop
+// registering. So per chunk of 1024 ids, at a vocabulary row's first
+// occurrence in the chunk, the block sums all its occurrences of the chunk in
+// fp32 (in row order) and adds that once: one rounding per (row, chunk).
+__global__ void embedding_backward_bf16g_kernel(bf16 *dtable, const bf16 *dout, const int32_t *ids, int M, int C) {
+    __shared__ int32_t s_ids[1024];
+    const int g = blockIdx.x, G = gridDim.x;
+    const int c0 = blockIdx.y * EMB_COLS;
+    for (int base = 0; base < M; base += 1024) {
+        const int count = min(1024, M - base);
+        __syncthreads();
+        for (int k = threadIdx.x; k < count; k += blockDim.x) s_ids[k] = ids[base + k];
+        __syncthreads();
+        for (int k = 0; k < count; k++) {
+            const int v = s_ids[k];
+            if (v < 0 || v % G != g) continue;  // uniform across the block
+            bool seen = false;
+            for (int j = 0; j < k && !seen; j++) seen = s_ids[j] == v;
+            if (seen) continue;  // summed at its first occurrence
+            bf16 *dst = dtable + (size_t)v * C;
+            for (int c = c0 + threadIdx.x; c < min(C, c0 + EMB_COLS); c += blockDim.x) {
+                float acc = 0.0f;
+                for (int j = k; j < count; j++)
+                    if (s_ids[j] == v) acc += __bfloat162float(dout[(size_t)(base + j) * C + c]);
+                grad_add(&dst[c], acc);
+            }
+        }
+    }
+}
+
+void cuda_embedding_backward(void *dtable, const void *dout, const int32_t *ids, int M, int C, int V) {
     if (M <= 0 || C <= 0 || V <= 0) return;
     dim3 grid(V < EMB_OWNERS ? V : EMB_OWNERS, cuda_blocks(C, EMB_COLS));
-    embedding_backward_kernel<<<grid, 256, 0, cuda_ctx()->stream>>>(dtable, (const bf16 *)dout, ids, M, C);
+    embedding_backward_kernel<<<grid, 256, 0, cuda_ctx()->stream>>>((float *)dtable, (const bf16 *)dout, ids, M, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_embedding_backward_bf16g(void *dtable, const void *dout, const int32_t *ids, int M, int C, int V) {
+    if (M <= 0 || C <= 0 || V <= 0) return;
+    dim3 grid(V < EMB_OWNERS ? V : EMB_OWNERS, cuda_blocks(C, EMB_COLS));
+    embedding_backward_bf16g_kernel<<<grid, 256, 0, cuda_ctx()->stream>>>((bf16 *)dtable, (const bf16 *)dout, ids,
+                                                                         M, C);
     CUDA_LAUNCH_CHECK();
 }
 

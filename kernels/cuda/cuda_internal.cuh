@@ -127,6 +127,14 @@ __device__ __forceinline__ void store_bf16(bf16 *p, const float (&f)[VEC]) {
     }
 }
 
+// A parameter-gradient element += v (gradients are fp32, or bf16 with
+// grad_dtype "bf16"): fp32 stays `+=` (the fp32 tables' bits); bf16 widens,
+// adds in fp32 and rounds once to nearest even.
+__device__ __forceinline__ void grad_add(float *g, float v) { *g += v; }
+__device__ __forceinline__ void grad_add(bf16 *g, float v) { *g = __float2bfloat16_rn(__bfloat162float(*g) + v); }
+__device__ __forceinline__ float grad_load(const float *g) { return *g; }
+__device__ __forceinline__ float grad_load(const bf16 *g) { return __bfloat162float(*g); }
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -156,22 +164,30 @@ __device__ __forceinline__ bool attn_visible_seg(int causal, int i, int j, int s
 // ---- ops implemented in the other translation units -----------------------------------
 // cuda_matmul.cu
 void cuda_matmul_forward(void *out, const void *inp, const void *weight, const void *bias, int M, int K, int N);
-void cuda_matmul_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+// *_bf16g: the same op writing bf16 parameter gradients (the bf16_grads table).
+void cuda_matmul_backward(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
                           const void *weight, int M, int K, int N);
+void cuda_matmul_backward_bf16g(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
+                                const void *weight, int M, int K, int N);
 void cuda_matmul_release(void);
 
 // cuda_norm.cu
 void cuda_layernorm_forward(void *out, float *mean, float *rstd, const void *inp, const void *weight,
                             const void *bias, int M, int C, float eps);
-void cuda_layernorm_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
+void cuda_layernorm_backward(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
                              const void *weight, const float *mean, const float *rstd, int M, int C);
+void cuda_layernorm_backward_bf16g(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
+                                   const void *weight, const float *mean, const float *rstd, int M, int C);
 void cuda_rmsnorm_forward(void *out, float *rstd, const void *inp, const void *weight, int M, int C, float eps);
 void cuda_residual_rmsnorm_forward(void *res, void *out, float *rstd, const void *a, const void *b,
                                    const void *weight, int M, int C, float eps);
-void cuda_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const void *inp, const void *weight,
+void cuda_rmsnorm_backward(void *dinp, void *dweight, const void *dout, const void *inp, const void *weight,
                            const float *rstd, int M, int C);
-// dst[N] += column sums of src[M, N] (bf16), in a fixed order (deterministic).
-void cuda_colsum_add(float *dst, const bf16 *src, int M, int N);
+void cuda_rmsnorm_backward_bf16g(void *dinp, void *dweight, const void *dout, const void *inp, const void *weight,
+                                 const float *rstd, int M, int C);
+// dst[N] += column sums of src[M, N] (bf16), in a fixed order (deterministic);
+// dst fp32, or bf16 when dst_bf16.
+void cuda_colsum_add(void *dst, bool dst_bf16, const bf16 *src, int M, int N);
 
 // cuda_elementwise.cu
 void cuda_residual_forward(void *out, const void *a, const void *b, size_t n);
@@ -190,7 +206,8 @@ void cuda_add_bias(bf16 *out, const bf16 *bias, int M, int N);
 
 // cuda_embed.cu
 void cuda_embedding_forward(void *out, const int32_t *ids, const void *table, int M, int C);
-void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *ids, int M, int C, int V);
+void cuda_embedding_backward(void *dtable, const void *dout, const int32_t *ids, int M, int C, int V);
+void cuda_embedding_backward_bf16g(void *dtable, const void *dout, const int32_t *ids, int M, int C, int V);
 void cuda_scatter_rows(void *dst, const void *src, const int32_t *rows, int n, int C);
 void cuda_gather_rows(void *dst, const void *src, const int32_t *rows, int n, int C);
 void cuda_patchify(void *patches, const void *pixels, int N, int S, int P);
@@ -211,6 +228,8 @@ void cuda_adamw_update(void *param, float *master, const float *grad, float *m, 
 void cuda_adamw_update_multi(const AdamwTensor *tensors, int count, const AdamwGroup *groups, int n_groups,
                              float beta1, float beta2, float eps, float grad_scale, int step);
 double cuda_sum_squares_multi(const float *const *grads, const size_t *n, int count);
+double cuda_sum_squares_bf16_multi(const void *const *grads, const size_t *n, int count);
+void cuda_grad_accumulate(float *acc, void *grad, size_t n);
 
 // cuda_attention.cu (flash kernels, head sizes 64 and 128) and
 // cuda_attention_ref.cu (any head size; also the fallback for unaligned buffers)

@@ -199,11 +199,13 @@ __device__ double block_sum_double(double v) {
     return s[0];
 }
 
-__global__ void __launch_bounds__(SS_THREADS) sum_squares_kernel(double *partial, const float *g, size_t n) {
+// G = float, or bf16 for bf16 gradients (each element widened exactly).
+template <typename G>
+__global__ void __launch_bounds__(SS_THREADS) sum_squares_kernel(double *partial, const G *g, size_t n) {
     double acc = 0.0;
     const size_t stride = (size_t)gridDim.x * SS_THREADS;
     for (size_t i = (size_t)blockIdx.x * SS_THREADS + threadIdx.x; i < n; i += stride) {
-        double v = g[i];
+        double v = grad_load(&g[i]);
         acc += v * v;
     }
     double total = block_sum_double(acc);
@@ -223,7 +225,7 @@ double cuda_sum_squares(const float *grad, size_t n) {
     const size_t want = (n + (size_t)SS_THREADS * SS_MIN_PER_THREAD - 1) / ((size_t)SS_THREADS * SS_MIN_PER_THREAD);
     const int blocks = want < SS_BLOCKS ? (int)want : SS_BLOCKS;
     double *partial = (double *)cuda_scratch((SS_BLOCKS + 1) * sizeof(double));
-    sum_squares_kernel<<<blocks, SS_THREADS, 0, c->stream>>>(partial + 1, grad, n);
+    sum_squares_kernel<float><<<blocks, SS_THREADS, 0, c->stream>>>(partial + 1, grad, n);
     CUDA_LAUNCH_CHECK();
     sum_partials_kernel<<<1, SS_THREADS, 0, c->stream>>>(partial, partial + 1, blocks);
     CUDA_LAUNCH_CHECK();
@@ -243,7 +245,8 @@ __global__ void sum_slots_kernel(double *out, const double *slots, int count) {
     *out = total;
 }
 
-double cuda_sum_squares_multi(const float *const *grads, const size_t *n, int count) {
+template <typename G>
+static double sum_squares_multi(const G *const *grads, const size_t *n, int count) {
     if (count <= 0) return 0.0;
     CudaContext *c = cuda_ctx();
     // [0] the total, [1, 1 + count) the slots, then the partials of one buffer
@@ -256,7 +259,7 @@ double cuda_sum_squares_multi(const float *const *grads, const size_t *n, int co
         }
         const size_t per = (size_t)SS_THREADS * SS_MIN_PER_THREAD, want = (n[k] + per - 1) / per;
         const int blocks = want < SS_BLOCKS ? (int)want : SS_BLOCKS;
-        sum_squares_kernel<<<blocks, SS_THREADS, 0, c->stream>>>(partial, grads[k], n[k]);
+        sum_squares_kernel<G><<<blocks, SS_THREADS, 0, c->stream>>>(partial, grads[k], n[k]);
         CUDA_LAUNCH_CHECK();
         sum_partials_kernel<<<1, SS_THREADS, 0, c->stream>>>(slots + k, partial, blocks);
         CUDA_LAUNCH_CHECK();
@@ -267,6 +270,27 @@ double cuda_sum_squares_multi(const float *const *grads, const size_t *n, int co
     CUDA_CHECK(cudaMemcpyAsync(&result, buf, sizeof result, cudaMemcpyDeviceToHost, c->stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return result;
+}
+
+double cuda_sum_squares_multi(const float *const *grads, const size_t *n, int count) {
+    return sum_squares_multi<float>(grads, n, count);
+}
+double cuda_sum_squares_bf16_multi(const void *const *grads, const size_t *n, int count) {
+    return sum_squares_multi<bf16>((const bf16 *const *)grads, n, count);
+}
+
+// ---- bf16 gradients into the fp32 accumulator ---------------------------------------------
+__global__ void grad_accumulate_kernel(float *acc, bf16 *grad, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    acc[i] += __bfloat162float(grad[i]);
+    grad[i] = __float2bfloat16_rn(0.0f);
+}
+
+void cuda_grad_accumulate(float *acc, void *grad, size_t n) {
+    if (!n) return;
+    grad_accumulate_kernel<<<cuda_blocks(n, 256), 256, 0, cuda_ctx()->stream>>>(acc, (bf16 *)grad, n);
+    CUDA_LAUNCH_CHECK();
 }
 
 // ---- AdamW ------------------------------------------------------------------------------
@@ -293,10 +317,14 @@ __device__ __forceinline__ bf16 bf16_stochastic(float f, uint32_t rnd) {
 
 // One element of the update: shared by the per-tensor and the multi-tensor
 // kernels so that both write the same bits.
-__device__ __forceinline__ void adamw_element(bf16 *param, float *master, const float *grad, float *m, float *v,
-                                              size_t i, float beta1, float beta2, float eps, float grad_scale,
-                                              float bc2_sqrt, float step_size, float decay, uint32_t seed) {
-    float g = grad[i] * grad_scale;
+// grad holds fp32 elements, or bf16 ones when grad_bf16 (widened exactly:
+// the same update as an fp32 gradient of those values).
+__device__ __forceinline__ void adamw_element(bf16 *param, float *master, const void *grad, int grad_bf16, float *m,
+                                              float *v, size_t i, float beta1, float beta2, float eps,
+                                              float grad_scale, float bc2_sqrt, float step_size, float decay,
+                                              uint32_t seed) {
+    const float gi = grad_bf16 ? grad_load((const bf16 *)grad + i) : ((const float *)grad)[i];
+    float g = gi * grad_scale;
     float mi = beta1 * m[i] + (1.0f - beta1) * g;
     float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
     m[i] = mi;
@@ -314,7 +342,7 @@ __global__ void adamw_kernel(bf16 *param, float *master, const float *grad, floa
                              float step_size, float decay, uint32_t seed) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    adamw_element(param, master, grad, m, v, i, beta1, beta2, eps, grad_scale, bc2_sqrt, step_size, decay, seed);
+    adamw_element(param, master, grad, 0, m, v, i, beta1, beta2, eps, grad_scale, bc2_sqrt, step_size, decay, seed);
 }
 
 // The step's scalars exactly as the reference computes them, on the host; one
@@ -352,12 +380,13 @@ void cuda_adamw_update(void *param, float *master, const float *grad, float *m, 
 struct AdamwEntry {
     bf16 *param;
     float *master;
-    const float *grad;
+    const void *grad;  // fp32, or bf16 when grad_bf16
     float *m, *v;
     size_t n;
     unsigned block0;  // first block of this tensor in the grid
     int group;
     uint32_t seed;
+    int grad_bf16;
 };
 struct AdamwGroupScalars {
     float step_size, decay;
@@ -378,8 +407,8 @@ __global__ void __launch_bounds__(ADAMW_THREADS)
     size_t i = (size_t)(blockIdx.x - t.block0) * ADAMW_THREADS + threadIdx.x;
     if (i >= t.n) return;
     const AdamwGroupScalars g = groups[t.group];
-    adamw_element(t.param, t.master, t.grad, t.m, t.v, i, beta1, beta2, eps, grad_scale, bc2_sqrt, g.step_size,
-                  g.decay, t.seed);
+    adamw_element(t.param, t.master, t.grad, t.grad_bf16, t.m, t.v, i, beta1, beta2, eps, grad_scale, bc2_sqrt,
+                  g.step_size, g.decay, t.seed);
 }
 
 void cuda_adamw_update_multi(const AdamwTensor *tensors, int count, const AdamwGroup *groups, int n_groups,
@@ -415,6 +444,7 @@ void cuda_adamw_update_multi(const AdamwTensor *tensors, int count, const AdamwG
         d->block0 = (unsigned)blocks;
         d->group = t->group;
         d->seed = t->seed;
+        d->grad_bf16 = t->grad_bf16;
         blocks += cuda_blocks(t->n, ADAMW_THREADS);
         CUDA_REQUIRE(blocks <= 0x7fffffffu, "adamw_update_multi: %zu blocks exceed the grid limit", blocks);
     }

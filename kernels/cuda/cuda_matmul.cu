@@ -1,5 +1,5 @@
 // Matmuls through cuBLASLt: bf16 operands, fp32 accumulation, the bias added
-// in the epilogue, weight gradients accumulated into fp32 with beta = 1.
+// in the epilogue, weight gradients accumulated with beta = 1 into fp32 (or bf16: grad_dtype).
 //
 // Row-major to cuBLAS's column-major: a row-major [R, Cc] matrix is a
 // column-major [Cc, R] one with the same leading dimension Cc. So
@@ -331,8 +331,10 @@ void cuda_matmul_forward(void *out, const void *inp, const void *weight, const v
     lt_matmul(out, CUDA_R_16BF, weight, CUBLAS_OP_T, K, inp, CUBLAS_OP_N, K, N, M, K, 0, (const bf16 *)bias);
 }
 
-void cuda_matmul_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
-                          const void *weight, int M, int K, int N) {
+// grad_bf16: dweight and dbias are bf16 (D = C = bf16 with beta 1: cuBLASLt
+// sums the products in fp32 and rounds the sum with the old value once).
+static void matmul_backward(void *dinp, void *dweight, void *dbias, bool grad_bf16, const void *dout, const void *inp,
+                            const void *weight, int M, int K, int N) {
     if (M <= 0 || N <= 0 || K <= 0) {
         if (dinp && M > 0 && K > 0)
             CUDA_CHECK(cudaMemsetAsync(dinp, 0, (size_t)M * K * sizeof(bf16), cuda_ctx()->stream));
@@ -340,7 +342,18 @@ void cuda_matmul_backward(void *dinp, float *dweight, float *dbias, const void *
     }
     // dinp^T[K,M] = W^T[K,N] @ dout^T[N,M]: W row-major [N,K] is column-major [K,N].
     if (dinp) lt_matmul(dinp, CUDA_R_16BF, weight, CUBLAS_OP_N, K, dout, CUBLAS_OP_N, N, K, M, N, 0, NULL);
-    // dW^T[K,N] += inp^T[K,M] @ (dout^T[N,M])^T, fp32 output with beta = 1.
-    if (dweight) lt_matmul(dweight, CUDA_R_32F, inp, CUBLAS_OP_N, K, dout, CUBLAS_OP_T, N, K, N, M, 1, NULL);
-    if (dbias) cuda_colsum_add(dbias, (const bf16 *)dout, M, N);
+    // dW^T[K,N] += inp^T[K,M] @ (dout^T[N,M])^T, in the grad dtype with beta = 1.
+    if (dweight)
+        lt_matmul(dweight, grad_bf16 ? CUDA_R_16BF : CUDA_R_32F, inp, CUBLAS_OP_N, K, dout, CUBLAS_OP_T, N, K, N, M,
+                  1, NULL);
+    if (dbias) cuda_colsum_add(dbias, grad_bf16, (const bf16 *)dout, M, N);
+}
+
+void cuda_matmul_backward(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
+                          const void *weight, int M, int K, int N) {
+    matmul_backward(dinp, dweight, dbias, false, dout, inp, weight, M, K, N);
+}
+void cuda_matmul_backward_bf16g(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
+                                const void *weight, int M, int K, int N) {
+    matmul_backward(dinp, dweight, dbias, true, dout, inp, weight, M, K, N);
 }

@@ -228,25 +228,27 @@ __global__ void colsum_partial_kernel(float *part0, float *part1, const bf16 *dy
     }
 }
 
-__global__ void colsum_final_kernel(float *out0, float *out1, const float *part0, const float *part1, int chunks,
-                                    int C) {
+// The outputs are parameter gradients, G = float or bf16 (grad_add: the
+// chunks summed in fp32, then one add and, for bf16, one rounding).
+template <typename G>
+__global__ void colsum_final_kernel(G *out0, G *out1, const float *part0, const float *part1, int chunks, int C) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     if (out0) {
         float t = 0.0f;
         for (int k = 0; k < chunks; k++) t += part0[(size_t)k * C + c];
-        out0[c] += t;
+        grad_add(&out0[c], t);
     }
     if (out1) {
         float t = 0.0f;
         for (int k = 0; k < chunks; k++) t += part1[(size_t)k * C + c];
-        out1[c] += t;
+        grad_add(&out1[c], t);
     }
 }
 
-template <int MODE>
-static void colsum(float *out0, float *out1, const bf16 *dy, const bf16 *x, const float *mean, const float *rstd,
-                   int M, int C) {
+template <int MODE, typename G>
+static void colsum(G *out0, G *out1, const bf16 *dy, const bf16 *x, const float *mean, const float *rstd, int M,
+                   int C) {
     if (M <= 0 || C <= 0) return;
     cudaStream_t st = cuda_ctx()->stream;
     const int chunks = (M + COL_ROWS - 1) / COL_ROWS;
@@ -255,13 +257,16 @@ static void colsum(float *out0, float *out1, const bf16 *dy, const bf16 *x, cons
     dim3 grid(cuda_blocks(C, COL_TILE), chunks);
     colsum_partial_kernel<MODE><<<grid, COL_TILE * COL_LANES, 0, st>>>(part0, part1, dy, x, mean, rstd, M, C);
     CUDA_LAUNCH_CHECK();
-    colsum_final_kernel<<<cuda_blocks(C, 256), 256, 0, st>>>(out0, MODE == 1 ? out1 : nullptr, part0, part1, chunks,
-                                                             C);
+    colsum_final_kernel<G><<<cuda_blocks(C, 256), 256, 0, st>>>(out0, MODE == 1 ? out1 : nullptr, part0, part1,
+                                                                chunks, C);
     CUDA_LAUNCH_CHECK();
 }
 
-void cuda_colsum_add(float *dst, const bf16 *src, int M, int N) {
-    colsum<0>(dst, nullptr, src, nullptr, nullptr, nullptr, M, N);
+void cuda_colsum_add(void *dst, bool dst_bf16, const bf16 *src, int M, int N) {
+    if (dst_bf16)
+        colsum<0, bf16>((bf16 *)dst, nullptr, src, nullptr, nullptr, nullptr, M, N);
+    else
+        colsum<0, float>((float *)dst, nullptr, src, nullptr, nullptr, nullptr, M, N);
 }
 
 // ---- launchers ------------------------------------------------------------------------
@@ -284,8 +289,9 @@ void cuda_layernorm_forward(void *out, float *mean, float *rstd, const void *inp
     CUDA_LAUNCH_CHECK();
 }
 
-void cuda_layernorm_backward(void *dinp, float *dweight, float *dbias, const void *dout, const void *inp,
-                             const void *weight, const float *mean, const float *rstd, int M, int C) {
+template <typename G>
+static void layernorm_backward(void *dinp, G *dweight, G *dbias, const void *dout, const void *inp, const void *weight,
+                               const float *mean, const float *rstd, int M, int C) {
     if (M <= 0) return;
     cudaStream_t st = cuda_ctx()->stream;
     const bf16 *dy = (const bf16 *)dout, *x = (const bf16 *)inp, *w = (const bf16 *)weight;
@@ -298,7 +304,16 @@ void cuda_layernorm_backward(void *dinp, float *dweight, float *dbias, const voi
             layernorm_backward_dinp_kernel<1><<<grid, 32 * ROWS_PER_BLOCK, 0, st>>>(dx, dy, x, w, mean, rstd, M, C);
         CUDA_LAUNCH_CHECK();
     }
-    if (dweight || dbias) colsum<1>(dweight, dbias, dy, x, mean, rstd, M, C);
+    if (dweight || dbias) colsum<1, G>(dweight, dbias, dy, x, mean, rstd, M, C);
+}
+
+void cuda_layernorm_backward(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
+                             const void *weight, const float *mean, const float *rstd, int M, int C) {
+    layernorm_backward<float>(dinp, (float *)dweight, (float *)dbias, dout, inp, weight, mean, rstd, M, C);
+}
+void cuda_layernorm_backward_bf16g(void *dinp, void *dweight, void *dbias, const void *dout, const void *inp,
+                                   const void *weight, const float *mean, const float *rstd, int M, int C) {
+    layernorm_backward<bf16>(dinp, (bf16 *)dweight, (bf16 *)dbias, dout, inp, weight, mean, rstd, M, C);
 }
 
 void cuda_residual_rmsnorm_forward(void *res, void *out, float *rstd, const void *a, const void *b,
@@ -328,8 +343,9 @@ void cuda_rmsnorm_forward(void *out, float *rstd, const void *inp, const void *w
     CUDA_LAUNCH_CHECK();
 }
 
-void cuda_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const void *inp, const void *weight,
-                           const float *rstd, int M, int C) {
+template <typename G>
+static void rmsnorm_backward(void *dinp, G *dweight, const void *dout, const void *inp, const void *weight,
+                             const float *rstd, int M, int C) {
     if (M <= 0) return;
     cudaStream_t st = cuda_ctx()->stream;
     const bf16 *dy = (const bf16 *)dout, *x = (const bf16 *)inp, *w = (const bf16 *)weight;
@@ -342,5 +358,14 @@ void cuda_rmsnorm_backward(void *dinp, float *dweight, const void *dout, const v
             rmsnorm_backward_dinp_kernel<1><<<grid, 32 * ROWS_PER_BLOCK, 0, st>>>(dx, dy, x, w, rstd, M, C);
         CUDA_LAUNCH_CHECK();
     }
-    if (dweight) colsum<2>(dweight, nullptr, dy, x, nullptr, rstd, M, C);
+    if (dweight) colsum<2, G>(dweight, nullptr, dy, x, nullptr, rstd, M, C);
+}
+
+void cuda_rmsnorm_backward(void *dinp, void *dweight, const void *dout, const void *inp, const void *weight,
+                           const float *rstd, int M, int C) {
+    rmsnorm_backward<float>(dinp, (float *)dweight, dout, inp, weight, rstd, M, C);
+}
+void cuda_rmsnorm_backward_bf16g(void *dinp, void *dweight, const void *dout, const void *inp, const void *weight,
+                                 const float *rstd, int M, int C) {
+    rmsnorm_backward<bf16>(dinp, (bf16 *)dweight, dout, inp, weight, rstd, M, C);
 }

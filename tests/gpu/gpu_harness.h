@@ -74,6 +74,8 @@ void run_cudnn_checks(Harness *h);
 void run_attention_tiles_checks(Harness *h, int large);
 // Fused cross-entropy, bucketed cuBLASLt plans, bf16 pixels (test_ops_fused.c).
 void run_fused_checks(Harness *h, int large);
+// bf16 parameter gradients (test_ops_bf16grad.c); large = device sizes.
+void run_bf16grad_checks(Harness *h, int large);
 void run_timings(Harness *h, double *peak_gbs, double *peak_tflops);
 void run_flash_bench(Harness *h, double peak_tflops);
 

@@ -767,6 +767,7 @@ void run_checks(Harness *h) {
     run_optim_checks(h, 1);
     run_attention_tiles_checks(h, 1);
     run_fused_checks(h, 1);
+    run_bf16grad_checks(h, 1);
 }
 #else
 // Under the CPU emulator: small shapes that still take every path (vector and
@@ -820,6 +821,7 @@ void run_checks(Harness *h) {
     run_optim_checks(h, 0);
     run_attention_tiles_checks(h, 0);
     run_fused_checks(h, 0);
+    run_bf16grad_checks(h, 0);
 }
 #endif
 
