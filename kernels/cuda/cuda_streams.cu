@@ -8,11 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <unordered_map>
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_internal.cuh"
 #include "kernels/streams.h"
+
+// One reserved address range and the memory mapped at each of its chunks
+// (0: none). Plain C on purpose: a standard container here would pull parts
+// of the static libstdc++ that raise the bundle's glibc floor (tests/gpu/pack.sh).
+struct VmmRange {
+    uintptr_t base;
+    size_t chunks;
+    CUmemGenericAllocationHandle *handles;  // [chunks] valid where mapped
+    unsigned char *mapped;                  // [chunks] 1 while a chunk is mapped
+    VmmRange *next;
+};
 
 // The driver's entry points, typed from cuda.h.
 struct DriverVmm {
@@ -26,7 +36,7 @@ struct DriverVmm {
     decltype(&cuMemGetAllocationGranularity) granularity;
     CUmemAllocationProp prop;
     size_t chunk;
-    std::unordered_map<uintptr_t, CUmemGenericAllocationHandle> handles;  // mapped chunk -> its memory
+    VmmRange *ranges;  // the reserved ranges (a few: one per module and kind)
 };
 static DriverVmm g_vmm;
 
@@ -68,9 +78,42 @@ static void vmm_init(void) {
 static void *vmm_reserve(size_t bytes) {
     CUdeviceptr p = 0;
     if (g_vmm.reserve(&p, bytes, g_vmm.chunk, 0, 0) != CUDA_SUCCESS) return NULL;
+    VmmRange *r = (VmmRange *)calloc(1, sizeof *r);
+    const size_t chunks = (bytes + g_vmm.chunk - 1) / g_vmm.chunk;
+    CUmemGenericAllocationHandle *h = (CUmemGenericAllocationHandle *)calloc(chunks ? chunks : 1, sizeof *h);
+    unsigned char *mapped = (unsigned char *)calloc(chunks ? chunks : 1, 1);
+    CUDA_REQUIRE(r && h && mapped, "out of host memory for the device memory map");
+    r->base = (uintptr_t)p;
+    r->chunks = chunks;
+    r->handles = h;
+    r->mapped = mapped;
+    r->next = g_vmm.ranges;
+    g_vmm.ranges = r;
     return (void *)p;
 }
-static void vmm_unreserve(void *base, size_t bytes) { CU_CHECK(g_vmm.address_free((CUdeviceptr)base, bytes)); }
+static void vmm_unreserve(void *base, size_t bytes) {
+    for (VmmRange **pr = &g_vmm.ranges; *pr; pr = &(*pr)->next) {
+        if ((*pr)->base != (uintptr_t)base) continue;
+        VmmRange *r = *pr;
+        *pr = r->next;
+        free(r->handles);
+        free(r->mapped);
+        free(r);
+        break;
+    }
+    CU_CHECK(g_vmm.address_free((CUdeviceptr)base, bytes));
+}
+// The range holding the chunk at `at`, and the chunk's index in it.
+static VmmRange *vmm_find(void *at, size_t *index) {
+    const uintptr_t a = (uintptr_t)at;
+    for (VmmRange *r = g_vmm.ranges; r; r = r->next)
+        if (a >= r->base && a < r->base + r->chunks * g_vmm.chunk) {
+            *index = (a - r->base) / g_vmm.chunk;
+            return r;
+        }
+    cuda_fatal(__FILE__, __LINE__, "device memory %p is outside every reserved range", at);
+    return NULL;
+}
 static void vmm_map(void *at) {
     CUmemGenericAllocationHandle h;
     CU_CHECK(g_vmm.create(&h, g_vmm.chunk, &g_vmm.prop, 0));
@@ -80,14 +123,18 @@ static void vmm_map(void *at) {
     access.location = g_vmm.prop.location;
     access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
     CU_CHECK(g_vmm.set_access((CUdeviceptr)at, g_vmm.chunk, &access, 1));
-    g_vmm.handles[(uintptr_t)at] = h;
+    size_t i;
+    VmmRange *r = vmm_find(at, &i);
+    r->handles[i] = h;
+    r->mapped[i] = 1;
 }
 static void vmm_unmap(void *at) {
-    auto it = g_vmm.handles.find((uintptr_t)at);
-    CUDA_REQUIRE(it != g_vmm.handles.end(), "unmapping device memory that is not mapped");
+    size_t i;
+    VmmRange *r = vmm_find(at, &i);
+    CUDA_REQUIRE(r->mapped[i], "unmapping device memory that is not mapped");
     CU_CHECK(g_vmm.unmap((CUdeviceptr)at, g_vmm.chunk));
-    CU_CHECK(g_vmm.release(it->second));  // the memory goes back once unmapped
-    g_vmm.handles.erase(it);
+    CU_CHECK(g_vmm.release(r->handles[i]));  // the memory goes back once unmapped
+    r->mapped[i] = 0;
 }
 
 static void *stream_event_new(void) {

@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 src=$PWD
-from="" out="$src/build-gpu" compress=xz
+from="" out="$src/build-gpu" compress=xz static_build=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --from) from=$2; shift 2 ;;
@@ -34,6 +34,7 @@ done
 export PATH="/usr/local/cuda/bin:$PATH"
 if [ -z "$from" ]; then
   from=$src/build-gpu-pack
+  static_build=1
   cmake -S . -B "$from" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="80;90" -DLLAVA_STATIC_DEPS=ON -DLLAVA_GPU_BUNDLE=ON \
     -DLLAVA_WITH_MPI=OFF -DLLAVA_ASAN_TESTS=OFF >/dev/null
   cmake --build "$from" -j "$(nproc)" --target llava llava_cuda test_gpu_ops compare_golden
@@ -76,6 +77,20 @@ if command -v objdump >/dev/null; then
     exit 1
   fi
   floor=$(echo "$syms" | sed 's/GLIBC_//' | sort -t. -k1,1n -k2,2n -k3,3n | tail -1)
+  # The static bundle promises glibc 2.34 (Ubuntu 22.04, Debian 12, RHEL 9):
+  # a newer import (e.g. arc4random, 2.36, from parts of the static libstdc++
+  # that std:: containers pull in) would fail at load on those machines.
+  max=${LLAVA_GLIBC_MAX:-2.34}
+  newest=$(printf '%s\n%s\n' "$floor" "$max" | sort -t. -k1,1n -k2,2n -k3,3n | tail -1)
+  if [ $static_build = 1 ] && [ "$newest" != "$max" ]; then
+    echo "pack.sh: the bundle needs glibc $floor, newer than the promised $max; these imports:" >&2
+    for f in "$dir"/llava "$dir"/test_gpu_ops "$dir"/compare_golden "$dir"/*.so "$dir"/lib/*; do
+      [ -f "$f" ] && objdump -T "$f" 2>/dev/null | awk -v f="$(basename "$f")" -v m="$max" \
+        'match($0, /GLIBC_[0-9.]+/) { v = substr($0, RSTART + 6, RLENGTH - 6); split(v, a, "."); split(m, b, ".");
+           if (a[1] > b[1] || (a[1] == b[1] && a[2] > b[2])) print "  " f ": " $NF " (GLIBC_" v ")" }'
+    done >&2
+    exit 1
+  fi
 fi
 {
   echo "built $(date -u '+%Y-%m-%d %H:%M UTC') from $(git rev-parse --short HEAD 2>/dev/null || echo '?') for sm_80/sm_90"
