@@ -10,8 +10,9 @@
 //   forward:  S = Q K^T; S *= scale; padding mask; causal mask (row >= col);
 //             softmax with stats (max, x - max, exp, sum, log, stats = max +
 //             log sum, P = exp / sum); O = P V
-//   backward: softmax_sum = rowsum(dO * O); P = exp(scale Q K^T - stats)
-//             (masked); dV = P^T dO; dS = scale P (dO V^T - softmax_sum);
+//   backward: softmax_sum = rowsum(dO * O); S = scale Q K^T; padding mask;
+//             S - stats; (9.0-9.9: padding mask again); causal mask;
+//             P = exp; dV = P^T dO; dS = scale P (dO V^T - softmax_sum);
 //             dK = dS^T Q; dQ = dS K (accumulated in fp32, then cast)
 //   GQA: K and V carry NKV heads, broadcast over the NH / NKV query heads of
 //   a group; dK and dV are formed per query head and reduced onto the group.
@@ -38,6 +39,7 @@
 // against the CPU op (tests/gpu/test_ops_cudnn.c). cuDNN's backward
 // accumulates dQ with atomics: it is not bitwise deterministic, unlike the
 // flash kernels (ops.h's rule; recompute only repeats forwards, which are).
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,10 +322,9 @@ static void gb_inputs(GraphBuilder *g, const CudnnPlan *p, SdpaInputs *in) {
     memcpy(in->rowvec, sd, sizeof sd);
 }
 
-// scores outside [0, seq_q) x [0, seq_kv), and above the diagonal when causal,
-// become the mask value, -inf (cudnn-frontend's padding_mask, then its
-// top-left diagonal band with right bound 0: row >= col).
-static void *gb_masks(GraphBuilder *g, const SdpaInputs *in, void *s, int causal) {
+// scores outside [0, seq_q) x [0, seq_kv) become the mask value (cudnn-frontend's
+// padding_mask: row < seq_q AND col < seq_kv selects the score).
+static void *gb_padding_mask(GraphBuilder *g, const SdpaInputs *in, void *s) {
     void *row = gb_virtual(g, CUDNN_DATA_INT32, in->score), *col = gb_virtual(g, CUDNN_DATA_INT32, in->score);
     gb_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, s, NULL, NULL, row, 2);
     gb_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, s, NULL, NULL, col, 3);
@@ -334,14 +335,19 @@ static void *gb_masks(GraphBuilder *g, const SdpaInputs *in, void *s, int causal
     gb_pointwise(g, CUDNN_POINTWISE_LOGICAL_AND, CUDNN_DATA_BOOLEAN, rm, cm, NULL, pm);
     void *padded = gb_virtual(g, CUDNN_DATA_FLOAT, in->score);
     gb_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, s, in->neg_inf, pm, padded);
-    if (!causal) return padded;
-    void *row2 = gb_virtual(g, CUDNN_DATA_INT32, in->score), *col2 = gb_virtual(g, CUDNN_DATA_INT32, in->score);
-    gb_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, padded, NULL, NULL, row2, 2);
-    gb_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, padded, NULL, NULL, col2, 3);
+    return padded;
+}
+
+// scores above the diagonal become the mask value (cudnn-frontend's top-left
+// diagonal band with right bound 0: row >= col selects the score).
+static void *gb_causal_mask(GraphBuilder *g, const SdpaInputs *in, void *s) {
+    void *row = gb_virtual(g, CUDNN_DATA_INT32, in->score), *col = gb_virtual(g, CUDNN_DATA_INT32, in->score);
+    gb_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, s, NULL, NULL, row, 2);
+    gb_pointwise(g, CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, s, NULL, NULL, col, 3);
     void *keep = gb_virtual(g, CUDNN_DATA_BOOLEAN, in->score);
-    gb_pointwise(g, CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN, row2, col2, NULL, keep);
+    gb_pointwise(g, CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN, row, col, NULL, keep);
     void *masked = gb_virtual(g, CUDNN_DATA_FLOAT, in->score);
-    gb_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, padded, in->neg_inf, keep, masked);
+    gb_pointwise(g, CUDNN_POINTWISE_BINARY_SELECT, CUDNN_DATA_FLOAT, s, in->neg_inf, keep, masked);
     return masked;
 }
 
@@ -355,7 +361,8 @@ static void gb_forward(GraphBuilder *g, const CudnnPlan *p) {
     gb_matmul(g, in.q, in.kt, s, in.seq_q, in.seq_kv, NULL);
     void *ss = gb_virtual(g, CUDNN_DATA_FLOAT, in.score);
     gb_pointwise(g, CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, s, in.scale, NULL, ss);
-    void *sm = gb_masks(g, &in, ss, p->causal);
+    void *pad = gb_padding_mask(g, &in, ss);
+    void *sm = p->causal ? gb_causal_mask(g, &in, pad) : pad;
     void *mx = gb_virtual(g, CUDNN_DATA_FLOAT, in.rowvec), *sub = gb_virtual(g, CUDNN_DATA_FLOAT, in.score);
     gb_reduction(g, CUDNN_REDUCE_TENSOR_MAX, sm, mx);
     gb_pointwise(g, CUDNN_POINTWISE_SUB, CUDNN_DATA_FLOAT, sm, mx, NULL, sub);
@@ -401,9 +408,14 @@ static void gb_backward(GraphBuilder *g, const CudnnPlan *p) {
     void *s = gb_virtual(g, CUDNN_DATA_FLOAT, in.score), *ss = gb_virtual(g, CUDNN_DATA_FLOAT, in.score);
     gb_matmul(g, in.q, in.kt, s, in.seq_q, in.seq_kv, NULL);
     gb_pointwise(g, CUDNN_POINTWISE_MUL, CUDNN_DATA_FLOAT, s, in.scale, NULL, ss);
+    // In cudnn-frontend's order (the engines match the pattern): padding mask,
+    // minus stats, (cuDNN 9.0-9.9: the padding mask again, as the frontend
+    // re-applies it after the stats load), causal mask.
+    void *pad = gb_padding_mask(g, &in, ss);
     void *sm = gb_virtual(g, CUDNN_DATA_FLOAT, in.score);
-    gb_pointwise(g, CUDNN_POINTWISE_SUB, CUDNN_DATA_FLOAT, ss, in.stats, NULL, sm);
-    void *masked = gb_masks(g, &in, sm, p->causal);
+    gb_pointwise(g, CUDNN_POINTWISE_SUB, CUDNN_DATA_FLOAT, pad, in.stats, NULL, sm);
+    if (g->api->version >= 90000 && g->api->version < 91000) sm = gb_padding_mask(g, &in, sm);
+    void *masked = p->causal ? gb_causal_mask(g, &in, sm) : sm;
     void *prob = gb_virtual(g, CUDNN_DATA_FLOAT, in.score);
     gb_pointwise(g, CUDNN_POINTWISE_EXP, CUDNN_DATA_FLOAT, masked, NULL, NULL, prob);
 
@@ -634,6 +646,11 @@ static int run_plan(CudnnPlan *p, const int64_t *uids, void **ptrs, int n, void 
     return 0;
 }
 
+// The masked scores' value: -inf from cuDNN 9.10 on, the lowest finite float
+// before (what cudnn-frontend's get_negative_inf_value passes: older engines
+// expect a finite mask value in their softmax).
+static float cudnn_mask_value(void) { return g_cudnn.api.version < 91000 ? -FLT_MAX : -INFINITY; }
+
 static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 // Runs cuDNN's forward graph; 0, or -1 when the flash kernel must run the call.
@@ -642,7 +659,7 @@ static int cudnn_forward_run(void *out, float *lse, const void *qkv, const AttnS
     if (prepare_lens(s, out, qkv, q + (size_t)s->NH * s->HS, lse) != 0) return -1;
     CudnnPlan *p = plan_get(s, 0);
     if (!p) return -1;
-    float scale = 1.0f / sqrtf((float)s->HS), neg_inf = -INFINITY;  // the mask value for cuDNN >= 9.1
+    float scale = 1.0f / sqrtf((float)s->HS), neg_inf = cudnn_mask_value();
     const int64_t uids[] = {UID_Q, UID_K, UID_V, UID_O, UID_STATS, UID_SCALE, UID_NEG_INF, UID_SEQ_Q, UID_SEQ_KV};
     void *ptrs[] = {q, q + (size_t)s->NH * s->HS, q + (size_t)(s->NH + s->NKV) * s->HS, out, lse, &scale, &neg_inf,
                     g_cudnn.lens, g_cudnn.lens + s->B};
@@ -676,7 +693,7 @@ static int cudnn_backward_run(void *dqkv, const void *dout, const void *qkv, con
     if (s->seg) CUDA_CHECK(cudaMemsetAsync(dqkv, 0, M * row * sizeof(bf16), cuda_ctx()->stream));
     bf16 *q = (bf16 *)qkv, *dq = (bf16 *)dqkv;
     const size_t ko = (size_t)s->NH * s->HS, vo = (size_t)(s->NH + s->NKV) * s->HS;
-    float scale = 1.0f / sqrtf((float)s->HS), neg_inf = -INFINITY, one = 1.0f;
+    float scale = 1.0f / sqrtf((float)s->HS), neg_inf = cudnn_mask_value(), one = 1.0f;
     // the variant pack: uid -> pointer (by-value tensors point at host floats)
     const int64_t uids[] = {UID_Q,     UID_K,   UID_V,       UID_O,     UID_DO,     UID_STATS,
                             UID_DQ,    UID_DK,  UID_DV,      UID_SCALE, UID_ONE,    UID_NEG_INF,

@@ -714,8 +714,16 @@ static void check_residual_rmsnorm(Harness *h, int M, int C) {
 
 #ifndef LLAVA_GPU_EMU
 // On the GPU: realistic shapes (LLaVA-7B / CLIP-L sized rows) and odd ones.
+// One line per group of device checks, with the seconds since they began: a
+// run cut off by tests/gpu/run.sh's step timeout shows how far it got.
+static void checks_reached(double t0, const char *group) {
+    printf("  [%6.1f s] %s\n", now_seconds() - t0, group);
+}
+
 void run_checks(Harness *h) {
+    const double t0 = now_seconds();
     printf("== op checks (GPU bf16 vs CPU fp32; tolerances %.0e bf16, %.0e fp32) ==\n", TOL_BF16, TOL_F32);
+    checks_reached(t0, "matmul, norms, elementwise, rope");
     check_matmul(h, 67, 45, 33, 1, 0);
     check_matmul(h, 67, 45, 33, 0, 1);
     check_matmul(h, 300, 1024, 768, 1, 3);
@@ -735,6 +743,7 @@ void run_checks(Harness *h) {
     check_rope(h, 2 * 37, 4, 2, 20, 10000.0f);
     check_rope_paths(h, 512, 32, 8, 128, 500000.0f);
     check_modern(h, (size_t)1152 * 4304 + 3, 512, 32, 8, 128);  // SigLIP-so400m MLP rows, Llama-3-8B heads
+    checks_reached(t0, "attention (generic, flash 64-row)");
     // attention: generic path (odd head sizes, unaligned), flash path (64, 128)
     check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
     check_attention(h, 2, 45, 5, 1, 80, 1, 1, 0);
@@ -749,6 +758,7 @@ void run_checks(Harness *h) {
     check_attention_cached(h, 3, 1, 700, 32, 8, 128);
     check_attention_cached(h, 2, 7, 300, 4, 2, 64);
     check_attention_cached(h, 2, 5, 40, 4, 2, 16);
+    checks_reached(t0, "embedding, rows, vision input, cross-entropy, lora, adamw");
     check_embedding(h, 300, 77, 1000);
     check_embedding(h, 2048, 1024, 32000);
     check_rows(h, 300, 150, 37);
@@ -764,10 +774,15 @@ void run_checks(Harness *h) {
     check_adamw(h, 100003, 0);
     check_adamw(h, 100003, 777);
     check_stochastic_rounding(h, (size_t)1 << 20);
+    checks_reached(t0, "optimizer (test_ops_optim.c)");
     run_optim_checks(h, 1);
+    checks_reached(t0, "128-row flash kernels (test_ops_attention_tiles.c)");
     run_attention_tiles_checks(h, 1);
+    checks_reached(t0, "fused kernels, matmul plans (test_ops_fused.c)");
     run_fused_checks(h, 1);
+    checks_reached(t0, "bf16 gradients (test_ops_bf16grad.c)");
     run_bf16grad_checks(h, 1);
+    checks_reached(t0, "done");
 }
 #else
 // Under the CPU emulator: small shapes that still take every path (vector and
@@ -826,6 +841,9 @@ void run_checks(Harness *h) {
 #endif
 
 int main(int argc, char **argv) {
+    // Line-buffered even into tests/gpu/run.sh's pipe to tee: a step cut off
+    // by its timeout still shows every line printed before, not a lost buffer.
+    setvbuf(stdout, NULL, _IOLBF, 0);
     int checks = 1, bench = 1, probe = 0;
     Harness *h = xcalloc(1, sizeof *h);
     for (int i = 1; i < argc; i++) {

@@ -206,6 +206,12 @@ void run_cudnn_checks(Harness *h) {
         check_graphs(&api, 2, 577, 4, 4, 64, 0);
         check_graphs(&api, 2, 200, 8, 2, 128, 1);  // GQA: the per-head dK/dV reduced onto the groups
         check_graphs(&api, 4, 2048, 32, 8, 128, 1);
+        // The backward as built for cuDNN 9.0-9.9 (the padding mask again after
+        // the stats, as cudnn-frontend does there): its descriptors too.
+        CudnnApi before_910 = api;
+        before_910.version = 90900;
+        printf("cuDNN graphs as built for a cuDNN 9.9 library:\n");
+        check_graphs(&before_910, 2, 200, 8, 2, 128, 1);
     } else {
         printf("cuDNN graphs: not checked, no libcudnn here (%s)\n", why);
     }

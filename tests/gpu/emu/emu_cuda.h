@@ -10,12 +10,21 @@
 // at warp-collective operations (shuffles, ldmatrix, mma), which complete once
 // every live lane of the warp has arrived. cp.async copies land at
 // cp.async.wait_group, and their destinations read as NaN until then, so a read
-// before the wait (or a missing barrier before a buffer is refilled) shows up.
+// before the wait shows up. The schedule alone hides most missing barriers (a
+// thread runs until it waits), so every 16-byte chunk of shared memory also
+// records who filled it by cp.async and who read it by ldmatrix in which
+// barrier epoch: a read of another thread's copy with no __syncthreads after
+// its wait_group, or a cp.async over a chunk another warp read since the last
+// __syncthreads, fails (emu_runtime.cpp; plain loads and stores of shared
+// memory are not tracked).
 // Device memory is host memory; cuBLASLt is a plain fp32-accumulating GEMM
 // that honours the descriptors (emu_runtime.cpp).
 //
-// What it cannot tell: hardware timing, real races between warps that the
-// cooperative schedule hides, register/shared-memory limits, and whether the
+// What it cannot tell: hardware timing, races through plain shared-memory
+// loads and stores, register limits, whether a kernel launched with more than
+// 48 KiB of dynamic shared memory had cudaFuncAttributeMaxDynamicSharedMemorySize
+// raised for it (the launch does not know which kernel it runs: checked by
+// review, docs/gpu-status.md), and whether the
 // PTX semantics assumed here (documented in emu_runtime.cpp) match the silicon.
 #ifndef LLAVA_EMU_CUDA_H
 #define LLAVA_EMU_CUDA_H

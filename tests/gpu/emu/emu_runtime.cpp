@@ -59,12 +59,25 @@ struct Warp {
     const void *arg = nullptr;
 };
 
+// What the race checks know of one 16-byte chunk of dynamic shared memory
+// (cp.async and ldmatrix move whole chunks). An epoch is the block's barrier
+// count: a running thread has passed exactly bar_gen __syncthreads, so two
+// accesses by different threads in the same epoch have no barrier between them.
+struct Chunk {
+    int writer = -1;         // the thread whose cp.async wrote it last (-1: none)
+    bool pending = false;    // that copy has not landed (no cp.async.wait_group yet)
+    unsigned landed = 0;     // epoch in which it landed
+    int reader_warp = -1;    // the warp that last read it by ldmatrix (-2: several)
+    unsigned read = 0;       // epoch of that read
+};
+
 struct Block {
     std::vector<Fiber> f;
     std::vector<Warp> warps;
     int live = 0, bar_arrived = 0;
     unsigned bar_gen = 0;
     std::vector<unsigned char> smem;
+    std::vector<Chunk> chunks;  // per 16 bytes of smem
     uint3 bidx;
 };
 
@@ -172,6 +185,8 @@ void run_grid(dim3 grid, dim3 block, size_t smem, std::function<void()> body) {
                 B.live = (int)nthreads;
                 B.bar_arrived = 0;
                 B.smem.assign(smem + 16, 0xff);  // uninitialized shared memory reads as NaN
+                B.chunks.assign(smem / 16 + 2, Chunk());
+                B.bar_gen = 0;
                 for (size_t i = 0; i < nthreads; i++) {
                     Fiber &f = B.f[i];
                     f.tid = make_uint3((unsigned)(i % block.x), (unsigned)((i / block.x) % block.y),
@@ -206,11 +221,26 @@ void run_grid(dim3 grid, dim3 block, size_t smem, std::function<void()> body) {
 
 // ---- cp.async --------------------------------------------------------------------------
 
+// The hardware's ordering rules the cooperative scheduler would hide (it runs
+// a thread until it waits, so a missing barrier rarely changes what is read):
+// a cp.async destination is read by another thread only after the writer's
+// wait_group and a __syncthreads; it is overwritten only after a barrier
+// that follows every other warp's ldmatrix of it.
+static Chunk &chunk_of(const unsigned char *p) { return g_block.chunks[(size_t)(p - g_block.smem.data()) / 16]; }
+static int fiber_index() { return (int)(g_cur - g_block.f.data()); }
+
 void cp_async(void *dst, const void *src, bool pred) {
     if (((uintptr_t)dst | (uintptr_t)src) & 15) EMU_FAIL("cp.async of 16 bytes at unaligned addresses");
     unsigned char *d = (unsigned char *)dst;
     unsigned char *s0 = g_block.smem.data();
     if (d < s0 || d + 16 > s0 + g_block.smem.size() - 16) EMU_FAIL("cp.async destination outside shared memory");
+    Chunk &c = chunk_of(d);
+    if (c.reader_warp != -1 && c.read == g_block.bar_gen && c.reader_warp != g_cur->warp)
+        EMU_FAIL("cp.async into shared memory (byte %zu) that %s read by ldmatrix with no __syncthreads "
+                 "between (a write-after-read race on the GPU)", (size_t)(d - s0),
+                 c.reader_warp == -2 ? "several warps" : "another warp");
+    c.writer = fiber_index();
+    c.pending = true;
     memset(d, 0xff, 16);  // reads before the wait see NaN
     g_cur->pend.push_back({d, (const unsigned char *)src, pred, g_cur->committed});
 }
@@ -225,11 +255,33 @@ void cp_wait(int allowed) {
                 memcpy(p.dst, p.src, 16);
             else
                 memset(p.dst, 0, 16);
+            Chunk &c = chunk_of(p.dst);
+            if (c.writer == fiber_index()) {
+                c.pending = false;
+                c.landed = g_block.bar_gen;
+            }
         } else {
             keep.push_back(p);
         }
     }
     g_cur->pend.swap(keep);
+}
+
+// An ldmatrix row read by warp w: its data landed before the last barrier.
+static void chunk_read(const unsigned char *p, int w) {
+    Chunk &c = chunk_of(p);
+    const size_t at = (size_t)(p - g_block.smem.data());
+    if (c.writer >= 0 && c.pending)
+        EMU_FAIL("ldmatrix reads shared memory (byte %zu) whose cp.async (thread %d) has not been waited for "
+                 "(cp.async.wait_group)", at, c.writer);
+    if (c.writer >= 0 && c.landed == g_block.bar_gen)
+        EMU_FAIL("ldmatrix reads shared memory (byte %zu) that thread %d's cp.async filled with no __syncthreads "
+                 "after its wait_group (a read-after-write race on the GPU)", at, c.writer);
+    if (c.reader_warp == -1 || c.read != g_block.bar_gen)
+        c.reader_warp = w;
+    else if (c.reader_warp != w)
+        c.reader_warp = -2;
+    c.read = g_block.bar_gen;
 }
 
 // ---- ldmatrix, mma, shuffles -------------------------------------------------------------
@@ -252,6 +304,7 @@ static void ldsm_fn(const void *const *ins, void *const *outs, const bool *live,
         const unsigned char *p = (const unsigned char *)ins[l];
         if ((uintptr_t)p & 15) EMU_FAIL("ldmatrix row address not 16-byte aligned");
         if (p < s0 || p + 16 > s0 + g_block.smem.size() - 16) EMU_FAIL("ldmatrix row outside dynamic shared memory");
+        chunk_read(p, g_cur->warp);
     }
     for (int l = 0; l < 32; l++) {
         uint32_t *r = (uint32_t *)outs[l];
