@@ -8,7 +8,8 @@
 // The ranks run the same program, so they reach their deferred collectives in
 // the same order and MPI's blocking collectives match up.
 //
-// What this cannot show: NCCL's own behaviour (its algorithms' summation
+// Every collective is first checked to be the same one on every rank
+// (emu_nccl_check_same). What this cannot show: NCCL's own behaviour (its algorithms' summation
 // order, which can differ from MPI's; transports; hangs between real
 // streams). docs/gpu-status.md lists those among the GPU-only checks.
 #include <mpi.h>
@@ -76,10 +77,36 @@ static int emu_count(size_t n) {
     return (int)n;
 }
 
+// NCCL needs every rank to issue the same collectives (kind, size, type,
+// operation, root) in the same order; one that differs is a hang (or silent
+// garbage) on GPUs, and with MPI could even match up by chance (a broadcast
+// with a reduce of the same size). Checked before each one: the run stops
+// naming both collectives.
+static void emu_nccl_check_same(const EmuCollective *c) {
+    const long long mine[5] = {(long long)c->kind, (long long)c->count, (long long)c->elem, (long long)c->root,
+                               c->op == MPI_SUM ? 1 : c->op == MPI_OP_NULL ? 0 : 2};
+    long long *all = malloc(sizeof mine * (size_t)c->comm->world);
+    if (!all) abort();
+    int rc = MPI_Allgather(mine, 5, MPI_LONG_LONG, all, 5, MPI_LONG_LONG, c->comm->mpi);
+    if (rc != MPI_SUCCESS) emu_nccl_die("the collectives' check", rc);
+    static const char *kinds[] = {"AllReduce", "Broadcast", "Reduce", "ReduceScatter", "AllGather"};
+    for (int r = 0; r < c->comm->world; r++)
+        if (memcmp(all + 5 * r, mine, sizeof mine) != 0) {
+            const long long *o = all + 5 * r;
+            fprintf(stderr, "emulated NCCL: rank %d issues nccl%s(count %lld, %lld-byte elements, root %lld) where "
+                    "rank %d issues nccl%s(count %lld, %lld-byte elements, root %lld): the ranks' collectives differ "
+                    "(a hang on GPUs)\n", c->comm->rank, kinds[c->kind], mine[1], mine[2], mine[3], r,
+                    kinds[o[0] >= 0 && o[0] < 5 ? o[0] : 0], o[1], o[2], o[3]);
+            abort();
+        }
+    free(all);
+}
+
 static void emu_nccl_run(void *arg) {
     EmuCollective *c = arg;
     MPI_Comm mc = c->comm->mpi;
     const int n = emu_count(c->count), me = c->comm->rank;
+    emu_nccl_check_same(c);
     const int in_place = c->send == c->recv;
     int rc = MPI_SUCCESS;
     switch (c->kind) {
