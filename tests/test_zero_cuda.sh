@@ -136,6 +136,20 @@ LLAVA_TEST_EARLY_UNMAP=1 LLAVA_NCCL_LIBRARY=$nccl mpirun -np 2 "$emu" train "${c
 check "negative control: gradient chunks unmapped before their reduce-scatter ran crash the emulated run" \
   bash -c "[ $rc -ne 0 ] && grep -qi 'segmentation fault\|signal 11' '$tmp/early.log'"
 
+# --- every rank issues the same collectives (emu_nccl.c stops a run where they differ) -------------
+# 32 samples, global batch 6: the 6th step has 2 samples, ranks 1 and 2 none; micro-batches of one
+# sample: some are text-only (no vision forward) on one rank only.
+short=(--set data=synthetic:32 --set max_steps=0)
+run 3 short2 cuda "${short[@]}" --set zero_stage=2
+run 3 short0 cuda "${short[@]}" --set zero_stage=0
+check "3 processes, a short last step leaving 2 ranks without a sample: zero_stage 2 == zero_stage 0 (bitwise)" \
+  same short2 short0
+text=(--set data=synthetic:12 --set micro_batch=1 --set max_steps=6)
+run 2 text3 cuda "${text[@]}" --set zero_stage=3 --set zero3_shard_frozen=true
+run 2 text0 cuda "${text[@]}" --set zero_stage=0
+check "micro-batches without images on one rank only: ZeRO-3 with the vision tower sharded == zero_stage 0 (bitwise)" \
+  bash -c "grep -q '\"images\": 1,' '$tmp/text3/metrics.jsonl' && '$st_diff' '$tmp/text3/final/model.safetensors' '$tmp/text0/final/model.safetensors'"
+
 # --- device memory as planned ------------------------------------------------------------------
 sed -e 's/"num_hidden_layers": 2/"num_hidden_layers": 16/' "$src/tests/fixtures/tiny_llava15/config.json" > "$tmp/deep.json"
 "$build/llava_emu" init --config "$tmp/deep.json" --tokenizer "$src/tests/fixtures/tiny_llava15" --out "$tmp/deep" \
