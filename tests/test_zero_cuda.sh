@@ -89,6 +89,11 @@ check "zero_stage 0: without NCCL (through host memory) the same bits" \
 run 2 z0cpu cpu --set zero_stage=0
 check "zero_stage 0: cuda == cpu (2 processes each) to bf16 rounding" near z0 z0cpu
 
+run 2 bf16n cuda --set zero_stage=0 --set grad_dtype=bf16
+LLAVA_NCCL_LIBRARY=/nonexistent/libnccl.so.2 run 2 bf16h cuda --set zero_stage=0 --set grad_dtype=bf16
+check "grad_dtype bf16, 2 processes: NCCL's bf16 all-reduce == the host-memory fallback (one rounding of a 2-term sum: bitwise)" \
+  bash -c "grep -q 'no NCCL' '$tmp/bf16h.log' && ! grep -q 'no NCCL' '$tmp/bf16n.log' && '$st_diff' '$tmp/bf16n/final/model.safetensors' '$tmp/bf16h/final/model.safetensors'"
+
 # --- ZeRO-1 and ZeRO-2 on the emulated GPUs -------------------------------------------------
 run 2 z1 cuda --set zero_stage=1
 check "2 cuda processes: zero_stage 1 == zero_stage 0 (bitwise)" same z1 z0
