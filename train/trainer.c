@@ -230,7 +230,8 @@ static void setup_nccl(Trainer *t) {
 #ifdef LLAVA_HAVE_CUDA
     unsigned char id[LLAVA_NCCL_ID_BYTES] = {0};
     char msg[512] = "";
-    int ok = t->comm.rank != 0 || nccl_make_id(id, msg, sizeof msg) == 0;
+    // every rank can open NCCL before any joins (ncclCommInitRank waits for all of them)
+    int ok = nccl_probe(msg, sizeof msg) == 0 && (t->comm.rank != 0 || nccl_make_id(id, msg, sizeof msg) == 0);
     if (comm_all(&t->comm, ok)) {
         comm_broadcast(&t->comm, id, sizeof id, 0);
         t->nccl = nccl_join(id, t->comm.rank, t->comm.world, msg, sizeof msg);
