@@ -69,6 +69,11 @@ static int nccl_fail(const NcclApi *api, ncclResult_t r, const char *what, char 
     return -1;
 }
 
+int nccl_probe(char *msg, size_t cap) {
+    NcclApi api;
+    return nccl_load(&api, msg, cap);
+}
+
 int nccl_make_id(void *id, char *msg, size_t cap) {
     NcclApi api;
     if (nccl_load(&api, msg, cap) != 0) return -1;
@@ -175,6 +180,10 @@ void nccl_leave(void *comm) {
 
 #else  // configured without nccl.h: the trainer falls back to MPI through host memory
 
+int nccl_probe(char *msg, size_t cap) {
+    snprintf(msg, cap, "this build has no NCCL (nccl.h was not found when it was configured)");
+    return -1;
+}
 int nccl_make_id(void *id, char *msg, size_t cap) {
     (void)id;
     snprintf(msg, cap, "this build has no NCCL (nccl.h was not found when it was configured)");

@@ -14,6 +14,10 @@
 
 #define LLAVA_NCCL_ID_BYTES 128
 
+// Whether this process can open NCCL (every rank asks before any joins:
+// ncclCommInitRank is collective, so a rank that cannot load the library
+// while the others join would leave them waiting forever). 0, or -1 with msg.
+int nccl_probe(char *msg, size_t cap);
 // Fills id[LLAVA_NCCL_ID_BYTES] (rank 0 only). 0, or -1 with msg.
 int nccl_make_id(void *id, char *msg, size_t cap);
 // Joins the communicator; NULL with msg on failure. The CUDA op table must

@@ -86,8 +86,19 @@ check "zero_stage 0: the 2-process cuda run is bitwise the same on rerun" same z
 LLAVA_NCCL_LIBRARY=/nonexistent/libnccl.so.2 run 2 z0host cuda --set zero_stage=0
 check "zero_stage 0: without NCCL (through host memory) the same bits" \
   bash -c "grep -q 'no NCCL' '$tmp/z0host.log' && '$st_diff' '$tmp/z0/final/model.safetensors' '$tmp/z0host/final/model.safetensors'"
+# rank 1 cannot open NCCL: every rank falls back together (before, rank 0 joined the communicator and waited forever)
+timeout 300 mpirun -np 2 bash -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then export LLAVA_NCCL_LIBRARY=/nonexistent/libnccl.so.2;
+  else export LLAVA_NCCL_LIBRARY="$1"; fi; shift; exec "$@"' _ "$nccl" "$emu" train "${common[@]}" --set device=cuda \
+  --set zero_stage=0 --set output_dir="$tmp/z0half" > "$tmp/z0half.log" 2>&1 || fail "run z0half (a hang?)"
+check "one rank without NCCL: all fall back to host memory, the same bits" \
+  bash -c "grep -q 'no NCCL (another rank failed)' '$tmp/z0half.log' && '$st_diff' '$tmp/z0/final/model.safetensors' '$tmp/z0half/final/model.safetensors'"
 run 2 z0cpu cpu --set zero_stage=0
 check "zero_stage 0: cuda == cpu (2 processes each) to bf16 rounding" near z0 z0cpu
+
+run 2 bf16n cuda --set zero_stage=0 --set grad_dtype=bf16
+LLAVA_NCCL_LIBRARY=/nonexistent/libnccl.so.2 run 2 bf16h cuda --set zero_stage=0 --set grad_dtype=bf16
+check "grad_dtype bf16, 2 processes: NCCL's bf16 all-reduce == the host-memory fallback (one rounding of a 2-term sum: bitwise)" \
+  bash -c "grep -q 'no NCCL' '$tmp/bf16h.log' && ! grep -q 'no NCCL' '$tmp/bf16n.log' && '$st_diff' '$tmp/bf16n/final/model.safetensors' '$tmp/bf16h/final/model.safetensors'"
 
 # --- ZeRO-1 and ZeRO-2 on the emulated GPUs -------------------------------------------------
 run 2 z1 cuda --set zero_stage=1
@@ -135,6 +146,20 @@ LLAVA_TEST_EARLY_UNMAP=1 LLAVA_NCCL_LIBRARY=$nccl mpirun -np 2 "$emu" train "${c
   --set zero_stage=2 --set max_steps=1 --set output_dir="$tmp/early" > "$tmp/early.log" 2>&1; rc=$?
 check "negative control: gradient chunks unmapped before their reduce-scatter ran crash the emulated run" \
   bash -c "[ $rc -ne 0 ] && grep -qi 'segmentation fault\|signal 11' '$tmp/early.log'"
+
+# --- every rank issues the same collectives (emu_nccl.c stops a run where they differ) -------------
+# 32 samples, global batch 6: the 6th step has 2 samples, ranks 1 and 2 none; micro-batches of one
+# sample: some are text-only (no vision forward) on one rank only.
+short=(--set data=synthetic:32 --set max_steps=0)
+run 3 short2 cuda "${short[@]}" --set zero_stage=2
+run 3 short0 cuda "${short[@]}" --set zero_stage=0
+check "3 processes, a short last step leaving 2 ranks without a sample: zero_stage 2 == zero_stage 0 (bitwise)" \
+  same short2 short0
+text=(--set data=synthetic:12 --set micro_batch=1 --set max_steps=6)
+run 2 text3 cuda "${text[@]}" --set zero_stage=3 --set zero3_shard_frozen=true
+run 2 text0 cuda "${text[@]}" --set zero_stage=0
+check "micro-batches without images on one rank only: ZeRO-3 with the vision tower sharded == zero_stage 0 (bitwise)" \
+  bash -c "grep -q '\"images\": 1,' '$tmp/text3/metrics.jsonl' && '$st_diff' '$tmp/text3/final/model.safetensors' '$tmp/text0/final/model.safetensors'"
 
 # --- device memory as planned ------------------------------------------------------------------
 sed -e 's/"num_hidden_layers": 2/"num_hidden_layers": 16/' "$src/tests/fixtures/tiny_llava15/config.json" > "$tmp/deep.json"

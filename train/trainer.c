@@ -230,7 +230,8 @@ static void setup_nccl(Trainer *t) {
 #ifdef LLAVA_HAVE_CUDA
     unsigned char id[LLAVA_NCCL_ID_BYTES] = {0};
     char msg[512] = "";
-    int ok = t->comm.rank != 0 || nccl_make_id(id, msg, sizeof msg) == 0;
+    // every rank can open NCCL before any joins (ncclCommInitRank waits for all of them)
+    int ok = nccl_probe(msg, sizeof msg) == 0 && (t->comm.rank != 0 || nccl_make_id(id, msg, sizeof msg) == 0);
     if (comm_all(&t->comm, ok)) {
         comm_broadcast(&t->comm, id, sizeof id, 0);
         t->nccl = nccl_join(id, t->comm.rank, t->comm.world, msg, sizeof msg);
@@ -552,6 +553,18 @@ static void maybe_delay_for_test(void) {
     if (v) usleep((useconds_t)(atoi(v) * 1000));
 }
 
+// ZeRO-2/3's collectives run per layer inside forward and backward, so every
+// rank must run as many micro-batches as the one with the most (a short last
+// step leaves some ranks with fewer, or none), else all of them hang.
+static int64_t most_micro_batches(const Trainer *t, int n) {
+    int64_t *per_rank = xcalloc((size_t)t->comm.world, sizeof(int64_t)), most = 0;
+    per_rank[t->comm.rank] = n;
+    comm_allreduce_sum_i64(&t->comm, per_rank, (size_t)t->comm.world);
+    for (int r = 0; r < t->comm.world; r++) most = per_rank[r] > most ? per_rank[r] : most;
+    free(per_rank);
+    return most;
+}
+
 // One optimizer step. Returns 0, or -1 on a data error (err set).
 static int train_step(Trainer *t, StepStats *s, Error *err) {
     LlavaModel *m = &t->model;
@@ -571,6 +584,7 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
     }
     comm_allreduce_sum_i64(&t->comm, counts, 3);
     const int zero2 = c->zero_stage >= 2;
+    const int64_t most = zero2 ? most_micro_batches(t, n) : n;
     if (zero2)
         zero_begin_step(&t->zero);
     else
@@ -591,6 +605,9 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
         // ZeRO-2/3 reduce-scattered the layers' gradients during backward; the rest now.
         if (counts[0] > 0 && zero2) zero_after_backward(&t->zero);
     }
+    // A rank that a short last step left with fewer micro-batches issues ZeRO-2/3's
+    // per-layer collectives for the missing ones anyway (see most_micro_batches).
+    for (int64_t i = n; zero2 && i < most; i++) zero_idle_micro_batch(&t->zero, counts[0] > 0);
     m->loss_slot = NULL;
     if (t->loss_slots && n > 0) {
         // One read of every micro-batch's loss sum, added in order as the

@@ -174,12 +174,30 @@ static void hold_layer_grads(Zero *z, ModuleId mod, size_t lo, size_t hi) {
     zero_except(z->m->ops, z->m->grads[mod], lo, hi, z->own_lo[mod][me], z->own_hi[mod][me]);
 }
 
+static void on_layer(void *ctx, ModuleId mod, int l, LayerEvent ev);
+
+// Every rank must issue the same collectives in the same order: a forward
+// whose micro-batch has no image skips the vision tower (model_forward), so
+// with its layers sharded the gathers the other ranks make for them are made
+// here, before the LLM's first layer (where they come on a rank with images).
+static void catch_up_vision(Zero *z) {
+    const LayerStack *v = &z->stack[STACK_VISION];
+    if (v->sharded && !z->vision_ran)
+        for (int l = 0; l < v->run_layers; l++) {
+            on_layer(z, MODULE_VISION, l, LAYER_BEFORE_FORWARD);
+            on_layer(z, MODULE_VISION, l, LAYER_AFTER_FORWARD);
+        }
+    z->vision_ran = 0;  // for the next forward
+}
+
 static void on_layer(void *ctx, ModuleId mod, int l, LayerEvent ev) {
     Zero *z = ctx;
     LayerStack *st = &z->stack[mod == MODULE_LLM ? STACK_LLM : STACK_VISION];
     const int sharded = st->sharded;
     switch (ev) {
     case LAYER_BEFORE_FORWARD:
+        if (mod == MODULE_VISION && l == 0) z->vision_ran = 1;
+        if (mod == MODULE_LLM && l == 0) catch_up_vision(z);
         if (!sharded) break;
         ensure_layer(z, st, l);
         prefetch_layer(z, st, l + 1);
@@ -413,6 +431,26 @@ void zero_after_backward(Zero *z) {
         for (int k = 0; k < n; k++)
             zero_except(m->ops, m->grads[i], r[k][0], r[k][1], z->own_lo[i][me], z->own_hi[i][me]);
     }
+}
+
+void zero_idle_micro_batch(Zero *z, int backward) {
+    const int layers = z->stack[STACK_LLM].layers;
+    for (int l = 0; l < layers; l++) {  // the vision tower's gathers come with layer 0's (catch_up_vision)
+        on_layer(z, MODULE_LLM, l, LAYER_BEFORE_FORWARD);
+        on_layer(z, MODULE_LLM, l, LAYER_AFTER_FORWARD);
+    }
+    const int *tr = z->m->trainable;
+    if (!backward) return;
+    // The buckets: this rank's part of each is zero (the held chunks' non-owned
+    // parts are zeroed, the owned part keeps the sum so far), as for a
+    // micro-batch whose tokens are all masked.
+    if (tr[MODULE_PROJECTOR] || tr[MODULE_LLM] || tr[MODULE_LORA]) {  // model_backward's own test
+        for (int l = layers - 1; l >= 0; l--) {
+            on_layer(z, MODULE_LLM, l, LAYER_BEFORE_BACKWARD);
+            on_layer(z, MODULE_LLM, l, LAYER_AFTER_BACKWARD);
+        }
+    }
+    zero_after_backward(z);
 }
 
 double zero_grad_norm(const Zero *z) {

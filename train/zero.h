@@ -67,6 +67,7 @@ typedef struct {
     void *nccl;       // GPU: the kernels/nccl.h communicator (NULL: one process)
     ZeroDevice *dev;  // GPU: the device gradients and ZeRO-3 weights (NULL on the CPU)
     int saving;       // GPU, rank 0: the whole layer range held for a save
+    int vision_ran;   // this forward ran the vision tower's layers (a text-only micro-batch does not)
 } Zero;
 
 // stage 2 or 3; shard_frozen: ZeRO-3 shards the frozen modules' layers too. Call after the
@@ -80,6 +81,12 @@ void zero_free(Zero *z);
 void zero_begin_step(Zero *z);
 // After each micro-batch's backward: the last bucket (non-layer tensors, projector).
 void zero_after_backward(Zero *z);
+// A micro-batch this process does not have (a short last step leaves some
+// ranks without one; kernels/nccl.h and MPI need every rank to issue the
+// same collectives in the same order, else they hang): the collectives of a
+// forward (ZeRO-3 gathers) and, when `backward`, of a backward and
+// zero_after_backward, with nothing computed (this rank's gradients add zero).
+void zero_idle_micro_batch(Zero *z, int backward);
 // The global gradient norm from the slices.
 double zero_grad_norm(const Zero *z);
 // After AdamW updated the slice: every process gets the updated weights it

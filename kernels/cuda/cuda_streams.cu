@@ -5,6 +5,7 @@
 // calls are the driver's (cuMem*), reached through cudaGetDriverEntryPoint:
 // the plugin links cudart statically and never links libcuda itself.
 #include <cuda.h>
+#include <cudaTypedefs.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,8 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_internal.cuh"
 #include "kernels/streams.h"
+
+#include <type_traits>
 
 // One reserved address range and the memory mapped at each of its chunks
 // (0: none). Plain C on purpose: a standard container here would pull parts
@@ -35,7 +38,8 @@ struct DriverVmm {
     decltype(&cuMemSetAccess) set_access;
     decltype(&cuMemGetAllocationGranularity) granularity;
     CUmemAllocationProp prop;
-    size_t chunk;
+    size_t min_granularity;  // the device's (a power of two): the reservations' alignment
+    size_t chunk;        // a multiple of it: every size and offset given to cuMemCreate/Map/Unmap
     VmmRange *ranges;  // the reserved ranges (a few: one per module and kind)
 };
 static DriverVmm g_vmm;
@@ -45,6 +49,22 @@ static DriverVmm g_vmm;
         CUresult r_ = (call);                                                                \
         if (r_ != CUDA_SUCCESS) cuda_fatal(__FILE__, __LINE__, "%s: CUresult %d", #call, (int)r_); \
     } while (0)
+
+// The entry points are asked for by ABI version 12000 (a fixed version, as the
+// runtime's documentation asks: one above the driver's fails, and the
+// plugin's static runtime needs a driver of at least 12.x anyway): the ABI
+// the driver gives for it must be the one cuda.h declares, which is each
+// call's first and only version (10020) so far; a toolkit that adds a _v2 of
+// one of them stops the build here instead of calling it with the wrong ABI.
+static_assert(std::is_same<decltype(&cuMemAddressReserve), PFN_cuMemAddressReserve_v10020>::value, "cuMem ABI");
+static_assert(std::is_same<decltype(&cuMemAddressFree), PFN_cuMemAddressFree_v10020>::value, "cuMem ABI");
+static_assert(std::is_same<decltype(&cuMemCreate), PFN_cuMemCreate_v10020>::value, "cuMem ABI");
+static_assert(std::is_same<decltype(&cuMemRelease), PFN_cuMemRelease_v10020>::value, "cuMem ABI");
+static_assert(std::is_same<decltype(&cuMemMap), PFN_cuMemMap_v10020>::value, "cuMem ABI");
+static_assert(std::is_same<decltype(&cuMemUnmap), PFN_cuMemUnmap_v10020>::value, "cuMem ABI");
+static_assert(std::is_same<decltype(&cuMemSetAccess), PFN_cuMemSetAccess_v10020>::value, "cuMem ABI");
+static_assert(std::is_same<decltype(&cuMemGetAllocationGranularity), PFN_cuMemGetAllocationGranularity_v10020>::value,
+              "cuMem ABI");
 
 static void vmm_symbol(const char *name, void **slot) {
     cudaDriverEntryPointQueryResult found;
@@ -66,8 +86,14 @@ static void vmm_init(void) {
     g_vmm.prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
     g_vmm.prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
     g_vmm.prop.location.id = cuda_ctx()->device;
-    size_t g = 0;
+    // cuMemCreate/cuMemMap sizes must be multiples of the MINIMUM granularity;
+    // the recommended one is a multiple of it (both 2 MiB on current GPUs).
+    size_t g = 0, least = 0;
+    CU_CHECK(g_vmm.granularity(&least, &g_vmm.prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
     CU_CHECK(g_vmm.granularity(&g, &g_vmm.prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+    CUDA_REQUIRE(least > 0 && (least & (least - 1)) == 0 && g % least == 0,
+                 "the device's memory granularity (minimum %zu, recommended %zu bytes) is not a power of two", least, g);
+    g_vmm.min_granularity = least;
     // 2 MiB (the granularity GPUs report); LLAVA_CUDA_VMM_CHUNK_KB makes it
     // smaller where the device allows (tests on the emulator: tiny models).
     const char *kb = getenv("LLAVA_CUDA_VMM_CHUNK_KB");
@@ -76,8 +102,15 @@ static void vmm_init(void) {
 }
 
 static void *vmm_reserve(size_t bytes) {
+    CUDA_REQUIRE(bytes > 0 && bytes % g_vmm.chunk == 0, "reserving %zu bytes: not a multiple of the %zu-byte chunk",
+                 bytes, g_vmm.chunk);
     CUdeviceptr p = 0;
-    if (g_vmm.reserve(&p, bytes, g_vmm.chunk, 0, 0) != CUDA_SUCCESS) return NULL;
+    // The alignment must be a power of two (or 0): the granularity's, as the
+    // chunk (LLAVA_CUDA_VMM_CHUNK_KB) can be e.g. 6 MiB; every chunk offset
+    // from the base is then a multiple of the granularity too.
+    const CUresult res = g_vmm.reserve(&p, bytes, g_vmm.min_granularity, 0, 0);
+    if (res == CUDA_ERROR_OUT_OF_MEMORY) return NULL;
+    CU_CHECK(res);
     VmmRange *r = (VmmRange *)calloc(1, sizeof *r);
     const size_t chunks = (bytes + g_vmm.chunk - 1) / g_vmm.chunk;
     CUmemGenericAllocationHandle *h = (CUmemGenericAllocationHandle *)calloc(chunks ? chunks : 1, sizeof *h);

@@ -8,11 +8,13 @@
 // The ranks run the same program, so they reach their deferred collectives in
 // the same order and MPI's blocking collectives match up.
 //
-// What this cannot show: NCCL's own behaviour (its algorithms' summation
+// Every collective is first checked to be the same one on every rank
+// (emu_nccl_check_same). What this cannot show: NCCL's own behaviour (its algorithms' summation
 // order, which can differ from MPI's; transports; hangs between real
 // streams). docs/gpu-status.md lists those among the GPU-only checks.
 #include <mpi.h>
 #include <nccl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,38 @@ static void emu_nccl_die(const char *what, int rc) {
     abort();  // inside a stream's host function: no error can be returned
 }
 
+// bf16 (grad_dtype bf16's all-reduce): MPI has no such type; a 2-byte type
+// whose sum, like NCCL's, adds two bf16 numbers in fp32 and rounds the partial
+// sum back to bf16 (nearest even) at each step.
+static float emu_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static uint16_t emu_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // NaN stays NaN
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static void emu_bf16_sum(void *in, void *inout, int *len, MPI_Datatype *type) {
+    (void)type;
+    const uint16_t *a = in;
+    uint16_t *b = inout;
+    for (int i = 0; i < *len; i++) b[i] = emu_f32_to_bf16(emu_bf16_to_f32(a[i]) + emu_bf16_to_f32(b[i]));
+}
+static MPI_Datatype g_bf16 = MPI_DATATYPE_NULL;  // made once per process (test-only library)
+static MPI_Op g_bf16_sum = MPI_OP_NULL;
+static MPI_Datatype emu_bf16_type(void) {
+    if (g_bf16 == MPI_DATATYPE_NULL) {
+        MPI_Type_contiguous(2, MPI_BYTE, &g_bf16);
+        MPI_Type_commit(&g_bf16);
+        MPI_Op_create(emu_bf16_sum, 1, &g_bf16_sum);
+    }
+    return g_bf16;
+}
+
 static MPI_Datatype emu_nccl_type(ncclDataType_t t, size_t *bytes) {
     switch (t) {
     case ncclInt8:
@@ -39,7 +73,8 @@ static MPI_Datatype emu_nccl_type(ncclDataType_t t, size_t *bytes) {
     case ncclInt64: *bytes = 8; return MPI_INT64_T;
     case ncclFloat32: *bytes = 4; return MPI_FLOAT;
     case ncclFloat64: *bytes = 8; return MPI_DOUBLE;
-    default: *bytes = 0; return MPI_DATATYPE_NULL;  // half types: not needed by the trainer
+    case ncclBfloat16: *bytes = 2; return emu_bf16_type();
+    default: *bytes = 0; return MPI_DATATYPE_NULL;  // fp16 and fp8: not used by the trainer
     }
 }
 
@@ -76,10 +111,36 @@ static int emu_count(size_t n) {
     return (int)n;
 }
 
+// NCCL needs every rank to issue the same collectives (kind, size, type,
+// operation, root) in the same order; one that differs is a hang (or silent
+// garbage) on GPUs, and with MPI could even match up by chance (a broadcast
+// with a reduce of the same size). Checked before each one: the run stops
+// naming both collectives.
+static void emu_nccl_check_same(const EmuCollective *c) {
+    const long long mine[5] = {(long long)c->kind, (long long)c->count, (long long)c->elem, (long long)c->root,
+                               c->op == MPI_SUM || c->op == g_bf16_sum ? 1 : c->op == MPI_OP_NULL ? 0 : 2};
+    long long *all = malloc(sizeof mine * (size_t)c->comm->world);
+    if (!all) abort();
+    int rc = MPI_Allgather(mine, 5, MPI_LONG_LONG, all, 5, MPI_LONG_LONG, c->comm->mpi);
+    if (rc != MPI_SUCCESS) emu_nccl_die("the collectives' check", rc);
+    static const char *kinds[] = {"AllReduce", "Broadcast", "Reduce", "ReduceScatter", "AllGather"};
+    for (int r = 0; r < c->comm->world; r++)
+        if (memcmp(all + 5 * r, mine, sizeof mine) != 0) {
+            const long long *o = all + 5 * r;
+            fprintf(stderr, "emulated NCCL: rank %d issues nccl%s(count %lld, %lld-byte elements, root %lld) where "
+                    "rank %d issues nccl%s(count %lld, %lld-byte elements, root %lld): the ranks' collectives differ "
+                    "(a hang on GPUs)\n", c->comm->rank, kinds[c->kind], mine[1], mine[2], mine[3], r,
+                    kinds[o[0] >= 0 && o[0] < 5 ? o[0] : 0], o[1], o[2], o[3]);
+            abort();
+        }
+    free(all);
+}
+
 static void emu_nccl_run(void *arg) {
     EmuCollective *c = arg;
     MPI_Comm mc = c->comm->mpi;
     const int n = emu_count(c->count), me = c->comm->rank;
+    emu_nccl_check_same(c);
     const int in_place = c->send == c->recv;
     int rc = MPI_SUCCESS;
     switch (c->kind) {
@@ -179,6 +240,7 @@ static ncclResult_t emu_nccl_submit(EmuKind kind, const void *send, void *recv, 
                                     MPI_Op op, int root, ncclComm_t comm, cudaStream_t stream) {
     EmuCollective c = {kind, send, recv, count, MPI_DATATYPE_NULL, 0, op, root, comm};
     c.type = emu_nccl_type(type, &c.elem);
+    if (type == ncclBfloat16 && op != MPI_OP_NULL) c.op = op == MPI_SUM ? g_bf16_sum : MPI_OP_NULL;  // sums only
     return emu_nccl_enqueue(c, stream);
 }
 
