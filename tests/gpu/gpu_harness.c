@@ -19,6 +19,12 @@ float *h_rand(Harness *h, size_t n, float scale) {
     return x;
 }
 
+void h_round_bf16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+void *d_offset(Harness *h, void *base, int off) { return (char *)base + (size_t)off * h->gpu->act_size; }
+
 float *h_copy(const float *src, size_t n) {
     float *x = xmalloc((n ? n : 1) * sizeof(float));
     memcpy(x, src, n * sizeof(float));

@@ -40,6 +40,8 @@ typedef struct {
 // Host buffers (malloc'd, caller frees).
 float *h_rand(Harness *h, size_t n, float scale);      // bf16-exact normals * scale
 float *h_copy(const float *src, size_t n);
+void h_round_bf16(float *x, size_t n);               // in place: what the GPU stores
+void *d_offset(Harness *h, void *base, int off);     // base + off activation elements
 int32_t *h_ids(Harness *h, size_t n, int lo, int hi);  // uniform in [lo, hi)
 
 // Device buffers (tracked: freed by h_release at the end of a test).
@@ -67,6 +69,8 @@ void h_print_table(const Harness *h, double peak_gbs, double peak_tflops);
 void run_checks(Harness *h);
 // The once-per-step optimizer ops (test_ops_optim.c); large = device sizes.
 void run_optim_checks(Harness *h, int large);
+// The attention ops, generic and flash, and the KV-cache ops (test_ops_attention.c).
+void run_attention_checks(Harness *h, int large);
 // cuDNN attention (test_ops_cudnn.c): its layout kernel on the emulator,
 // cuDNN against the CPU op on a GPU with libcudnn (skipped, with the reason, without).
 void run_cudnn_checks(Harness *h);

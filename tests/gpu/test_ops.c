@@ -17,11 +17,6 @@
 
 #define A (h->gpu->act_size)
 
-// Rounds host values to bf16 in place (what the GPU stores).
-static void round_bf16(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
-}
-
 // ---- linear -------------------------------------------------------------------------------
 
 // w_off > 0 places the weight at an element offset (parameters sit at
@@ -87,7 +82,7 @@ static void check_norm(Harness *h, int layernorm, int M, int C) {
     const size_t n = (size_t)M * C;
     float *x = h_rand(h, n, 1.0f);
     for (size_t i = 0; i < n; i++) x[i] += 0.3f;  // a nonzero mean to subtract
-    round_bf16(x, n);
+    h_round_bf16(x, n);
     float *w = h_rand(h, C, 1.0f), *b = h_rand(h, C, 0.5f);
     float *y_c = xmalloc(n * sizeof(float)), *mean_c = xmalloc(M * sizeof(float)), *rstd_c = xmalloc(M * sizeof(float));
     void *dx = d_act(h, x, n), *dwt = d_act(h, w, C), *dbs = d_act(h, b, C);
@@ -146,16 +141,14 @@ static void check_norm(Harness *h, int layernorm, int M, int C) {
 typedef void (*Map1)(void *, const void *, size_t);
 typedef void (*Map2)(void *, const void *, const void *, size_t);
 
-// off > 0: every pointer at an odd element offset (the scalar path).
-static void *at(Harness *h, void *base, int off) { return (char *)base + (size_t)off * A; }
-
+// off > 0: every pointer at an odd element offset (the scalar path; d_offset).
 static void check_map2(Harness *h, const char *name, Map2 cpu_f, Map2 gpu_f, size_t n, int off, int alias_out_b) {
     char op[64];
     snprintf(op, sizeof op, "%s n=%zu%s", name, n, off ? " unaligned" : "");
     float *a = h_rand(h, n, 2.0f), *b = h_rand(h, n, 1.0f), *c = xmalloc(n * sizeof(float));
     cpu_f(c, a, b, n);
-    void *da = at(h, d_act(h, NULL, n + off), off), *db = at(h, d_act(h, NULL, n + off), off);
-    void *dc = at(h, d_poison(h, (n + off) * A), off);
+    void *da = d_offset(h, d_act(h, NULL, n + off), off), *db = d_offset(h, d_act(h, NULL, n + off), off);
+    void *dc = d_offset(h, d_poison(h, (n + off) * A), off);
     h->gpu->upload_act(da, a, n);
     h->gpu->upload_act(db, b, n);
     gpu_f(dc, da, db, n);
@@ -176,7 +169,7 @@ static void check_map1(Harness *h, const char *name, Map1 cpu_f, Map1 gpu_f, siz
     snprintf(op, sizeof op, "%s n=%zu%s", name, n, off ? " unaligned" : "");
     float *a = h_rand(h, n, 2.0f), *c = xmalloc(n * sizeof(float));
     cpu_f(c, a, n);
-    void *da = at(h, d_act(h, NULL, n + off), off), *dc = at(h, d_poison(h, (n + off) * A), off);
+    void *da = d_offset(h, d_act(h, NULL, n + off), off), *dc = d_offset(h, d_poison(h, (n + off) * A), off);
     h->gpu->upload_act(da, a, n);
     gpu_f(dc, da, n);
     float *g = down_act(h, dc, n);
@@ -206,7 +199,7 @@ static void check_elementwise(Harness *h, size_t n, int off) {
     // accumulate: dst += src
     float *a = h_rand(h, n, 1.0f), *b = h_rand(h, n, 1.0f), *ref = xmalloc(n * sizeof(float));
     cpu_acc2(ref, a, b, n);
-    void *da = at(h, d_act(h, NULL, n + off), off), *db = at(h, d_act(h, NULL, n + off), off);
+    void *da = d_offset(h, d_act(h, NULL, n + off), off), *db = d_offset(h, d_act(h, NULL, n + off), off);
     g->upload_act(da, a, n);
     g->upload_act(db, b, n);
     g->accumulate(da, db, n);
@@ -290,7 +283,7 @@ static void check_rope_paths(Harness *h, int M, int NH, int NKV, int HS, float t
     int32_t *pos = h_ids(h, M, 0, 4096);
     void *dpos = d_i32(h, pos, M);
     float *x = h_rand(h, n, 1.0f);
-    void *dv = d_act(h, x, n), *ds = at(h, d_act(h, NULL, n + 1), 1);
+    void *dv = d_act(h, x, n), *ds = d_offset(h, d_act(h, NULL, n + 1), 1);
     h->gpu->upload_act(ds, x, n);
     for (int dir = 0; dir < 2; dir++) {
         if (dir == 0) {
@@ -305,131 +298,6 @@ static void check_rope_paths(Harness *h, int M, int NH, int NKV, int HS, float t
         free(gv), free(gs);
     }
     free(x), free(pos);
-    h_release(h);
-}
-
-// ---- attention ---------------------------------------------------------------------------
-
-// seg_mode 0: none; 1: packed documents and right padding; 2: left padding
-// (early padding queries of a causal row see no key: zeros, lse = -inf).
-static int32_t *make_seg(Harness *h, int B, int T, int mode) {
-    int32_t *seg = xmalloc((size_t)B * T * sizeof(int32_t));
-    for (int b = 0; b < B; b++) {
-        int32_t *s = seg + (size_t)b * T;
-        if (mode == 1) {
-            int doc = 1, left = 1 + (int)rng_below(&h->rng, (uint64_t)(T / 2 + 1));
-            int pad_from = (b % 2) ? T - T / 8 : T;
-            for (int t = 0; t < T; t++) {
-                if (t >= pad_from) {
-                    s[t] = 0;
-                    continue;
-                }
-                s[t] = doc;
-                if (--left == 0) {
-                    doc++;
-                    left = 1 + (int)rng_below(&h->rng, (uint64_t)(T / 2 + 1));
-                }
-            }
-        } else {
-            for (int t = 0; t < T; t++) s[t] = t < 5 + b ? 0 : 1;
-        }
-    }
-    return seg;
-}
-
-static void check_attention(Harness *h, int B, int T, int NH, int NKV, int HS, int causal, int seg_mode, int off) {
-    char op[96];
-    snprintf(op, sizeof op, "attention B%d T%d %d/%d HS%d %s%s%s", B, T, NH, NKV, HS, causal ? "causal" : "bidir",
-             seg_mode == 1 ? " packed+pad" : seg_mode == 2 ? " leftpad" : "", off ? " unaligned" : "");
-    const int M = B * T;
-    const size_t nqkv = (size_t)M * (NH + 2 * NKV) * HS, nout = (size_t)M * NH * HS, nl = (size_t)B * NH * T;
-    float *qkv = h_rand(h, nqkv, 1.0f);
-    int32_t *seg = seg_mode ? make_seg(h, B, T, seg_mode) : NULL;
-    AttnShape sc = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .causal = causal, .seg = seg};
-    float *out_c = xmalloc(nout * sizeof(float)), *lse_c = xmalloc(nl * sizeof(float));
-    h->cpu->attention_forward(out_c, lse_c, qkv, &sc);
-
-    AttnShape sg = sc;
-    sg.seg = seg ? d_i32(h, seg, M) : NULL;
-    void *dqkv_in = at(h, d_act(h, NULL, nqkv + off), off);
-    h->gpu->upload_act(dqkv_in, qkv, nqkv);
-    void *dout = at(h, d_poison(h, (nout + off) * A), off);
-    float *dlse = d_poison(h, nl * sizeof(float));
-    h->gpu->attention_forward(dout, dlse, dqkv_in, &sg);
-    float *out_g = down_act(h, dout, nout), *lse_g = down_f32(h, dlse, nl);
-    h_check(h, op, "out", out_g, out_c, nout, TOL_BF16);
-    h_check(h, op, "lse", lse_g, lse_c, nl, TOL_F32);
-
-    // backward from the same (bf16-rounded) out and lse on both sides
-    round_bf16(out_c, nout);
-    float *dy = h_rand(h, nout, 1.0f), *dqkv_c = xmalloc(nqkv * sizeof(float));
-    h->cpu->attention_backward(dqkv_c, dy, qkv, out_c, lse_c, &sc);
-    void *ddy = at(h, d_act(h, NULL, nout + off), off);
-    h->gpu->upload_act(ddy, dy, nout);
-    h->gpu->upload_act(dout, out_c, nout);
-    h->gpu->upload(dlse, lse_c, nl * sizeof(float));
-    void *ddqkv = at(h, d_poison(h, (nqkv + off) * A), off);
-    h->gpu->attention_backward(ddqkv, ddy, dqkv_in, dout, dlse, &sg);
-    float *dqkv_g = down_act(h, ddqkv, nqkv);
-    h_check(h, op, "dqkv", dqkv_g, dqkv_c, nqkv, TOL_BF16);
-    h_poison(h, ddqkv, nqkv * A);
-    h->gpu->attention_backward(ddqkv, ddy, dqkv_in, dout, dlse, &sg);
-    float *dqkv_g2 = down_act(h, ddqkv, nqkv);
-    h_check_bitwise(h, op, dqkv_g2, dqkv_g, nqkv);
-    free(qkv), free(seg), free(out_c), free(lse_c), free(out_g), free(lse_g), free(dy), free(dqkv_c), free(dqkv_g);
-    free(dqkv_g2);
-    h_release(h);
-}
-
-// Generation: kv_cache_write, then attention_cached of Tq new rows per
-// sequence over caches of different lengths. Cache rows past a sequence's
-// length hold NaN: reading one would show.
-static void check_attention_cached(Harness *h, int B, int Tq, int Tcap, int NH, int NKV, int HS) {
-    char op[96];
-    snprintf(op, sizeof op, "attention_cached B%d Tq%d Tcap%d %d/%d HS%d", B, Tq, Tcap, NH, NKV, HS);
-    const int row = (NH + 2 * NKV) * HS, KV = NKV * HS, M = B * Tq;
-    const size_t ncache = (size_t)B * Tcap * KV;
-    int32_t *lens = xmalloc((size_t)B * sizeof(int32_t)), *slots = xmalloc((size_t)M * sizeof(int32_t));
-    for (int b = 0; b < B; b++) lens[b] = Tcap - 3 * b - (int)rng_below(&h->rng, 5);  // different lengths
-    float *qkv = h_rand(h, (size_t)M * row, 1.0f);
-    float *kc = h_rand(h, ncache, 1.0f), *vc = h_rand(h, ncache, 1.0f);
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < Tcap; t++)
-            for (int d = 0; d < KV; d++)
-                if (t >= lens[b]) kc[((size_t)b * Tcap + t) * KV + d] = vc[((size_t)b * Tcap + t) * KV + d] = NAN;
-    // the new rows go to positions lens[b] - Tq .. lens[b] - 1; every 4th is skipped (slot -1)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < Tq; t++) slots[b * Tq + t] = (t % 4 == 3) ? -1 : b * Tcap + lens[b] - Tq + t;
-    float *kc_c = h_copy(kc, ncache), *vc_c = h_copy(vc, ncache);
-    h->cpu->kv_cache_write(kc_c, vc_c, qkv, slots, M, NH, NKV, HS);
-    void *dk = d_act(h, kc, ncache), *dv = d_act(h, vc, ncache), *dq = d_act(h, qkv, (size_t)M * row);
-    void *dslots = d_i32(h, slots, M), *dlens = d_i32(h, lens, B);
-    h->gpu->kv_cache_write(dk, dv, dq, dslots, M, NH, NKV, HS);
-    float *kc_g = down_act(h, dk, ncache), *vc_g = down_act(h, dv, ncache);
-    size_t valid = 0, bad = 0;
-    for (size_t i = 0; i < ncache; i++) {  // compare where the reference is a number; NaN must stay NaN
-        if (isnan(kc_c[i])) {
-            bad += !isnan(kc_g[i]) || !isnan(vc_g[i]);
-            continue;
-        }
-        kc_c[valid] = kc_c[i], vc_c[valid] = vc_c[i], kc_g[valid] = kc_g[i], vc_g[valid] = vc_g[i];
-        valid++;
-    }
-    EXPECT(bad == 0, "%s: kv_cache_write touched %zu rows it should not", op, bad);
-    h_check(h, op, "kv_cache_write k", kc_g, kc_c, valid, TOL_BF16);
-    h_check(h, op, "kv_cache_write v", vc_g, vc_c, valid, TOL_BF16);
-    // attention over the reference caches (skipped slots are then still the random rows)
-    float *out_c = xmalloc((size_t)M * NH * HS * sizeof(float));
-    h->cpu->kv_cache_write(kc, vc, qkv, slots, M, NH, NKV, HS);
-    h->cpu->attention_cached(out_c, qkv, kc, vc, lens, B, Tq, Tcap, NH, NKV, HS);
-    h->gpu->upload_act(dk, kc, ncache);
-    h->gpu->upload_act(dv, vc, ncache);
-    void *dout = d_poison(h, (size_t)M * NH * HS * A);
-    h->gpu->attention_cached(dout, dq, dk, dv, dlens, B, Tq, Tcap, NH, NKV, HS);
-    float *out_g = down_act(h, dout, (size_t)M * NH * HS);
-    h_check(h, op, "out", out_g, out_c, (size_t)M * NH * HS, TOL_BF16);
-    free(lens), free(slots), free(qkv), free(kc), free(vc), free(kc_c), free(vc_c), free(kc_g), free(vc_g);
-    free(out_c), free(out_g);
     h_release(h);
 }
 
@@ -606,7 +474,7 @@ static void check_adamw(Harness *h, size_t n, uint32_t seed) {
     float *master = h_rand(h, n, 0.5f);
     for (size_t i = 0; i < n; i++) master[i] *= 1.0f + 1e-3f * (float)(i % 7);  // not bf16-exact
     float *param = h_copy(master, n);
-    round_bf16(param, n);
+    h_round_bf16(param, n);
     float *grad = h_rand(h, n, 0.1f), *m0 = h_rand(h, n, 0.01f), *v0 = h_rand(h, n, 0.03f);
     for (size_t i = 0; i < n; i++) v0[i] *= v0[i];
     float *p_c = h_copy(master, n), *m_c = h_copy(m0, n), *v_c = h_copy(v0, n);
@@ -679,7 +547,7 @@ static void check_residual_rmsnorm(Harness *h, int M, int C) {
     // The reference normalizes the sum as the GPU stores it (bf16), so rstd
     // can be held to the fp32 tolerance.
     h->cpu->residual_forward(res_c, a, b, n);
-    round_bf16(res_c, n);
+    h_round_bf16(res_c, n);
     h->cpu->rmsnorm_forward(out_c, rstd_c, res_c, w, M, C, 1e-5f);
     float *out_cf = xmalloc(n * sizeof(float)), *res_cf = xmalloc(n * sizeof(float)), *rstd_cf = xmalloc(M * 4);
     h->cpu->residual_rmsnorm_forward(res_cf, out_cf, rstd_cf, a, b, w, M, C, 1e-5f);  // the CPU's fused op
@@ -745,19 +613,7 @@ void run_checks(Harness *h) {
     check_modern(h, (size_t)1152 * 4304 + 3, 512, 32, 8, 128);  // SigLIP-so400m MLP rows, Llama-3-8B heads
     checks_reached(t0, "attention (generic, flash 64-row)");
     // attention: generic path (odd head sizes, unaligned), flash path (64, 128)
-    check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
-    check_attention(h, 2, 45, 5, 1, 80, 1, 1, 0);
-    check_attention(h, 2, 77, 4, 4, 64, 0, 0, 1);
-    check_attention(h, 2, 77, 4, 4, 64, 0, 0, 0);
-    check_attention(h, 2, 130, 4, 4, 64, 0, 1, 0);
-    check_attention(h, 2, 100, 4, 2, 64, 1, 2, 0);
-    check_attention(h, 2, 300, 4, 2, 128, 1, 1, 0);
-    check_attention(h, 3, 129, 6, 3, 128, 1, 2, 0);
-    check_attention(h, 1, 1024, 8, 8, 128, 1, 0, 0);
-    check_attention(h, 1, 577, 4, 4, 64, 0, 0, 0);
-    check_attention_cached(h, 3, 1, 700, 32, 8, 128);
-    check_attention_cached(h, 2, 7, 300, 4, 2, 64);
-    check_attention_cached(h, 2, 5, 40, 4, 2, 16);
+    run_attention_checks(h, 1);  // tests/gpu/test_ops_attention.c
     checks_reached(t0, "embedding, rows, vision input, cross-entropy, lora, adamw");
     check_embedding(h, 300, 77, 1000);
     check_embedding(h, 2048, 1024, 32000);
@@ -809,17 +665,7 @@ void run_checks(Harness *h) {
     check_rope_paths(h, 2 * 37, 4, 2, 16, 10000.0f);
     check_rope_paths(h, 16, 4, 2, 128, 500000.0f);
     check_modern(h, 10007, 2 * 37, 4, 2, 16);
-    check_attention(h, 2, 37, 4, 2, 16, 1, 0, 0);
-    check_attention(h, 2, 45, 5, 1, 80, 1, 1, 0);
-    check_attention(h, 2, 77, 2, 2, 64, 0, 0, 1);
-    check_attention(h, 2, 77, 2, 2, 64, 0, 0, 0);
-    check_attention(h, 2, 130, 2, 2, 64, 0, 1, 0);
-    check_attention(h, 2, 100, 2, 1, 64, 1, 2, 0);
-    check_attention(h, 2, 150, 2, 1, 128, 1, 1, 0);
-    check_attention(h, 1, 129, 2, 2, 128, 0, 2, 0);
-    check_attention(h, 1, 200, 2, 2, 128, 1, 0, 0);
-    check_attention_cached(h, 2, 1, 300, 4, 2, 64);
-    check_attention_cached(h, 2, 5, 40, 4, 2, 16);
+    run_attention_checks(h, 0);  // tests/gpu/test_ops_attention.c
     check_embedding(h, 300, 77, 1000);
     check_embedding(h, 64, 256, 500);
     check_rows(h, 300, 150, 37);

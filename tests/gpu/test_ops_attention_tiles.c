@@ -48,11 +48,6 @@ static int32_t *tiles_make_seg(int B, int T, int mode) {
     return seg;
 }
 
-// Rounds host values to bf16 in place (the backward's stored `out`).
-static void tiles_round_bf16(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
-}
-
 // out and lse (forward), dqkv (backward) of one path.
 typedef struct {
     float *out, *lse, *dqkv;
@@ -80,7 +75,7 @@ static void check_tiles(Harness *h, int B, int T, int NH, int NKV, int causal, i
     AttnShape sc = {.B = B, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .causal = causal, .seg = seg};
     float *out_c = xmalloc(nout * sizeof(float)), *lse_c = xmalloc(nl * sizeof(float));
     h->cpu->attention_forward(out_c, lse_c, qkv, &sc);
-    tiles_round_bf16(out_c, nout);  // the backward's input on both sides, as stored
+    h_round_bf16(out_c, nout);  // the backward's input on both sides, as stored
     float *dy = h_rand(h, nout, 1.0f), *dqkv_c = xmalloc(nqkv * sizeof(float));
     h->cpu->attention_backward(dqkv_c, dy, qkv, out_c, lse_c, &sc);
 

@@ -113,10 +113,6 @@ static void check_graphs(const CudnnApi *api, int B, int T, int NH, int NKV, int
 
 #define A (h->gpu->act_size)
 
-static void round_to_bf16(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
-}
-
 // One attention problem and the CPU op's answers: out and lse forward, then
 // dqkv backward from a random dout and the bf16-rounded out (what the device
 // gets as its inputs too).
@@ -135,7 +131,7 @@ static void attn_case_make(Harness *h, AttnCase *c, int B, int T, int NH, int NK
     h->cpu->attention_forward(c->out, c->lse, c->qkv, &c->s);
     c->dy = h_rand(h, c->nout, 1.0f), c->dqkv = xmalloc(c->nqkv * sizeof(float));
     float *out_rounded = h_copy(c->out, c->nout);
-    round_to_bf16(out_rounded, c->nout);
+    h_round_bf16(out_rounded, c->nout);
     h->cpu->attention_backward(c->dqkv, c->dy, c->qkv, out_rounded, c->lse, &c->s);
     free(out_rounded);
 }
