@@ -7,6 +7,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+// LLAVA_NCCL_TIMEOUT_S: seconds >= 0 (0: forever), 1800 when unset. 0, or -1 + msg.
+static int nccl_timeout_from_env(double *out, char *msg, size_t cap) {
+    const char *v = getenv("LLAVA_NCCL_TIMEOUT_S");
+    *out = 1800.0;
+    if (!v || !*v) return 0;
+    char *end = NULL;
+    double t = strtod(v, &end);
+    if (end == v || *end || !(t >= 0.0) || t > 1e9) {
+        snprintf(msg, cap, "LLAVA_NCCL_TIMEOUT_S=%s: not a number of seconds >= 0 (0 waits forever)", v);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+int nccl_check_timeout_setting(char *msg, size_t cap) {
+    double t;
+    return nccl_timeout_from_env(&t, msg, cap);
+}
 
 #ifdef LLAVA_HAVE_NCCL_H
 #include <nccl.h>
@@ -25,6 +46,10 @@ typedef struct {
     __typeof__(&ncclReduce) reduce;
     __typeof__(&ncclCommDestroy) comm_destroy;
     __typeof__(&ncclGetErrorString) error_string;
+    __typeof__(&ncclCommGetAsyncError) async_error;
+    __typeof__(&ncclCommAbort) comm_abort;
+    __typeof__(&ncclGroupStart) group_start;
+    __typeof__(&ncclGroupEnd) group_end;
 } NcclApi;
 
 typedef struct {
@@ -34,6 +59,10 @@ typedef struct {
     void *compute_done;        // recorded on st->compute: the ops enqueued so far
     void *comm_done;           // recorded on st->comm: the collectives enqueued so far
     int drop_wait;             // LLAVA_TEST_DROP_COMM_WAIT: the negative control of the stream tests
+    int rank;
+    double timeout_s;          // LLAVA_NCCL_TIMEOUT_S; 0: wait forever
+    NcclDieFn die;
+    void *die_ctx;
 } NcclComm;
 
 // Opens libnccl.so.2 (dlopen counts references, so calling this again returns
@@ -54,7 +83,9 @@ static int nccl_load(NcclApi *api, char *msg, size_t cap) {
         {"ncclGetUniqueId", (void **)&api->get_unique_id},   {"ncclCommInitRank", (void **)&api->comm_init_rank},
         {"ncclAllReduce", (void **)&api->all_reduce},         {"ncclBroadcast", (void **)&api->broadcast},
         {"ncclCommDestroy", (void **)&api->comm_destroy},     {"ncclGetErrorString", (void **)&api->error_string},
-        {"ncclReduce", (void **)&api->reduce},
+        {"ncclReduce", (void **)&api->reduce},               {"ncclCommGetAsyncError", (void **)&api->async_error},
+        {"ncclCommAbort", (void **)&api->comm_abort},         {"ncclGroupStart", (void **)&api->group_start},
+        {"ncclGroupEnd", (void **)&api->group_end},
     };
     const char *missing = dynlib_resolve(lib, syms, sizeof syms / sizeof *syms);
     if (missing) {
@@ -84,7 +115,7 @@ int nccl_make_id(void *id, char *msg, size_t cap) {
     return 0;
 }
 
-void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
+void *nccl_join(const void *id, int rank, int world, NcclDieFn die, void *die_ctx, char *msg, size_t cap) {
     const BackendStreams *st = backend_cuda_streams();
     if (!st) {
         snprintf(msg, cap, "NCCL needs the CUDA backend to be initialized first");
@@ -96,7 +127,10 @@ void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
         return NULL;
     }
     c->st = st;
-    if (nccl_load(&c->api, msg, cap) != 0) {
+    c->rank = rank;
+    c->die = die;
+    c->die_ctx = die_ctx;
+    if (nccl_timeout_from_env(&c->timeout_s, msg, cap) != 0 || nccl_load(&c->api, msg, cap) != 0) {
         free(c);
         return NULL;
     }
@@ -113,6 +147,72 @@ void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
     const char *drop = getenv("LLAVA_TEST_DROP_COMM_WAIT");
     c->drop_wait = drop && atoi(drop) != 0;
     return c;
+}
+
+static double nccl_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// A peer failed or the wait ran out: this rank cannot go on (its next
+// collective would hang), nor leave alone (the others would wait for it).
+__attribute__((noreturn)) static void nccl_give_up(NcclComm *c, ncclResult_t r, const char *what) {
+    if (r != ncclSuccess)
+        fprintf(stderr, "llava train: rank %d: NCCL failed while waiting for %s: %s (a peer died or its network "
+                "failed?); ending the job\n", c->rank, what, c->api.error_string(r));
+    else
+        fprintf(stderr, "llava train: rank %d: %s did not complete within LLAVA_NCCL_TIMEOUT_S=%g s (a peer is "
+                "stuck or died?); ending the job (raise LLAVA_NCCL_TIMEOUT_S, 0 waits forever)\n", c->rank, what,
+                c->timeout_s);
+    fflush(stderr);
+    c->api.comm_abort(c->comm);  // NCCL's kernels stop, so nothing queued spins on the GPU
+    c->die(c->die_ctx);
+    abort();  // die() does not return
+}
+
+void nccl_wait_event(void *comm, void *event, const char *what) {
+    NcclComm *c = comm;
+    const double start = nccl_now_s();
+    long sleep_ns = 20000;  // 20 us, doubling up to 10 ms: short waits stay short, long ones cost no CPU
+    for (;;) {
+        const int done = c->st->event_done(event);
+        ncclResult_t async = ncclSuccess;
+        ncclResult_t r = c->api.async_error(c->comm, &async);
+        if (r != ncclSuccess) nccl_give_up(c, r, what);
+        // a collective ended by a peer's failure completes its kernels too: the error still counts
+        if (async != ncclSuccess && async != ncclInProgress) nccl_give_up(c, async, what);
+        if (done) return;
+        if (c->timeout_s > 0 && nccl_now_s() - start > c->timeout_s) nccl_give_up(c, ncclSuccess, what);
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < 10000000) sleep_ns *= 2;
+    }
+}
+
+void nccl_wait_all(void *comm, const char *what) {
+    NcclComm *c = comm;
+    c->st->record(c->comm_done, c->st->comm);
+    nccl_wait_event(c, c->comm_done, what);
+}
+
+// Group calls fail only on misuse (an unbalanced end) or an error of the
+// collectives queued inside: fatal, as the collectives' own errors.
+void nccl_group_start(void *comm) {
+    NcclComm *c = comm;
+    ncclResult_t r = c->api.group_start();
+    if (r != ncclSuccess) {
+        fprintf(stderr, "llava train: rank %d: ncclGroupStart: %s\n", c->rank, c->api.error_string(r));
+        c->die(c->die_ctx);
+    }
+}
+void nccl_group_end(void *comm) {
+    NcclComm *c = comm;
+    ncclResult_t r = c->api.group_end();
+    if (r != ncclSuccess) {
+        fprintf(stderr, "llava train: rank %d: ncclGroupEnd: %s\n", c->rank, c->api.error_string(r));
+        c->die(c->die_ctx);
+    }
 }
 
 void nccl_comm_waits_compute(void *comm) {
@@ -170,8 +270,7 @@ int nccl_broadcast_bytes_async(void *comm, void *buf, size_t bytes, int root, ch
 void nccl_leave(void *comm) {
     NcclComm *c = comm;
     if (!c) return;
-    c->st->record(c->comm_done, c->st->comm);  // every collective enqueued done before the communicator goes
-    c->st->event_sync(c->comm_done);
+    nccl_wait_all(c, "the last collectives (before leaving NCCL)");  // done before the communicator goes
     c->api.comm_destroy(c->comm);
     c->st->event_free(c->compute_done);
     c->st->event_free(c->comm_done);
@@ -189,8 +288,8 @@ int nccl_make_id(void *id, char *msg, size_t cap) {
     snprintf(msg, cap, "this build has no NCCL (nccl.h was not found when it was configured)");
     return -1;
 }
-void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap) {
-    (void)id, (void)rank, (void)world;
+void *nccl_join(const void *id, int rank, int world, NcclDieFn die, void *die_ctx, char *msg, size_t cap) {
+    (void)id, (void)rank, (void)world, (void)die, (void)die_ctx;
     snprintf(msg, cap, "this build has no NCCL (nccl.h was not found when it was configured)");
     return NULL;
 }
@@ -217,8 +316,78 @@ int nccl_reduce_sum_f32_async(void *comm, float *buf, size_t n, int root, char *
 int nccl_broadcast_bytes_async(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
     return nccl_broadcast_bytes(comm, buf, bytes, root, msg, cap);
 }
+static double nccl_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// A peer failed or the wait ran out: this rank cannot go on (its next
+// collective would hang), nor leave alone (the others would wait for it).
+__attribute__((noreturn)) static void nccl_give_up(NcclComm *c, ncclResult_t r, const char *what) {
+    if (r != ncclSuccess)
+        fprintf(stderr, "llava train: rank %d: NCCL failed while waiting for %s: %s (a peer died or its network "
+                "failed?); ending the job\n", c->rank, what, c->api.error_string(r));
+    else
+        fprintf(stderr, "llava train: rank %d: %s did not complete within LLAVA_NCCL_TIMEOUT_S=%g s (a peer is "
+                "stuck or died?); ending the job (raise LLAVA_NCCL_TIMEOUT_S, 0 waits forever)\n", c->rank, what,
+                c->timeout_s);
+    fflush(stderr);
+    c->api.comm_abort(c->comm);  // NCCL's kernels stop, so nothing queued spins on the GPU
+    c->die(c->die_ctx);
+    abort();  // die() does not return
+}
+
+void nccl_wait_event(void *comm, void *event, const char *what) {
+    NcclComm *c = comm;
+    const double start = nccl_now_s();
+    long sleep_ns = 20000;  // 20 us, doubling up to 10 ms: short waits stay short, long ones cost no CPU
+    for (;;) {
+        const int done = c->st->event_done(event);
+        ncclResult_t async = ncclSuccess;
+        ncclResult_t r = c->api.async_error(c->comm, &async);
+        if (r != ncclSuccess) nccl_give_up(c, r, what);
+        // a collective ended by a peer's failure completes its kernels too: the error still counts
+        if (async != ncclSuccess && async != ncclInProgress) nccl_give_up(c, async, what);
+        if (done) return;
+        if (c->timeout_s > 0 && nccl_now_s() - start > c->timeout_s) nccl_give_up(c, ncclSuccess, what);
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < 10000000) sleep_ns *= 2;
+    }
+}
+
+void nccl_wait_all(void *comm, const char *what) {
+    NcclComm *c = comm;
+    c->st->record(c->comm_done, c->st->comm);
+    nccl_wait_event(c, c->comm_done, what);
+}
+
+// Group calls fail only on misuse (an unbalanced end) or an error of the
+// collectives queued inside: fatal, as the collectives' own errors.
+void nccl_group_start(void *comm) {
+    NcclComm *c = comm;
+    ncclResult_t r = c->api.group_start();
+    if (r != ncclSuccess) {
+        fprintf(stderr, "llava train: rank %d: ncclGroupStart: %s\n", c->rank, c->api.error_string(r));
+        c->die(c->die_ctx);
+    }
+}
+void nccl_group_end(void *comm) {
+    NcclComm *c = comm;
+    ncclResult_t r = c->api.group_end();
+    if (r != ncclSuccess) {
+        fprintf(stderr, "llava train: rank %d: ncclGroupEnd: %s\n", c->rank, c->api.error_string(r));
+        c->die(c->die_ctx);
+    }
+}
+
 void nccl_comm_waits_compute(void *comm) { (void)comm; }
 void nccl_compute_waits_comm(void *comm) { (void)comm; }
 void nccl_leave(void *comm) { (void)comm; }
+void nccl_wait_event(void *comm, void *event, const char *what) { (void)comm, (void)event, (void)what; }
+void nccl_wait_all(void *comm, const char *what) { (void)comm, (void)what; }
+void nccl_group_start(void *comm) { (void)comm; }
+void nccl_group_end(void *comm) { (void)comm; }
 
 #endif

@@ -20,9 +20,29 @@
 int nccl_probe(char *msg, size_t cap);
 // Fills id[LLAVA_NCCL_ID_BYTES] (rank 0 only). 0, or -1 with msg.
 int nccl_make_id(void *id, char *msg, size_t cap);
+// Checks LLAVA_NCCL_TIMEOUT_S (seconds >= 0; the trainer refuses a bad one
+// before any rank joins). 0, or -1 with msg. Fine without NCCL too.
+int nccl_check_timeout_setting(char *msg, size_t cap);
+// Ends the whole job (the trainer's comm_abort): a rank whose peer failed
+// cannot leave on its own, the others would wait for it in their collectives.
+typedef void (*NcclDieFn)(void *ctx);
 // Joins the communicator; NULL with msg on failure. The CUDA op table must
-// exist (its device and stream are used).
-void *nccl_join(const void *id, int rank, int world, char *msg, size_t cap);
+// exist (its device and stream are used). LLAVA_NCCL_TIMEOUT_S (seconds,
+// default 1800, 0 = forever) bounds every host wait below on NCCL work.
+void *nccl_join(const void *id, int rank, int world, NcclDieFn die, void *die_ctx, char *msg, size_t cap);
+// The host waits for `event` (recorded on any stream whose work may wait for
+// the collectives) as a poll: the event, ncclCommGetAsyncError, a short
+// sleep. On an asynchronous NCCL error (a peer died) or after
+// LLAVA_NCCL_TIMEOUT_S: ncclCommAbort, a message naming this rank, `what` is
+// waited for and the setting, then die() (never returns).
+void nccl_wait_event(void *comm, void *event, const char *what);
+// The same for every collective enqueued so far (before a host read of their
+// results or a host collective over MPI that a stuck peer would hang).
+void nccl_wait_all(void *comm, const char *what);
+// Collectives enqueued between the two are launched by NCCL as one operation
+// (ZeRO-2's per-owner reduces of a layer, ZeRO-3's per-owner broadcasts).
+void nccl_group_start(void *comm);
+void nccl_group_end(void *comm);
 // In place, in order with the ops: after every op enqueued so far and before
 // every later one (the comm stream waits for the compute stream, then the
 // compute stream for the collective). 0, or -1 with msg.

@@ -223,6 +223,11 @@ static int attach_lora(Trainer *t, Error *err) {
     return lora_init_weights(&t->model, c->lora_init, (uint64_t)c->seed, err);
 }
 
+#ifdef LLAVA_HAVE_CUDA
+// A rank whose NCCL peer failed or got stuck ends the whole job (kernels/nccl.c).
+static void nccl_end_job(void *comm) { comm_abort(comm, 1); }
+#endif
+
 // Several processes on GPUs exchange gradients and weights with NCCL on the
 // device; without NCCL they go through host memory over MPI (slow).
 static void setup_nccl(Trainer *t) {
@@ -230,11 +235,15 @@ static void setup_nccl(Trainer *t) {
 #ifdef LLAVA_HAVE_CUDA
     unsigned char id[LLAVA_NCCL_ID_BYTES] = {0};
     char msg[512] = "";
+    if (nccl_check_timeout_setting(msg, sizeof msg) != 0) {  // a typo must not fall back to host memory
+        fprintf(stderr, "llava train: %s\n", msg);
+        comm_abort(&t->comm, 2);
+    }
     // every rank can open NCCL before any joins (ncclCommInitRank waits for all of them)
     int ok = nccl_probe(msg, sizeof msg) == 0 && (t->comm.rank != 0 || nccl_make_id(id, msg, sizeof msg) == 0);
     if (comm_all(&t->comm, ok)) {
         comm_broadcast(&t->comm, id, sizeof id, 0);
-        t->nccl = nccl_join(id, t->comm.rank, t->comm.world, msg, sizeof msg);
+        t->nccl = nccl_join(id, t->comm.rank, t->comm.world, nccl_end_job, (void *)&t->comm, msg, sizeof msg);
     }
     if (!comm_all(&t->comm, t->nccl != NULL)) {
         if (t->nccl) nccl_leave(t->nccl);
@@ -623,6 +632,11 @@ static int train_step(Trainer *t, StepStats *s, Error *err) {
         if (g && bf16) allreduce_grads_bf16(t, g, m->params.module_numel[i]);
         if (g && !bf16) allreduce_grads(t, g, m->params.module_numel[i]);
     }
+#ifdef LLAVA_HAVE_CUDA
+    // The step's collectives done (or a failed peer named) before the host
+    // joins an MPI collective that a stuck peer would hang forever.
+    if (t->nccl) nccl_wait_all(t->nccl, "this step's gradient collectives");
+#endif
     comm_allreduce_sum_f64(&t->comm, sums, 2);
     s->loss = counts[0] > 0 ? sums[0] / (double)counts[0] : NAN;
     s->flops = sums[1];

@@ -59,6 +59,7 @@ static void gather_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
     const size_t A = z->m->ops->act_size;
     if (z->dev && !z->nccl) return;  // one GPU process: nothing to exchange
     if (z->dev) nccl_comm_waits_compute(z->nccl);
+    if (z->dev) nccl_group_start(z->nccl);  // every owner's part as one NCCL operation
     for (int r = 0; r < z->comm.world; r++) {
         size_t plo, n = owner_part(z, mod, r, lo, hi, &plo);
         if (!n) continue;
@@ -68,6 +69,7 @@ static void gather_weights(Zero *z, ModuleId mod, size_t lo, size_t hi) {
         else if (nccl_broadcast_bytes_async(z->nccl, p, n * A, r, msg, sizeof msg) != 0)
             FATAL("ZeRO weight gather: %s", msg);
     }
+    if (z->dev) nccl_group_end(z->nccl);
     if (z->dev) nccl_compute_waits_comm(z->nccl);
 }
 

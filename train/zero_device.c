@@ -38,17 +38,25 @@ void zero_device_let_go(ZeroDevice *d, ZeroVm *vm, size_t lo, size_t hi) {
     }
 }
 
+#define BUCKET_WHAT "a ZeRO-2 layer bucket's reduce-scatter"
+#define DROP_WHAT "the ops on a ZeRO-3 layer gathered earlier"
+
 static void *take_event(ZeroDevice *d) {
     CHECK(d->n_spare > 0, "ZeRO: no free device event");
     return d->spare[--d->n_spare];
 }
 
 // Items whose event completed let go, oldest first; while more than `limit`
-// are pending, the host waits for the oldest.
-static void settle(ZeroDevice *d, ZeroQueue *q, int limit) {
+// are pending, the host waits for the oldest (`what`: for the message if NCCL
+// fails or the wait runs out, kernels/nccl.h).
+static void settle(ZeroDevice *d, ZeroQueue *q, int limit, const char *what) {
     while (q->n > limit || (q->n > 0 && d->st->event_done(q->item[0].event))) {
         ZeroRelease r = q->item[0];
-        d->st->event_sync(r.event);  // completed already unless over the limit
+        // completed already unless over the limit; its stream may wait for a collective
+        if (d->nccl)
+            nccl_wait_event(d->nccl, r.event, what);
+        else
+            d->st->event_sync(r.event);
         zero_device_let_go(d, r.vm, r.lo, r.hi);
         d->spare[d->n_spare++] = r.event;
         memmove(q->item, q->item + 1, (size_t)(q->n - 1) * sizeof *q->item);
@@ -57,7 +65,8 @@ static void settle(ZeroDevice *d, ZeroQueue *q, int limit) {
 }
 
 // Lets [lo, hi) of vm go once the work so far of `stream` has completed.
-static void release_after(ZeroDevice *d, ZeroQueue *q, ZeroVm *vm, size_t lo, size_t hi, void *stream) {
+static void release_after(ZeroDevice *d, ZeroQueue *q, ZeroVm *vm, size_t lo, size_t hi, void *stream,
+                          const char *what) {
     if (d->early_unmap) {  // unmapped under the queued work that still touches it: must crash on the emulator
         zero_device_let_go(d, vm, lo, hi);
         return;
@@ -65,12 +74,12 @@ static void release_after(ZeroDevice *d, ZeroQueue *q, ZeroVm *vm, size_t lo, si
     ZeroRelease r = {vm, lo, hi, take_event(d)};
     d->st->record(r.event, stream);
     q->item[q->n++] = r;
-    settle(d, q, ZERO_BUCKETS_IN_FLIGHT);
+    settle(d, q, ZERO_BUCKETS_IN_FLIGHT, what);
 }
 
 void zero_device_settle(ZeroDevice *d) {
-    settle(d, &d->buckets, 0);
-    settle(d, &d->drops, 0);
+    settle(d, &d->buckets, 0, BUCKET_WHAT);
+    settle(d, &d->drops, 0, DROP_WHAT);
 }
 
 // Reserves a module's range in place of its whole buffer `*buf`, with the
@@ -139,23 +148,25 @@ static void reduce_owners(ZeroDevice *d, LlavaModel *m, ModuleId mod, size_t lo,
     if (!d->nccl) return;  // one process: the sum is the gradient
     char msg[512];
     nccl_comm_waits_compute(d->nccl);  // the bucket's backward is done
+    nccl_group_start(d->nccl);  // one operation for NCCL: every owner's part of the bucket
     for (int r = 0; r < world; r++) {
         size_t a = lo > own_lo[r] ? lo : own_lo[r], b = hi < own_hi[r] ? hi : own_hi[r];
         if (a < b && nccl_reduce_sum_f32_async(d->nccl, m->grads[mod] + a, b - a, r, msg, sizeof msg) != 0)
             FATAL("ZeRO-2 reduce-scatter: %s", msg);
     }
+    nccl_group_end(d->nccl);
 }
 
 void zero_device_reduce_bucket(ZeroDevice *d, LlavaModel *m, ModuleId mod, size_t lo, size_t hi,
                                const size_t *own_lo, const size_t *own_hi, int world) {
     reduce_owners(d, m, mod, lo, hi, own_lo, own_hi, world);
-    release_after(d, &d->buckets, &d->grads[mod], lo, hi, d->st->comm);
+    release_after(d, &d->buckets, &d->grads[mod], lo, hi, d->st->comm, BUCKET_WHAT);
 }
 
 void zero_device_reduce_range(ZeroDevice *d, LlavaModel *m, ModuleId mod, size_t lo, size_t hi,
                               const size_t *own_lo, const size_t *own_hi, int world) {
     reduce_owners(d, m, mod, lo, hi, own_lo, own_hi, world);
-    settle(d, &d->buckets, ZERO_BUCKETS_IN_FLIGHT);
+    settle(d, &d->buckets, ZERO_BUCKETS_IN_FLIGHT, BUCKET_WHAT);
 }
 
 void zero_device_gather_layer(ZeroDevice *d, LlavaModel *m, ModuleId mod, int l, size_t lo, size_t hi,
@@ -165,21 +176,23 @@ void zero_device_gather_layer(ZeroDevice *d, LlavaModel *m, ModuleId mod, int l,
     if (d->nccl) {
         char msg[512];
         nccl_comm_waits_compute(d->nccl);  // AdamW has written the owned parts; earlier uses are done
+        nccl_group_start(d->nccl);          // one operation for NCCL: every owner's part of the layer
         for (int r = 0; r < world; r++) {
             size_t a = lo > own_lo[r] ? lo : own_lo[r], b = hi < own_hi[r] ? hi : own_hi[r];
             if (a < b && nccl_broadcast_bytes_async(d->nccl, vm->base + a * vm->elem, (b - a) * vm->elem, r, msg,
                                                     sizeof msg) != 0)
                 FATAL("ZeRO-3 layer gather: %s", msg);
         }
+        nccl_group_end(d->nccl);
     }
     d->st->record(d->gathered[mod][l], d->st->comm);
-    settle(d, &d->drops, ZERO_BUCKETS_IN_FLIGHT);
+    settle(d, &d->drops, ZERO_BUCKETS_IN_FLIGHT, DROP_WHAT);
 }
 
 void zero_device_use_layer(ZeroDevice *d, ModuleId mod, int l) { d->st->wait(d->st->compute, d->gathered[mod][l]); }
 
 void zero_device_drop_layer(ZeroDevice *d, ModuleId mod, size_t lo, size_t hi) {
-    release_after(d, &d->drops, &d->weights[mod], lo, hi, d->st->compute);
+    release_after(d, &d->drops, &d->weights[mod], lo, hi, d->st->compute, DROP_WHAT);
 }
 
 // Unmaps and gives back a range; 1 when there was one (the model's pointer then dangles).
@@ -195,6 +208,7 @@ static int vm_free(ZeroDevice *d, ZeroVm *vm) {
 
 void zero_device_free(ZeroDevice *d, LlavaModel *m) {
     if (!d->st) return;
+    d->nccl = NULL;  // the trainer may have left NCCL already (its last collectives are done then)
     zero_device_settle(d);
     // the communication stream's last work done (nccl_leave may have ended the communicator already)
     d->st->record(d->spare[0], d->st->comm);

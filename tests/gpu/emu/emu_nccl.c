@@ -18,11 +18,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct ncclComm {
-    MPI_Comm mpi;  // a duplicate of MPI_COMM_WORLD: its collectives never match the trainer's own
+    MPI_Comm mpi;   // a duplicate of MPI_COMM_WORLD: its collectives never match the trainer's own
+    MPI_Comm side;  // another: the stall hook's notices (a peer's failure, as NCCL's transports see it)
     int rank, world;
+    int stall_rank;                // LLAVA_EMU_NCCL_STALL_RANK: its next collective never completes; -1: none
+    ncclResult_t async;            // what ncclCommGetAsyncError reports: ncclRemoteError once a peer failed
+    cudaStream_t last_stream;      // where the collectives run: ncclCommGetAsyncError lets it progress
 };
+
+// The test hook: the stalled rank tells every peer (as a dead peer's broken
+// connection would), then blocks forever inside its collective; kill -9
+// or the others' MPI_Abort ends it.
+enum { EMU_STALL_TAG = 77 };
+static void emu_nccl_stall(ncclComm_t comm) {
+    fprintf(stderr, "emulated NCCL: rank %d stalls in its collective (LLAVA_EMU_NCCL_STALL_RANK)\n", comm->rank);
+    fflush(stderr);
+    int one = 1;
+    for (int r = 0; r < comm->world; r++)
+        if (r != comm->rank) MPI_Send(&one, 1, MPI_INT, r, EMU_STALL_TAG, comm->side);
+    for (;;) {
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+    }
+}
+
+// Waits for a nonblocking MPI collective while watching for a peer's stall
+// notice: 0 when it completed, -1 (comm->async set) when a peer failed.
+static int emu_nccl_finish(ncclComm_t comm, MPI_Request *req) {
+    for (;;) {
+        int done = 0, notice = 0;
+        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return -1;
+        if (done) return 0;
+        MPI_Iprobe(MPI_ANY_SOURCE, EMU_STALL_TAG, comm->side, &notice, MPI_STATUS_IGNORE);
+        if (notice) {
+            comm->async = ncclRemoteError;
+            return -1;
+        }
+        struct timespec ts = {0, 100000};  // 0.1 ms: two cores shared with the peers
+        nanosleep(&ts, NULL);
+    }
+}
 
 static void emu_nccl_die(const char *what, int rc) {
     char s[MPI_MAX_ERROR_STRING];
@@ -140,44 +178,65 @@ static void emu_nccl_run(void *arg) {
     EmuCollective *c = arg;
     MPI_Comm mc = c->comm->mpi;
     const int n = emu_count(c->count), me = c->comm->rank;
+    if (c->comm->async != ncclSuccess) {  // a peer failed: NCCL's later collectives do not run either
+        free(c);
+        return;
+    }
     emu_nccl_check_same(c);
+    if (c->comm->stall_rank == me) emu_nccl_stall(c->comm);
     const int in_place = c->send == c->recv;
     int rc = MPI_SUCCESS;
+    MPI_Request req = MPI_REQUEST_NULL;
+    void *copy = NULL;
     switch (c->kind) {
     case EMU_ALLREDUCE:
-        rc = MPI_Allreduce(in_place ? MPI_IN_PLACE : c->send, c->recv, n, c->type, c->op, mc);
+        rc = MPI_Iallreduce(in_place ? MPI_IN_PLACE : c->send, c->recv, n, c->type, c->op, mc, &req);
         break;
     case EMU_BROADCAST:
         if (me == c->root && !in_place) memcpy(c->recv, c->send, c->count * c->elem);
-        rc = MPI_Bcast(c->recv, n, c->type, c->root, mc);
+        rc = MPI_Ibcast(c->recv, n, c->type, c->root, mc, &req);
         break;
     case EMU_REDUCE:
         if (me == c->root)
-            rc = MPI_Reduce(in_place ? MPI_IN_PLACE : c->send, c->recv, n, c->type, c->op, c->root, mc);
+            rc = MPI_Ireduce(in_place ? MPI_IN_PLACE : c->send, c->recv, n, c->type, c->op, c->root, mc, &req);
         else
-            rc = MPI_Reduce(c->send, NULL, n, c->type, c->op, c->root, mc);
+            rc = MPI_Ireduce(c->send, NULL, n, c->type, c->op, c->root, mc, &req);
         break;
     case EMU_REDUCE_SCATTER: {
         // NCCL's in-place form has recv = send + rank * count, which MPI has no
         // form for: reduce from a copy of the input then.
         const size_t all = c->count * c->elem * (size_t)c->comm->world;
         const char *s = c->send, *r = c->recv;
-        void *copy = r >= s && r < s + all ? malloc(all) : NULL;
+        copy = r >= s && r < s + all ? malloc(all) : NULL;
         if (copy) memcpy(copy, s, all);
-        rc = MPI_Reduce_scatter_block(copy ? copy : c->send, c->recv, n, c->type, c->op, mc);
-        free(copy);
+        rc = MPI_Ireduce_scatter_block(copy ? copy : c->send, c->recv, n, c->type, c->op, mc, &req);
         break;
     }
     case EMU_ALLGATHER:
-        rc = MPI_Allgather((const char *)c->send == (const char *)c->recv + (size_t)me * c->count * c->elem
-                               ? MPI_IN_PLACE
-                               : c->send,
-                           n, c->type, c->recv, n, c->type, mc);
+        rc = MPI_Iallgather((const char *)c->send == (const char *)c->recv + (size_t)me * c->count * c->elem
+                                ? MPI_IN_PLACE
+                                : c->send,
+                            n, c->type, c->recv, n, c->type, mc, &req);
         break;
     }
     if (rc != MPI_SUCCESS) emu_nccl_die("an MPI collective", rc);
+    if (emu_nccl_finish(c->comm, &req) != 0) {  // a peer failed: the request is left, the job ends
+        fprintf(stderr, "emulated NCCL: rank %d: a peer failed during a collective (ncclRemoteError)\n", me);
+        return;  // c and copy stay: MPI may still write them
+    }
+    free(copy);
     free(c);
 }
+
+// ncclGroupStart..End: the collectives are held and enqueued in order at the
+// end (each still checked to be the same on every rank when it runs).
+typedef struct {
+    EmuCollective *c;
+    cudaStream_t stream;
+} EmuHeld;
+static int g_group_depth = 0;  // per process (NCCL's groups are per thread; the trainer has one)
+static EmuHeld g_held[256];
+static int g_n_held = 0;
 
 static ncclResult_t emu_nccl_enqueue(EmuCollective c, cudaStream_t stream) {
     if (!c.comm || c.type == MPI_DATATYPE_NULL || (c.kind != EMU_BROADCAST && c.kind != EMU_ALLGATHER &&
@@ -187,6 +246,15 @@ static ncclResult_t emu_nccl_enqueue(EmuCollective c, cudaStream_t stream) {
     EmuCollective *p = malloc(sizeof *p);
     if (!p) return ncclSystemError;
     *p = c;
+    c.comm->last_stream = stream;
+    if (g_group_depth > 0) {
+        if (g_n_held == (int)(sizeof g_held / sizeof *g_held)) {
+            free(p);
+            return ncclInvalidUsage;  // more than the emulation holds in one group
+        }
+        g_held[g_n_held++] = (EmuHeld){p, stream};
+        return ncclSuccess;
+    }
     return cudaLaunchHostFunc(stream, emu_nccl_run, p) == cudaSuccess ? ncclSuccess : ncclUnhandledCudaError;
 }
 
@@ -206,10 +274,12 @@ ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId id, int
     if (size != nranks || me != rank) return ncclInvalidArgument;
     ncclComm_t c = calloc(1, sizeof *c);
     if (!c) return ncclSystemError;
-    if (MPI_Comm_dup(MPI_COMM_WORLD, &c->mpi) != MPI_SUCCESS) {
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &c->mpi) != MPI_SUCCESS || MPI_Comm_dup(MPI_COMM_WORLD, &c->side) != MPI_SUCCESS) {
         free(c);
         return ncclSystemError;
     }
+    const char *stall = getenv("LLAVA_EMU_NCCL_STALL_RANK");
+    c->stall_rank = stall && *stall ? atoi(stall) : -1;
     c->rank = rank;
     c->world = nranks;
     *comm = c;
@@ -221,6 +291,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     int fin = 0;
     MPI_Finalized(&fin);
     if (!fin) MPI_Comm_free(&comm->mpi);
+    if (!fin) MPI_Comm_free(&comm->side);
     free(comm);
     return ncclSuccess;
 }
@@ -231,6 +302,7 @@ const char *ncclGetErrorString(ncclResult_t r) {
     case ncclInvalidArgument: return "invalid argument (emulated NCCL: a type or operation it does not emulate?)";
     case ncclInvalidUsage: return "invalid usage (emulated NCCL: MPI is not initialized)";
     case ncclSystemError: return "system error (emulated NCCL)";
+    case ncclRemoteError: return "remote process exited or there was a network error (emulated NCCL)";
     default: return "error (emulated NCCL)";
     }
 }
@@ -265,7 +337,33 @@ ncclResult_t ncclAllGather(const void *send, void *recv, size_t sendcount, ncclD
     return emu_nccl_submit(EMU_ALLGATHER, send, recv, sendcount, type, MPI_OP_NULL, 0, comm, stream);
 }
 
-// Collectives are enqueued one by one in program order on every rank, so a
-// group needs nothing more here.
-ncclResult_t ncclGroupStart(void) { return ncclSuccess; }
-ncclResult_t ncclGroupEnd(void) { return ncclSuccess; }
+ncclResult_t ncclGroupStart(void) {
+    g_group_depth++;
+    return ncclSuccess;
+}
+ncclResult_t ncclGroupEnd(void) {
+    if (g_group_depth == 0) return ncclInvalidUsage;
+    if (--g_group_depth > 0) return ncclSuccess;
+    ncclResult_t r = ncclSuccess;
+    for (int i = 0; i < g_n_held; i++)
+        if (cudaLaunchHostFunc(g_held[i].stream, emu_nccl_run, g_held[i].c) != cudaSuccess) r = ncclUnhandledCudaError;
+    g_n_held = 0;
+    return r;
+}
+
+// The host polls this while it waits (kernels/nccl.c): the emulated device
+// makes progress then, as a GPU would on its own, by running the queued
+// collectives (a peer's failure shows as ncclRemoteError once they ran).
+ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *async) {
+    if (!comm || !async) return ncclInvalidArgument;
+    if (comm->async == ncclSuccess && comm->last_stream) cudaStreamSynchronize(comm->last_stream);
+    *async = comm->async;
+    return ncclSuccess;
+}
+
+// The job ends right after (MPI_Abort): nothing to free that MPI may still write.
+ncclResult_t ncclCommAbort(ncclComm_t comm) {
+    if (!comm) return ncclInvalidArgument;
+    comm->async = ncclRemoteError;
+    return ncclSuccess;
+}
