@@ -9,7 +9,11 @@
 // the same order and MPI's blocking collectives match up.
 //
 // Every collective is first checked to be the same one on every rank
-// (emu_nccl_check_same). What this cannot show: NCCL's own behaviour (its algorithms' summation
+// (emu_nccl_check_same). Groups (ncclGroupStart/End) hold the collectives and
+// enqueue them in order at the end. Failure: LLAVA_EMU_NCCL_STALL_RANK=r makes
+// rank r's first collective block forever after telling its peers, whose
+// collectives (nonblocking MPI, polled) then stop with ncclRemoteError, which
+// ncclCommGetAsyncError reports (tests/test_nccl_faults.sh). What this cannot show: NCCL's own behaviour (its algorithms' summation
 // order, which can differ from MPI's; transports; hangs between real
 // streams). docs/gpu-status.md lists those among the GPU-only checks.
 #include <mpi.h>
