@@ -160,7 +160,8 @@ static double nccl_now_s(void) {
 __attribute__((noreturn)) static void nccl_give_up(NcclComm *c, ncclResult_t r, const char *what) {
     if (r != ncclSuccess)
         fprintf(stderr, "llava train: rank %d: NCCL failed while waiting for %s: %s (a peer died or its network "
-                "failed?); ending the job\n", c->rank, what, c->api.error_string(r));
+                "failed?; LLAVA_NCCL_TIMEOUT_S=%g s had not run out); ending the job\n", c->rank, what,
+                c->api.error_string(r), c->timeout_s);
     else
         fprintf(stderr, "llava train: rank %d: %s did not complete within LLAVA_NCCL_TIMEOUT_S=%g s (a peer is "
                 "stuck or died?); ending the job (raise LLAVA_NCCL_TIMEOUT_S, 0 waits forever)\n", c->rank, what,
@@ -316,72 +317,6 @@ int nccl_reduce_sum_f32_async(void *comm, float *buf, size_t n, int root, char *
 int nccl_broadcast_bytes_async(void *comm, void *buf, size_t bytes, int root, char *msg, size_t cap) {
     return nccl_broadcast_bytes(comm, buf, bytes, root, msg, cap);
 }
-static double nccl_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// A peer failed or the wait ran out: this rank cannot go on (its next
-// collective would hang), nor leave alone (the others would wait for it).
-__attribute__((noreturn)) static void nccl_give_up(NcclComm *c, ncclResult_t r, const char *what) {
-    if (r != ncclSuccess)
-        fprintf(stderr, "llava train: rank %d: NCCL failed while waiting for %s: %s (a peer died or its network "
-                "failed?); ending the job\n", c->rank, what, c->api.error_string(r));
-    else
-        fprintf(stderr, "llava train: rank %d: %s did not complete within LLAVA_NCCL_TIMEOUT_S=%g s (a peer is "
-                "stuck or died?); ending the job (raise LLAVA_NCCL_TIMEOUT_S, 0 waits forever)\n", c->rank, what,
-                c->timeout_s);
-    fflush(stderr);
-    c->api.comm_abort(c->comm);  // NCCL's kernels stop, so nothing queued spins on the GPU
-    c->die(c->die_ctx);
-    abort();  // die() does not return
-}
-
-void nccl_wait_event(void *comm, void *event, const char *what) {
-    NcclComm *c = comm;
-    const double start = nccl_now_s();
-    long sleep_ns = 20000;  // 20 us, doubling up to 10 ms: short waits stay short, long ones cost no CPU
-    for (;;) {
-        const int done = c->st->event_done(event);
-        ncclResult_t async = ncclSuccess;
-        ncclResult_t r = c->api.async_error(c->comm, &async);
-        if (r != ncclSuccess) nccl_give_up(c, r, what);
-        // a collective ended by a peer's failure completes its kernels too: the error still counts
-        if (async != ncclSuccess && async != ncclInProgress) nccl_give_up(c, async, what);
-        if (done) return;
-        if (c->timeout_s > 0 && nccl_now_s() - start > c->timeout_s) nccl_give_up(c, ncclSuccess, what);
-        struct timespec ts = {0, sleep_ns};
-        nanosleep(&ts, NULL);
-        if (sleep_ns < 10000000) sleep_ns *= 2;
-    }
-}
-
-void nccl_wait_all(void *comm, const char *what) {
-    NcclComm *c = comm;
-    c->st->record(c->comm_done, c->st->comm);
-    nccl_wait_event(c, c->comm_done, what);
-}
-
-// Group calls fail only on misuse (an unbalanced end) or an error of the
-// collectives queued inside: fatal, as the collectives' own errors.
-void nccl_group_start(void *comm) {
-    NcclComm *c = comm;
-    ncclResult_t r = c->api.group_start();
-    if (r != ncclSuccess) {
-        fprintf(stderr, "llava train: rank %d: ncclGroupStart: %s\n", c->rank, c->api.error_string(r));
-        c->die(c->die_ctx);
-    }
-}
-void nccl_group_end(void *comm) {
-    NcclComm *c = comm;
-    ncclResult_t r = c->api.group_end();
-    if (r != ncclSuccess) {
-        fprintf(stderr, "llava train: rank %d: ncclGroupEnd: %s\n", c->rank, c->api.error_string(r));
-        c->die(c->die_ctx);
-    }
-}
-
 void nccl_comm_waits_compute(void *comm) { (void)comm; }
 void nccl_compute_waits_comm(void *comm) { (void)comm; }
 void nccl_leave(void *comm) { (void)comm; }

@@ -50,7 +50,7 @@ stalled() { local name=$1 stall=$2 survivor=$3 what=$4; shift 4
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then fail "$name: the job hung (killed by the outer timeout)"; tail -5 "$tmp/$name.log"; return; fi
   if [ $rc -eq 0 ]; then fail "$name: the job ended with status 0"; return; fi
   if grep -q "rank $stall stalls in its collective" "$tmp/$name.log" &&
-     grep -q "llava train: rank $survivor: NCCL failed while waiting for $what: remote process exited" "$tmp/$name.log" &&
+     grep -q "llava train: rank $survivor: NCCL failed while waiting for $what.*: remote process exited" "$tmp/$name.log" &&
      [ ! -f "$tmp/$name/final/model.safetensors" ]; then
     echo "ok: $name: rank $stall stalled, rank $survivor ended the job (status $rc) naming $what"
   else

@@ -53,9 +53,13 @@ static void settle(ZeroDevice *d, ZeroQueue *q, int limit, const char *what) {
     while (q->n > limit || (q->n > 0 && d->st->event_done(q->item[0].event))) {
         ZeroRelease r = q->item[0];
         // completed already unless over the limit; its stream may wait for a collective
-        if (d->nccl)
-            nccl_wait_event(d->nccl, r.event, what);
-        else
+        if (d->nccl) {
+            char named[160];
+            const int in_grads = r.vm >= d->grads && r.vm < d->grads + MODULE_COUNT;
+            const ModuleId mod = (ModuleId)(in_grads ? r.vm - d->grads : r.vm - d->weights);
+            snprintf(named, sizeof named, "%s (%s elements %zu-%zu)", what, module_name(mod), r.lo, r.hi);
+            nccl_wait_event(d->nccl, r.event, named);
+        } else
             d->st->event_sync(r.event);
         zero_device_let_go(d, r.vm, r.lo, r.hi);
         d->spare[d->n_spare++] = r.event;
