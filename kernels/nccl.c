@@ -172,8 +172,12 @@ __attribute__((noreturn)) static void nccl_give_up(NcclComm *c, ncclResult_t r, 
     abort();  // die() does not return
 }
 
-void nccl_wait_event(void *comm, void *event, const char *what) {
-    NcclComm *c = comm;
+// The poll of nccl_wait_event; `always`: NCCL's error state is read even when
+// the event has completed (a collective ended by a peer's failure completes
+// too), which a wait for every collective so far needs and a wait for one
+// layer does not (the step's end reads it).
+static void nccl_poll(NcclComm *c, void *event, int always, const char *what) {
+    if (!always && c->st->event_done(event)) return;
     const double start = nccl_now_s();
     long sleep_ns = 20000;  // 20 us, doubling up to 10 ms: short waits stay short, long ones cost no CPU
     for (;;) {
@@ -181,7 +185,6 @@ void nccl_wait_event(void *comm, void *event, const char *what) {
         ncclResult_t async = ncclSuccess;
         ncclResult_t r = c->api.async_error(c->comm, &async);
         if (r != ncclSuccess) nccl_give_up(c, r, what);
-        // a collective ended by a peer's failure completes its kernels too: the error still counts
         if (async != ncclSuccess && async != ncclInProgress) nccl_give_up(c, async, what);
         if (done) return;
         if (c->timeout_s > 0 && nccl_now_s() - start > c->timeout_s) nccl_give_up(c, ncclSuccess, what);
@@ -191,10 +194,12 @@ void nccl_wait_event(void *comm, void *event, const char *what) {
     }
 }
 
+void nccl_wait_event(void *comm, void *event, const char *what) { nccl_poll(comm, event, 0, what); }
+
 void nccl_wait_all(void *comm, const char *what) {
     NcclComm *c = comm;
     c->st->record(c->comm_done, c->st->comm);
-    nccl_wait_event(c, c->comm_done, what);
+    nccl_poll(c, c->comm_done, 1, what);
 }
 
 // Group calls fail only on misuse (an unbalanced end) or an error of the

@@ -11,7 +11,8 @@
 #    step's collectives and the error, and the job ends non-zero;
 #  - zero_stage 2 (the per-layer reduces, grouped), rank 0 stalled: rank 1
 #    names the ZeRO-2 layer bucket it waited for;
-#  - zero_stage 3 (grouped per-layer broadcasts too), rank 1 stalled;
+#  - zero_stage 3 (grouped per-layer broadcasts too), rank 1 stalled: rank 0
+#    names the per-layer wait it was in;
 #  - LLAVA_NCCL_TIMEOUT_S=abc: the job refuses it (no silent fallback to host
 #    memory) with a message naming the setting.
 # What this cannot show: the timeout path itself (the emulator runs a
@@ -59,7 +60,8 @@ stalled() { local name=$1 stall=$2 survivor=$3 what=$4; shift 4
 }
 stalled z0 1 0 "this step's gradient collectives" --set zero_stage=0
 stalled z2 0 1 "a ZeRO-2 layer bucket's reduce-scatter" --set zero_stage=2
-stalled z3 1 0 "the ops on a ZeRO-3 layer gathered earlier" --set zero_stage=3
+# ZeRO-3: whichever per-layer wait comes first (a bucket's reduce, a gathered layer's use)
+stalled z3 1 0 "\(a ZeRO-2 layer bucket's reduce-scatter\|the ops on a ZeRO-3 layer gathered earlier\)" --set zero_stage=3
 
 LLAVA_NCCL_TIMEOUT_S=abc timeout -k 10 120 mpirun -np 2 "$emu" train "${common[@]}" --set zero_stage=0 --set max_steps=1 \
   --set output_dir="$tmp/bad" > "$tmp/bad.log" 2>&1
