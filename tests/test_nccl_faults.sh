@@ -23,20 +23,10 @@
 set -u
 src=$2
 build=$3
-emu=$build/llava_emu
-nccl=$build/libnccl_emu.so
-if [ ! -x "$emu" ] || [ ! -f "$nccl" ]; then
-  echo "skip: this build has no CUDA emulator with the emulated NCCL (needs the CUDA toolkit's headers, nccl.h, MPI)"
-  exit 0
-fi
-if ! command -v mpirun > /dev/null 2>&1; then
-  echo "skip: mpirun not found (scripts/install_deps.sh installs openmpi-bin)"
-  exit 0
-fi
+. "$src/tests/emu_mpi_lib.sh"
 tmp=$(mktemp -d /tmp/llava_nccl_faults.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
-export LLAVA_CUDA_VMM_CHUNK_KB=64 LLAVA_NCCL_LIBRARY=$nccl
+export LLAVA_NCCL_LIBRARY=$nccl
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 common=(--set "model=$src/tests/fixtures/tiny_llava15" --set data=synthetic:32 --set max_length=64 --set log_every=100

@@ -43,21 +43,10 @@
 set -u
 src=$2
 build=$3
-emu=$build/llava_emu
-nccl=$build/libnccl_emu.so
+. "$src/tests/emu_mpi_lib.sh"
 st_diff=$build/tests/st_diff
-if [ ! -x "$emu" ] || [ ! -f "$nccl" ]; then
-  echo "skip: this build has no CUDA emulator with the emulated NCCL (needs the CUDA toolkit's headers, nccl.h, MPI)"
-  exit 0
-fi
-if ! command -v mpirun > /dev/null 2>&1; then
-  echo "skip: mpirun not found (scripts/install_deps.sh installs openmpi-bin)"
-  exit 0
-fi
 tmp=$(mktemp -d /tmp/llava_zero_cuda.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
-export LLAVA_CUDA_VMM_CHUNK_KB=64
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 check() { local what=$1; shift; if "$@" > "$tmp/check.txt" 2>&1; then echo "ok: $what"; else fail "$what"; cat "$tmp/check.txt"; fi; }
