@@ -76,6 +76,16 @@ cJSON *json_parse_file(const char *path, Error *err) {
     return root;
 }
 
+cJSON *json_parse_object_file(const char *path, Error *err) {
+    cJSON *root = json_parse_file(path, err);
+    if (root && !cJSON_IsObject(root)) {
+        err_set(err, "%s: expected a JSON object", path);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
 int json_has(const cJSON *obj, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     return v && !cJSON_IsNull(v);

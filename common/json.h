@@ -11,6 +11,8 @@
 
 // Parses a whole file; NULL + "path:line:col: message" on failure.
 cJSON *json_parse_file(const char *path, Error *err);
+// The same, refusing a file whose top level is not an object ("PATH: expected a JSON object").
+cJSON *json_parse_object_file(const char *path, Error *err);
 // Parses a buffer; `what` names the source in messages. A string holding
 // \u0000 is refused (cJSON's strings end at the first NUL).
 

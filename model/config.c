@@ -227,14 +227,10 @@ static int parse_llava_fields(const cJSON *o, LlavaConfig *cfg, const char *wher
 
 int config_load_llava(LlavaConfig *cfg, const char *path, Error *err) {
     memset(cfg, 0, sizeof *cfg);
-    cJSON *root = json_parse_file(path, err);
+    cJSON *root = json_parse_object_file(path, err);
     if (!root) return -1;
     int rc = -1;
     const char *model_type = NULL;
-    if (!cJSON_IsObject(root)) {
-        err_set(err, "%s: expected a JSON object", path);
-        goto done;
-    }
     if (json_get_string(root, "model_type", NULL, &model_type, path, err)) goto done;
     if (!model_type || strcmp(model_type, "llava") != 0) {
         err_set(err, "%s: model_type is \"%s\", expected \"llava\" (LlavaForConditionalGeneration); for separate "
@@ -279,14 +275,10 @@ done:
 }
 
 int config_load_clip_vision(VisionConfig *vc, const char *path, Error *err) {
-    cJSON *root = json_parse_file(path, err);
+    cJSON *root = json_parse_object_file(path, err);
     if (!root) return -1;
     int rc = -1;
     const char *model_type = NULL;
-    if (!cJSON_IsObject(root)) {
-        err_set(err, "%s: expected a JSON object", path);
-        goto done;
-    }
     if (json_get_string(root, "model_type", NULL, &model_type, path, err)) goto done;
     const cJSON *o = root;
     if (model_type && (strcmp(model_type, "clip") == 0 || strcmp(model_type, "siglip") == 0)) {
@@ -306,13 +298,9 @@ done:
 }
 
 int config_load_llama(TextConfig *tc, LlavaConfig *llava_fields, const char *path, Error *err) {
-    cJSON *root = json_parse_file(path, err);
+    cJSON *root = json_parse_object_file(path, err);
     if (!root) return -1;
     int rc = -1;
-    if (!cJSON_IsObject(root)) {
-        err_set(err, "%s: expected a JSON object", path);
-        goto done;
-    }
     if (parse_text(root, tc, path, err)) goto done;
     if (llava_fields) {
         // Original LLaVA repo checkpoints (model_type llava_llama) keep the

@@ -65,6 +65,8 @@ model_copy; cp "$fixture/model.safetensors" "$tmp/m/"; sed -i 's/"intermediate_s
 expect_bad "config sizes disagree with the weights" "expected shape \[[0-9, ]+\] \(from the config\), found \[[0-9, ]+\]" -- run_forward
 model_copy; cp "$fixture/model.safetensors" "$tmp/m/"; printf '{"model_type": "llava", "text_config": ' > "$tmp/m/config.json"
 expect_bad "malformed config.json" "config.json:1:[0-9]+: malformed JSON" -- run_forward
+model_copy; cp "$fixture/model.safetensors" "$tmp/m/"; printf '[{"model_type": "llava"}]' > "$tmp/m/config.json"
+expect_bad "config.json whose top level is a list" "config.json: expected a JSON object" -- run_forward
 model_copy; cp "$fixture/model.safetensors" "$tmp/m/"; sed -i 's/"rope_type": "default"/"rope_type": "yarn"/' "$tmp/m/config.json"
 expect_bad "unsupported rope scaling" "rope_type \"yarn\" is not supported" -- run_forward
 expect_bad "missing model folder" "not a directory|cannot open" -- "$llava" forward --model "$tmp/none" --batch "$fixture/batch.safetensors" --out "$tmp/o.safetensors"
