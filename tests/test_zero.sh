@@ -138,13 +138,13 @@ check "llava plan --help" "$llava" plan --help
 # 32 samples, global batch 6: the 6th step has 2 samples, ranks 1 and 2 none (they idle through the
 # step's collectives); micro-batches of one sample: some are text-only (no vision forward).
 short=(--set data=synthetic:32 --set max_length=64 --set stage=2 --set micro_batch=2)
-timeout 300 mpirun -np 3 "$llava" train "${common[@]}" "${short[@]}" --set zero_stage=2 --set output_dir="$tmp/short2" \
+timeout 600 mpirun -np 3 "$llava" train "${common[@]}" "${short[@]}" --set zero_stage=2 --set output_dir="$tmp/short2" \
   > "$tmp/short2.log" 2>&1 || fail "run short2 (a hang or a crash)"
 run 3 short0 "${short[@]}" --set zero_stage=0
 check "3 processes, a short last step leaving 2 ranks without a sample: zero_stage 2 ends == zero_stage 0 (bitwise)" \
   same short2 short0
 text=(--set data=synthetic:12 --set max_length=64 --set stage=2 --set micro_batch=1 --set max_steps=6)
-timeout 300 mpirun -np 2 "$llava" train "${common[@]}" "${text[@]}" --set zero_stage=3 --set zero3_shard_frozen=true \
+timeout 600 mpirun -np 2 "$llava" train "${common[@]}" "${text[@]}" --set zero_stage=3 --set zero3_shard_frozen=true \
   --set output_dir="$tmp/text3" > "$tmp/text3.log" 2>&1 || fail "run text3 (a hang or a crash)"
 run 2 text0 "${text[@]}" --set zero_stage=0
 check "micro-batches without images on one rank only: ZeRO-3 with the vision tower sharded == zero_stage 0 (bitwise)" \
